@@ -1,0 +1,39 @@
+# The two commands of the README. Each creates or reuses .venv/ with pip, installs, then runs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The install stamp depends on setup.cfg, so a changed dependency list reinstalls.
+STAMP_RUN := $(VENV)/.installed-run
+STAMP_TEST := $(VENV)/.installed-test
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=23.2"
+
+$(STAMP_RUN): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(STAMP_TEST): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[mxnet,dev]"
+	touch $@ $(STAMP_RUN)
+
+## make demo: install, then run the whole pipeline on the bundled real sample slide.
+demo: $(STAMP_RUN)
+	$(BIN)/histotile demo --out histotile-demo --overwrite
+
+## make test: install (with the mxnet extra and test tools), lint, then run the test suite.
+test: $(STAMP_TEST)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP_TEST)
+	$(BIN)/ruff check .
+
+bench: $(STAMP_RUN)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) histotile-demo .pytest_cache .ruff_cache

@@ -1,0 +1,238 @@
+"""Readers behind :class:`histotile.wsi.Slide`, one per family of formats.
+
+* :class:`OpenSlideReader`: every format OpenSlide knows (SVS, NDPI, MRXS, SCN, generic
+  tiled TIFF, ...).
+* :class:`TiffReader`: plain TIFF/BigTIFF that OpenSlide refuses (striped, non-pyramidal,
+  odd sample layouts), read through tifffile's zarr view so that a region decodes only the
+  tiles or strips it touches.
+* :class:`PlainImageReader`: JPEG, PNG and other single images (decoded once on first use:
+  these formats have no random access).
+
+Each reader returns RGB uint8 arrays for regions given in *level* pixel coordinates that
+lie inside the level; :class:`Slide` does the clipping, padding and level-0 conversion.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from histotile.errors import CorruptSlideError
+
+
+def to_rgb(pixels: np.ndarray) -> np.ndarray:
+    """Convert grey, grey+alpha, RGB, RGBA or 16-bit pixels to RGB uint8.
+
+    Transparent pixels are composited onto white (alpha is taken as straight, not
+    premultiplied, as OpenSlide and PIL hand it out).
+    """
+    if pixels.dtype != np.uint8:
+        if pixels.dtype == np.uint16:
+            pixels = (pixels >> 8).astype(np.uint8)
+        elif pixels.dtype == bool:
+            pixels = pixels.astype(np.uint8) * 255
+        else:
+            pixels = np.clip(pixels, 0, 255).astype(np.uint8)
+    if pixels.ndim == 2:
+        return np.repeat(pixels[:, :, None], 3, axis=2)
+    channels = pixels.shape[2]
+    if channels == 1:
+        return np.repeat(pixels, 3, axis=2)
+    if channels == 2:
+        grey, alpha = pixels[:, :, :1], pixels[:, :, 1:2]
+        return to_rgb(np.concatenate([grey, grey, grey, alpha], axis=2))
+    if channels == 3:
+        return pixels
+    rgb, alpha = pixels[:, :, :3], pixels[:, :, 3]
+    if alpha.min() == 255:  # the usual case: nothing transparent, no arithmetic
+        return np.ascontiguousarray(rgb)
+    weight = alpha[:, :, None].astype(np.uint16)
+    blended = (rgb.astype(np.uint16) * weight + 255 * (255 - weight) + 127) // 255
+    return blended.astype(np.uint8)
+
+
+class OpenSlideReader:
+    """Formats OpenSlide reads. Regions are read with OpenSlide's own ``read_region``
+    so that pixels equal OpenSlide's (and so QuPath's) exactly."""
+
+    handles_level0_location = True
+
+    def __init__(self, path: Path) -> None:
+        import openslide
+
+        self._openslide = openslide
+        self.path = path
+        self._slide = openslide.OpenSlide(str(path))
+        self.level_dimensions = [tuple(map(int, d)) for d in self._slide.level_dimensions]
+        self.level_downsamples = [float(d) for d in self._slide.level_downsamples]
+        self.properties = dict(self._slide.properties)
+        self.vendor = self.properties.get("openslide.vendor", "unknown")
+        self.mpp = _positive_float(self.properties.get("openslide.mpp-x"))
+        self.objective_power = _positive_float(self.properties.get("openslide.objective-power"))
+
+    def read_region(self, location: tuple[int, int], level: int,
+                    size: tuple[int, int]) -> np.ndarray:
+        try:
+            image = self._slide.read_region(location, level, size)
+        except self._openslide.OpenSlideError as error:
+            raise CorruptSlideError(self.path, f"OpenSlide could not read region at "
+                                    f"{location}, level {level}, size {size}: {error}",
+                                    "the file is damaged or truncated; copy it again") from None
+        return to_rgb(np.asarray(image))
+
+    def associated_image_names(self) -> list[str]:
+        return sorted(self._slide.associated_images)
+
+    def associated_image(self, name: str) -> np.ndarray:
+        return to_rgb(np.asarray(self._slide.associated_images[name]))
+
+    def close(self) -> None:
+        self._slide.close()
+
+
+class TiffReader:
+    """Plain TIFF/BigTIFF through tifffile; regions decode only the tiles/strips they touch."""
+
+    handles_level0_location = False
+
+    def __init__(self, path: Path) -> None:
+        import tifffile
+        import zarr
+
+        self.path = path
+        self._tiff = tifffile.TiffFile(str(path))
+        series = self._tiff.series[0]
+        self._levels = []
+        self._sample_first = []
+        self.level_dimensions = []
+        for level in series.levels:
+            axes = level.axes
+            self._sample_first.append("S" in axes and axes.index("S") < axes.index("Y"))
+            height = level.shape[axes.index("Y")]
+            width = level.shape[axes.index("X")]
+            self.level_dimensions.append((int(width), int(height)))
+            self._levels.append(zarr.open(level.aszarr(), mode="r"))
+        width0, height0 = self.level_dimensions[0]
+        self.level_downsamples = [
+            (width0 / w + height0 / h) / 2.0 for w, h in self.level_dimensions
+        ]
+        page = series.levels[0].keyframe
+        self.properties = {"tiff.ImageDescription": str(page.description or "")}
+        self.vendor = "tifffile"
+        self.mpp = _tiff_mpp(page)
+        self.objective_power = None
+        self._lock = threading.Lock()
+
+    def read_level(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
+        array = self._levels[level]
+        with self._lock:  # tifffile shares one file handle between readers
+            if self._sample_first[level]:
+                pixels = np.moveaxis(np.asarray(array[..., y:y + height, x:x + width]), 0, -1)
+            else:
+                pixels = np.asarray(array[y:y + height, x:x + width])
+        while pixels.ndim > 3:  # leading singleton axes (time, z) of odd files
+            pixels = pixels[0]
+        return to_rgb(pixels)
+
+    def associated_image_names(self) -> list[str]:
+        return []
+
+    def associated_image(self, name: str) -> np.ndarray:
+        raise KeyError(name)
+
+    def close(self) -> None:
+        self._tiff.close()
+
+
+class PlainImageReader:
+    """JPEG, PNG, BMP and other single images, through Pillow.
+
+    The header gives the size without decoding. Pixels are decoded in full on the first
+    read and kept (these formats have no random access); convert very large ones to tiled
+    TIFF for bounded memory.
+    """
+
+    handles_level0_location = False
+
+    def __init__(self, path: Path) -> None:
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = None  # whole-slide layers are legitimately huge
+        self.path = path
+        self._image_module = Image
+        with Image.open(path) as image:
+            image.verify()  # raises on damaged headers / chunks
+        with Image.open(path) as image:
+            self.level_dimensions = [tuple(map(int, image.size))]
+            self._format = image.format
+            dpi = image.info.get("dpi")
+        self.level_downsamples = [1.0]
+        self.properties = {"image.format": str(self._format)}
+        self.vendor = f"image/{str(self._format).lower()}"
+        self.mpp = (25400.0 / float(dpi[0])
+                    if dpi and float(dpi[0]) > 1.0 and float(dpi[0]) != 72.0 else None)
+        self.objective_power = None
+        self._pixels: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def _decoded(self) -> np.ndarray:
+        with self._lock:
+            if self._pixels is None:
+                try:
+                    with self._image_module.open(self.path) as image:
+                        image.load()
+                        if image.mode not in ("RGB", "RGBA", "L", "LA"):
+                            image = image.convert("RGBA" if "A" in image.mode or
+                                                  "transparency" in image.info else "RGB")
+                        self._pixels = to_rgb(np.asarray(image))
+                except (OSError, SyntaxError, ValueError) as error:
+                    raise CorruptSlideError(self.path, f"cannot decode image: {error}",
+                                            "the file is damaged or truncated") from None
+            return self._pixels
+
+    def read_level(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
+        return self._decoded()[y:y + height, x:x + width]
+
+    def thumbnail(self, max_size: tuple[int, int]) -> np.ndarray | None:
+        """A reduced decode (JPEG DCT scaling) that avoids decoding the whole image."""
+        if self._pixels is not None or self._format != "JPEG":
+            return None
+        with self._image_module.open(self.path) as image:
+            image.draft("RGB", max_size)
+            image.load()
+            return to_rgb(np.asarray(image.convert("RGB")))
+
+    def associated_image_names(self) -> list[str]:
+        return []
+
+    def associated_image(self, name: str) -> np.ndarray:
+        raise KeyError(name)
+
+    def close(self) -> None:
+        self._pixels = None
+
+
+def _positive_float(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def _tiff_mpp(page) -> float | None:
+    """Microns per pixel from the TIFF resolution tags, or None when absent/meaningless."""
+    tags = page.tags
+    if "XResolution" not in tags or "ResolutionUnit" not in tags:
+        return None
+    numerator, denominator = tags["XResolution"].value
+    if not denominator or not numerator:
+        return None
+    pixels_per_unit = numerator / denominator
+    unit = int(tags["ResolutionUnit"].value)
+    microns_per_unit = {2: 25400.0, 3: 10000.0}.get(unit)
+    if microns_per_unit is None or pixels_per_unit <= 1.0:
+        return None
+    return microns_per_unit / pixels_per_unit

@@ -1,0 +1,108 @@
+"""Streaming writer of pyramidal, tiled, JPEG-compressed TIFFs that OpenSlide opens.
+
+Pixels come from a callback that renders one band of rows of one level at a time, so
+memory stays at about one band (``tile_size`` rows x level width x 3 bytes) whatever the
+image size. Each level is rendered from the source at its own resolution rather than
+shrunk from the level above, which keeps the writer free of whole-level buffers.
+
+Levels are written as successive full-resolution-first pages (``subfiletype`` 1 for the
+reduced ones): the layout OpenSlide's generic-TIFF reader and QuPath expect. The file is
+written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from histotile._atomic import atomic_path
+
+BandRenderer = Callable[[int, int, int], np.ndarray]
+"""``render(level, top, rows) -> (rows, level_width, 3) uint8``: rows in level pixels."""
+
+
+def pyramid_dimensions(width: int, height: int, tile_size: int = 512,
+                       factor: int = 2, min_size: int | None = None) -> list[tuple[int, int]]:
+    """Level sizes for a pyramid: each level ``factor`` times smaller, down to the first
+    level that fits in ``min_size`` (default: one tile)."""
+    min_size = tile_size if min_size is None else min_size
+    sizes = [(int(width), int(height))]
+    while max(sizes[-1]) > min_size:
+        w, h = sizes[-1]
+        sizes.append((max(1, -(-w // factor)), max(1, -(-h // factor))))
+    return sizes
+
+
+def write_pyramid_tiff(
+    path: str | Path,
+    level_dimensions: list[tuple[int, int]],
+    render: BandRenderer,
+    *,
+    mpp: float | None = None,
+    tile_size: int = 512,
+    quality: int = 90,
+    overwrite: bool = False,
+    description: str | None = None,
+    on_band: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write a pyramidal tiled JPEG TIFF.
+
+    Args:
+        path: output file; refused if it exists unless ``overwrite``.
+        level_dimensions: (width, height) of every level, level 0 first.
+        render: callback giving RGB uint8 rows ``top .. top+rows`` of a level.
+        mpp: level-0 microns per pixel, written to the resolution tags (OpenSlide reads
+            it back as ``openslide.mpp-x``); None writes no resolution.
+        tile_size: TIFF tile side in pixels (multiple of 16).
+        quality: JPEG quality, 1-100.
+        on_band: called with (level, rows written) after every band, for progress bars.
+    """
+    import tifffile
+
+    if tile_size % 16:
+        raise ValueError(f"tile_size must be a multiple of 16, got {tile_size}")
+    width0 = level_dimensions[0][0]
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        big = sum(w * h * 3 for w, h in level_dimensions) > 2**32 - 2**25
+        with tifffile.TiffWriter(tmp, bigtiff=big) as writer:
+            for level, (width, height) in enumerate(level_dimensions):
+                downsample = width0 / width
+                options = {}
+                if mpp is not None:
+                    pixels_per_cm = 1e4 / (mpp * downsample)
+                    options = {"resolution": (pixels_per_cm, pixels_per_cm),
+                               "resolutionunit": "CENTIMETER"}
+                writer.write(
+                    _tiles(level, width, height, render, tile_size, on_band),
+                    shape=(height, width, 3),
+                    dtype=np.uint8,
+                    tile=(tile_size, tile_size),
+                    photometric="rgb",
+                    compression="jpeg",
+                    compressionargs={"level": quality},
+                    subfiletype=0 if level == 0 else 1,
+                    description=description if level == 0 else None,
+                    metadata=None,
+                    maxworkers=2,
+                    **options,
+                )
+    return Path(path)
+
+
+def _tiles(level: int, width: int, height: int, render: BandRenderer, tile_size: int,
+           on_band: Callable[[int, int], None] | None) -> Iterator[np.ndarray]:
+    columns = -(-width // tile_size)
+    for top in range(0, height, tile_size):
+        rows = min(tile_size, height - top)
+        band = render(level, top, rows)
+        if band.shape != (rows, width, 3) or band.dtype != np.uint8:
+            raise ValueError(f"renderer returned {band.shape} {band.dtype} for level {level}, "
+                             f"rows {top}..{top + rows}; expected ({rows}, {width}, 3) uint8")
+        padded = np.full((tile_size, columns * tile_size, 3), 255, dtype=np.uint8)
+        padded[:rows, :width] = band
+        for column in range(columns):
+            yield padded[:, column * tile_size:(column + 1) * tile_size]
+        if on_band is not None:
+            on_band(level, rows)
