@@ -312,6 +312,12 @@ def _check_tiff_complete(path: Path, file_size: int) -> None:
 
     try:
         with tifffile.TiffFile(str(path)) as tiff:
+            next_offset = _next_ifd_offset(tiff)
+            if next_offset > file_size:
+                raise CorruptSlideError(
+                    path, f"truncated: the next image directory is at byte {next_offset:,} "
+                    f"but the file has {file_size:,} bytes",
+                    "the copy or download did not finish; copy it again")
             for page in tiff.pages:
                 offsets, counts = page.dataoffsets, page.databytecounts
                 if offsets and counts:
@@ -326,6 +332,26 @@ def _check_tiff_complete(path: Path, file_size: int) -> None:
     except Exception as error:  # noqa: BLE001 - damaged IFDs raise assorted errors
         raise CorruptSlideError(path, f"damaged TIFF structure: {error}",
                                 "the file is damaged or truncated; copy it again") from None
+
+
+def _next_ifd_offset(tiff) -> int:
+    """The 'next image directory' pointer of the last directory tifffile could parse.
+
+    tifffile stops quietly at a pointer past the end of the file (a truncated slide whose
+    label or macro directory was cut off); that pointer is the evidence."""
+    import struct
+
+    pages = tiff.pages
+    last = pages[len(pages) - 1]
+    fmt = tiff.tiff
+    handle = tiff.filehandle
+    handle.seek(last.offset)
+    count = struct.unpack(fmt.tagnoformat, handle.read(fmt.tagnosize))[0]
+    handle.seek(last.offset + fmt.tagnosize + count * fmt.tagsize)
+    raw = handle.read(fmt.offsetsize)
+    if len(raw) < fmt.offsetsize:
+        return handle.size + 1
+    return int(struct.unpack(fmt.offsetformat, raw)[0])
 
 
 def _resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:

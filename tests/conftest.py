@@ -1,0 +1,26 @@
+"""Shared fixtures: the bundled real slide and small synthetic slides made per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import histotile
+from histotile.wsi.synthetic import write_synthetic_slide
+
+DATA = Path(histotile.__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def real_slide_path() -> Path:
+    """The real H&E Aperio sample (CC0), 2220x2967, one level, 0.499 um/px, 20x."""
+    return DATA / "CMU-1-Small-Region.svs"
+
+
+@pytest.fixture(scope="session")
+def synthetic_pyramid(tmp_path_factory) -> Path:
+    """A 3000x2000 synthetic pyramidal JPEG TIFF at 0.5 um/px with 3 levels."""
+    path = tmp_path_factory.mktemp("slides") / "synthetic.tif"
+    write_synthetic_slide(path, 3000, 2000, seed=3, mpp=0.5, tile_size=256, levels=3)
+    return path
