@@ -1,3 +1,77 @@
-"""histotile: whole-slide tiling, CNN tile classification and heatmap slides."""
+"""histotile: whole-slide images to labelled tiles, CNN tile classifiers with grouped
+cross-validation, and alpha-blended heatmap slides.
+
+The public API is importable from here. Names load lazily, so ``import histotile`` stays
+fast and never imports torch, dask or matplotlib until a function that needs them is used.
+
+Example::
+
+    import histotile as ht
+
+    with ht.open_slide("slide.svs") as slide:
+        tile = slide.read_region((1000, 2000), 0, (128, 128))
+    manifest = ht.extract_tiles("slide.svs", ht.TilingSettings(tile_size=128))
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    # stage 1: slides
+    "open_slide": "histotile.wsi",
+    "Slide": "histotile.wsi",
+    "choose_level": "histotile.wsi",
+    "write_synthetic_slide": "histotile.wsi.synthetic",
+    "write_overlay": "histotile.wsi.synthetic",
+    "Mark": "histotile.wsi.synthetic",
+    # stage 2: tiling
+    "TilingSettings": "histotile.tiling",
+    "detect_tissue": "histotile.tiling",
+    "tissue_fraction": "histotile.tiling",
+    "make_grid": "histotile.tiling",
+    "extract_tiles": "histotile.tiling",
+    "read_manifest": "histotile.tiling",
+    "write_manifest": "histotile.tiling",
+    "balance": "histotile.tiling",
+    "patchify_image": "histotile.tiling",
+    "load_annotation": "histotile.tiling",
+    # stage 3: models
+    "create_model": ("histotile.models", "create"),
+    "TrainSettings": "histotile.models",
+    "train": "histotile.models",
+    "Predictor": "histotile.models",
+    # stage 4: postprocess
+    "predict_slide": "histotile.postprocess",
+    "load_predictions": "histotile.postprocess",
+    "probability_map": "histotile.postprocess",
+    "write_heatmap": "histotile.postprocess",
+    "slide_decision": "histotile.postprocess",
+    "threshold_sweep": "histotile.postprocess",
+    "evaluate_slide": "histotile.postprocess",
+    # stage 5: workflows
+    "run_batch": "histotile.workflows.api",
+    "tile_batch": "histotile.workflows.api",
+    "Execution": "histotile.workflows.execution",
+    # errors
+    "HistotileError": "histotile.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'histotile' has no attribute {name!r}")
+    module_name, attribute = target if isinstance(target, tuple) else (target, name)
+    value = getattr(importlib.import_module(module_name), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

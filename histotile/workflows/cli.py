@@ -1,0 +1,375 @@
+"""The ``histotile`` command line.
+
+Imports stay light: ``histotile --help`` and ``histotile info`` load only click, rich and
+the slide readers. torch, dask and matplotlib are imported by the commands that use them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from histotile import __version__
+from histotile.errors import ConfigError, HistotileError
+
+EXAMPLES = {
+    "info": "histotile info slides/*.svs\n  histotile info slides/ --json",
+    "tile": ("histotile tile slides/ --annotations marks/ --out tiles/ --tile-size 128 "
+             "--magnification 20\n  histotile tile a.svs --out tiles/ --tile-size 225 "
+             "--stride 112 --export-images"),
+    "train": ("histotile train tiles/manifest.csv --out model/ --model lenet --folds 4\n"
+              "  histotile train tiles/manifest.csv --out model/ --model resnet18 --epochs 20"),
+    "predict": "histotile predict slides/ --model model/ --out predictions/",
+    "heatmap": ("histotile heatmap slides/ --predictions predictions/ --out heatmaps/ "
+                "--class tumour --alpha 0.4"),
+    "evaluate": ("histotile evaluate slides/ --predictions predictions/ --annotations marks/ "
+                 "--out evaluation/"),
+    "run": ("histotile run slides/ --model model/ --out results/\n"
+            "  histotile run slides/ --model model/ --out results/ --workers 4\n"
+            "  histotile run slides/ --model model/ --out results/ "
+            "--scheduler tcp://scheduler:8786"),
+    "demo": "histotile demo --out histotile-demo",
+}
+
+
+def _examples(command: str) -> str:
+    return "\n\n\b\nExamples:\n  " + EXAMPLES[command]
+
+
+# -- shared options ---------------------------------------------------------------------
+
+def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """Eager ``--config``: its values become defaults, so the command line still wins."""
+    if value is None:
+        return
+    from histotile.workflows.config import load_config, options_for
+
+    try:
+        options = options_for(load_config(value), ctx.info_name or "")
+    except ConfigError as error:
+        raise click.BadParameter(str(error)) from None
+    known = {p.name for p in ctx.command.params}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise click.BadParameter(f"{value}: unknown option(s) for '{ctx.info_name}': "
+                                 f"{', '.join(unknown)}")
+    ctx.default_map = {**(ctx.default_map or {}), **options}
+
+
+def _options(*decorators: Callable) -> Callable:
+    def apply(function: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+    return apply
+
+
+config_option = click.option(
+    "--config", type=click.Path(dir_okay=False), callback=_load_config, is_eager=True,
+    expose_value=False, help="YAML or TOML file of option values (the command line wins).")
+overwrite_option = click.option("--overwrite", is_flag=True,
+                                help="Redo slides whose outputs already exist.")
+slides_argument = click.argument("slides", nargs=-1, required=True)
+
+tiling_options = _options(
+    click.option("--tile-size", type=click.IntRange(16), default=128, show_default=True,
+                 help="Tile side in pixels at the target resolution."),
+    click.option("--stride", type=click.IntRange(1), default=None,
+                 help="Step between tiles in pixels at the target resolution "
+                      "(default: tile size, no overlap)."),
+    click.option("--magnification", type=float, default=None,
+                 help="Target objective magnification, e.g. 20."),
+    click.option("--mpp", type=float, default=None, help="Target microns per pixel."),
+    click.option("--level", type=click.IntRange(0), default=None,
+                 help="Explicit pyramid level (for slides without metadata)."),
+    click.option("--min-tissue", type=click.FloatRange(0, 1), default=None,
+                 help="Tissue fraction below which a tile is background."),
+    click.option("--keep-background", type=click.FloatRange(0, 1), default=None,
+                 help="Fraction of background tiles kept (seeded)."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
+)
+
+execution_options = _options(
+    click.option("--workers", type=click.IntRange(1), default=None,
+                 help="Start a local Dask cluster with this many worker processes."),
+    click.option("--scheduler", default=None,
+                 help="Address of a running Dask scheduler, e.g. tcp://host:8786."),
+    click.option("--retries", type=click.IntRange(0), default=2, show_default=True,
+                 help="Extra attempts for a slide whose worker crashed."),
+)
+
+
+def _tiling_dict(options: dict[str, Any]) -> dict[str, Any]:
+    keys = ("tile_size", "stride", "magnification", "mpp", "level", "min_tissue",
+            "keep_background", "seed")
+    return {k: options[k] for k in keys if options.get(k) is not None}
+
+
+def _execution(options: dict[str, Any]):
+    from histotile.workflows.execution import Execution
+
+    return Execution(scheduler=options.get("scheduler"), workers=options.get("workers"),
+                     retries=options.get("retries", 2))
+
+
+def handle_errors(function: Callable) -> Callable:
+    """Print histotile errors as one clear line (exit 1) instead of a traceback."""
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except ConfigError as error:
+            raise click.UsageError(str(error)) from None
+        except HistotileError as error:
+            click.secho(f"error: {error}", fg="red", err=True)
+            sys.exit(1)
+    return wrapper
+
+
+# -- the commands -----------------------------------------------------------------------
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="histotile")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """histotile: whole-slide images to tiles, tile classifiers and heatmap slides.
+
+    \b
+    Stages: info -> tile -> train -> predict -> heatmap -> evaluate; 'run' does
+    predict + heatmap + decision (+ evaluation) for every slide of a folder.
+    SLIDES are files, folders (searched recursively) or quoted glob patterns.
+    """
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # tifffile reports damaged files through warnings; histotile raises clear errors instead.
+    logging.getLogger("tifffile").setLevel(logging.ERROR if verbose < 2 else logging.DEBUG)
+
+
+@cli.command(epilog=_examples("info"))
+@slides_argument
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@config_option
+@handle_errors
+def info(slides: tuple[str, ...], as_json: bool) -> None:
+    """Show slides' metadata: size, pyramid levels, resolution, associated images."""
+    from histotile.workflows.inputs import expand_slides
+    from histotile.workflows.tasks import slide_info
+
+    paths = expand_slides(slides)
+    results, failed = [], 0
+    for path in paths:
+        try:
+            results.append(slide_info(path))
+        except HistotileError as error:
+            failed += 1
+            results.append({"path": str(path), "error": str(error)})
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        from histotile.workflows.console import out, print_info
+
+        for result in results:
+            print_info(result)
+        out.print(f"{len(results)} slide(s), {failed} unreadable")
+    sys.exit(1 if failed else 0)
+
+
+@cli.command(epilog=_examples("tile"))
+@slides_argument
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Output folder: one manifest per slide and manifest.csv for all.")
+@click.option("--annotations", type=click.Path(exists=True), default=None,
+              help="Folder of annotations (<slide>.overlay.*, <slide>.mask.*, "
+                   "<slide>.geojson), or one annotation file. Default: beside each slide.")
+@click.option("--classes", default=None,
+              help="Classes in order, with palette colours for painted overlays: "
+                   "'normal,tumour=#00ff00'. The first class is the default (unmarked).")
+@click.option("--min-label-fraction", type=click.FloatRange(0, 1), default=None,
+              help="Share of a tile a class must cover to label it (default 0.05).")
+@click.option("--balance", default=None,
+              help="Undersample to class ratios, e.g. 'normal=1,tumour=1'.")
+@click.option("--export-images", is_flag=True,
+              help="Also write tile PNGs in an ImageFolder layout (OUT/images/<label>/).")
+@tiling_options
+@execution_options
+@overwrite_option
+@config_option
+@handle_errors
+def tile(slides: tuple[str, ...], out_dir: str, **options: Any) -> None:
+    """Cut slides into tissue tiles labelled from annotations; write the manifest."""
+    from histotile.workflows.batch import tile_batch
+
+    records = tile_batch(slides, out_dir, options, execution=_execution(options))
+    sys.exit(_finish(records, "tile", out_dir))
+
+
+@cli.command(epilog=_examples("train"))
+@click.argument("data", type=click.Path(exists=True))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Model folder to write (weights, model card, metrics, plots, log).")
+@click.option("--model", default="lenet", show_default=True,
+              help="lenet, squeezenet, resnet18, alexnet or shufflenet_v2.")
+@click.option("--backend", type=click.Choice(["torch", "mxnet"]), default="torch",
+              show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=None)
+@click.option("--batch-size", type=click.IntRange(1), default=None)
+@click.option("--lr", type=float, default=None, help="Learning rate.")
+@click.option("--folds", type=click.IntRange(2), default=None,
+              help="Cross-validation folds (default 4).")
+@click.option("--group-column", default=None,
+              help="Manifest column to group folds by (default 'group': slide or patient).")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Local pretrained weights file (nothing is ever downloaded).")
+@click.option("--patchify", "patch_size", type=click.IntRange(16), default=None,
+              help="For an image folder: cut each image into overlapping patches of this size.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@overwrite_option
+@config_option
+@handle_errors
+def train(data: str, out_dir: str, **options: Any) -> None:
+    """Train a tile classifier with grouped, stratified cross-validation."""
+    from histotile.workflows.batch import train_model
+
+    train_model(data, out_dir, options)
+
+
+@cli.command(epilog=_examples("predict"))
+@slides_argument
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
+              required=True, help="Model folder written by 'histotile train'.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--batch-size", type=click.IntRange(1), default=None)
+@tiling_options
+@execution_options
+@overwrite_option
+@config_option
+@handle_errors
+def predict(slides: tuple[str, ...], model_dir: str, out_dir: str, **options: Any) -> None:
+    """Predict every tissue tile of each slide; write a predictions table per slide."""
+    from histotile.workflows.batch import slide_batch
+
+    records = slide_batch("predict", slides, out_dir, options, model_dir=model_dir,
+                          execution=_execution(options))
+    sys.exit(_finish(records, "predict", out_dir))
+
+
+heatmap_options = _options(
+    click.option("--class", "class_name", default=None,
+                 help="Class to show (default: the model card's positive class)."),
+    click.option("--mode", type=click.Choice(["threshold", "continuous"]), default="threshold",
+                 show_default=True,
+                 help="Colour tiles above --threshold, or a colour map of probability."),
+    click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True),
+    click.option("--alpha", type=click.FloatRange(0, 1), default=0.4, show_default=True),
+    click.option("--color", default="#00ff00", show_default=True,
+                 help="Overlay colour in threshold mode."),
+    click.option("--downsample", type=click.FloatRange(1), default=None,
+                 help="Heatmap resolution as a downsample of level 0 (default: automatic)."),
+    click.option("--decision-threshold", type=click.FloatRange(0, 1), default=0.5,
+                 show_default=True,
+                 help="Slide is positive when more than this fraction of tiles is positive."),
+)
+
+
+@cli.command(epilog=_examples("heatmap"))
+@slides_argument
+@click.option("--predictions", "predictions_dir", type=click.Path(exists=True), required=True,
+              help="Folder written by 'histotile predict' (or 'run').")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@heatmap_options
+@execution_options
+@overwrite_option
+@config_option
+@handle_errors
+def heatmap(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
+            **options: Any) -> None:
+    """Write alpha-blended heatmap slides (pyramidal TIFF) and PNG previews."""
+    from histotile.workflows.batch import slide_batch
+
+    records = slide_batch("heatmap", slides, out_dir, options,
+                          predictions_dir=predictions_dir, execution=_execution(options))
+    sys.exit(_finish(records, "heatmap", out_dir))
+
+
+@cli.command(epilog=_examples("evaluate"))
+@slides_argument
+@click.option("--predictions", "predictions_dir", type=click.Path(exists=True), required=True)
+@click.option("--annotations", type=click.Path(exists=True), default=None,
+              help="Folder of annotations (default: beside each slide).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@heatmap_options
+@execution_options
+@overwrite_option
+@config_option
+@handle_errors
+def evaluate(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
+             **options: Any) -> None:
+    """Compare predictions with annotations: confusion matrices, sensitivity, specificity,
+    side-by-side images."""
+    from histotile.workflows.batch import evaluate_batch
+
+    records = evaluate_batch(slides, predictions_dir, out_dir, options,
+                             execution=_execution(options))
+    sys.exit(_finish(records, "evaluate", out_dir))
+
+
+@cli.command(epilog=_examples("run"))
+@slides_argument
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
+              required=True, help="Model folder written by 'histotile train'.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--annotations", type=click.Path(exists=True), default=None,
+              help="Evaluate slides that have annotations (folder, default: beside slides).")
+@click.option("--batch-size", type=click.IntRange(1), default=None)
+@heatmap_options
+@tiling_options
+@execution_options
+@overwrite_option
+@config_option
+@handle_errors
+def run(slides: tuple[str, ...], model_dir: str, out_dir: str, **options: Any) -> None:
+    """Predict, write heatmap slides and decide every slide of a batch with one model."""
+    from histotile.workflows.batch import slide_batch
+
+    records = slide_batch("run", slides, out_dir, options, model_dir=model_dir,
+                          execution=_execution(options))
+    sys.exit(_finish(records, "run", out_dir))
+
+
+@cli.command(epilog=_examples("demo"))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="histotile-demo",
+              show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=None,
+              help="Training epochs (default: a short run).")
+@overwrite_option
+@config_option
+@handle_errors
+def demo(out_dir: str, epochs: int | None, overwrite: bool) -> None:
+    """Run the whole pipeline on the bundled real H&E slide and its painted annotation."""
+    from histotile.workflows.demo import run_demo
+
+    run_demo(out_dir, epochs=epochs, overwrite=overwrite)
+
+
+def _finish(records, command: str, out_dir: str) -> int:
+    from histotile.workflows.console import print_summary
+    from histotile.workflows.report import exit_code, write_report
+
+    paths = write_report(records, out_dir, name=f"{command}-report")
+    print_summary(records, f"histotile {command}", paths)
+    return exit_code(records)
+
+
+def main() -> None:
+    cli(prog_name="histotile")
+
+
+if __name__ == "__main__":
+    main()

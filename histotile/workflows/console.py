@@ -1,0 +1,97 @@
+"""Terminal output for the CLI: progress bars and summary tables (rich), kept apart from
+the stages, which report progress through plain callbacks and never print."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from histotile.workflows.report import FAILED, OK, SKIPPED, SlideRecord
+
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: float | None,
+                 unit: str = "") -> Iterator[Callable[[float], None]]:
+    """A progress bar on stderr; yields ``advance(n)``. Quiet when not a terminal except
+    for the final state, so logs of batch jobs stay readable."""
+    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+               MofNCompleteColumn(), TextColumn(unit), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False,
+                  disable=not console.is_terminal) as bar:
+        task = bar.add_task(description, total=total)
+
+        def advance(amount: float = 1) -> None:
+            bar.advance(task, amount)
+
+        yield advance
+
+
+def summary_table(records: list[SlideRecord], title: str) -> Table:
+    """One row per slide: status, tiles, class fractions, decision, seconds, error."""
+    classes = sorted({c for r in records for c in r.class_fractions})
+    table = Table(title=title, title_justify="left")
+    table.add_column("slide")
+    table.add_column("status")
+    table.add_column("tiles", justify="right")
+    for name in classes:
+        table.add_column(name, justify="right")
+    table.add_column("decision")
+    table.add_column("s", justify="right")
+    table.add_column("error", overflow="fold", max_width=60)
+    colours = {OK: "green", SKIPPED: "cyan", FAILED: "red"}
+    for r in records:
+        table.add_row(r.slide, f"[{colours.get(r.status, 'white')}]{r.status}[/]",
+                      str(r.tiles), *[f"{r.class_fractions.get(c, 0.0):.1%}" for c in classes],
+                      r.decision or "", f"{r.seconds:.1f}", r.error or "")
+    return table
+
+
+def print_summary(records: list[SlideRecord], title: str, report_paths=()) -> None:
+    out.print(summary_table(records, title))
+    counts = {s: sum(r.status == s for r in records) for s in (OK, SKIPPED, FAILED)}
+    line = (f"{len(records)} slides: {counts[OK]} ok, {counts[SKIPPED]} skipped "
+            f"(already complete; --overwrite redoes them), {counts[FAILED]} failed")
+    out.print(line)
+    for path in report_paths:
+        out.print(f"report: {path}")
+    if counts[FAILED]:
+        out.print("[red]Some slides failed:[/] see the error column; fix or remove those "
+                  "files and run the same command again (finished slides are skipped).")
+
+
+def print_info(info: dict) -> None:
+    """A slide's metadata as a small table (see :func:`histotile.workflows.tasks.slide_info`)."""
+    if "error" in info:
+        out.print(f"[red]error[/]: {info['error']}")
+        return
+    table = Table(title=f"{info['name']}  ({info['path']})", title_justify="left")
+    table.add_column("level", justify="right")
+    table.add_column("width x height", justify="right")
+    table.add_column("downsample", justify="right")
+    table.add_column("um/px", justify="right")
+    for level in info["levels"]:
+        mpp = level["mpp"]
+        table.add_row(str(level["level"]), f"{level['width']} x {level['height']}",
+                      f"{level['downsample']:.2f}", "-" if mpp is None else f"{mpp:.3f}")
+    out.print(table)
+    objective = info["objective_power"]
+    out.print(f"format: {info['vendor']}   objective: "
+              f"{'unknown' if objective is None else f'{objective:g}x'}   "
+              f"mpp: {info['mpp'] if info['mpp'] is not None else 'unknown'}   "
+              f"associated images: {', '.join(info['associated_images']) or 'none'}")

@@ -1,0 +1,154 @@
+"""Running one task per slide in-process, on a local Dask cluster, or on an existing one.
+
+Only paths and settings (plain dicts) travel to workers; pixels never do. A task returns
+a :class:`SlideRecord` as a dict. Errors histotile raises on purpose are turned into
+``failed`` records inside the task (retrying them would fail the same way); anything
+else, including a worker that dies, is retried up to ``retries`` times on another
+worker and then reported as failed, so a run always finishes with a full report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from histotile.errors import ConfigError, HistotileError
+from histotile.workflows.report import FAILED, SlideRecord
+
+log = logging.getLogger(__name__)
+
+Task = Callable[..., dict]
+Progress = Callable[[SlideRecord], None]
+
+
+@dataclass
+class Execution:
+    """Where per-slide tasks run.
+
+    Attributes:
+        scheduler: address of a running Dask scheduler (``tcp://host:8786``), or None.
+        workers: start a local cluster of this many worker processes, or None.
+        retries: extra attempts for a slide whose task crashed or whose worker died.
+        threads_per_worker: intra-op threads for torch/OpenCV inside each local worker
+            (default: cores divided by workers, at least 1).
+    """
+
+    scheduler: str | None = None
+    workers: int | None = None
+    retries: int = 2
+    threads_per_worker: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.scheduler and self.workers:
+            raise ConfigError("give either --scheduler (an existing Dask cluster) or --workers "
+                              "(start a local one), not both")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {self.workers}")
+
+    @property
+    def distributed(self) -> bool:
+        return bool(self.scheduler or self.workers)
+
+
+def guarded(task: Task, slide_path: str, **kwargs: Any) -> dict:
+    """Run ``task``, turning histotile errors into a failed record (no retry: the same
+    input fails the same way). Other exceptions propagate, so Dask retries them."""
+    started = time.perf_counter()
+    try:
+        return task(slide_path=slide_path, **kwargs)
+    except HistotileError as error:
+        return SlideRecord(slide=Path(slide_path).name.split(".")[0], path=str(slide_path),
+                           status=FAILED, error=str(error),
+                           seconds=time.perf_counter() - started).to_dict()
+
+
+def run_tasks(task: Task, jobs: list[dict[str, Any]], execution: Execution | None = None,
+              progress: Progress | None = None) -> list[SlideRecord]:
+    """Run ``task(**job)`` for every job (each has a ``slide_path``); return the records
+    in the order of ``jobs``."""
+    execution = execution or Execution()
+    if not execution.distributed:
+        return [_record(_run_local(task, job), progress) for job in jobs]
+    return _run_dask(task, jobs, execution, progress)
+
+
+def _run_local(task: Task, job: dict[str, Any]) -> dict:
+    try:
+        return guarded(task, **job)
+    except Exception as error:  # noqa: BLE001 - one bad slide must not stop the batch
+        log.debug("task failed", exc_info=True)
+        return _failure(job, error)
+
+
+def _failure(job: dict[str, Any], error: BaseException) -> dict:
+    path = Path(job["slide_path"])
+    message = f"{type(error).__name__}: {error}"
+    if not isinstance(error, HistotileError):
+        frames = traceback.extract_tb(error.__traceback__)
+        if frames:
+            where = frames[-1]
+            message += f" (at {Path(where.filename).name}:{where.lineno})"
+    return SlideRecord(slide=path.name.split(".")[0], path=str(path), status=FAILED,
+                       error=message).to_dict()
+
+
+def _record(result: dict, progress: Progress | None) -> SlideRecord:
+    record = SlideRecord(**result)
+    if progress is not None:
+        progress(record)
+    return record
+
+
+def _run_dask(task: Task, jobs: list[dict[str, Any]], execution: Execution,
+              progress: Progress | None) -> list[SlideRecord]:
+    import dask
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    # A worker that dies mid-task counts as a failure of that task; after this many the
+    # scheduler gives up on it (KilledWorker) instead of retrying forever.
+    with dask.config.set({"distributed.scheduler.allowed-failures": execution.retries}):
+        if execution.workers:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
+            threads = execution.threads_per_worker or max(1, cores // execution.workers)
+            cluster = LocalCluster(
+                n_workers=execution.workers, threads_per_worker=1, processes=True,
+                dashboard_address=None, silence_logs=logging.ERROR,
+                env={"OMP_NUM_THREADS": str(threads), "HISTOTILE_THREADS": str(threads)})
+            address = cluster
+        else:
+            address = execution.scheduler
+        try:
+            client = Client(address, timeout="30s")
+        except OSError as error:
+            if cluster is not None:
+                cluster.close()
+            raise ConfigError(f"cannot reach the Dask scheduler at {execution.scheduler}: "
+                              f"{error} (start one with 'dask scheduler' and workers with "
+                              "'dask worker ADDRESS', or use --workers N)") from None
+        try:
+            futures = {}
+            for index, job in enumerate(jobs):
+                future = client.submit(guarded, task, pure=False, retries=execution.retries,
+                                       key=f"histotile-{Path(job['slide_path']).name}-{index}",
+                                       **job)
+                futures[future] = index
+            results: list[SlideRecord | None] = [None] * len(jobs)
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    result = future.result()
+                except Exception as error:  # noqa: BLE001 - KilledWorker, crashes: report
+                    result = _failure(jobs[index], error)
+                results[index] = _record(result, progress)
+            return [r for r in results if r is not None]
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()

@@ -1,0 +1,77 @@
+"""Turning command-line slide arguments (files, folders, glob patterns) into slide paths,
+and finding each slide's annotation."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterable
+from pathlib import Path
+
+from histotile.errors import ConfigError
+
+SLIDE_SUFFIXES = {".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".tif", ".tiff",
+                  ".svslide", ".jpg", ".jpeg", ".png"}
+# Files that sit beside slides but are annotations or outputs, never slides themselves.
+ANNOTATION_MARKERS = (".overlay.", ".mask.", ".heatmap.", ".preview.")
+ANNOTATION_KINDS = {"overlay": ".overlay.", "mask": ".mask."}
+
+
+def is_slide_file(path: Path) -> bool:
+    name = path.name.lower()
+    return (path.suffix.lower() in SLIDE_SUFFIXES and not name.startswith(".")
+            and not any(marker in name for marker in ANNOTATION_MARKERS))
+
+
+def expand_slides(inputs: Iterable[str | Path]) -> list[Path]:
+    """Slide files from files, folders (searched recursively) and glob patterns.
+
+    Files named explicitly are kept whatever their extension (the reader decides);
+    folders and patterns contribute files with a slide extension, skipping annotation
+    files (``*.overlay.*``, ``*.mask.*``) and outputs. Order is sorted and duplicates are
+    removed. Raises :class:`ConfigError` when an argument matches nothing.
+    """
+    found: dict[Path, None] = {}
+    for item in inputs:
+        text = str(item)
+        path = Path(text).expanduser()
+        if path.is_file():
+            found[path] = None
+        elif path.is_dir():
+            for candidate in sorted(path.rglob("*")):
+                if candidate.is_file() and is_slide_file(candidate):
+                    found[candidate] = None
+        elif glob.has_magic(text):
+            matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
+            files = [m for m in matches if m.is_file() and is_slide_file(m)]
+            if not files:
+                raise ConfigError(f"{text}: the pattern matches no slide file "
+                                  "(check the pattern; quote it so the shell does not expand it)")
+            found.update(dict.fromkeys(files))
+        else:
+            # Keep it: the batch reports it as a failed slide with a clear error, so one
+            # mistyped name does not stop a run over hundreds of slides.
+            found[path] = None
+    if not found:
+        raise ConfigError("no slides found in " + ", ".join(map(str, inputs))
+                          + f" (looked for {', '.join(sorted(SLIDE_SUFFIXES))})")
+    return list(found)
+
+
+def slide_stem(path: Path) -> str:
+    """The slide's name as outputs use it (file name up to its first dot)."""
+    return path.name.split(".")[0]
+
+
+def find_annotation(slide: Path, annotations: str | Path | None) -> Path | None:
+    """The annotation of ``slide``: ``<name>.geojson``, ``<name>.overlay.*`` or
+    ``<name>.mask.*`` in ``annotations`` (a folder; default: the slide's folder), or
+    ``annotations`` itself when it is a file. None when there is none."""
+    if annotations is not None and Path(annotations).is_file():
+        return Path(annotations)
+    folder = Path(annotations) if annotations is not None else slide.parent
+    stem = slide_stem(slide)
+    for pattern in (f"{stem}.geojson", f"{stem}.json", f"{stem}.overlay.*", f"{stem}.mask.*"):
+        matches = sorted(folder.glob(pattern))
+        if matches:
+            return matches[0]
+    return None

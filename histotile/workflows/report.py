@@ -1,0 +1,71 @@
+"""The per-run report: one record per slide, written as CSV and JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from histotile._atomic import write_text_atomic
+
+OK, SKIPPED, FAILED = "ok", "skipped", "failed"
+
+
+@dataclass
+class SlideRecord:
+    """What happened to one slide.
+
+    Attributes:
+        slide: slide name; path: its file.
+        status: ``ok``, ``skipped`` (outputs already complete) or ``failed``.
+        tiles: tiles processed; class_fractions: share of tiles per predicted/labelled class.
+        decision: slide-level decision (e.g. ``positive``/``negative``) when computed.
+        seconds: wall time; error: the error message when failed; outputs: files written.
+    """
+
+    slide: str
+    path: str
+    status: str = OK
+    tiles: int = 0
+    class_fractions: dict[str, float] = field(default_factory=dict)
+    decision: str | None = None
+    seconds: float = 0.0
+    error: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def write_report(records: list[SlideRecord], out_dir: str | Path,
+                 name: str = "report") -> tuple[Path, Path]:
+    """Write ``<out_dir>/<name>.csv`` and ``.json`` atomically; return both paths."""
+    out_dir = Path(out_dir)
+    classes = sorted({c for r in records for c in r.class_fractions})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["slide", "path", "status", "tiles", *[f"fraction_{c}" for c in classes],
+                     "decision", "seconds", "error"])
+    for r in records:
+        writer.writerow([r.slide, r.path, r.status, r.tiles,
+                         *[f"{r.class_fractions.get(c, 0.0):.4f}" for c in classes],
+                         r.decision or "", f"{r.seconds:.2f}", r.error or ""])
+    csv_path = write_text_atomic(out_dir / f"{name}.csv", buffer.getvalue())
+    summary = {
+        "slides": len(records),
+        "ok": sum(r.status == OK for r in records),
+        "skipped": sum(r.status == SKIPPED for r in records),
+        "failed": sum(r.status == FAILED for r in records),
+        "records": [r.to_dict() for r in records],
+    }
+    json_path = write_text_atomic(out_dir / f"{name}.json", json.dumps(summary, indent=2))
+    return csv_path, json_path
+
+
+def exit_code(records: list[SlideRecord]) -> int:
+    """0 when no slide failed, 1 when some did."""
+    return 1 if any(r.status == FAILED for r in records) else 0
