@@ -1,0 +1,299 @@
+"""Heatmap slides: the slide with its predictions alpha-blended over it.
+
+:func:`write_heatmap` writes a pyramidal, tiled, JPEG-compressed TIFF (OpenSlide and
+QuPath open it, with the slide's resolution scaled to the output) streamed band by band
+through :func:`histotile.wsi.tiff_writer.write_pyramid_tiff`: every pyramid level is
+rendered from the slide at that level's resolution plus the probability grid, so memory
+is about a few bands whatever the slide size. Reading and blending the next band runs
+in a helper thread while the writer compresses the current one. Optionally a PNG
+preview with a legend, and the bare probability map as a float32 TIFF.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from histotile._atomic import atomic_path, check_writable
+from histotile.errors import ConfigError
+from histotile.postprocess.legend import with_legend, write_png
+from histotile.postprocess.maps import ProbabilityGrid
+from histotile.postprocess.predictions import SlidePredictions
+from histotile.postprocess.render import BlendStyle, Colorizer
+from histotile.wsi import Slide, open_slide
+from histotile.wsi.tiff_writer import pyramid_dimensions, write_pyramid_tiff
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: cumulative units done out of ``total`` (rows here)."""
+
+
+@dataclass(frozen=True)
+class HeatmapResult:
+    """What :func:`write_heatmap` wrote.
+
+    Attributes:
+        path: the heatmap TIFF.
+        level_dimensions: (width, height) of each of its levels, level 0 first.
+        downsample: its level 0 relative to the slide's level 0 (1.0 = full resolution).
+        mpp: microns per pixel of its level 0 (None when the slide records none).
+        class_name, style: what was drawn and how.
+        tiles_coloured: tiles whose probability reaches the threshold (threshold mode)
+            or predicted tiles (continuous mode).
+        preview_path, preview_size: the PNG preview and its (width, height), or None.
+        probability_path: the probability-map TIFF, or None.
+        seconds: wall time of the whole call.
+    """
+
+    path: Path
+    level_dimensions: list[tuple[int, int]]
+    downsample: float
+    mpp: float | None
+    class_name: str
+    style: BlendStyle
+    tiles_coloured: int
+    preview_path: Path | None
+    preview_size: tuple[int, int] | None
+    probability_path: Path | None
+    seconds: float
+
+
+def output_dimensions(slide: Slide, level: int | None, downsample: float | None
+                      ) -> tuple[tuple[int, int], float]:
+    """Level-0 size of a heatmap and its downsample of the slide: a stored ``level``,
+    an arbitrary ``downsample`` (>= 1), or full resolution."""
+    if level is not None and downsample is not None:
+        raise ConfigError("give level= or downsample= for the heatmap, not both")
+    if level is not None:
+        slide._check_level(level)
+        return slide.level_dimensions[level], float(slide.level_downsamples[level])
+    if downsample is None:
+        return slide.dimensions, 1.0
+    downsample = float(downsample)
+    if not downsample >= 1.0 or not math.isfinite(downsample):
+        raise ConfigError(f"downsample={downsample}: the heatmap downsample must be 1 (full "
+                          "resolution) or more")
+    width, height = slide.dimensions
+    return (max(1, round(width / downsample)), max(1, round(height / downsample))), downsample
+
+
+class _BandReader:
+    """Slide pixels for bands of the output pyramid levels."""
+
+    def __init__(self, slide: Slide, sizes: list[tuple[int, int]]) -> None:
+        self.slide = slide
+        self.sizes = sizes
+        stored = {tuple(d): i for i, d in enumerate(slide.level_dimensions)}
+        self.exact = [stored.get(tuple(size)) for size in sizes]
+
+    def downsamples(self, level: int) -> tuple[float, float]:
+        width0, height0 = self.slide.dimensions
+        width, height = self.sizes[level]
+        return width0 / width, height0 / height
+
+    def read(self, level: int, top: int, rows: int) -> np.ndarray:
+        width = self.sizes[level][0]
+        stored = self.exact[level]
+        if stored is not None:
+            band = self.slide.read_level_rows(stored, top, rows)
+        else:
+            band = self._resampled(level, top, rows, width)
+        if band.base is not None or not band.flags.writeable:
+            band = band.copy()  # never blend into a reader's cached pixels
+        return band
+
+    def _resampled(self, level: int, top: int, rows: int, width: int) -> np.ndarray:
+        ds_x, ds_y = self.downsamples(level)
+        source = self.slide.best_level_for_downsample(min(ds_x, ds_y))
+        source_ds = self.slide.level_downsamples[source]
+        source_width, source_height = self.slide.level_dimensions[source]
+        first = min(source_height - 1, math.floor(top * ds_y / source_ds))
+        last = min(source_height, max(first + 1, math.ceil((top + rows) * ds_y / source_ds)))
+        block = self.slide.read_level_rows(source, first, last - first)
+        return cv2.resize(block, (width, rows), interpolation=cv2.INTER_AREA)
+
+
+class _Prefetcher:
+    """Runs ``render`` for the bands the TIFF writer will ask for next in a helper
+    thread, ``ahead`` bands ahead, so reading and blending overlap compression."""
+
+    def __init__(self, render: Callable[[int, int, int], np.ndarray],
+                 calls: list[tuple[int, int, int]], ahead: int = 1) -> None:
+        self.render = render
+        self.calls = deque(calls)
+        self.ahead = ahead
+        self.pending: deque[tuple[tuple[int, int, int], Future]] = deque()
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="histotile-heatmap")
+
+    def __call__(self, level: int, top: int, rows: int) -> np.ndarray:
+        while len(self.pending) <= self.ahead and self.calls:
+            call = self.calls.popleft()
+            self.pending.append((call, self.pool.submit(self.render, *call)))
+        if self.pending and self.pending[0][0] == (level, top, rows):
+            return self.pending.popleft()[1].result()
+        return self.render(level, top, rows)  # an unexpected order: render directly
+
+    def close(self) -> None:
+        for _, future in self.pending:
+            future.cancel()
+        self.pool.shutdown(wait=True)
+
+
+def write_heatmap(
+    slide_path: str | Path,
+    predictions: SlidePredictions,
+    out_path: str | Path,
+    *,
+    class_name: str,
+    mode: str = "threshold",
+    threshold: float = 0.5,
+    color: tuple[int, int, int] = (0, 255, 0),
+    alpha: float = 0.4,
+    colormap: str = "jet",
+    level: int | None = None,
+    downsample: float | None = None,
+    tile_size: int = 512,
+    quality: int = 90,
+    preview_path: str | Path | None = None,
+    preview_size: int = 2048,
+    probability_path: str | Path | None = None,
+    match_name: bool = True,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> HeatmapResult:
+    """Write the slide with ``class_name``'s predictions alpha-blended over it.
+
+    Args:
+        slide_path: the slide the predictions were made on (checked: dimensions, name).
+        predictions: the tile predictions (:func:`predict_slide`, :func:`load_predictions`).
+        out_path: the heatmap TIFF (pyramidal, tiled JPEG; OpenSlide/QuPath open it).
+        class_name: the class whose probability is drawn.
+        mode: ``"threshold"``: ``color`` over tiles whose probability is at least
+            ``threshold``; ``"continuous"``: ``colormap`` colour of the probability over
+            every predicted tile. Pixels of uncoloured tiles and background equal the
+            slide's (up to JPEG compression).
+        alpha: colour opacity: ``out = round((1 - alpha) * pixel + alpha * colour)``.
+        level, downsample: resolution of the heatmap's level 0: a stored slide level,
+            or a downsample of slide level 0 (>= 1); default full resolution.
+        tile_size, quality: TIFF tile side (multiple of 16) and JPEG quality.
+        preview_path: a PNG preview (longest side ``preview_size`` px, legend under it).
+        probability_path: the bare probability map as a float32 TIFF (NaN where no tile
+            was predicted), one pixel per grid cell.
+        match_name: refuse predictions made on a slide of another name.
+        overwrite: replace existing outputs (otherwise refused before anything is read).
+        progress: ``progress(rows_done, rows_total)`` over all pyramid levels.
+    """
+    started = time.perf_counter()
+    style = BlendStyle(mode, threshold, color, alpha, colormap)
+    predictions.check_class(class_name)
+    outputs = [Path(out_path)] + [Path(p) for p in (preview_path, probability_path)
+                                  if p is not None]
+    _check_outputs(Path(slide_path), outputs, overwrite)
+    grid = predictions.grid(class_name)
+    colorizer = Colorizer(grid, style)
+    probabilities = predictions.probabilities(class_name)
+    coloured = int(np.sum(probabilities >= style.threshold) if mode == "threshold"
+                   else np.sum(np.isfinite(probabilities)))
+    with open_slide(slide_path) as slide:
+        predictions.check_slide(slide, match_name=match_name)
+        (width, height), out_downsample = output_dimensions(slide, level, downsample)
+        sizes = pyramid_dimensions(width, height, tile_size)
+        reader = _BandReader(slide, sizes)
+        total_rows = sum(h for _, h in sizes)
+        done = [0]
+
+        def render(out_level: int, top: int, rows: int) -> np.ndarray:
+            band = reader.read(out_level, top, rows)
+            ds_x, ds_y = reader.downsamples(out_level)
+            return colorizer.blend_band(band, top, ds_x, ds_y)
+
+        def on_band(_level: int, rows: int) -> None:
+            done[0] += rows
+            if progress is not None:
+                progress(done[0], total_rows)
+
+        calls = [(lv, top, min(tile_size, h - top)) for lv, (_, h) in enumerate(sizes)
+                 for top in range(0, h, tile_size)]
+        prefetch = _Prefetcher(render, calls)
+        mpp = None if slide.mpp is None else slide.mpp * slide.dimensions[0] / width
+        description = (f"histotile heatmap of {predictions.slide_name}: {class_name} "
+                       f"({style.mode}, threshold {style.threshold:g}, alpha {style.alpha:g})")
+        try:
+            write_pyramid_tiff(out_path, sizes, prefetch, mpp=mpp, tile_size=tile_size,
+                               quality=quality, overwrite=overwrite, description=description,
+                               on_band=on_band)
+        finally:
+            prefetch.close()
+
+        preview_dims = None
+        if preview_path is not None:
+            preview = render_preview(slide, colorizer, preview_size)
+            caption = (f"{predictions.slide_name}  |  {len(predictions)} tiles, "
+                       f"{coloured} coloured  |  model {predictions.model.get('name', '?')}")
+            image = with_legend(preview, style, class_name, caption)
+            with atomic_path(preview_path, overwrite=overwrite) as tmp:
+                write_png(tmp, image)
+            preview_dims = (image.shape[1], image.shape[0])
+        if probability_path is not None:
+            write_probability_tiff(probability_path, grid, slide.dimensions, slide.mpp,
+                                   overwrite=overwrite)
+    return HeatmapResult(Path(out_path), sizes, out_downsample, mpp, class_name, style,
+                         coloured, None if preview_path is None else Path(preview_path),
+                         preview_dims,
+                         None if probability_path is None else Path(probability_path),
+                         time.perf_counter() - started)
+
+
+def render_preview(slide: Slide, colorizer: Colorizer, max_size: int) -> np.ndarray:
+    """The slide's thumbnail (longest side at most ``max_size``) with the overlay."""
+    if max_size < 16:
+        raise ConfigError(f"preview_size={max_size}: give at least 16 pixels")
+    thumb = np.array(slide.thumbnail(max_size))
+    width0, height0 = slide.dimensions
+    return colorizer.blend_image(thumb, width0 / thumb.shape[1], height0 / thumb.shape[0])
+
+
+def write_probability_tiff(path: str | Path, grid: ProbabilityGrid,
+                           dimensions: tuple[int, int], mpp: float | None, *,
+                           max_side: int = 16384, overwrite: bool = False) -> Path:
+    """The averaged probability as a float32 single-channel TIFF (NaN: never predicted),
+    one pixel per smallest grid cell (at most ``max_side`` px on the longest side)."""
+    import tifffile
+
+    width0, height0 = dimensions
+    steps = np.concatenate([np.diff(grid.x_edges), np.diff(grid.y_edges)])
+    step = float(steps[steps > 0].min()) if np.any(steps > 0) else float(max(dimensions))
+    step = max(step, max(width0, height0) / max_side, 1.0)
+    width = max(1, round(width0 / step))
+    height = max(1, round(height0 / step))
+    image = grid.render(width, height, width0 / width, height0 / height)
+    options = {}
+    if mpp is not None:
+        pixels_per_cm = 1e4 / (mpp * width0 / width)
+        options = {"resolution": (pixels_per_cm, pixels_per_cm),
+                   "resolutionunit": "CENTIMETER"}
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tifffile.imwrite(tmp, image.astype(np.float32), photometric="minisblack",
+                         compression="zlib", metadata=None, **options)
+    return Path(path)
+
+
+def _check_outputs(slide_path: Path, outputs: list[Path], overwrite: bool) -> None:
+    """Refuse existing outputs (unless ``overwrite``), outputs that are the slide, and
+    one path given for two outputs, before any work starts."""
+    resolved = [p.resolve() for p in outputs]
+    if len(set(resolved)) != len(resolved):
+        raise ConfigError(f"{outputs[0]}: the heatmap, preview and probability outputs "
+                          "must be different files")
+    if slide_path.resolve() in resolved:
+        raise ConfigError(f"{slide_path}: an output path is the slide itself; choose "
+                          "another output path (the slide is never overwritten)")
+    for path in outputs:
+        check_writable(path, overwrite)
