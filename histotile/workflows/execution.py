@@ -81,7 +81,7 @@ def run_tasks(task: Task, jobs: list[dict[str, Any]], execution: Execution | Non
 def _run_local(task: Task, job: dict[str, Any]) -> dict:
     try:
         return guarded(task, **job)
-    except Exception as error:  # noqa: BLE001 - one bad slide must not stop the batch
+    except Exception as error:
         log.debug("task failed", exc_info=True)
         return _failure(job, error)
 

@@ -54,7 +54,7 @@ def expand_slides(inputs: Iterable[str | Path]) -> list[Path]:
     if not found:
         raise ConfigError("no slides found in " + ", ".join(map(str, inputs))
                           + f" (looked for {', '.join(sorted(SLIDE_SUFFIXES))})")
-    return list(found)
+    return sorted(found)
 
 
 def slide_stem(path: Path) -> str:

@@ -1,0 +1,135 @@
+"""Slide discovery, configuration files, resumable outputs and the info command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from histotile.errors import ConfigError, OutputExistsError
+from histotile.workflows.cli import cli
+from histotile.workflows.config import load_config, options_for
+from histotile.workflows.inputs import expand_slides, find_annotation
+from histotile.workflows.outputs import SlideOutputs, fingerprint
+
+
+def test_expand_files_folders_and_globs(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "b").mkdir()
+    for name in ["a/one.svs", "a/b/two.tif", "a/b/two.overlay.png", "a/notes.txt",
+                 "three.ndpi", "a/.hidden.svs"]:
+        (tmp_path / name).write_bytes(b"x")
+    found = expand_slides([tmp_path / "a", str(tmp_path / "*.ndpi"), tmp_path / "a" / "one.svs"])
+    assert [p.name for p in found] == ["two.tif", "one.svs", "three.ndpi"]  # sorted paths
+    with pytest.raises(ConfigError, match="matches no slide"):
+        expand_slides([str(tmp_path / "*.mrxs")])
+    # A missing explicit file is kept, to be reported as a failed slide.
+    assert expand_slides([tmp_path / "missing.svs"])[0].name == "missing.svs"
+
+
+def test_find_annotation_by_name(tmp_path):
+    slide = tmp_path / "s1.svs"
+    slide.write_bytes(b"x")
+    assert find_annotation(slide, None) is None
+    (tmp_path / "marks").mkdir()
+    overlay = tmp_path / "marks" / "s1.overlay.png"
+    overlay.write_bytes(b"x")
+    assert find_annotation(slide, tmp_path / "marks") == overlay
+    geojson = tmp_path / "s1.geojson"
+    geojson.write_text("{}")
+    assert find_annotation(slide, None) == geojson
+
+
+def test_config_yaml_and_toml_sections(tmp_path):
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("tile-size: 256\nseed: 3\ntile:\n  tile_size: 225\n")
+    config = load_config(yaml_file)
+    assert options_for(config, "tile") == {"tile_size": 225, "seed": 3}
+    assert options_for(config, "run") == {"tile_size": 256, "seed": 3}
+    toml_file = tmp_path / "c.toml"
+    toml_file.write_text("alpha = 0.3\n[run]\nthreshold = 0.7\n")
+    assert options_for(load_config(toml_file), "run") == {"alpha": 0.3, "threshold": 0.7}
+    bad = tmp_path / "c.ini"
+    bad.write_text("x")
+    with pytest.raises(ConfigError, match="unknown configuration format"):
+        load_config(bad)
+
+
+def test_unknown_config_key_is_a_usage_error(tmp_path, real_slide_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("no_such_option: 1\n")
+    result = CliRunner().invoke(cli, ["info", str(real_slide_path), "--config", str(config)])
+    assert result.exit_code == 2
+    assert "no_such_option" in result.output
+
+
+def test_outputs_skip_resume_and_refuse(tmp_path, real_slide_path):
+    print_a = fingerprint(real_slide_path, {"alpha": 0.4})
+    print_b = fingerprint(real_slide_path, {"alpha": 0.5})
+    assert print_a != print_b
+    outputs = SlideOutputs(tmp_path, "s1", "run")
+    outputs.begin(print_a, overwrite=False)
+    result = outputs.path("heatmap.tif")
+    result.write_bytes(b"x")
+    assert outputs.completed_record(print_a) is None  # started, not finished: resume
+    outputs.begin(print_a, overwrite=False)  # same settings: allowed
+    outputs.finish(print_a, {"outputs": {"heatmap": str(result)}})
+    assert outputs.completed_record(print_a) == {"outputs": {"heatmap": str(result)}}
+    assert outputs.completed_record(print_b) is None
+    with pytest.raises(OutputExistsError, match="different settings"):
+        outputs.begin(print_b, overwrite=False)
+    outputs.begin(print_b, overwrite=True)
+    result.unlink()  # a finished record whose output vanished is not complete
+    outputs.finish(print_b, {"outputs": {"heatmap": str(result)}})
+    assert outputs.completed_record(print_b) is None
+
+
+def test_outputs_refuse_foreign_files(tmp_path):
+    (tmp_path / "s1").mkdir()
+    (tmp_path / "s1" / "mine.txt").write_text("precious")
+    with pytest.raises(OutputExistsError, match="did not write"):
+        SlideOutputs(tmp_path, "s1", "run").begin("abc", overwrite=False)
+    assert (tmp_path / "s1" / "mine.txt").read_text() == "precious"
+
+
+def test_info_json_and_exit_codes(tmp_path, real_slide_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["info", str(real_slide_path), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)[0]
+    assert info["dimensions"] == [2220, 2967] and info["objective_power"] == 20.0
+    broken = tmp_path / "broken.svs"
+    broken.write_text("not a slide")
+    result = runner.invoke(cli, ["info", str(real_slide_path), str(broken)])
+    assert result.exit_code == 1
+    assert "broken.svs" in result.output and "1 unreadable" in result.output
+    result = runner.invoke(cli, ["info"])
+    assert result.exit_code == 2
+
+
+HEAVY_CHECK = """
+import sys
+from histotile.workflows.cli import cli
+sys.argv = ["histotile", "info", sys.argv[1]]
+try:
+    cli(prog_name="histotile")
+except SystemExit:
+    pass
+heavy = ("torch", "torchvision", "mxnet", "dask", "distributed", "matplotlib")
+print("HEAVY", [m for m in heavy if m in sys.modules])
+"""
+
+
+def test_info_imports_no_heavy_library(real_slide_path):
+    done = subprocess.run([sys.executable, "-c", HEAVY_CHECK, str(real_slide_path)],
+                          capture_output=True, text=True, check=True)
+    assert "HEAVY []" in done.stdout, done.stdout + done.stderr
+    assert "2220 x 2967" in done.stdout
+
+
+def test_version():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0 and "0.1.0" in result.output
