@@ -26,6 +26,7 @@ BACKGROUND_RGB = (243, 242, 240)  # clean glass as scanners record it
 # Level-0 pixels per pixel of the tissue field: the field is tiny even for huge slides.
 FIELD_DOWNSAMPLE = 64
 _BANK_SIZE = 8
+_CHUNK = 8192
 
 
 @dataclass(frozen=True)
@@ -100,15 +101,22 @@ class _TissueModel:
     def render(self, level_downsample: float, top: int, rows: int, width: int) -> np.ndarray:
         """RGB rows ``top .. top+rows`` of a level whose downsample is ``level_downsample``."""
         y0 = top * level_downsample
-        alpha = self._alpha(0.0, y0, width, rows, level_downsample)
         band = np.empty((rows, width, 3), dtype=np.uint8)
         band[:] = BACKGROUND_RGB
-        if alpha.max() <= 0.0:
-            return band
-        texture = self._texture(level_downsample, top, rows, width)
-        weight = (alpha * 256).astype(np.uint16)[:, :, None]
-        band[:] = ((texture.astype(np.uint16) * weight
-                    + np.asarray(BACKGROUND_RGB, np.uint16) * (256 - weight)) >> 8)
+        texture = None
+        # Column chunks: cv2.remap is limited to 32767 px, and chunks bound the temporaries.
+        for left in range(0, width, _CHUNK):
+            right = min(left + _CHUNK, width)
+            alpha = self._alpha(left * level_downsample, y0, right - left, rows,
+                                level_downsample)
+            if alpha.max() <= 0.0:
+                continue
+            if texture is None:
+                texture = self._texture(level_downsample, top, rows, width)
+            weight = (alpha * 256).astype(np.uint16)[:, :, None]
+            band[:, left:right] = (
+                (texture[:, left:right].astype(np.uint16) * weight
+                 + np.asarray(BACKGROUND_RGB, np.uint16) * (256 - weight)) >> 8)
         return band
 
     def _texture(self, level_downsample: float, top: int, rows: int,
