@@ -1,0 +1,52 @@
+"""Stage 4: slide prediction, probability maps, heatmap slides, patch-majority decisions
+and evaluation against annotations (``histotile.postprocess``).
+
+Never imports torch: models come in through the :class:`Predictor` protocol (anything
+with ``classes``, ``tile_size``, ``card`` and ``predict``). Progress callbacks are
+``progress(done, total)``; nothing here prints.
+"""
+
+from histotile.postprocess.decisions import (
+    DEFAULT_THRESHOLDS,
+    Decision,
+    SweepResult,
+    slide_decision,
+    threshold_sweep,
+)
+from histotile.postprocess.evaluation import (
+    EvaluationSummary,
+    SlideEvaluation,
+    evaluate_slide,
+    evaluate_slides,
+    evaluate_tiles,
+    write_side_by_side,
+)
+from histotile.postprocess.heatmap import HeatmapRenderer, HeatmapResult, write_heatmap
+from histotile.postprocess.maps import ProbabilityGrid, probability_map
+from histotile.postprocess.predict import Predictor, predict_slide
+from histotile.postprocess.predictions import SlidePredictions, load_predictions
+from histotile.postprocess.render import BlendStyle
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "BlendStyle",
+    "Decision",
+    "EvaluationSummary",
+    "HeatmapRenderer",
+    "HeatmapResult",
+    "Predictor",
+    "ProbabilityGrid",
+    "SlideEvaluation",
+    "SlidePredictions",
+    "SweepResult",
+    "evaluate_slide",
+    "evaluate_slides",
+    "evaluate_tiles",
+    "load_predictions",
+    "predict_slide",
+    "probability_map",
+    "slide_decision",
+    "threshold_sweep",
+    "write_heatmap",
+    "write_side_by_side",
+]

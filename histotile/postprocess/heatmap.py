@@ -84,21 +84,38 @@ def output_dimensions(slide: Slide, level: int | None, downsample: float | None
     return (max(1, round(width / downsample)), max(1, round(height / downsample))), downsample
 
 
-class _BandReader:
-    """Slide pixels for bands of the output pyramid levels."""
+class HeatmapRenderer:
+    """Bands of the heatmap's pyramid levels: slide pixels at each level's resolution
+    with the overlay blended in (exactly the pixels :func:`write_heatmap` compresses).
 
-    def __init__(self, slide: Slide, sizes: list[tuple[int, int]]) -> None:
+    Args:
+        slide: the open slide.
+        colorizer: the probability grid and blend style.
+        sizes: (width, height) of each output level; the first is the heatmap's level 0.
+    """
+
+    def __init__(self, slide: Slide, colorizer: Colorizer,
+                 sizes: list[tuple[int, int]]) -> None:
         self.slide = slide
+        self.colorizer = colorizer
         self.sizes = sizes
         stored = {tuple(d): i for i, d in enumerate(slide.level_dimensions)}
         self.exact = [stored.get(tuple(size)) for size in sizes]
 
     def downsamples(self, level: int) -> tuple[float, float]:
+        """Level-0 pixels per output pixel of ``level``, (x, y)."""
         width0, height0 = self.slide.dimensions
         width, height = self.sizes[level]
         return width0 / width, height0 / height
 
+    def render(self, level: int, top: int, rows: int) -> np.ndarray:
+        """Rows ``top .. top+rows`` of output ``level``, RGB uint8 (rows, width, 3)."""
+        band = self.read(level, top, rows)
+        ds_x, ds_y = self.downsamples(level)
+        return self.colorizer.blend_band(band, top, ds_x, ds_y)
+
     def read(self, level: int, top: int, rows: int) -> np.ndarray:
+        """The slide's pixels for those rows, before blending (a private copy)."""
         width = self.sizes[level][0]
         stored = self.exact[level]
         if stored is not None:
@@ -113,7 +130,7 @@ class _BandReader:
         ds_x, ds_y = self.downsamples(level)
         source = self.slide.best_level_for_downsample(min(ds_x, ds_y))
         source_ds = self.slide.level_downsamples[source]
-        source_width, source_height = self.slide.level_dimensions[source]
+        source_height = self.slide.level_dimensions[source][1]
         first = min(source_height - 1, math.floor(top * ds_y / source_ds))
         last = min(source_height, max(first + 1, math.ceil((top + rows) * ds_y / source_ds)))
         block = self.slide.read_level_rows(source, first, last - first)
@@ -205,30 +222,28 @@ def write_heatmap(
         predictions.check_slide(slide, match_name=match_name)
         (width, height), out_downsample = output_dimensions(slide, level, downsample)
         sizes = pyramid_dimensions(width, height, tile_size)
-        reader = _BandReader(slide, sizes)
+        renderer = HeatmapRenderer(slide, colorizer, sizes)
         total_rows = sum(h for _, h in sizes)
         done = [0]
 
         def render(out_level: int, top: int, rows: int) -> np.ndarray:
-            band = reader.read(out_level, top, rows)
-            ds_x, ds_y = reader.downsamples(out_level)
-            return colorizer.blend_band(band, top, ds_x, ds_y)
-
-        def on_band(_level: int, rows: int) -> None:
+            # Counted as bands are handed to the writer (the writer's own on_band misses
+            # the last band of each level, which it never asks the generator past).
+            band = prefetch(out_level, top, rows)
             done[0] += rows
             if progress is not None:
                 progress(done[0], total_rows)
+            return band
 
         calls = [(lv, top, min(tile_size, h - top)) for lv, (_, h) in enumerate(sizes)
                  for top in range(0, h, tile_size)]
-        prefetch = _Prefetcher(render, calls)
+        prefetch = _Prefetcher(renderer.render, calls)
         mpp = None if slide.mpp is None else slide.mpp * slide.dimensions[0] / width
         description = (f"histotile heatmap of {predictions.slide_name}: {class_name} "
                        f"({style.mode}, threshold {style.threshold:g}, alpha {style.alpha:g})")
         try:
-            write_pyramid_tiff(out_path, sizes, prefetch, mpp=mpp, tile_size=tile_size,
-                               quality=quality, overwrite=overwrite, description=description,
-                               on_band=on_band)
+            write_pyramid_tiff(out_path, sizes, render, mpp=mpp, tile_size=tile_size,
+                               quality=quality, overwrite=overwrite, description=description)
         finally:
             prefetch.close()
 

@@ -121,3 +121,32 @@ def runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = np.concatenate([[0], change])
     stops = np.concatenate([change, [values.size]])
     return starts, stops
+
+
+def probability_map(predictions, class_name: str, downsample: float,
+                    fill: float = float("nan")) -> np.ndarray:
+    """The probability of ``class_name`` as a float32 image of the slide at
+    ``downsample`` (level-0 pixels per map pixel; size ``round(width / downsample)`` by
+    ``round(height / downsample)``): overlapping tiles averaged, ``fill`` (NaN by
+    default; 0 for a plain image) where no tile was predicted.
+
+    Args:
+        predictions: a :class:`~histotile.postprocess.SlidePredictions`.
+        class_name: one of its classes.
+        downsample: level-0 pixels per map pixel (e.g. the tile extent for one pixel per
+            tile).
+    """
+    from histotile.errors import ConfigError
+
+    downsample = float(downsample)
+    if not downsample > 0 or not np.isfinite(downsample):
+        raise ConfigError(f"downsample={downsample}: must be a positive number of level-0 "
+                          "pixels per map pixel")
+    width0, height0 = predictions.dimensions
+    width = max(1, round(width0 / downsample))
+    height = max(1, round(height0 / downsample))
+    image = predictions.grid(class_name).render(width, height, width0 / width,
+                                                height0 / height)
+    if not np.isnan(fill):
+        image = np.where(np.isnan(image), np.float32(fill), image)
+    return image.astype(np.float32, copy=False)

@@ -1,0 +1,220 @@
+"""Slide prediction: stream a slide's tissue tiles through a model, no tile files.
+
+The tiling stage gives the grid (tiles at the model's resolution, tissue only) and reads
+tiles in large blocks; a reader thread fills a bounded queue with batches while the
+model classifies the previous batch, so reading and inference overlap and memory stays
+at a few batches whatever the slide size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from histotile.errors import ModelError
+from histotile.postprocess.predictions import SlidePredictions, prob_column
+from histotile.wsi import open_slide
+
+if TYPE_CHECKING:
+    from histotile.tiling import TilingSettings
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: tiles classified so far out of the slide's tissue tiles."""
+
+DEFAULT_BATCH = 64
+# Card entries copied into the predictions' model reference.
+_CARD_KEYS = ("format", "format_version", "created", "architecture", "backend",
+              "description", "classes", "tile_size", "weights_file")
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """What :func:`predict_slide` needs of a model (``histotile.models.Predictor`` is
+    one): class names, the tile side it takes, its card, and ``predict``."""
+
+    classes: Sequence[str]
+    tile_size: int
+    card: dict[str, Any]
+
+    def predict(self, tiles: np.ndarray) -> np.ndarray:
+        """uint8 (N, tile_size, tile_size, 3) -> float32 (N, len(classes))."""
+        ...
+
+
+def settings_from_card(predictor: Predictor) -> TilingSettings:
+    """Tiling settings that cut tiles like the model's training tiles: the card's tiling
+    settings and tile geometry (microns per tile pixel, or level-0 pixels per tile pixel
+    when the slides had no mpp), no overlap, the model's tile size."""
+    from histotile.tiling import TilingSettings
+
+    geometry = predictor.card.get("tiling") or {}
+    saved = geometry.get("settings")
+    settings = TilingSettings.from_dict(saved) if saved else TilingSettings()
+    changes: dict[str, Any] = {"tile_size": int(predictor.tile_size), "stride": None}
+    tile_mpp = geometry.get("tile_mpp")
+    tile_downsample = geometry.get("tile_downsample")
+    if tile_mpp:
+        changes.update(mpp=float(tile_mpp), magnification=None, level=None)
+    elif tile_downsample is not None and abs(float(tile_downsample) - 1.0) < 1e-6:
+        changes.update(level=0, mpp=None, magnification=None)
+    return dataclasses.replace(settings, **changes)
+
+
+def model_reference(predictor: Predictor) -> dict[str, Any]:
+    """The model's identity for the predictions' sidecar: its directory, selected card
+    entries and a digest of the whole card."""
+    card = dict(predictor.card or {})
+    digest = hashlib.sha256(json.dumps(card, sort_keys=True, default=str).encode()
+                            ).hexdigest()[:16]
+    reference = {key: card[key] for key in _CARD_KEYS if key in card}
+    model_dir = getattr(predictor, "model_dir", None)
+    reference.update({"model_dir": None if model_dir is None else str(model_dir),
+                      "name": card.get("name") or (Path(model_dir).name if model_dir
+                                                   else card.get("architecture")),
+                      "card_sha256": digest})
+    return reference
+
+
+def _check_predictor(predictor: Any) -> tuple[str, ...]:
+    missing = [name for name in ("classes", "tile_size", "card", "predict")
+               if not hasattr(predictor, name)]
+    if missing:
+        raise ModelError(f"{type(predictor).__name__} is not a predictor: it lacks "
+                         f"{', '.join(missing)}; load one with histotile.models.Predictor"
+                         "(model_dir)")
+    classes = tuple(str(c) for c in predictor.classes)
+    if not classes:
+        raise ModelError(f"{type(predictor).__name__}: the model names no classes; its "
+                         "card must list them")
+    return classes
+
+
+def predict_slide(
+    slide_path: str | Path,
+    predictor: Predictor,
+    *,
+    tiling: TilingSettings | None = None,
+    batch_size: int | None = None,
+    queue_size: int = 3,
+    progress: Progress | None = None,
+) -> SlidePredictions:
+    """Classify every tissue tile of a slide.
+
+    Args:
+        slide_path: the slide.
+        predictor: the model (see :class:`Predictor`).
+        tiling: how to cut tiles; default :func:`settings_from_card` (as in training).
+            Tiles whose tissue fraction is below ``tiling.min_tissue`` are not
+            predicted (they stay background in maps and heatmaps).
+        batch_size: tiles per batch handed to the model (default: the predictor's
+            ``batch_size`` attribute, else 64).
+        queue_size: batches read ahead of the model (memory: about ``queue_size + 2``
+            batches of tiles).
+        progress: ``progress(tiles_done, tiles_total)`` after every batch.
+
+    Returns:
+        :class:`SlidePredictions`: x, y, extent (level-0 px), tissue_fraction and
+        ``prob_<class>`` per tile, with the slide, settings and model reference.
+    """
+    from histotile.tiling import detect_tissue, iter_tile_batches, make_grid
+
+    classes = _check_predictor(predictor)
+    settings = tiling if tiling is not None else settings_from_card(predictor)
+    if int(settings.tile_size) != int(predictor.tile_size):
+        raise ModelError(f"the model takes {predictor.tile_size} px tiles but the tiling "
+                         f"settings cut {settings.tile_size} px tiles; set tile_size="
+                         f"{predictor.tile_size} (or omit tiling= to use the model card's)")
+    batch_size = int(batch_size or getattr(predictor, "batch_size", None) or DEFAULT_BATCH)
+    if batch_size < 1 or queue_size < 1:
+        raise ModelError(f"batch_size={batch_size}, queue_size={queue_size}: both must be "
+                         "at least 1")
+    with open_slide(slide_path) as slide:
+        tissue = detect_tissue(slide, downsample=settings.tissue_downsample,
+                               threshold=settings.tissue_threshold,
+                               min_area_um2=settings.mask_min_area_um2)
+        grid = make_grid(slide, settings, tissue)
+        fraction = tissue.fraction(grid.xs, grid.ys, grid.extent)
+        keep = np.flatnonzero(fraction >= settings.min_tissue)
+        grid, fraction = grid.subset(keep), fraction[keep]
+        probabilities = np.full((len(grid), len(classes)), np.nan, np.float32)
+        for indices, result in _classify(slide, grid, predictor, batch_size, queue_size,
+                                         len(classes), iter_tile_batches, progress):
+            probabilities[indices] = result
+        table = pd.DataFrame({"x": grid.xs, "y": grid.ys,
+                              "extent": np.full(len(grid), grid.extent, np.int64),
+                              "tissue_fraction": fraction.astype(np.float32)})
+        for column, name in enumerate(classes):
+            table[prob_column(name)] = probabilities[:, column]
+        run = {"tiling": settings.to_dict(), "level": int(grid.level),
+               "read_size": int(grid.read_size), "size": int(grid.size),
+               "extent": int(grid.extent), "stride": int(grid.stride),
+               "tissue_threshold": float(tissue.threshold), "batch_size": batch_size}
+        return SlidePredictions(slide.name, str(slide_path), slide.dimensions, slide.mpp,
+                                classes, table, run, model_reference(predictor))
+
+
+_DONE = object()
+
+
+def _classify(slide, grid, predictor: Predictor, batch_size: int, queue_size: int,
+              num_classes: int, iter_tile_batches, progress: Progress | None):
+    """Yield (indices, probabilities) per batch; a reader thread keeps up to
+    ``queue_size`` batches of tiles ready while the model works."""
+    batches: queue.Queue = queue.Queue(maxsize=queue_size)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                batches.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        try:
+            for item in iter_tile_batches(slide, grid, batch_size):
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, re-raised
+            put(error)
+
+    thread = threading.Thread(target=reader, name="histotile-tile-reader", daemon=True)
+    thread.start()
+    total, done = len(grid), 0
+    try:
+        while True:
+            item = batches.get()
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            indices, tiles = item
+            result = np.asarray(predictor.predict(tiles), dtype=np.float32)
+            if result.shape != (len(indices), num_classes):
+                raise ModelError(f"the model returned probabilities of shape {result.shape} "
+                                 f"for {len(indices)} tiles and {num_classes} classes; "
+                                 "its predict() must return (N, number of classes)")
+            yield indices, result
+            done += len(indices)
+            if progress is not None:
+                progress(done, total)
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                batches.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()

@@ -1,0 +1,247 @@
+"""Heatmap slides: exact blending, untouched pixels, the TIFF OpenSlide opens, previews,
+the probability image, and refusals that leave nothing half-written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import openslide
+import pandas as pd
+import pytest
+import tifffile
+
+import histotile
+from histotile.errors import ConfigError, DatasetError, ModelError, OutputExistsError
+from histotile.postprocess import (
+    BlendStyle,
+    HeatmapRenderer,
+    SlidePredictions,
+    write_heatmap,
+)
+from histotile.postprocess.blend import blend_reference, colormap_lut
+from histotile.postprocess.legend import LEGEND_HEIGHT, MIN_WIDTH
+from histotile.postprocess.render import Colorizer
+from histotile.wsi import open_slide
+from histotile.wsi.synthetic import write_synthetic_slide
+from histotile.wsi.tiff_writer import pyramid_dimensions
+
+WIDTH, HEIGHT, TILE = 1536, 1024, 128
+SAMPLE = Path(histotile.__file__).parent / "data" / "CMU-1-Small-Region.svs"
+
+
+def tile_predictions(name: str, dimensions: tuple[int, int], tile: int = TILE,
+                     seed: int = 3, skip_every: int = 5) -> SlidePredictions:
+    """Tiles on a regular grid (every ``skip_every``-th left out: never predicted) with
+    random tumour probabilities."""
+    width, height = dimensions
+    xs, ys = np.meshgrid(np.arange(0, width - tile + 1, tile),
+                         np.arange(0, height - tile + 1, tile))
+    xs, ys = xs.ravel(), ys.ravel()
+    keep = np.arange(xs.size) % skip_every != 0
+    xs, ys = xs[keep], ys[keep]
+    p = np.random.default_rng(seed).random(xs.size).round(3)
+    table = pd.DataFrame({"x": xs, "y": ys, "extent": tile, "prob_normal": 1 - p,
+                          "prob_tumour": p})
+    return SlidePredictions(name, "", dimensions, 0.5, ("normal", "tumour"), table,
+                            {"tile_size": tile}, {"name": "test-model"})
+
+
+@pytest.fixture(scope="module")
+def slide_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("heatmap") / "biopsy.tif"
+    write_synthetic_slide(path, WIDTH, HEIGHT, seed=11, tissue_fraction=0.5)
+    return path
+
+
+@pytest.fixture(scope="module")
+def predictions() -> SlidePredictions:
+    return tile_predictions("biopsy", (WIDTH, HEIGHT))
+
+
+def render_level(slide_path: Path, predictions: SlidePredictions, style: BlendStyle,
+                 level: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rendered heatmap level, the slide's own pixels of that level)."""
+    sizes = pyramid_dimensions(WIDTH, HEIGHT, 512)
+    with open_slide(slide_path) as slide:
+        renderer = HeatmapRenderer(slide, Colorizer(predictions.grid("tumour"), style), sizes)
+        height = sizes[level][1]
+        rendered = np.concatenate([renderer.render(level, top, min(512, height - top))
+                                   for top in range(0, height, 512)])
+        original = slide.read_region((0, 0), level, sizes[level])
+    return rendered, original
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_threshold_blend_equals_formula_and_untouched_pixels_equal_slide(
+        slide_path, predictions, level):
+    style = BlendStyle("threshold", threshold=0.5, color=(0, 255, 0), alpha=0.4)
+    rendered, original = render_level(slide_path, predictions, style, level)
+    scale = 2 ** level
+    covered = np.zeros(original.shape[:2], bool)
+    coloured = 0
+    for x, y, p in predictions.tiles[["x", "y", "prob_tumour"]].itertuples(index=False):
+        box = np.s_[y // scale:(y + TILE) // scale, x // scale:(x + TILE) // scale]
+        covered[box] = True
+        if p >= 0.5:
+            coloured += 1
+            expected = blend_reference(original[box], np.array([0, 255, 0]), 0.4)
+            np.testing.assert_array_equal(rendered[box], expected)
+        else:
+            np.testing.assert_array_equal(rendered[box], original[box])
+    assert coloured > 10
+    # Never-predicted tiles and the slide's edge strips are untouched.
+    np.testing.assert_array_equal(rendered[~covered], original[~covered])
+    assert (~covered).sum() > 0
+
+
+def test_continuous_blend_uses_colormap_of_probability(slide_path, predictions):
+    style = BlendStyle("continuous", alpha=0.5, colormap="viridis")
+    rendered, original = render_level(slide_path, predictions, style, 0)
+    lut = colormap_lut("viridis")
+    for x, y, p in predictions.tiles[["x", "y", "prob_tumour"]].head(40).itertuples(
+            index=False):
+        box = np.s_[y:y + TILE, x:x + TILE]
+        expected = blend_reference(original[box], lut[int(round(p * 255))], 0.5)
+        np.testing.assert_array_equal(rendered[box], expected)
+
+
+def test_overlapping_tiles_are_averaged_before_thresholding(slide_path):
+    # Two tiles overlapping by half: 0.3 and 0.9 average to 0.6 in the shared part.
+    table = pd.DataFrame({"x": [0, 64], "y": [0, 0], "extent": [128, 128],
+                          "prob_normal": [0.7, 0.1], "prob_tumour": [0.3, 0.9]})
+    preds = SlidePredictions("biopsy", "", (WIDTH, HEIGHT), 0.5, ("normal", "tumour"), table)
+    style = BlendStyle("threshold", threshold=0.55, alpha=1.0, color=(255, 0, 0))
+    rendered, original = render_level(slide_path, preds, style, 0)
+    np.testing.assert_array_equal(rendered[:128, :64], original[:128, :64])  # 0.3 only
+    assert np.all(rendered[:128, 64:192] == (255, 0, 0))  # 0.6 and 0.9
+    np.testing.assert_array_equal(rendered[128:, :], original[128:, :])
+
+
+def test_heatmap_tiff_opens_in_openslide_with_levels_and_mpp(slide_path, predictions,
+                                                           tmp_path):
+    out = tmp_path / "heatmap.tif"
+    seen = []
+    result = write_heatmap(slide_path, predictions, out, class_name="tumour",
+                           progress=lambda done, total: seen.append((done, total)))
+    sizes = pyramid_dimensions(WIDTH, HEIGHT, 512)
+    with openslide.OpenSlide(str(out)) as heatmap:
+        assert heatmap.level_dimensions == tuple(sizes)
+        assert float(heatmap.properties["openslide.mpp-x"]) == pytest.approx(0.5, rel=1e-3)
+        decoded = np.asarray(heatmap.read_region((0, 0), 0, (WIDTH, HEIGHT)))[:, :, :3]
+    style = BlendStyle("threshold")
+    rendered, _ = render_level(slide_path, predictions, style, 0)
+    # The file holds the rendered pixels up to JPEG compression.
+    assert np.abs(decoded.astype(int) - rendered).mean() < 3.0
+    assert result.level_dimensions == sizes
+    assert result.tiles_coloured == int((predictions.probabilities("tumour") >= 0.5).sum())
+    assert seen[-1] == (sum(h for _, h in sizes),) * 2
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_reduced_output_and_preview_sizes(slide_path, predictions, tmp_path):
+    out, preview = tmp_path / "small.tif", tmp_path / "small.png"
+    result = write_heatmap(slide_path, predictions, out, class_name="tumour", downsample=2,
+                           preview_path=preview, preview_size=300, mode="continuous")
+    with openslide.OpenSlide(str(out)) as heatmap:
+        assert heatmap.dimensions == (WIDTH // 2, HEIGHT // 2)
+        assert float(heatmap.properties["openslide.mpp-x"]) == pytest.approx(1.0, rel=1e-3)
+    image = cv2.imread(str(preview))
+    # 300 px on the long side, legend strip under it, padded to the legend's width.
+    assert image.shape == (200 + LEGEND_HEIGHT, max(300, MIN_WIDTH), 3)
+    assert result.preview_size == (max(300, MIN_WIDTH), 200 + LEGEND_HEIGHT)
+    big = tmp_path / "big.png"
+    write_heatmap(slide_path, predictions, tmp_path / "b.tif", class_name="tumour",
+                  preview_path=big, preview_size=1200)
+    assert cv2.imread(str(big)).shape == (800 + LEGEND_HEIGHT, 1200, 3)
+
+
+def test_probability_image_holds_averaged_probabilities(slide_path, predictions, tmp_path):
+    out, bare = tmp_path / "h.tif", tmp_path / "p.tif"
+    write_heatmap(slide_path, predictions, out, class_name="tumour", probability_path=bare)
+    image = tifffile.imread(bare)
+    assert image.dtype == np.float32 and image.shape == (HEIGHT // TILE, WIDTH // TILE)
+    expected = np.full(image.shape, np.nan, np.float32)
+    for x, y, p in predictions.tiles[["x", "y", "prob_tumour"]].itertuples(index=False):
+        expected[y // TILE, x // TILE] = p
+    np.testing.assert_array_equal(np.isnan(image), np.isnan(expected))
+    np.testing.assert_allclose(image[~np.isnan(image)], expected[~np.isnan(expected)],
+                               atol=1e-6)
+
+
+def test_real_sample_slide_reduced_heatmap(tmp_path):
+    with open_slide(SAMPLE) as slide:
+        dims, mpp = slide.dimensions, slide.mpp
+    preds = tile_predictions("CMU-1-Small-Region", dims, tile=256, skip_every=3)
+    out = tmp_path / "cmu.tif"
+    result = write_heatmap(SAMPLE, preds, out, class_name="tumour", downsample=2,
+                           preview_path=tmp_path / "cmu.png", preview_size=512)
+    with openslide.OpenSlide(str(out)) as heatmap:
+        assert heatmap.dimensions == (round(dims[0] / 2), round(dims[1] / 2))
+        assert float(heatmap.properties["openslide.mpp-x"]) == pytest.approx(mpp * 2,
+                                                                             rel=1e-3)
+        out_dims = heatmap.dimensions
+        pixels = np.asarray(heatmap.read_region((0, 0), 0, out_dims))[:, :, :3]
+    # Coloured tiles move green 40 % of the way to 255 (red and blue 40 % to 0); the
+    # others keep the slide's pixels (up to resampling and JPEG).
+    with open_slide(SAMPLE) as slide:
+        small = cv2.resize(slide.read_region((0, 0), 0, dims), out_dims,
+                           interpolation=cv2.INTER_AREA)
+    for x, y, p in preds.tiles[["x", "y", "prob_tumour"]].itertuples(index=False):
+        box = np.s_[y // 2 + 8:(y + 256) // 2 - 8, x // 2 + 8:(x + 256) // 2 - 8]
+        got = pixels[box].reshape(-1, 3).mean(0)
+        slide_rgb = small[box].reshape(-1, 3).mean(0)
+        expected = 0.6 * slide_rgb + 0.4 * np.array([0, 255, 0]) if p >= 0.5 else slide_rgb
+        np.testing.assert_allclose(got, expected, atol=2.5)
+    assert result.mpp == pytest.approx(mpp * 2)
+
+
+def test_existing_output_is_refused_and_kept(slide_path, predictions, tmp_path):
+    out = tmp_path / "heatmap.tif"
+    out.write_bytes(b"precious")
+    with pytest.raises(OutputExistsError, match="heatmap.tif"):
+        write_heatmap(slide_path, predictions, out, class_name="tumour")
+    assert out.read_bytes() == b"precious"
+    # An existing preview is refused before the TIFF is written.
+    preview = tmp_path / "preview.png"
+    preview.write_bytes(b"old")
+    with pytest.raises(OutputExistsError, match="preview.png"):
+        write_heatmap(slide_path, predictions, tmp_path / "new.tif", class_name="tumour",
+                      preview_path=preview)
+    assert not (tmp_path / "new.tif").exists() and preview.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heatmap.tif", "preview.png"]
+    write_heatmap(slide_path, predictions, out, class_name="tumour", overwrite=True)
+    with openslide.OpenSlide(str(out)) as heatmap:
+        assert heatmap.dimensions == (WIDTH, HEIGHT)
+
+
+def test_predictions_of_another_slide_are_refused(slide_path, predictions, tmp_path):
+    wrong_size = tile_predictions("biopsy", (WIDTH + 10, HEIGHT))
+    with pytest.raises(DatasetError, match="1546x1024"):
+        write_heatmap(slide_path, wrong_size, tmp_path / "h.tif", class_name="tumour")
+    wrong_name = tile_predictions("other-slide", (WIDTH, HEIGHT))
+    with pytest.raises(DatasetError, match="other-slide"):
+        write_heatmap(slide_path, wrong_name, tmp_path / "h.tif", class_name="tumour")
+    assert list(tmp_path.iterdir()) == []
+    write_heatmap(slide_path, wrong_name, tmp_path / "h.tif", class_name="tumour",
+                  match_name=False, downsample=4)
+    assert (tmp_path / "h.tif").exists()
+
+
+def test_bad_requests_are_refused_before_writing(slide_path, predictions, tmp_path):
+    out = tmp_path / "h.tif"
+    with pytest.raises(ModelError, match="mitosis"):
+        write_heatmap(slide_path, predictions, out, class_name="mitosis")
+    with pytest.raises(ConfigError, match="alpha"):
+        write_heatmap(slide_path, predictions, out, class_name="tumour", alpha=1.5)
+    with pytest.raises(ConfigError, match="colormap"):
+        write_heatmap(slide_path, predictions, out, class_name="tumour",
+                      mode="continuous", colormap="rainbow-unicorn")
+    with pytest.raises(ConfigError, match="the slide itself"):
+        write_heatmap(slide_path, predictions, slide_path, class_name="tumour",
+                      overwrite=True)
+    with pytest.raises(ConfigError, match="downsample"):
+        write_heatmap(slide_path, predictions, out, class_name="tumour", downsample=0.5)
+    assert list(tmp_path.iterdir()) == []
+    assert open_slide(slide_path).dimensions == (WIDTH, HEIGHT)
