@@ -1,0 +1,201 @@
+"""Whole-slide tile extraction: tissue detection, grid, white-tile filter with a seeded
+background sample, labels from an annotation, as a manifest DataFrame.
+
+Work is split into regions (groups of blocks in raster order). With ``workers > 1`` the
+regions run in worker processes (``spawn`` context; each opens the slide by path) and the
+results are put back by tile index, so the manifest is the same whatever ``workers`` is.
+Each region returns only per-tile numbers, so memory stays at a few blocks per process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from histotile.tiling.annotations import (
+    Annotation,
+    assign_labels,
+    class_fractions,
+    warn_unused_palette,
+)
+from histotile.tiling.grid import TileGrid, make_grid
+from histotile.tiling.manifest import class_columns
+from histotile.tiling.reader import DEFAULT_BLOCK, iter_tile_batches, plan_blocks
+from histotile.tiling.settings import TilingSettings
+from histotile.tiling.tile_io import MANIFEST_COLUMNS
+from histotile.tiling.tissue import detect_tissue, tissue_fractions
+
+REGION_TILES = 2048
+"""About this many tiles per region (unit of work of a worker)."""
+
+
+@dataclass
+class _Task:
+    slide_path: str
+    grid: TileGrid  # the region's tiles only
+    indices: np.ndarray  # their positions in the full grid
+    threshold: float
+    annotation: Annotation | None
+    block_size: int
+
+
+def _run_task(task: _Task) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    from histotile.wsi import open_slide
+
+    settings = task.grid.settings
+    with open_slide(task.slide_path) as slide:
+        tissue = np.zeros(len(task.grid))
+        for idx, tiles in iter_tile_batches(slide, task.grid, batch_size=512,
+                                            block_size=task.block_size):
+            tissue[idx] = tissue_fractions(tiles, task.threshold)
+        fractions = None
+        if task.annotation is not None:
+            fractions = class_fractions(task.annotation, slide, task.grid, settings.classes,
+                                        settings)
+    return task.indices, tissue, fractions
+
+
+def _regions(grid: TileGrid, indices: np.ndarray, block_size: int) -> list[np.ndarray]:
+    """Blocks of tiles chunked into regions of about REGION_TILES tiles, raster order."""
+    regions, current, count = [], [], 0
+    for block in plan_blocks(grid, indices, block_size):
+        current.append(block)
+        count += len(block)
+        if count >= REGION_TILES:
+            regions.append(np.concatenate(current))
+            current, count = [], 0
+    if current:
+        regions.append(np.concatenate(current))
+    return regions
+
+
+def _measure(slide_path: str, grid: TileGrid, indices: np.ndarray, threshold: float,
+             annotation: Annotation | None, workers: int, block_size: int,
+             progress: Callable[[int], None] | None,
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Tissue fraction (and class fractions) of the tiles ``indices`` of ``grid``."""
+    n_classes = len(grid.settings.classes)
+    tissue = np.zeros(len(indices))
+    fractions = np.zeros((len(indices), n_classes)) if annotation is not None else None
+    where = np.full(len(grid), -1, dtype=np.int64)
+    where[indices] = np.arange(len(indices))
+    tasks = [_Task(slide_path, grid.subset(r), r, threshold, annotation, block_size)
+             for r in _regions(grid, indices, block_size)]
+
+    def collect(result) -> None:
+        idx, tis, frac = result
+        tissue[where[idx]] = tis
+        if fractions is not None and frac is not None:
+            fractions[where[idx]] = frac
+        if progress is not None:
+            progress(len(idx))
+
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            collect(_run_task(task))
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
+                                 mp_context=context) as pool:
+            for result in pool.map(_run_task, tasks):
+                collect(result)
+    return tissue, fractions
+
+
+def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None, *,
+                  annotation: Annotation | None = None, workers: int = 1,
+                  progress: Callable[[int], None] | None = None, group: str | None = None,
+                  block_size: int = DEFAULT_BLOCK):
+    """Cut a slide into tiles and describe them in a manifest (pandas DataFrame).
+
+    Steps: a low-resolution tissue mask; the full grid at the target resolution; every
+    tile touching tissue is read (in blocks) and its tissue fraction measured; tiles
+    under ``settings.min_tissue`` are background, of which ``keep_background`` (exactly
+    ``round(keep_background * n_background)``, seeded) are kept, tiles far from tissue
+    included; with an annotation, per-class fractions and a label per tile.
+
+    Args:
+        slide_path: the slide.
+        settings: tiling settings (defaults otherwise).
+        annotation: optional :class:`PaintedOverlay`, :class:`LabelMask` or
+            :class:`GeoJSONAnnotation` (see :func:`load_annotation`).
+        workers: worker processes (1 = in this process).
+        progress: called with the number of tiles finished, as work completes (for a
+            progress bar; tiling itself prints nothing). Totals the grid's tile count.
+        group: the cross-validation group (patient); default the slide name.
+        block_size: side of a block read, in pixels of the level read.
+
+    Returns:
+        DataFrame with :data:`MANIFEST_COLUMNS` and ``frac_<class>`` columns, one row per
+        kept tile, in grid (raster) order. ``label`` is empty without an annotation.
+    """
+    import pandas as pd
+
+    from histotile.wsi import open_slide
+
+    settings = settings or TilingSettings()
+    slide_path = Path(slide_path)
+    with open_slide(slide_path) as slide:
+        mask = detect_tissue(slide, downsample=settings.tissue_downsample,
+                             threshold=settings.tissue_threshold,
+                             min_area_um2=settings.mask_min_area_um2)
+        grid = make_grid(slide, settings, mask, all_tiles=True)
+        name = slide.name
+    threshold = mask.threshold
+    touching = mask.dilated(1).fraction(grid.xs, grid.ys, grid.extent) > 0
+    candidates = np.flatnonzero(touching)
+    tissue, fractions = _measure(str(slide_path), grid, candidates, threshold, annotation,
+                                 workers, block_size, progress)
+    if progress is not None and len(grid) > len(candidates):
+        progress(len(grid) - len(candidates))
+
+    is_tissue = tissue >= settings.min_tissue
+    background = np.concatenate([candidates[~is_tissue],
+                                 np.flatnonzero(~touching)])
+    background.sort()
+    rng = np.random.default_rng(settings.seed)
+    n_keep = int(round(settings.keep_background * len(background)))
+    kept_bg = np.sort(rng.choice(background, size=n_keep, replace=False)) if n_keep else \
+        np.zeros(0, dtype=np.int64)
+    # Background tiles far from tissue were not read: measure the sampled ones now.
+    far = kept_bg[~touching[kept_bg]]
+    far_tissue, far_fractions = _measure(str(slide_path), grid, far, threshold, annotation,
+                                         1, block_size, None)
+
+    keep = np.concatenate([candidates[is_tissue], kept_bg])
+    order = np.argsort(keep, kind="stable")
+    keep = keep[order]
+    tissue_all = np.zeros(len(grid))
+    tissue_all[candidates] = tissue
+    tissue_all[far] = far_tissue
+    n_classes = len(settings.classes)
+    frac_all = np.zeros((len(grid), n_classes))
+    if annotation is not None:
+        frac_all[candidates] = fractions
+        frac_all[far] = far_fractions
+        warn_unused_palette(annotation, frac_all[keep], settings.classes, settings)
+    labels = (assign_labels(frac_all[keep], settings.classes, settings.default_label,
+                            settings.min_label_fraction)
+              if annotation is not None else np.full(len(keep), "", dtype=object))
+
+    df = pd.DataFrame({
+        "slide": name,
+        "path": str(slide_path),
+        "group": group if group is not None else name,
+        "x": grid.xs[keep],
+        "y": grid.ys[keep],
+        "extent": grid.extent,
+        "level": grid.level,
+        "read_size": grid.read_size,
+        "size": grid.size,
+        "tissue_fraction": tissue_all[keep],
+        "label": labels,
+    }, columns=list(MANIFEST_COLUMNS))
+    for column, values in zip(class_columns(settings.classes), frac_all[keep].T):
+        df[column] = values if annotation is not None else np.nan
+    return df
