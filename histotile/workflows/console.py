@@ -95,3 +95,32 @@ def print_info(info: dict) -> None:
               f"{'unknown' if objective is None else f'{objective:g}x'}   "
               f"mpp: {info['mpp'] if info['mpp'] is not None else 'unknown'}   "
               f"associated images: {', '.join(info['associated_images']) or 'none'}")
+
+
+@contextlib.contextmanager
+def training_progress() -> Iterator[Callable[..., None]]:
+    """A progress bar per fold for :func:`histotile.models.train`'s progress events."""
+    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+               MofNCompleteColumn(), TextColumn("epochs"), TextColumn("{task.fields[status]}"),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+        tasks: dict[str, int] = {}
+
+        def on_event(event: str, **info) -> None:
+            tag = str(info.get("tag", ""))
+            if event == "fold_start":
+                tasks[tag] = bar.add_task(f"{tag} ({info.get('n_train', '?')} tiles)",
+                                          total=info.get("epochs"), status="")
+            elif event == "epoch" and tag in tasks:
+                losses = info.get("losses") or {}
+                status = "  ".join(f"{k} loss {v:.3f}" for k, v in losses.items()
+                                   if isinstance(v, float))
+                bar.update(tasks[tag], completed=info.get("epoch"),
+                           total=info.get("epochs"), status=status)
+            elif event == "fold_end" and tag in tasks:
+                task = bar.tasks[tasks[tag]]
+                bar.update(tasks[tag], total=task.completed)
+            elif event == "done":
+                console.print(f"model folder: {info.get('model_dir')}")
+
+        yield on_event

@@ -90,3 +90,416 @@ def class_fractions(table, classes: list[str]) -> dict[str, float]:
     probabilities = table[[f"prob_{c}" for c in classes]].to_numpy()
     winners = np.bincount(probabilities.argmax(axis=1), minlength=len(classes))
     return {c: float(n) / len(table) for c, n in zip(classes, winners)}
+
+
+# -- option parsing shared by the CLI and the API ---------------------------------------
+
+NAMED_COLOURS = {"green": (0, 255, 0), "red": (255, 0, 0), "blue": (0, 0, 255),
+                 "yellow": (255, 255, 0), "cyan": (0, 255, 255), "magenta": (255, 0, 255),
+                 "black": (0, 0, 0), "orange": (255, 165, 0)}
+
+
+def parse_colour(text: str) -> tuple[int, int, int]:
+    """``#00ff00``, ``00ff00`` or a colour name (green, red, blue, ...) as RGB."""
+    from histotile.errors import ConfigError
+
+    value = text.strip().lower()
+    if value in NAMED_COLOURS:
+        return NAMED_COLOURS[value]
+    digits = value.lstrip("#")
+    if len(digits) == 6:
+        try:
+            return tuple(int(digits[i:i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+        except ValueError:
+            pass
+    raise ConfigError(f"colour {text!r}: use #rrggbb (e.g. #00ff00) or a name "
+                      f"({', '.join(NAMED_COLOURS)})")
+
+
+def parse_classes(text: str | None) -> dict[str, Any]:
+    """``'normal,tumour=#00ff00'`` as ``{'classes': (...), 'palette': {...}}`` (empty when
+    ``text`` is None). The first class is the default (unmarked) one."""
+    from histotile.errors import ConfigError
+
+    if not text:
+        return {}
+    classes, palette = [], {}
+    for item in text.split(","):
+        name, _, colour = item.partition("=")
+        name = name.strip()
+        if not name:
+            raise ConfigError(f"--classes {text!r}: empty class name")
+        classes.append(name)
+        if colour:
+            palette[name] = parse_colour(colour)
+    return {"classes": tuple(classes), "palette": palette}
+
+
+def parse_ratios(text: str | dict | None) -> dict[str, float] | None:
+    """``'normal=1,tumour=1'`` as ``{'normal': 1.0, 'tumour': 1.0}``."""
+    from histotile.errors import ConfigError
+
+    if text is None or isinstance(text, dict):
+        return text
+    ratios = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        try:
+            ratios[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--balance {text!r}: write class=ratio pairs, e.g. "
+                              "'normal=1,tumour=1'") from None
+    return ratios
+
+
+def tiling_settings(tiling: dict[str, Any] | None, classes: str | None = None):
+    """A TilingSettings from CLI-style options (plus ``--classes``)."""
+    from histotile.tiling import TilingSettings
+
+    values = dict(tiling or {})
+    values.update(parse_classes(classes))
+    if "classes" in values and "palette" not in values:
+        values["palette"] = {}
+    return TilingSettings.from_dict(values)
+
+
+def _record(slide_path: str, **fields: Any) -> dict[str, Any]:
+    from histotile.workflows.report import SlideRecord
+
+    path = Path(slide_path)
+    return SlideRecord(slide=path.name.split(".")[0], path=str(path), **fields).to_dict()
+
+
+def _skipped(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, "status": "skipped", "seconds": 0.0}
+
+
+# -- the per-slide tasks ----------------------------------------------------------------
+
+def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = None,
+              classes: str | None = None, annotation: str | None = None,
+              export_images: bool = False, overwrite: bool = False,
+              workers: int = 1) -> dict[str, Any]:
+    """Tile one slide: ``OUT/<slide>/manifest.csv`` (and tile PNGs when asked).
+    ``workers`` > 1 tiles the slide's regions in that many processes."""
+    import time
+
+    from histotile.tiling import (
+        export_imagefolder,
+        extract_tiles,
+        load_annotation,
+        write_manifest,
+    )
+    from histotile.workflows.outputs import SlideOutputs, fingerprint
+
+    started = time.perf_counter()
+    settings = tiling_settings(tiling, classes)
+    name = Path(slide_path).name.split(".")[0]
+    outputs = SlideOutputs(out_dir, name, "tile")
+    print_ = fingerprint(slide_path, settings.to_dict(),
+                         extra={"annotation": _file_identity(annotation),
+                                "export_images": export_images})
+    if not overwrite and (done := outputs.completed_record(print_)) is not None:
+        return _skipped(done)
+    outputs.begin(print_, overwrite)
+    _set_threads()
+    loaded = None if annotation is None else load_annotation(
+        annotation, palette=settings.palette, classes=settings.classes)
+    manifest = extract_tiles(slide_path, settings, annotation=loaded, workers=workers)
+    manifest_path = write_manifest(manifest, outputs.path("manifest.csv"), overwrite=True)
+    written = {"manifest": str(manifest_path)}
+    if export_images:
+        export_imagefolder(manifest, Path(out_dir) / "images", overwrite=True)
+    counts = manifest["label"].value_counts() if len(manifest) else {}
+    record = _record(slide_path, tiles=len(manifest),
+                     class_fractions={c: float(counts.get(c, 0)) / max(len(manifest), 1)
+                                      for c in settings.classes},
+                     seconds=time.perf_counter() - started, outputs=written,
+                     extra={"annotation": annotation, "tiling": settings.to_dict()})
+    outputs.finish(print_, record)
+    return record
+
+
+def combine_manifests(records, out_dir: str | Path, balance: str | dict | None = None,
+                      seed: int = 0) -> Path | None:
+    """``OUT/manifest.csv``: the manifests of every tiled slide, balanced on request,
+    with ``OUT/manifest.json`` recording the tiling settings for the model card."""
+    import json
+
+    import pandas as pd
+
+    from histotile._atomic import write_text_atomic
+    from histotile.tiling import balance as balance_classes
+    from histotile.tiling import read_manifest, write_manifest
+
+    parts = [read_manifest(r.outputs["manifest"]) for r in records
+             if r.status in ("ok", "skipped") and "manifest" in r.outputs]
+    if not parts:
+        return None
+    manifest = pd.concat(parts, ignore_index=True)
+    ratios = parse_ratios(balance)
+    if ratios:
+        manifest = balance_classes(manifest, ratios, seed=seed)
+    path = write_manifest(manifest, Path(out_dir) / "manifest.csv", overwrite=True)
+    tiling = next((r.extra.get("tiling") for r in records if r.extra.get("tiling")), None)
+    write_text_atomic(Path(out_dir) / "manifest.json",
+                      json.dumps({"tiling": tiling, "balance": ratios,
+                                  "slides": [r.slide for r in records if r.status != "failed"]},
+                                 indent=2))
+    return path
+
+
+def _file_identity(path: str | None) -> list | None:
+    if path is None:
+        return None
+    stat = Path(path).stat()
+    return [str(path), stat.st_size, stat.st_mtime_ns]
+
+
+def _merged_tiling(predictor, tiling: dict[str, Any] | None):
+    """The model card's tiling settings with any explicitly given options on top (a
+    model must see tiles cut the way it was trained, unless told otherwise)."""
+    from histotile.tiling import TilingSettings
+
+    base = dict(predictor.card.get("tiling") or {})
+    base.update(tiling or {})
+    return TilingSettings.from_dict(base) if base else None
+
+
+def _predict(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
+             batch_size: int | None, outputs) -> tuple[Any, Any, dict[str, str]]:
+    from histotile.postprocess import predict_slide
+
+    predictor = load_predictor(model_dir, batch_size)
+    settings = _merged_tiling(predictor, tiling)
+    predictions = predict_slide(slide_path, predictor, tiling=settings,
+                                batch_size=batch_size or 64)
+    path = predictions.save(outputs.path("predictions.csv"), overwrite=True)
+    return predictor, predictions, {"predictions": str(path)}
+
+
+def predict_task(slide_path: str, out_dir: str, model_dir: str,
+                 tiling: dict[str, Any] | None = None, batch_size: int | None = None,
+                 overwrite: bool = False) -> dict[str, Any]:
+    """Predict one slide: ``OUT/<slide>/predictions.csv`` (+ ``.json`` sidecar)."""
+    import time
+
+    from histotile.workflows.outputs import SlideOutputs, fingerprint
+
+    started = time.perf_counter()
+    outputs = SlideOutputs(out_dir, Path(slide_path).name.split(".")[0], "predict")
+    print_ = fingerprint(slide_path, {"tiling": tiling}, model_dir)
+    if not overwrite and (done := outputs.completed_record(print_)) is not None:
+        return _skipped(done)
+    outputs.begin(print_, overwrite)
+    _set_threads()
+    _, predictions, written = _predict(slide_path, model_dir, tiling, batch_size, outputs)
+    record = _record(slide_path, tiles=len(predictions),
+                     class_fractions=class_fractions(predictions.tiles,
+                                                     list(predictions.classes)),
+                     seconds=time.perf_counter() - started, outputs=written)
+    outputs.finish(print_, record)
+    return record
+
+
+def _heatmap_and_decision(slide_path: str, predictions, heatmap: dict[str, Any], card: dict,
+                          outputs) -> tuple[dict[str, str], str, dict[str, Any]]:
+    from histotile.postprocess import slide_decision, write_heatmap
+
+    options = dict(heatmap or {})
+    target = positive_class(list(predictions.classes), card, options.get("class_name"))
+    colour = options.get("color", (0, 255, 0))
+    result = write_heatmap(
+        slide_path, predictions, outputs.path("heatmap.tif"), class_name=target,
+        mode=options.get("mode", "threshold"), threshold=options.get("threshold", 0.5),
+        color=parse_colour(colour) if isinstance(colour, str) else tuple(colour),
+        alpha=options.get("alpha", 0.4), downsample=options.get("downsample"),
+        preview_path=outputs.path("preview.png"), overwrite=True)
+    decision = slide_decision(predictions, target,
+                              tile_threshold=options.get("threshold", 0.5),
+                              fraction_threshold=options.get("decision_threshold", 0.5))
+    written = {"heatmap": str(result.path), "preview": str(result.preview_path)}
+    label = "positive" if decision.positive else "negative"
+    return written, f"{label} ({decision.fraction:.1%} {target})", {
+        "positive_class": target, "decision": decision.to_dict()}
+
+
+def heatmap_task(slide_path: str, out_dir: str, predictions_dir: str,
+                 heatmap: dict[str, Any] | None = None,
+                 overwrite: bool = False) -> dict[str, Any]:
+    """Heatmap slide and preview of one slide from its saved predictions."""
+    import time
+
+    from histotile.postprocess import load_predictions
+    from histotile.workflows.outputs import SlideOutputs, fingerprint
+
+    started = time.perf_counter()
+    name = Path(slide_path).name.split(".")[0]
+    predictions_path = Path(predictions_dir) / name / "predictions.csv"
+    outputs = SlideOutputs(out_dir, name, "heatmap")
+    print_ = fingerprint(slide_path, {"heatmap": heatmap},
+                         extra={"predictions": _file_identity(str(predictions_path))
+                                if predictions_path.exists() else None})
+    if not overwrite and (done := outputs.completed_record(print_)) is not None:
+        return _skipped(done)
+    predictions = load_predictions(predictions_path)
+    outputs.begin(print_, overwrite)
+    _set_threads()
+    written, decision, extra = _heatmap_and_decision(slide_path, predictions, heatmap or {},
+                                                     predictions.model, outputs)
+    record = _record(slide_path, tiles=len(predictions), decision=decision,
+                     class_fractions=class_fractions(predictions.tiles,
+                                                     list(predictions.classes)),
+                     seconds=time.perf_counter() - started, outputs=written, extra=extra)
+    outputs.finish(print_, record)
+    return record
+
+
+def run_task(slide_path: str, out_dir: str, model_dir: str,
+             tiling: dict[str, Any] | None = None, heatmap: dict[str, Any] | None = None,
+             annotation: str | None = None, batch_size: int | None = None,
+             overwrite: bool = False) -> dict[str, Any]:
+    """Predict, heatmap, decide and (with an annotation) evaluate one slide."""
+    import time
+
+    from histotile.workflows.outputs import SlideOutputs, fingerprint
+
+    started = time.perf_counter()
+    outputs = SlideOutputs(out_dir, Path(slide_path).name.split(".")[0], "run")
+    print_ = fingerprint(slide_path, {"tiling": tiling, "heatmap": heatmap}, model_dir,
+                         extra={"annotation": _file_identity(annotation)})
+    if not overwrite and (done := outputs.completed_record(print_)) is not None:
+        return _skipped(done)
+    outputs.begin(print_, overwrite)
+    _set_threads()
+    predictor, predictions, written = _predict(slide_path, model_dir, tiling, batch_size,
+                                               outputs)
+    more, decision, extra = _heatmap_and_decision(slide_path, predictions, heatmap or {},
+                                                  predictor.card, outputs)
+    written.update(more)
+    if annotation is not None:
+        evaluation = _evaluate(slide_path, predictions, annotation, extra["positive_class"],
+                               (heatmap or {}).get("threshold", 0.5), outputs)
+        written.update(evaluation.pop("outputs"))
+        extra["evaluation"] = evaluation
+    record = _record(slide_path, tiles=len(predictions), decision=decision,
+                     class_fractions=class_fractions(predictions.tiles,
+                                                     list(predictions.classes)),
+                     seconds=time.perf_counter() - started, outputs=written, extra=extra)
+    outputs.finish(print_, record)
+    return record
+
+
+def _evaluate(slide_path: str, predictions, annotation: str, target: str,
+              threshold: float, outputs) -> dict[str, Any]:
+    import json
+
+    from histotile._atomic import write_text_atomic
+    from histotile.postprocess import evaluate_slide, write_side_by_side
+
+    evaluation = evaluate_slide(slide_path, predictions, annotation, positive_class=target,
+                                tile_threshold=threshold)
+    summary = plain({**evaluation.row(), "classes": list(evaluation.classes),
+                     "positive_class": target, "confusion": evaluation.confusion.tolist()})
+    json_path = write_text_atomic(outputs.path("evaluation.json"),
+                                  json.dumps(summary, indent=2, default=_json_default))
+    image = write_side_by_side(slide_path, predictions, annotation,
+                               outputs.path("side_by_side.png"), class_name=target,
+                               threshold=threshold, evaluation=evaluation, overwrite=True)
+    return {**summary, "outputs": {"evaluation": str(json_path), "side_by_side": str(image)}}
+
+
+def evaluate_task(slide_path: str, predictions_dir: str, out_dir: str,
+                  annotation: str | None, heatmap: dict[str, Any] | None = None,
+                  overwrite: bool = False) -> dict[str, Any]:
+    """Evaluate one slide's saved predictions against its annotation."""
+    import time
+
+    from histotile.errors import AnnotationError
+    from histotile.postprocess import load_predictions
+    from histotile.workflows.outputs import SlideOutputs, fingerprint
+
+    started = time.perf_counter()
+    name = Path(slide_path).name.split(".")[0]
+    if annotation is None:
+        raise AnnotationError(f"{slide_path}: no annotation found (looked for {name}.geojson, "
+                              f"{name}.overlay.*, {name}.mask.*); pass --annotations FOLDER")
+    predictions_path = Path(predictions_dir) / name / "predictions.csv"
+    outputs = SlideOutputs(out_dir, name, "evaluate")
+    print_ = fingerprint(slide_path, {"heatmap": heatmap},
+                         extra={"annotation": _file_identity(annotation),
+                                "predictions": _file_identity(str(predictions_path))
+                                if predictions_path.exists() else None})
+    if not overwrite and (done := outputs.completed_record(print_)) is not None:
+        return _skipped(done)
+    predictions = load_predictions(predictions_path)
+    outputs.begin(print_, overwrite)
+    target = positive_class(list(predictions.classes), predictions.model,
+                            (heatmap or {}).get("class_name"))
+    evaluation = _evaluate(slide_path, predictions, annotation, target,
+                           (heatmap or {}).get("threshold", 0.5), outputs)
+    written = evaluation.pop("outputs")
+    record = _record(slide_path, tiles=len(predictions),
+                     class_fractions=class_fractions(predictions.tiles,
+                                                     list(predictions.classes)),
+                     seconds=time.perf_counter() - started, outputs=written,
+                     extra={"evaluation": evaluation, "positive_class": target})
+    outputs.finish(print_, record)
+    return record
+
+
+def combine_evaluations(records, out_dir: str | Path) -> Path | None:
+    """``OUT/evaluation.json`` and ``.csv``: per-slide tile counts (TN, FP, FN, TP of the
+    positive class), sensitivity and specificity, and their total over all slides."""
+    import json
+
+    import pandas as pd
+
+    from histotile._atomic import write_text_atomic
+
+    rows = [r.extra["evaluation"] for r in records
+            if r.status in ("ok", "skipped") and "evaluation" in r.extra]
+    if not rows:
+        return None
+    totals = {k: int(sum(row[k] for row in rows)) for k in ("TN", "FP", "FN", "TP", "tiles")}
+    overall = {"slide": "overall", **totals,
+               "sensitivity": _safe_ratio(totals["TP"], totals["TP"] + totals["FN"]),
+               "specificity": _safe_ratio(totals["TN"], totals["TN"] + totals["FP"]),
+               "accuracy": _safe_ratio(
+                   sum(sum(row["confusion"][i][i] for i in range(len(row["confusion"])))
+                       for row in rows), totals["tiles"])}
+    columns = ["slide", "tiles", "TN", "FP", "FN", "TP", "sensitivity", "specificity",
+               "accuracy"]
+    table = pd.DataFrame([{c: row.get(c) for c in columns} for row in rows] + [overall])
+    write_text_atomic(Path(out_dir) / "evaluation.csv", table.to_csv(index=False))
+    return write_text_atomic(Path(out_dir) / "evaluation.json", json.dumps(
+        {"overall": overall, "slides": rows}, indent=2, default=_json_default))
+
+
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars as Python numbers and NaN as None (valid JSON)."""
+    import math
+
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _safe_ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and NaN in JSON: numbers, or null for NaN."""
+    import math
+
+    number = float(value) if hasattr(value, "__float__") else None
+    if number is None:
+        return str(value)
+    return None if math.isnan(number) else number

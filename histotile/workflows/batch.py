@@ -1,0 +1,159 @@
+"""Batch commands over many slides: build one job per slide, run them through
+:mod:`histotile.workflows.execution`, show progress, return the records.
+
+Shared by the CLI and the Python API (:mod:`histotile.workflows.api`)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from histotile.errors import ConfigError
+from histotile.workflows import tasks
+from histotile.workflows.execution import Execution, run_tasks
+from histotile.workflows.inputs import expand_slides, find_annotation, slide_stem
+from histotile.workflows.report import SlideRecord
+
+TILING_KEYS = ("tile_size", "stride", "magnification", "mpp", "level", "min_tissue",
+               "keep_background", "seed", "min_label_fraction")
+HEATMAP_KEYS = ("class_name", "mode", "threshold", "alpha", "color", "downsample",
+                "decision_threshold")
+
+
+def _pick(options: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    return {k: options[k] for k in keys if options.get(k) is not None}
+
+
+def resolve_slides(slides: Iterable[str | Path]) -> list[Path]:
+    """Expand slide arguments and refuse two slides that would share an output folder."""
+    paths = expand_slides(slides)
+    clashes = [name for name, n in Counter(slide_stem(p) for p in paths).items() if n > 1]
+    if clashes:
+        examples = [str(p) for p in paths if slide_stem(p) == clashes[0]]
+        raise ConfigError(f"slides share the name {clashes[0]!r} ({', '.join(examples)}): "
+                          "outputs are named after slides; run them in separate batches "
+                          "or rename one")
+    return paths
+
+
+def _progress(description: str, total: int):
+    from histotile.workflows.console import console, progress_bar
+
+    bar = progress_bar(description, total, "slides")
+    advance = bar.__enter__()
+
+    def on_record(record: SlideRecord) -> None:
+        if record.status == "failed":
+            console.print(f"[red]failed[/] {record.slide}: {record.error}")
+        advance(1)
+
+    return bar, on_record
+
+
+def _run(task, jobs: list[dict[str, Any]], execution: Execution | None,
+         description: str, show_progress: bool) -> list[SlideRecord]:
+    if not show_progress:
+        return run_tasks(task, jobs, execution)
+    bar, on_record = _progress(description, len(jobs))
+    try:
+        return run_tasks(task, jobs, execution, on_record)
+    finally:
+        bar.__exit__(None, None, None)
+
+
+def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[str, Any],
+               execution: Execution | None = None,
+               show_progress: bool = True) -> list[SlideRecord]:
+    """Tile every slide (with its annotation when found); write per-slide manifests and
+    ``OUT/manifest.csv`` for all slides, balanced when ``options['balance']`` is set."""
+    paths = resolve_slides(slides)
+    tiling = _pick(options, TILING_KEYS)
+    annotations = options.get("annotations")
+    execution = execution or Execution()
+    # In-process, one slide at a time uses every core through region workers; on a
+    # cluster the slides themselves are spread over the workers.
+    region_workers = 1 if execution.distributed else _cores()
+    jobs = [{"slide_path": str(p), "out_dir": str(out_dir), "tiling": tiling,
+             "workers": region_workers,
+             "classes": options.get("classes"),
+             "annotation": _annotation(p, annotations),
+             "export_images": bool(options.get("export_images")),
+             "overwrite": bool(options.get("overwrite"))} for p in paths]
+    records = _run(tasks.tile_task, jobs, execution, "tiling", show_progress)
+    tasks.combine_manifests(records, out_dir, balance=options.get("balance"),
+                            seed=options.get("seed", 0))
+    return records
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+
+
+def _annotation(slide: Path, annotations: str | Path | None) -> str | None:
+    found = find_annotation(slide, annotations)
+    return None if found is None else str(found)
+
+
+def slide_batch(kind: str, slides: Iterable[str | Path], out_dir: str | Path,
+                options: dict[str, Any], *, model_dir: str | Path | None = None,
+                predictions_dir: str | Path | None = None,
+                execution: Execution | None = None,
+                show_progress: bool = True) -> list[SlideRecord]:
+    """``predict``, ``heatmap`` or ``run`` for every slide."""
+    task = {"predict": tasks.predict_task, "heatmap": tasks.heatmap_task,
+            "run": tasks.run_task}.get(kind)
+    if task is None:
+        raise ValueError(f"unknown batch kind {kind!r}")
+    paths = resolve_slides(slides)
+    common: dict[str, Any] = {"out_dir": str(out_dir),
+                              "overwrite": bool(options.get("overwrite"))}
+    if kind in ("predict", "run"):
+        common.update(model_dir=str(model_dir), tiling=_pick(options, TILING_KEYS) or None,
+                      batch_size=options.get("batch_size"))
+    if kind in ("heatmap", "run"):
+        common["heatmap"] = _pick(options, HEATMAP_KEYS)
+    if kind == "heatmap":
+        common["predictions_dir"] = str(predictions_dir)
+    jobs = []
+    for path in paths:
+        job = {"slide_path": str(path), **common}
+        if kind == "run":
+            job["annotation"] = _annotation(path, options.get("annotations"))
+        jobs.append(job)
+    return _run(task, jobs, execution, kind, show_progress)
+
+
+def evaluate_batch(slides: Iterable[str | Path], predictions_dir: str | Path,
+                   out_dir: str | Path, options: dict[str, Any],
+                   execution: Execution | None = None,
+                   show_progress: bool = True) -> list[SlideRecord]:
+    """Evaluate every slide that has an annotation; write per-slide and overall results."""
+    paths = resolve_slides(slides)
+    jobs = []
+    for path in paths:
+        annotation = _annotation(path, options.get("annotations"))
+        jobs.append({"slide_path": str(path), "predictions_dir": str(predictions_dir),
+                     "out_dir": str(out_dir), "annotation": annotation,
+                     "heatmap": _pick(options, HEATMAP_KEYS),
+                     "overwrite": bool(options.get("overwrite"))})
+    records = _run(tasks.evaluate_task, jobs, execution, "evaluate", show_progress)
+    tasks.combine_evaluations(records, out_dir)
+    return records
+
+
+def train_model(data: str | Path, out_dir: str | Path, options: dict[str, Any],
+                show_progress: bool = True):
+    """Train from a manifest or image folder (see :func:`histotile.models.train`)."""
+    from histotile.workflows.console import out
+
+    started = time.perf_counter()
+    result = tasks.train_task(data, out_dir, options, show_progress=show_progress)
+    if show_progress:
+        out.print(tasks.training_summary(result))
+        out.print(f"model written to {out_dir} in {time.perf_counter() - started:.0f} s")
+    return result
