@@ -1,0 +1,171 @@
+"""Slide prediction through the Predictor protocol, and the predictions file format."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import histotile
+from histotile.errors import DatasetError, ModelError, OutputExistsError
+from histotile.postprocess import SlidePredictions, load_predictions, predict_slide
+from histotile.postprocess.predictions import sidecar_path
+from histotile.tiling import TilingSettings
+from histotile.tiling.tile_io import read_tile
+from histotile.wsi import open_slide
+from histotile.wsi.synthetic import write_synthetic_slide
+
+SAMPLE = Path(histotile.__file__).parent / "data" / "CMU-1-Small-Region.svs"
+
+
+class ColourPredictor:
+    """A stand-in model: 'tumour' probability = mean red-minus-green contrast of the tile,
+    a deterministic function of the pixels, so every row can be checked against a tile
+    read independently. Records the threads it was called from."""
+
+    classes = ("normal", "tumour")
+
+    def __init__(self, tile_size: int = 64, card: dict | None = None) -> None:
+        self.tile_size = tile_size
+        self.card = card if card is not None else {
+            "architecture": "colour", "classes": list(self.classes), "tile_size": tile_size,
+            "tiling": {"tile_mpp": 0.5, "tile_downsample": 1.0, "settings": None}}
+        self.threads: set[str] = set()
+        self.calls = 0
+
+    def predict(self, tiles: np.ndarray) -> np.ndarray:
+        assert tiles.dtype == np.uint8 and tiles.shape[1:] == (self.tile_size,) * 2 + (3,)
+        self.threads.add(threading.current_thread().name)
+        self.calls += 1
+        rgb = tiles.reshape(len(tiles), -1, 3).astype(np.float32).mean(1)
+        p = np.clip((rgb[:, 0] - rgb[:, 1]) / 128.0, 0, 1)
+        return np.stack([1 - p, p], axis=1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def slide(tmp_path_factory):
+    path = tmp_path_factory.mktemp("predict") / "case-7.tif"
+    return write_synthetic_slide(path, 1600, 1200, seed=4, tissue_fraction=0.35)
+
+
+def test_predicts_every_tissue_tile_with_the_model(slide):
+    model = ColourPredictor(64)
+    seen = []
+    result = predict_slide(slide.path, model, batch_size=16,
+                           progress=lambda done, total: seen.append((done, total)))
+    assert result.slide_name == "case-7" and result.dimensions == (1600, 1200)
+    assert result.classes == ("normal", "tumour") and result.mpp == pytest.approx(0.5)
+    tiles = result.tiles
+    assert len(tiles) > 20 and model.calls == -(-len(tiles) // 16)
+    assert seen[-1] == (len(tiles), len(tiles))
+    # Tissue tiles only: the true tissue mask covers each predicted tile...
+    truth = slide.tissue_mask(16)
+    for x, y in tiles[["x", "y"]].to_numpy()[::7]:
+        assert truth[y // 16:(y + 64) // 16, x // 16:(x + 64) // 16].any()
+    assert (tiles["tissue_fraction"] >= 0.25).all()
+    # ...and probabilities are the model's on the tile read through the shared contract.
+    with open_slide(slide.path) as s:
+        for row in tiles.sample(25, random_state=0).itertuples(index=False):
+            pixels = read_tile(s, row.x, row.y, 0, 64, 64)
+            expected = model.predict(pixels[None])[0]
+            assert (row.prob_normal, row.prob_tumour) == pytest.approx(tuple(expected),
+                                                                       abs=1e-6)
+    assert (tiles["extent"] == 64).all() and (tiles["x"] % 64 == 0).all()
+    assert result.settings["tiling"]["mpp"] == 0.5
+    assert result.model["architecture"] == "colour" and len(result.model["card_sha256"]) == 16
+
+
+def test_reading_overlaps_inference_in_a_reader_thread(slide):
+    main = threading.current_thread().name
+    reader_threads = []
+
+    class Watching(ColourPredictor):
+        def predict(self, tiles):
+            reader_threads.extend(t.name for t in threading.enumerate()
+                                  if t.name == "histotile-tile-reader")
+            return super().predict(tiles)
+
+    model = Watching(64)
+    predict_slide(slide.path, model, batch_size=8)
+    assert model.threads == {main}  # inference in the caller's thread
+    assert reader_threads  # the reader was alive while the model ran
+    assert not any(t.name == "histotile-tile-reader" for t in threading.enumerate())
+
+
+def test_explicit_tiling_and_real_slide():
+    model = ColourPredictor(128, card={"architecture": "colour"})
+    settings = TilingSettings(tile_size=128, magnification=10)  # 20x slide read at 10x
+    result = predict_slide(SAMPLE, model, tiling=settings)
+    assert result.slide_name == "CMU-1-Small-Region"
+    assert (result.tiles["extent"] == 256).all()
+    assert len(result) > 30
+    with open_slide(SAMPLE) as s:
+        row = result.tiles.iloc[len(result) // 2]
+        pixels = read_tile(s, int(row.x), int(row.y), 0, 256, 128)
+    assert row.prob_tumour == pytest.approx(model.predict(pixels[None])[0, 1], abs=1e-6)
+
+
+def test_model_errors_stop_the_reader_and_are_raised(slide):
+    class Broken(ColourPredictor):
+        def predict(self, tiles):
+            return np.zeros((len(tiles), 3), np.float32)  # three columns for two classes
+
+    with pytest.raises(ModelError, match="shape"):
+        predict_slide(slide.path, Broken(64), batch_size=4)
+    assert not any(t.name == "histotile-tile-reader" for t in threading.enumerate())
+    with pytest.raises(ModelError, match="128 px tiles"):
+        predict_slide(slide.path, ColourPredictor(64), tiling=TilingSettings(tile_size=128))
+    with pytest.raises(ModelError, match="not a predictor"):
+        predict_slide(slide.path, object())
+
+
+def test_save_and_load_round_trip(slide, tmp_path):
+    result = predict_slide(slide.path, ColourPredictor(64))
+    out = tmp_path / "preds" / "case-7.csv"
+    result.save(out)
+    meta = json.loads(sidecar_path(out).read_text())
+    assert meta["slide"]["dimensions"] == [1600, 1200] and meta["tiles"] == len(result)
+    loaded = load_predictions(out)
+    assert (loaded.slide_name, loaded.dimensions, loaded.classes, loaded.mpp) == (
+        result.slide_name, result.dimensions, result.classes, result.mpp)
+    pd.testing.assert_frame_equal(loaded.tiles[["x", "y", "extent"]],
+                                  result.tiles[["x", "y", "extent"]])
+    np.testing.assert_allclose(loaded.probability_matrix(), result.probability_matrix(),
+                               atol=1e-5)
+    assert loaded.settings == json.loads(json.dumps(result.settings))
+
+
+def test_existing_outputs_are_refused_and_kept(tmp_path):
+    table = pd.DataFrame({"x": [0], "y": [0], "extent": [64], "prob_a": [1.0]})
+    preds = SlidePredictions("s", "", (64, 64), None, ("a",), table)
+    out = tmp_path / "s.csv"
+    sidecar_path(out).write_text("keep me")
+    with pytest.raises(OutputExistsError, match="s.json"):
+        preds.save(out)
+    assert not out.exists() and sidecar_path(out).read_text() == "keep me"
+    preds.save(out, overwrite=True)
+    assert load_predictions(out).slide_name == "s"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "s.json"]
+
+
+def test_damaged_predictions_files_are_refused(tmp_path):
+    table = pd.DataFrame({"x": [0, 64], "y": [0, 0], "extent": [64, 64],
+                          "prob_a": [0.2, 0.9]})
+    out = tmp_path / "s.csv"
+    SlidePredictions("s", "", (128, 64), None, ("a",), table).save(out)
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join(lines[:-1]) + "\n")  # a row lost
+    with pytest.raises(DatasetError, match="truncated"):
+        load_predictions(out)
+    out.write_text(lines[0].replace("prob_a", "prob_b") + "\n" + "\n".join(lines[1:]))
+    with pytest.raises(DatasetError, match="prob_a"):
+        load_predictions(out)
+    sidecar_path(out).unlink()
+    with pytest.raises(DatasetError, match="sidecar"):
+        load_predictions(out)
+    with pytest.raises(DatasetError, match="no such predictions file"):
+        load_predictions(tmp_path / "missing.csv")
