@@ -1,0 +1,512 @@
+"""Training data: a tile manifest (tiles read from the slides on the fly) or an
+ImageFolder directory (one sub-folder per class, images optionally cut into patches),
+turned into one table of tile reads, plus the readers that deliver uint8 tiles.
+
+No torch here: the backends wrap :class:`TileReader` in their own loaders.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from histotile.errors import DatasetError, HistotileError
+
+log = logging.getLogger("histotile.models")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+# Columns a manifest needs for training (besides the group column).
+REQUIRED_COLUMNS = ("path", "x", "y", "extent", "level", "read_size", "size")
+_SLIDE_CACHE = 16  # open slides kept per reading process
+
+
+@dataclass
+class TileTable:
+    """Every tile of a dataset as a read instruction.
+
+    Attributes:
+        frame: one row per tile: ``path`` (slide or image file), ``x``, ``y``, ``extent``
+            (level-0 px), ``level``, ``read_size`` (px at ``level``; -1 = the whole image),
+            ``label`` (class name), ``target`` (class index), ``group``.
+        classes: class names, index order.
+        tile_size: network input side (px).
+        source: the manifest path or folder (for messages and the model card).
+        kind: ``"manifest"`` or ``"imagefolder"``.
+        geometry: ``tile_mpp`` (um per tile pixel, or None), ``tile_downsample``
+            (level-0 px per tile px, or None), ``tiling`` (the tiler's settings when a
+            sidecar JSON was found) and ``slide_mpp``.
+        notes: what was dropped and why (recorded in the model card).
+    """
+
+    frame: pd.DataFrame
+    classes: list[str]
+    tile_size: int
+    source: str
+    kind: str
+    geometry: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def targets(self) -> np.ndarray:
+        return self.frame["target"].to_numpy(np.int64)
+
+    @property
+    def groups(self) -> np.ndarray:
+        return self.frame["group"].astype(str).to_numpy()
+
+    def reader(self) -> TileReader:
+        f = self.frame
+        return TileReader(f["path"].astype(str).tolist(), f["x"].to_numpy(np.int64),
+                          f["y"].to_numpy(np.int64), f["level"].to_numpy(np.int64),
+                          f["read_size"].to_numpy(np.int64), self.tile_size)
+
+    def summary(self) -> dict[str, Any]:
+        counts = self.frame["label"].value_counts()
+        return {"source": self.source, "kind": self.kind, "tiles": int(len(self.frame)),
+                "groups": int(self.frame["group"].nunique()),
+                "class_counts": {c: int(counts.get(c, 0)) for c in self.classes},
+                "notes": list(self.notes)}
+
+
+def load_tiles(data: str | Path | pd.DataFrame, *, group_column: str = "group",
+               label_column: str = "label", classes: Sequence[str] | None = None,
+               tile_size: int | None = None, patchify: bool = False,
+               max_tiles: int | None = None, seed: int = 0) -> TileTable:
+    """Read and validate a dataset.
+
+    Args:
+        data: a manifest CSV path, a manifest DataFrame, or an ImageFolder directory
+            (``<dir>/<class>/<image>``; the group of an image is its file stem, or the
+            part before ``__`` in the stem, e.g. ``patient7__0003.png`` -> ``patient7``).
+        group_column: manifest column to group by (patient or slide).
+        label_column: manifest column holding class names.
+        classes: keep only these classes, in this order (default: all, sorted).
+        tile_size: network input side; tiles of another size are resized.
+        patchify: cut ImageFolder images into non-overlapping ``tile_size`` patches.
+        max_tiles: keep at most this many tiles (seeded sample, stratified by class).
+        seed: for ``max_tiles``.
+
+    Raises:
+        DatasetError: missing columns, no tiles, a single class, unreadable slides or
+            images, tiles of mixed sizes without ``tile_size``.
+    """
+    if isinstance(data, pd.DataFrame):
+        table = _from_manifest(data.copy(), "the manifest DataFrame", None, group_column,
+                               label_column, tile_size)
+    else:
+        path = Path(data)
+        if path.is_dir():
+            table = _from_imagefolder(path, tile_size, patchify)
+        elif path.is_file():
+            table = _from_manifest(_read_csv(path), str(path), path, group_column,
+                                   label_column, tile_size)
+        else:
+            raise DatasetError(f"{path}: no such manifest file or image folder (pass a tile "
+                               "manifest CSV written by the tiler, or a folder with one "
+                               "sub-folder of images per class)")
+    _select_classes(table, classes)
+    if max_tiles is not None and len(table.frame) > max_tiles:
+        _subsample(table, max_tiles, seed)
+    return table
+
+
+# -- manifests -------------------------------------------------------------------------
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype={"label": str, "group": str, "slide": str},
+                           keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: not a readable CSV manifest ({error}); write it with "
+                           "the tiler, or check the file") from None
+
+
+def _from_manifest(frame: pd.DataFrame, source: str, path: Path | None, group_column: str,
+                   label_column: str, tile_size: int | None) -> TileTable:
+    missing = [c for c in (*REQUIRED_COLUMNS, label_column) if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{source}: missing column(s) {', '.join(missing)} (found: "
+                           f"{', '.join(map(str, frame.columns))}); a training manifest "
+                           "needs the tiler's columns and a label column")
+    if group_column not in frame.columns:
+        raise DatasetError(f"{source}: group column {group_column!r} not found (found: "
+                           f"{', '.join(map(str, frame.columns))}); set group_column to the "
+                           "patient or slide column, e.g. group_column='slide'")
+    notes: list[str] = []
+    if frame.empty:
+        raise DatasetError(f"{source}: the manifest holds no tiles; tile slides with "
+                           "annotations first")
+    labels = frame[label_column]
+    unlabelled = labels.isna() | (labels.astype(str).str.strip() == "")
+    if unlabelled.any():
+        notes.append(f"{int(unlabelled.sum())} tile(s) without a label were left out")
+        frame = frame.loc[~unlabelled]
+    if frame.empty:
+        raise DatasetError(f"{source}: no tile has a label in column {label_column!r}; "
+                           "tile with annotations so that tiles get class labels")
+    if frame[group_column].isna().any():
+        raise DatasetError(f"{source}: {int(frame[group_column].isna().sum())} tile(s) have "
+                           f"no value in group column {group_column!r}; fill it (patient or "
+                           "slide) for every tile")
+    for column in ("x", "y", "extent", "level", "read_size", "size"):
+        if not pd.api.types.is_numeric_dtype(frame[column]) or frame[column].isna().any():
+            raise DatasetError(f"{source}: column {column!r} must hold whole numbers for "
+                               "every tile; the manifest is damaged or not the tiler's")
+    sizes = np.unique(frame["size"].to_numpy())
+    if tile_size is None:
+        if sizes.size != 1:
+            raise DatasetError(f"{source}: tiles of several sizes ({sizes.tolist()}); pass "
+                               "tile_size to resize them all to one network input size")
+        tile_size = int(sizes[0])
+    paths = frame["path"].astype(str)
+    if path is not None:  # relative slide paths are relative to the manifest's folder
+        base = path.parent
+        paths = paths.map(lambda p: p if Path(p).is_absolute() or Path(p).exists()
+                          else str(base / p))
+    out = pd.DataFrame({
+        "path": paths.to_numpy(), "x": frame["x"].to_numpy(np.int64),
+        "y": frame["y"].to_numpy(np.int64), "extent": frame["extent"].to_numpy(np.int64),
+        "level": frame["level"].to_numpy(np.int64),
+        "read_size": frame["read_size"].to_numpy(np.int64),
+        "label": frame[label_column].astype(str).str.strip().to_numpy(),
+        "group": frame[group_column].astype(str).to_numpy(),
+    })
+    slide_mpp = _check_slides(out["path"].unique(), source)
+    geometry = _geometry(out, frame["size"].to_numpy(np.float64), slide_mpp, path)
+    return TileTable(out, [], int(tile_size), source, "manifest", geometry, notes)
+
+
+def _check_slides(paths: Sequence[str], source: str) -> dict[str, float | None]:
+    """Open every slide once (header only), so that a missing or damaged slide fails
+    before training starts. Returns each slide's level-0 mpp."""
+    from histotile.wsi import open_slide
+
+    mpp: dict[str, float | None] = {}
+    for slide_path in paths:
+        try:
+            with open_slide(slide_path) as slide:
+                mpp[slide_path] = slide.mpp
+        except HistotileError as error:
+            raise DatasetError(f"{source}: slide {slide_path} cannot be read: {error}; fix "
+                               "or remove that slide's tiles from the manifest") from None
+    return mpp
+
+
+def _geometry(frame: pd.DataFrame, sizes: np.ndarray, slide_mpp: dict[str, float | None],
+              manifest: Path | None) -> dict[str, Any]:
+    """The tiling geometry prediction needs to rebuild the same tiles."""
+    downsample = frame["extent"].to_numpy(np.float64) / sizes
+    mpps = np.array([slide_mpp.get(p) or np.nan for p in frame["path"]], np.float64)
+    tile_mpp_values = mpps * downsample
+    geometry: dict[str, Any] = {
+        "tile_downsample": _consistent(downsample),
+        "tile_mpp": _consistent(tile_mpp_values) if np.isfinite(tile_mpp_values).all()
+        else None,
+        "slide_mpp": _consistent(mpps) if np.isfinite(mpps).all() else None,
+        "tiling": None,
+        "manifest": str(manifest) if manifest is not None else None,
+    }
+    if geometry["tile_mpp"]:
+        # Equivalent objective magnification (the 10 um / mpp convention: 0.5 um/px = 20x).
+        geometry["magnification"] = round(10.0 / geometry["tile_mpp"], 3)
+    if manifest is not None:
+        for sidecar in (manifest.with_suffix(".json"), Path(str(manifest) + ".json")):
+            if sidecar.is_file():
+                try:
+                    info = json.loads(sidecar.read_text(encoding="utf-8"))
+                except (OSError, json.JSONDecodeError) as error:
+                    log.warning("%s: tiling sidecar not readable (%s); ignored", sidecar, error)
+                    continue
+                if isinstance(info, dict) and "tiling" in info:
+                    geometry["tiling"] = info["tiling"]
+                    break
+    return geometry
+
+
+def _consistent(values: np.ndarray, tolerance: float = 0.02) -> float | None:
+    """The common value (median) when all values agree within ``tolerance`` (relative);
+    None when they disagree (tiles of mixed resolutions)."""
+    if values.size == 0:
+        return None
+    median = float(np.median(values))
+    if median <= 0 or np.abs(values - median).max() > tolerance * median:
+        log.warning("tiles of mixed resolutions (%.4g to %.4g): the model card records none",
+                    float(values.min()), float(values.max()))
+        return None
+    return median
+
+
+# -- image folders ---------------------------------------------------------------------
+def _from_imagefolder(root: Path, tile_size: int | None, patchify: bool) -> TileTable:
+    from histotile.wsi import open_slide
+
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DatasetError(f"{root}: no class sub-folders; arrange images as "
+                           f"{root}/<class>/<image>.png")
+    rows: list[tuple] = []
+    sizes: set[tuple[int, int]] = set()
+    for class_dir in class_dirs:
+        for image in sorted(class_dir.rglob("*")):
+            if image.suffix.lower() not in IMAGE_SUFFIXES or not image.is_file():
+                continue
+            try:
+                with open_slide(image) as slide:
+                    width, height = slide.dimensions
+            except HistotileError as error:
+                raise DatasetError(f"{image}: unreadable image ({error}); remove or "
+                                   "replace the file") from None
+            group = image.stem.split("__")[0]
+            if patchify:
+                assert tile_size is not None
+                xs = np.arange(0, width - tile_size + 1, tile_size)
+                ys = np.arange(0, height - tile_size + 1, tile_size)
+                if xs.size == 0 or ys.size == 0:
+                    raise DatasetError(f"{image}: {width}x{height} px is smaller than one "
+                                       f"{tile_size} px patch; lower tile_size or drop it")
+                for y in ys:
+                    for x in xs:
+                        rows.append((str(image), int(x), int(y), tile_size, 0, tile_size,
+                                     class_dir.name, group))
+            else:
+                sizes.add((width, height))
+                rows.append((str(image), 0, 0, max(width, height), 0, -1, class_dir.name,
+                             group))
+    if not rows:
+        raise DatasetError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in the class "
+                           "sub-folders")
+    if tile_size is None:
+        if len(sizes) != 1 or len({*next(iter(sizes))}) != 1:
+            raise DatasetError(f"{root}: images are not all square of one size (seen "
+                               f"{sorted(sizes)[:4]}); pass tile_size to resize them, or "
+                               "patchify=True with tile_size to cut them into patches")
+        tile_size = next(iter(sizes))[0]
+    frame = pd.DataFrame(rows, columns=["path", "x", "y", "extent", "level", "read_size",
+                                        "label", "group"])
+    geometry = {"tile_downsample": None, "tile_mpp": None, "slide_mpp": None, "tiling": None,
+                "manifest": None}
+    if patchify:
+        geometry["tile_downsample"] = 1.0
+        geometry["tiling"] = {"patchify": True, "tile_size": tile_size, "step": tile_size}
+    return TileTable(frame, [], int(tile_size), str(root), "imagefolder", geometry)
+
+
+# -- selection -------------------------------------------------------------------------
+def _select_classes(table: TileTable, classes: Sequence[str] | None) -> None:
+    found = sorted(table.frame["label"].unique().tolist())
+    if classes:
+        classes = [str(c) for c in classes]
+        absent = [c for c in classes if c not in found]
+        if absent:
+            raise DatasetError(f"{table.source}: class(es) {', '.join(absent)} have no "
+                               f"tiles (found: {', '.join(found)}); fix the classes setting")
+        keep = table.frame["label"].isin(classes)
+        if not keep.all():
+            table.notes.append(f"{int((~keep).sum())} tile(s) of other classes "
+                               f"({', '.join(sorted(set(found) - set(classes)))}) left out")
+            table.frame = table.frame.loc[keep].reset_index(drop=True)
+    else:
+        classes = found
+    if len(classes) < 2:
+        raise DatasetError(f"{table.source}: only one class ({', '.join(classes) or 'none'}) "
+                           "in the data; a classifier needs tiles of at least two classes "
+                           "(annotate or tile another class)")
+    table.classes = list(classes)
+    table.frame = table.frame.reset_index(drop=True)
+    table.frame["target"] = table.frame["label"].map(
+        {c: k for k, c in enumerate(classes)}).astype(np.int64)
+
+
+def _subsample(table: TileTable, max_tiles: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    targets = table.targets
+    keep: list[np.ndarray] = []
+    for k in range(len(table.classes)):
+        rows = np.flatnonzero(targets == k)
+        share = max(1, math.floor(max_tiles * rows.size / targets.size))
+        keep.append(rng.choice(rows, size=min(share, rows.size), replace=False))
+    chosen = np.sort(np.concatenate(keep))
+    table.notes.append(f"max_tiles={max_tiles}: {chosen.size} of {targets.size} tiles kept "
+                       "(seeded, stratified by class)")
+    table.frame = table.frame.iloc[chosen].reset_index(drop=True)
+
+
+# -- reading ---------------------------------------------------------------------------
+class TileReader:
+    """Reads tile ``i`` of a table as uint8 RGB ``(tile_size, tile_size, 3)``.
+
+    Picklable (paths and integer arrays only); each process opens the slides it needs
+    lazily and keeps the last few open, so DataLoader workers read from slides by path.
+    """
+
+    def __init__(self, paths: list[str], x: np.ndarray, y: np.ndarray, level: np.ndarray,
+                 read_size: np.ndarray, tile_size: int) -> None:
+        self.paths, self.x, self.y = paths, x, y
+        self.level, self.read_size, self.tile_size = level, read_size, int(tile_size)
+        self._slides: OrderedDict[str, Any] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_slides"] = OrderedDict()
+        return state
+
+    def _slide(self, path: str):
+        from histotile.wsi import open_slide
+
+        slide = self._slides.pop(path, None)
+        if slide is None:
+            slide = open_slide(path)
+        self._slides[path] = slide
+        while len(self._slides) > _SLIDE_CACHE:
+            self._slides.popitem(last=False)[1].close()
+        return slide
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        from histotile.tiling.tile_io import read_tile, resize_tile
+
+        path = self.paths[i]
+        try:
+            slide = self._slide(path)
+            read_size = int(self.read_size[i])
+            if read_size < 0:  # a whole image (ImageFolder)
+                width, height = slide.dimensions
+                pixels = slide.read_region((0, 0), 0, (width, height))
+                if width != height:
+                    import cv2
+
+                    return cv2.resize(pixels, (self.tile_size, self.tile_size),
+                                      interpolation=cv2.INTER_AREA)
+                return np.ascontiguousarray(resize_tile(pixels, self.tile_size))
+            return np.ascontiguousarray(read_tile(slide, int(self.x[i]), int(self.y[i]),
+                                                  int(self.level[i]), read_size,
+                                                  self.tile_size))
+        except HistotileError as error:
+            raise DatasetError(f"{path}: tile {i} at ({self.x[i]}, {self.y[i]}) cannot be "
+                               f"read: {error}; fix or remove the file") from None
+
+    def close(self) -> None:
+        for slide in self._slides.values():
+            slide.close()
+        self._slides.clear()
+
+
+def augment_batch(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random element of the dihedral group (flips and 90-degree rotations) per tile of a
+    uint8 batch (N, H, W, 3): orientation carries no meaning in histology."""
+    choice = rng.integers(0, 8, size=batch.shape[0])
+    out = np.empty_like(batch)
+    for k in range(8):
+        rows = np.flatnonzero(choice == k)
+        if rows.size == 0:
+            continue
+        part = np.rot90(batch[rows], k % 4, axes=(1, 2))
+        if k >= 4:
+            part = part[:, :, ::-1]
+        out[rows] = part
+    return out
+
+
+def worker_init(_worker_id: int) -> None:
+    """DataLoader worker set-up: one thread per worker (the cores belong to training)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        pass
+
+
+def _collate(items: list[tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    index = np.array([i for i, _ in items], np.int64)
+    return index, np.stack([tile for _, tile in items])
+
+
+class _Indexed:
+    """(index, tile) pairs for the loader, so batches say which rows they hold."""
+
+    def __init__(self, reader: TileReader, rows: np.ndarray) -> None:
+        self.reader, self.rows = reader, rows
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
+        row = int(self.rows[i])
+        return row, self.reader[row]
+
+
+class TileSource:
+    """Batches of tiles for the backends: from memory when the dataset fits in
+    ``cache_mb`` (read once, in worker processes), otherwise streamed from the slides
+    every epoch by DataLoader workers."""
+
+    def __init__(self, reader: TileReader, *, workers: int = 1, cache_mb: float = 2048,
+                 rows: np.ndarray | None = None) -> None:
+        self.reader = reader
+        self.workers = int(workers)
+        self.cache: np.ndarray | None = None
+        self._cache_pos: np.ndarray | None = None
+        rows = np.arange(len(reader)) if rows is None else np.unique(rows)
+        tile_bytes = reader.tile_size * reader.tile_size * 3
+        if rows.size * tile_bytes <= cache_mb * 2**20:
+            self.cache = np.empty((rows.size, reader.tile_size, reader.tile_size, 3), np.uint8)
+            self._cache_pos = np.full(len(reader), -1, np.int64)
+            self._cache_pos[rows] = np.arange(rows.size)
+            for index, tiles in self._stream(rows, batch_size=64):
+                self.cache[self._cache_pos[index]] = tiles
+            reader.close()
+
+    @property
+    def cached(self) -> bool:
+        return self.cache is not None
+
+    def _stream(self, rows: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray,
+                                                                           np.ndarray]]:
+        from torch.utils.data import DataLoader
+
+        if self.workers == 0:
+            for start in range(0, rows.size, batch_size):
+                part = rows[start:start + batch_size]
+                yield part, np.stack([self.reader[int(i)] for i in part])
+            return
+        loader = DataLoader(_Indexed(self.reader, rows), batch_size=batch_size, shuffle=False,
+                            num_workers=min(self.workers, max(1, rows.size // batch_size)),
+                            collate_fn=_collate, worker_init_fn=worker_init,
+                            prefetch_factor=4, persistent_workers=False)
+        yield from loader
+
+    def batches(self, rows: np.ndarray, batch_size: int, *, shuffle: bool = False,
+                rng: np.random.Generator | None = None,
+                augment: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(rows, tiles)`` batches over ``rows`` (in a seeded random order when
+        ``shuffle``); ``tiles`` is uint8 (n, T, T, 3), augmented when asked."""
+        rows = np.asarray(rows, np.int64)
+        if shuffle:
+            assert rng is not None
+            rows = rows[rng.permutation(rows.size)]
+        if self.cache is not None:
+            assert self._cache_pos is not None
+            stream: Iterator = ((rows[s:s + batch_size],
+                                 self.cache[self._cache_pos[rows[s:s + batch_size]]])
+                                for s in range(0, rows.size, batch_size))
+        else:
+            stream = self._stream(rows, batch_size)
+        for index, tiles in stream:
+            if augment:
+                assert rng is not None
+                tiles = augment_batch(tiles, rng)
+            yield index, tiles

@@ -1,0 +1,118 @@
+"""The model registry: names, input normalisation, and :func:`create`.
+
+Networks are built without pretrained weights (``weights=None`` for torchvision); starting
+weights come only from a local file the user names. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from histotile.errors import ModelError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MIN_TILE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the registry knows about one architecture.
+
+    Attributes:
+        name: registry name.
+        backends: backends that provide it.
+        mean, std: per-channel normalisation applied after dividing by 255.
+        channels_last: run in channels-last memory format (faster convolutions on CPU
+            and on tensor-core GPUs).
+        description: one line for ``--help`` texts and the model card.
+    """
+
+    name: str
+    backends: tuple[str, ...]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    channels_last: bool
+    description: str
+
+    def normalisation(self) -> dict[str, Any]:
+        """The input transform, as stored in the model card: ``(x / 255 - mean) / std``
+        on RGB uint8 tiles."""
+        return {"divide_by": 255.0, "mean": list(self.mean), "std": list(self.std),
+                "channel_order": "RGB"}
+
+
+SPECS: dict[str, ModelSpec] = {
+    "lenet": ModelSpec("lenet", ("torch", "mxnet"), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), False,
+                       "LeNet-style CNN of the prostate-biopsy study: conv20-5, max-pool, "
+                       "conv50-5, max-pool, dense 500 and 84 (sigmoid), softmax; input / 255"),
+    "squeezenet": ModelSpec("squeezenet", ("torch",), IMAGENET_MEAN, IMAGENET_STD, True,
+                            "torchvision SqueezeNet 1.1"),
+    "resnet18": ModelSpec("resnet18", ("torch",), IMAGENET_MEAN, IMAGENET_STD, True,
+                          "torchvision ResNet-18"),
+    "alexnet": ModelSpec("alexnet", ("torch",), IMAGENET_MEAN, IMAGENET_STD, True,
+                         "torchvision AlexNet"),
+    "shufflenet_v2": ModelSpec("shufflenet_v2", ("torch",), IMAGENET_MEAN, IMAGENET_STD, True,
+                               "torchvision ShuffleNet V2 x1.0"),
+}
+
+
+def available_models(backend: str | None = None) -> list[str]:
+    """Registry names, optionally only those a backend provides."""
+    return [name for name, spec in SPECS.items() if backend is None or backend in spec.backends]
+
+
+def get_spec(name: str, backend: str = "torch") -> ModelSpec:
+    """The spec of ``name``; :class:`ModelError` for an unknown name or backend."""
+    spec = SPECS.get(str(name).lower())
+    if spec is None:
+        raise ModelError(f"model {name!r}: unknown architecture (choose one of "
+                         f"{', '.join(SPECS)})")
+    if backend not in spec.backends:
+        raise ModelError(f"model {name!r}: not available for backend {backend!r} "
+                         f"(available: {', '.join(spec.backends)})")
+    return spec
+
+
+def check_tile_size(tile_size: int) -> int:
+    if int(tile_size) != tile_size or tile_size < MIN_TILE_SIZE:
+        raise ModelError(f"tile_size={tile_size!r}: the networks need square tiles of at "
+                         f"least {MIN_TILE_SIZE} px; tile with a larger size")
+    return int(tile_size)
+
+
+def create(name: str, num_classes: int, tile_size: int, backend: str = "torch",
+           weights: str | Path | None = None) -> Any:
+    """Build a network for ``num_classes`` classes on ``tile_size`` x ``tile_size`` RGB
+    tiles (any size from 64 px up).
+
+    Args:
+        name: one of :func:`available_models`.
+        num_classes: number of output classes (>= 2).
+        tile_size: input side in pixels.
+        backend: ``"torch"`` (a ``torch.nn.Module``) or ``"mxnet"`` (an initialised Gluon
+            block; LeNet only; needs the ``mxnet`` extra).
+        weights: a local file of starting weights (torch: a ``state_dict`` file, e.g.
+            torchvision's ImageNet ``.pth``; layers whose shapes differ, such as the
+            classifier head, keep their fresh initialisation. MXNet: a ``.params`` file).
+            Never downloaded.
+
+    Raises:
+        ModelError: unknown name/backend, tile size below 64, unusable weights file.
+    """
+    spec = get_spec(name, backend)
+    tile_size = check_tile_size(tile_size)
+    if int(num_classes) < 2:
+        raise ModelError(f"num_classes={num_classes!r}: a classifier needs at least 2 classes")
+    if weights is not None and not Path(weights).is_file():
+        raise ModelError(f"{weights}: weights file not found (name a local file; histotile "
+                         "never downloads weights)")
+    if backend == "mxnet":
+        from histotile.models import mxnet_backend
+
+        return mxnet_backend.build_lenet(int(num_classes), tile_size, weights)
+    from histotile.models import torch_nets
+
+    return torch_nets.build(spec.name, int(num_classes), tile_size, weights)

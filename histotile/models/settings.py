@@ -1,0 +1,181 @@
+"""Training settings: one dataclass, with per-model defaults that follow the two studies
+behind this stage (LeNet in MXNet: SGD lr 0.001 momentum 0.8 batch 32; torchvision nets
+fine-tuned on BreakHis: 20 epochs, lr 0.001, early stopping, 4-fold cross-validation)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from histotile.errors import ConfigError
+
+# Per-model optimiser defaults. Everything here can be overridden in TrainSettings.
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    # The LeNet study: SGD, learning rate 0.001, momentum 0.8, batch 32.
+    "lenet": {"optimizer": "sgd", "lr": 0.001, "momentum": 0.8, "batch_size": 32,
+              "epochs": 20, "weight_decay": 0.0},
+    # The torchvision study: 20 epochs, learning rate 0.001, early stopping.
+    "squeezenet": {"optimizer": "sgd", "lr": 0.001, "momentum": 0.9, "batch_size": 32,
+                   "epochs": 20, "weight_decay": 1e-4},
+    "resnet18": {"optimizer": "sgd", "lr": 0.001, "momentum": 0.9, "batch_size": 32,
+                 "epochs": 20, "weight_decay": 1e-4},
+    "alexnet": {"optimizer": "sgd", "lr": 0.001, "momentum": 0.9, "batch_size": 32,
+                "epochs": 20, "weight_decay": 1e-4},
+    "shufflenet_v2": {"optimizer": "sgd", "lr": 0.001, "momentum": 0.9, "batch_size": 32,
+                      "epochs": 20, "weight_decay": 1e-4},
+}
+OPTIMIZERS = ("sgd", "adam", "adamw")
+BACKENDS = ("torch", "mxnet")
+
+
+@dataclass
+class TrainSettings:
+    """Everything that decides a training run. ``None`` means "the model's default"
+    (see :data:`MODEL_DEFAULTS`) or "automatic" as documented per field.
+
+    Attributes:
+        model: architecture name (see :func:`histotile.models.available_models`).
+        backend: ``"torch"`` or ``"mxnet"`` (MXNet: LeNet only).
+        epochs: maximum epochs per fold and for the final model.
+        batch_size: tiles per step.
+        lr: learning rate.
+        momentum: SGD momentum (ignored by Adam).
+        optimizer: ``"sgd"``, ``"adam"`` or ``"adamw"``.
+        weight_decay: L2 penalty.
+        patience: early stopping: epochs without a lower validation loss before stopping
+            (0 disables early stopping).
+        folds: cross-validation folds (stratified, grouped); 0 skips cross-validation.
+        test_fraction: fraction of the groups held out as the test split (0: none).
+        group_column: manifest column whose values must never straddle train and
+            validation/test (patient or slide).
+        label_column: manifest column holding the class name.
+        positive_class: for two classes, the class whose sensitivity/specificity are
+            reported (default: the second class in sorted order).
+        classes: class order (default: sorted class names found in the data).
+        seed: seeds the split, the weight initialisation, shuffling and augmentation.
+        augment: random flips and 90-degree rotations (the dihedral group, which keeps
+            histology plausible) of training tiles.
+        workers: DataLoader worker processes reading tiles (None: CPU cores - 1, 1 at
+            least; 0 reads in the training process).
+        threads: torch intra-op threads of the training process (None: CPU cores).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (None: CUDA when present).
+        tile_size: network input side in pixels; tiles of another size are resized
+            (None: the manifest's ``size`` / the image size).
+        max_tiles: use at most this many tiles (a stratified, seeded sample by group).
+        patchify: cut ImageFolder images into non-overlapping ``tile_size`` patches.
+        weights: local file of starting weights (fine-tuning); never downloaded.
+        cache_mb: tiles are read once into memory when they fit in this many MiB,
+            otherwise streamed from the slides every epoch.
+        final_model: train the final model on all non-test tiles after cross-validation.
+    """
+
+    model: str = "lenet"
+    backend: str = "torch"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    optimizer: str | None = None
+    weight_decay: float | None = None
+    patience: int = 5
+    folds: int = 4
+    test_fraction: float = 0.2
+    group_column: str = "group"
+    label_column: str = "label"
+    positive_class: str | None = None
+    classes: list[str] | None = None
+    seed: int = 0
+    augment: bool = True
+    workers: int | None = None
+    threads: int | None = None
+    device: str | None = None
+    tile_size: int | None = None
+    max_tiles: int | None = None
+    patchify: bool = False
+    weights: str | None = None
+    cache_mb: int = 2048
+    final_model: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resolved(self) -> TrainSettings:
+        """A copy with every ``None`` default filled in from the model's defaults and the
+        machine, validated. Raises :class:`ConfigError` naming the bad setting."""
+        from histotile.models.registry import available_models
+
+        name = self.model.lower()
+        if name not in MODEL_DEFAULTS:
+            raise ConfigError(f"model={self.model!r}: unknown model (choose one of "
+                              f"{', '.join(available_models())})")
+        backend = self.backend.lower()
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend={self.backend!r}: unknown backend (choose one of "
+                              f"{', '.join(BACKENDS)})")
+        if backend == "mxnet" and name != "lenet":
+            raise ConfigError(f"backend='mxnet' offers only model='lenet', not {name!r} "
+                              "(use backend='torch' for the torchvision networks)")
+        values = dataclasses.asdict(self)
+        values["model"], values["backend"] = name, backend
+        for key, default in MODEL_DEFAULTS[name].items():
+            if values[key] is None:
+                values[key] = default
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+        if values["workers"] is None:
+            values["workers"] = max(1, min(4, cores - 1))
+        if values["threads"] is None:
+            values["threads"] = cores
+        values["optimizer"] = str(values["optimizer"]).lower()
+        out = TrainSettings(**values)
+        out._validate()
+        return out
+
+    def _validate(self) -> None:
+        def bad(setting: str, problem: str) -> ConfigError:
+            return ConfigError(f"{setting}={getattr(self, setting)!r}: {problem}")
+
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", f"unknown optimizer (choose one of {', '.join(OPTIMIZERS)})")
+        if self.backend == "mxnet" and self.optimizer == "adamw":
+            raise bad("optimizer", "the MXNet backend offers 'sgd' and 'adam'")
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise bad("epochs", "must be an integer >= 1")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise bad("batch_size", "must be an integer >= 1")
+        if not self.lr or self.lr <= 0:
+            raise bad("lr", "the learning rate must be > 0")
+        if self.momentum is None or not 0 <= self.momentum < 1:
+            raise bad("momentum", "must be in [0, 1)")
+        if self.patience < 0:
+            raise bad("patience", "must be >= 0 (0 disables early stopping)")
+        if self.folds == 1 or self.folds < 0:
+            raise bad("folds", "use 0 (no cross-validation) or 2 and more folds")
+        if not 0 <= self.test_fraction < 1:
+            raise bad("test_fraction", "must be in [0, 1), e.g. 0.2 for a 20 % test split")
+        if self.workers is not None and self.workers < 0:
+            raise bad("workers", "must be >= 0")
+        if self.tile_size is not None and self.tile_size < 64:
+            raise bad("tile_size", "the networks need tiles of 64 px or more")
+        if self.max_tiles is not None and self.max_tiles < 2:
+            raise bad("max_tiles", "must be at least 2")
+        if self.patchify and self.tile_size is None:
+            raise bad("patchify", "patchify=True needs tile_size (the patch side in pixels)")
+        if self.folds == 0 and not self.final_model:
+            raise bad("final_model", "with folds=0 the final model is the only model to "
+                      "train; set final_model=True or folds>=2")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
+        """Build from a dict (e.g. a model card or YAML config); unknown keys are an error
+        naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"training settings: unknown setting(s) {', '.join(unknown)} "
+                              f"(known: {', '.join(sorted(known))})")
+        return cls(**values)

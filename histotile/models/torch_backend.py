@@ -1,0 +1,222 @@
+"""PyTorch training and inference: the loops behind :func:`histotile.models.train` and
+:class:`histotile.models.Predictor` for torch models."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from histotile.errors import ModelError
+from histotile.models.data import TileSource
+from histotile.models.registry import ModelSpec
+from histotile.models.settings import TrainSettings
+
+log = logging.getLogger("histotile.models")
+WEIGHTS_FILE = "model.pt"
+Progress = Callable[..., None]
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``None``: CUDA when present, else CPU. A named CUDA device that is absent is a
+    :class:`ModelError`."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ModelError(f"device={device!r}: not a device name (use 'cpu', 'cuda' or "
+                         "'cuda:N')") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device={device!r}: CUDA is not available on this machine; use "
+                         "device='cpu' or leave it unset")
+    return chosen
+
+
+class InputTransform:
+    """uint8 NHWC tiles -> normalised float NCHW tensor in channels-last memory (the
+    permute of a contiguous NHWC tensor is exactly channels-last)."""
+
+    def __init__(self, spec_or_norm: ModelSpec | dict, device: torch.device) -> None:
+        norm = (spec_or_norm.normalisation() if isinstance(spec_or_norm, ModelSpec)
+                else spec_or_norm)
+        mean = torch.tensor(norm["mean"], dtype=torch.float32)
+        std = torch.tensor(norm["std"], dtype=torch.float32)
+        self.scale = (1.0 / (float(norm["divide_by"]) * std)).to(device)
+        self.shift = (-mean / std).to(device)
+        self.device = device
+
+    def __call__(self, tiles: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(tiles))
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        x = torch.addcmul(self.shift, x.float(), self.scale)  # (N, H, W, 3)
+        return x.permute(0, 3, 1, 2)
+
+
+def prepare(model: nn.Module, spec: ModelSpec, device: torch.device) -> nn.Module:
+    model = model.to(device)
+    if spec.channels_last or device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def _optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum,
+                               weight_decay=settings.weight_decay)
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarray,
+        train_rows: np.ndarray, val_rows: np.ndarray | None, settings: TrainSettings, *,
+        epochs: int, seed: int, device: torch.device, progress: Progress,
+        tag: str) -> dict[str, Any]:
+    """Train ``model`` in place; with validation rows, stop early on the validation loss
+    (``settings.patience``) and restore the best epoch's weights.
+
+    Returns ``history`` (one dict per epoch), ``best_epoch`` (1-based), ``epochs_run``,
+    ``train_seconds`` (training steps only) and ``train_tiles_per_s``.
+    """
+    model = prepare(model, spec, device)
+    transform = InputTransform(spec, device)
+    optimizer = _optimizer(model, settings)
+    loss_fn = nn.CrossEntropyLoss()
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+    labels = torch.from_numpy(targets.astype(np.int64))
+    history: list[dict[str, Any]] = []
+    best = (float("inf"), 0, None)
+    since_best = 0
+    train_seconds, tiles_seen = 0.0, 0
+    steps = -(-train_rows.size // settings.batch_size)
+    for epoch in range(1, epochs + 1):
+        rng = np.random.default_rng([seed, epoch])
+        model.train()
+        started = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for step, (rows, tiles) in enumerate(source.batches(
+                train_rows, settings.batch_size, shuffle=True, rng=rng,
+                augment=settings.augment), start=1):
+            x = transform(tiles)
+            y = labels[rows].to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(device):
+                logits = model(x)
+                loss = loss_fn(logits.float(), y)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            loss_sum += float(loss.detach()) * rows.size
+            correct += int((logits.detach().argmax(1) == y).sum())
+            seen += rows.size
+            progress("batch", tag=tag, epoch=epoch, step=step, steps=steps)
+        elapsed = time.perf_counter() - started
+        train_seconds += elapsed
+        tiles_seen += seen
+        record: dict[str, Any] = {"fold": tag, "epoch": epoch, "train_loss": loss_sum / seen,
+                                  "train_accuracy": correct / seen, "seconds": elapsed}
+        if val_rows is not None and val_rows.size:
+            proba = predict_rows(model, spec, source, val_rows, settings.batch_size, device,
+                                 transform=transform)
+            picked = proba[np.arange(val_rows.size), targets[val_rows]]
+            record["val_loss"] = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
+            record["val_accuracy"] = float((proba.argmax(1) == targets[val_rows]).mean())
+        history.append(record)
+        progress("epoch", tag=tag, epochs=epochs, **record)
+        log.info("%s epoch %d/%d: %s", tag, epoch, epochs,
+                 ", ".join(f"{k}={v:.4f}" for k, v in record.items()
+                           if isinstance(v, float)))
+        if "val_loss" in record:
+            if record["val_loss"] < best[0] - 1e-6:
+                best = (record["val_loss"], epoch, copy.deepcopy(model.state_dict()))
+                since_best = 0
+            else:
+                since_best += 1
+                if settings.patience and since_best >= settings.patience:
+                    log.info("%s: early stop after epoch %d (best epoch %d)", tag, epoch,
+                             best[1])
+                    break
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+    best_epoch = best[1] if best[2] is not None else len(history)
+    return {"history": history, "best_epoch": best_epoch, "epochs_run": len(history),
+            "train_seconds": train_seconds,
+            "train_tiles_per_s": tiles_seen / train_seconds if train_seconds else 0.0}
+
+
+def _predict_batches(model: nn.Module, transform: InputTransform,
+                     batches: Iterable[np.ndarray], device: torch.device) -> Iterator[np.ndarray]:
+    model.eval()
+    with torch.inference_mode(), _autocast(device):
+        for tiles in batches:
+            logits = model(transform(tiles))
+            yield torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+def predict_rows(model: nn.Module, spec: ModelSpec, source: TileSource, rows: np.ndarray,
+                 batch_size: int, device: torch.device,
+                 transform: InputTransform | None = None) -> np.ndarray:
+    """Class probabilities (len(rows), C) float32 of table rows, in the order given."""
+    transform = transform or InputTransform(spec, device)
+    batches = (tiles for _, tiles in source.batches(rows, max(batch_size, 64)))
+    parts = list(_predict_batches(model, transform, batches, device))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def save(model: nn.Module, directory: Path) -> str:
+    """Write the state dict (tensors only, loaded back with ``weights_only=True``)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save(state, directory / WEIGHTS_FILE)
+    return WEIGHTS_FILE
+
+
+class TorchRunner:
+    """Inference half of :class:`Predictor` for torch models."""
+
+    def __init__(self, card: dict[str, Any], directory: Path, device: str | None) -> None:
+        from histotile.models import torch_nets
+        from histotile.models.registry import get_spec
+
+        self.device = resolve_device(device)
+        self.spec = get_spec(card["architecture"], "torch")
+        model = torch_nets.build(self.spec.name, len(card["classes"]), int(card["tile_size"]))
+        state = torch_nets.read_state_dict(directory / card.get("weights_file", WEIGHTS_FILE))
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise ModelError(f"{directory}: the weights do not fit the {self.spec.name} "
+                             f"described by the model card ({str(error).splitlines()[0]}); "
+                             "the directory was altered: retrain or restore it") from None
+        self.model = prepare(model, self.spec, self.device).eval()
+        self.transform = InputTransform(card["input"]["normalisation"], self.device)
+
+    def predict(self, tiles: np.ndarray, batch_size: int) -> np.ndarray:
+        batches = (tiles[s:s + batch_size] for s in range(0, tiles.shape[0], batch_size))
+        parts = list(_predict_batches(self.model, self.transform, batches, self.device))
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's generators (weights initialisation, dropout)."""
+    torch.manual_seed(seed)

@@ -1,0 +1,104 @@
+"""PyTorch networks: the study's LeNet and torchvision architectures with their heads
+sized for the task. Imported only when a torch model is built (torch is heavy)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from histotile.errors import ModelError
+
+log = logging.getLogger("histotile.models")
+
+
+def lenet_feature_side(tile_size: int) -> int:
+    """Side of LeNet's last feature map: two valid 5x5 convolutions, each followed by a
+    2x2 max-pool."""
+    side = (tile_size - 4) // 2
+    return (side - 4) // 2
+
+
+class LeNet(nn.Module):
+    """The LeNet of the prostate-biopsy study: conv 20@5x5, max-pool 2, conv 50@5x5,
+    max-pool 2, then fully connected 500 and 84 with sigmoid, and the class outputs
+    (softmax is applied by the loss / the predictor). Convolutions use ReLU."""
+
+    def __init__(self, num_classes: int, tile_size: int) -> None:
+        super().__init__()
+        side = lenet_feature_side(tile_size)
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 20, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(20, 50, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(50 * side * side, 500), nn.Sigmoid(),
+            nn.Linear(500, 84), nn.Sigmoid(),
+            nn.Linear(84, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def build(name: str, num_classes: int, tile_size: int,
+          weights: str | Path | None = None) -> nn.Module:
+    """A freshly initialised network (torchvision with ``weights=None``), then the
+    optional local starting weights."""
+    import torchvision.models as tvm
+
+    if name == "lenet":
+        model: nn.Module = LeNet(num_classes, tile_size)
+    elif name == "squeezenet":
+        model = tvm.squeezenet1_1(weights=None, num_classes=num_classes)
+    elif name == "resnet18":
+        model = tvm.resnet18(weights=None, num_classes=num_classes)
+    elif name == "alexnet":
+        model = tvm.alexnet(weights=None, num_classes=num_classes)
+    elif name == "shufflenet_v2":
+        model = tvm.shufflenet_v2_x1_0(weights=None, num_classes=num_classes)
+    else:  # the registry checked the name
+        raise ModelError(f"model {name!r}: no torch builder")
+    if weights is not None:
+        load_starting_weights(model, Path(weights))
+    return model
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict read safely (``weights_only=True``: tensors and plain containers, no
+    arbitrary pickled objects). Accepts a checkpoint dict holding ``state_dict``/``model``."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many types for bad files
+        raise ModelError(f"{path}: not a loadable weights file ({type(error).__name__}: "
+                         f"{error}); save weights with torch.save(model.state_dict(), path)"
+                         ) from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise ModelError(f"{path}: does not hold a state_dict of tensors; save weights with "
+                         "torch.save(model.state_dict(), path)")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_starting_weights(model: nn.Module, path: Path) -> None:
+    """Load a local state dict for fine-tuning: tensors whose names and shapes match are
+    copied; the rest (typically the classifier head) keep their initialisation. Fails
+    when nothing matches (the file is for another architecture)."""
+    state = read_state_dict(path)
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable or len(usable) < len(own) // 2:
+        raise ModelError(f"{path}: only {len(usable)} of the network's {len(own)} weight "
+                         f"tensors match this file: it is for another architecture; name "
+                         f"a weights file of the same network")
+    skipped = sorted(set(own) - set(usable))
+    model.load_state_dict(usable, strict=False)
+    log.info("starting weights from %s: %d tensors loaded, %d kept fresh (%s)", path,
+             len(usable), len(skipped), ", ".join(skipped[:6]) + ("..." if len(skipped) > 6
+                                                                  else ""))

@@ -1,0 +1,331 @@
+"""Training with grouped, stratified cross-validation and a held-out test split.
+
+:func:`train` reads a tile manifest or an ImageFolder, splits it by group (patient or
+slide), trains and evaluates one model per fold, trains the final model on all
+non-test tiles (for the median best epoch count of the folds), evaluates it on the test
+split and writes the model directory atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from histotile._atomic import check_writable
+from histotile.models import card as cards
+from histotile.models.data import TileSource, TileTable, load_tiles
+from histotile.models.metrics import classification_metrics, flat_row, summarise
+from histotile.models.registry import create, get_spec
+from histotile.models.settings import TrainSettings
+from histotile.models.splits import Splits, check_disjoint, make_splits
+
+log = logging.getLogger("histotile.models")
+Progress = Callable[..., None]
+
+METRICS_FILE = "metrics_folds.csv"
+HISTORY_FILE = "history.csv"
+SPLITS_FILE = "splits.csv"
+LOG_FILE = "train.log"
+CURVES_FILE = "learning_curves.png"
+CONFUSION_FILE = "confusion_matrix.png"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced.
+
+    Attributes:
+        model_dir: the written model directory.
+        classes: class names in output order.
+        folds: validation metrics per fold (see
+            :func:`histotile.models.metrics.classification_metrics`, plus timing).
+        summary: mean and std over folds per scalar metric.
+        test: metrics of the final model on the held-out test split (None without one).
+        card: the model card as written.
+        seconds: wall time of the whole run.
+    """
+
+    model_dir: Path
+    classes: list[str]
+    folds: list[dict[str, Any]]
+    summary: dict[str, dict[str, float | None]]
+    test: dict[str, Any] | None
+    card: dict[str, Any]
+    seconds: float
+
+
+def _no_progress(event: str, **info: Any) -> None:
+    return None
+
+
+def train(data: str | Path | pd.DataFrame, out_dir: str | Path,
+          settings: TrainSettings | None = None, *, progress: Progress | None = None,
+          overwrite: bool = False) -> TrainResult:
+    """Cross-validate, train and save a tile classifier.
+
+    Args:
+        data: a tile manifest (CSV path or DataFrame; tiles are read from the slides on
+            the fly) or an ImageFolder directory (``<dir>/<class>/<image>``).
+        out_dir: the model directory to write (``model.pt``/``model.params``,
+            ``model_card.json``, ``metrics_folds.csv``, ``history.csv``, ``splits.csv``,
+            ``learning_curves.png``, ``confusion_matrix.png``, ``train.log``).
+        settings: :class:`TrainSettings` (defaults: LeNet, the study's optimiser).
+        progress: optional ``callable(event, **info)``; events ``start`` (tiles, folds,
+            classes), ``fold_start`` (tag, n_train, n_val), ``batch`` (tag, epoch, step,
+            steps), ``epoch`` (tag, epoch, epochs, losses, accuracies), ``fold_end`` (tag,
+            metrics), ``test`` (metrics), ``done`` (model_dir).
+        overwrite: replace an existing ``out_dir`` (only once the new one is complete).
+
+    Raises:
+        OutputExistsError: ``out_dir`` exists and ``overwrite`` is False (checked first).
+        DatasetError, ConfigError, ModelError: unusable data, settings or weights.
+    """
+    started = time.perf_counter()
+    settings = (settings or TrainSettings()).resolved()
+    out_dir = check_writable(out_dir, overwrite)
+    progress = progress or _no_progress
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial",
+                                    dir=out_dir.parent))
+    handler = logging.FileHandler(staging / LOG_FILE, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    previous_level = log.level
+    log.addHandler(handler)
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    try:
+        with _torch_threads(settings.threads):
+            result = _run(data, staging, settings, progress)
+        handler.close()
+        log.removeHandler(handler)
+        _publish(staging, out_dir, overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        handler.close()
+        log.removeHandler(handler)
+        log.setLevel(previous_level)
+    result.model_dir = out_dir
+    result.seconds = time.perf_counter() - started
+    progress("done", model_dir=str(out_dir), seconds=result.seconds)
+    return result
+
+
+def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings,
+         progress: Progress) -> TrainResult:
+    backend = _backend(settings.backend)
+    spec = get_spec(settings.model, settings.backend)
+    log.info("training %s (%s backend), settings: %s", spec.name, settings.backend,
+             settings.to_dict())
+    table = load_tiles(data, group_column=settings.group_column,
+                       label_column=settings.label_column, classes=settings.classes,
+                       tile_size=settings.tile_size, patchify=settings.patchify,
+                       max_tiles=settings.max_tiles, seed=settings.seed)
+    for note in table.notes:
+        log.info("%s: %s", table.source, note)
+    if settings.positive_class is not None and settings.positive_class not in table.classes:
+        from histotile.errors import ConfigError
+
+        raise ConfigError(f"positive_class={settings.positive_class!r}: not one of the "
+                          f"classes {table.classes}")
+    targets, groups = table.targets, table.groups
+    splits = make_splits(targets, groups, table.classes, folds=settings.folds,
+                         test_fraction=settings.test_fraction, seed=settings.seed,
+                         source=table.source, group_column=settings.group_column)
+    check_disjoint(splits, groups)
+    log.info("%d tiles, %d groups, classes %s; test %d tiles, development %d tiles, %d folds",
+             len(targets), len(set(groups)), table.classes, splits.test.size,
+             splits.development.size, len(splits.folds))
+    device = backend.resolve_device(settings.device)
+    progress("start", tiles=int(len(targets)), folds=len(splits.folds),
+             classes=table.classes, epochs=settings.epochs, device=str(device))
+
+    source = TileSource(table.reader(), workers=settings.workers, cache_mb=settings.cache_mb)
+    log.info("tiles %s", "cached in memory" if source.cached else "streamed from the slides")
+
+    def new_model(seed: int):
+        backend.seed_everything(seed)
+        return create(spec.name, len(table.classes), table.tile_size, settings.backend,
+                      settings.weights)
+
+    fold_metrics: list[dict[str, Any]] = []
+    histories: list[dict[str, Any]] = []
+    for k, (train_rows, val_rows) in enumerate(splits.folds, start=1):
+        tag = f"fold{k}"
+        progress("fold_start", tag=tag, fold=k, folds=len(splits.folds),
+                 n_train=int(train_rows.size), n_val=int(val_rows.size))
+        seed = settings.seed * 1000 + k
+        model = new_model(seed)
+        fitted = backend.fit(model, spec, source, targets, train_rows, val_rows, settings,
+                             epochs=settings.epochs, seed=seed, device=device,
+                             progress=progress, tag=tag)
+        model = fitted.pop("model", model)
+        eval_started = time.perf_counter()
+        proba = backend.predict_rows(model, spec, source, val_rows, settings.batch_size,
+                                     device)
+        eval_seconds = time.perf_counter() - eval_started
+        metrics = classification_metrics(targets[val_rows], proba, table.classes,
+                                         settings.positive_class)
+        metrics.update(fold=k, n_train=int(train_rows.size), n_val=int(val_rows.size),
+                       train_groups=int(np.unique(groups[train_rows]).size),
+                       val_groups=int(np.unique(groups[val_rows]).size),
+                       best_epoch=fitted["best_epoch"], epochs_run=fitted["epochs_run"],
+                       train_seconds=fitted["train_seconds"],
+                       train_tiles_per_s=fitted["train_tiles_per_s"],
+                       inference_tiles_per_s=val_rows.size / eval_seconds if eval_seconds
+                       else None)
+        fold_metrics.append(metrics)
+        histories.extend(fitted["history"])
+        log.info("%s: accuracy %.4f, loss %.4f, sensitivity %.4f, specificity %.4f, "
+                 "F1 %.4f, AUC %s", tag, metrics["accuracy"], metrics["loss"],
+                 metrics["sensitivity"], metrics["specificity"], metrics["f1"],
+                 metrics["roc_auc"])
+        progress("fold_end", tag=tag, fold=k, metrics=metrics)
+        del model
+    summary = summarise(fold_metrics) if fold_metrics else {}
+
+    final_epochs = (max(1, int(round(float(np.median([m["best_epoch"] for m in fold_metrics])))))
+                    if fold_metrics else settings.epochs)
+    final_model = None
+    test_metrics = None
+    if settings.final_model:
+        progress("fold_start", tag="final", fold=0, folds=len(splits.folds),
+                 n_train=int(splits.development.size), n_val=0)
+        log.info("final model: %d epochs on %d development tiles", final_epochs,
+                 splits.development.size)
+        final_model = new_model(settings.seed * 1000)
+        fitted = backend.fit(final_model, spec, source, targets, splits.development, None,
+                             settings, epochs=final_epochs, seed=settings.seed * 1000,
+                             device=device, progress=progress, tag="final")
+        final_model = fitted.pop("model", final_model)
+        histories.extend(fitted["history"])
+        if splits.test.size:
+            proba = backend.predict_rows(final_model, spec, source, splits.test,
+                                         settings.batch_size, device)
+            test_metrics = classification_metrics(targets[splits.test], proba, table.classes,
+                                                  settings.positive_class)
+            test_metrics.update(n_train=int(splits.development.size),
+                                train_seconds=fitted["train_seconds"],
+                                train_tiles_per_s=fitted["train_tiles_per_s"])
+            log.info("test: accuracy %.4f, loss %.4f, F1 %.4f, AUC %s",
+                     test_metrics["accuracy"], test_metrics["loss"], test_metrics["f1"],
+                     test_metrics["roc_auc"])
+            progress("test", metrics=test_metrics)
+    source.reader.close()
+
+    weights_file = backend.save(final_model, staging) if final_model is not None else None
+    card = _write_outputs(staging, table, splits, settings, spec, fold_metrics, summary,
+                          test_metrics, histories, final_epochs, weights_file)
+    return TrainResult(staging, table.classes, fold_metrics, summary, test_metrics, card, 0.0)
+
+
+def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: TrainSettings,
+                   spec, fold_metrics: list[dict[str, Any]], summary: dict[str, Any],
+                   test_metrics: dict[str, Any] | None, histories: list[dict[str, Any]],
+                   final_epochs: int, weights_file: str | None) -> dict[str, Any]:
+    from histotile.models import plots
+
+    classes = table.classes
+    rows = [{"part": f"fold{m['fold']}", **flat_row(m, classes),
+             **{k: m[k] for k in ("n_train", "best_epoch", "epochs_run", "train_seconds",
+                                  "train_tiles_per_s", "inference_tiles_per_s")}}
+            for m in fold_metrics]
+    if summary:
+        rows.append({"part": "mean", **{k: v["mean"] for k, v in summary.items()}})
+        rows.append({"part": "std", **{k: v["std"] for k, v in summary.items()}})
+    if test_metrics is not None:
+        rows.append({"part": "test", **flat_row(test_metrics, classes),
+                     "n_train": test_metrics["n_train"],
+                     "train_seconds": test_metrics["train_seconds"],
+                     "train_tiles_per_s": test_metrics["train_tiles_per_s"]})
+    pd.DataFrame(rows).to_csv(staging / METRICS_FILE, index=False)
+    history = pd.DataFrame(histories)
+    history.to_csv(staging / HISTORY_FILE, index=False)
+    _splits_frame(table, splits).to_csv(staging / SPLITS_FILE, index=False)
+    if not history.empty:
+        plots.learning_curves(history, staging / CURVES_FILE)
+    matrices: dict[str, Any] = {}
+    if fold_metrics:
+        matrices["cross-validation (all folds)"] = np.sum(
+            [np.asarray(m["confusion"]) for m in fold_metrics], axis=0)
+    if test_metrics is not None:
+        matrices["test (final model)"] = test_metrics["confusion"]
+    if matrices:
+        plots.confusion_matrices(matrices, classes, staging / CONFUSION_FILE)
+    card = cards.build_card(
+        architecture=spec.name, backend=settings.backend, description=spec.description,
+        classes=classes, tile_size=table.tile_size, weights_file=weights_file or "",
+        normalisation=spec.normalisation(), geometry=table.geometry,
+        settings=settings.to_dict(),
+        data={**table.summary(),
+              "split": {"test_tiles": int(splits.test.size),
+                        "development_tiles": int(splits.development.size),
+                        "folds": len(splits.folds), "group_column": settings.group_column}},
+        metrics={"folds": fold_metrics, "cross_validation": summary, "test": test_metrics},
+        final_epochs=final_epochs if settings.final_model else None)
+    cards.write_card(card, staging)
+    return card
+
+
+def _splits_frame(table: TileTable, splits: Splits) -> pd.DataFrame:
+    """Which part each group went to: the audit trail that no group straddles parts."""
+    part = np.full(len(table.frame), "development", dtype=object)
+    part[splits.test] = "test"
+    fold = np.zeros(len(table.frame), np.int64)
+    for k, (_, val) in enumerate(splits.folds, start=1):
+        fold[val] = k
+    frame = pd.DataFrame({"group": table.groups, "part": part, "validation_fold": fold,
+                          "label": table.frame["label"].to_numpy()})
+    return (frame.groupby(["group", "part", "validation_fold", "label"]).size()
+            .rename("tiles").reset_index())
+
+
+def _publish(staging: Path, out_dir: Path, overwrite: bool) -> None:
+    """Move the complete staging directory onto ``out_dir``; an existing one is replaced
+    only now, so a failed run never damages it."""
+    check_writable(out_dir, overwrite)
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+        os.replace(staging, out_dir)
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    else:
+        os.replace(staging, out_dir)
+
+
+def _backend(name: str) -> ModuleType:
+    if name == "mxnet":
+        from histotile.models import mxnet_backend
+
+        return mxnet_backend
+    from histotile.models import torch_backend
+
+    return torch_backend
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
