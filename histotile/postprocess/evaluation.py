@@ -229,36 +229,54 @@ def tile_boxes(predictions: SlidePredictions) -> np.ndarray:
                      extent, extent], axis=1) if len(tiles) else np.zeros((0, 4), np.int64)
 
 
-def _resolve_annotation(annotation: Any, slide, classes: Sequence[str]) -> Any:
+def labelling_settings(predictions: SlidePredictions, *, positive_class: str,
+                       min_label_fraction: float | None = None,
+                       default_class: str | None = None,
+                       palette: dict[str, tuple[int, int, int]] | None = None):
+    """The tiling settings that label tiles from an annotation for evaluation: those the
+    predictions were made with (as in training), with the model's classes and any
+    override given. Without saved settings, a painted overlay is read with the positive
+    class painted green (the original workflow's convention)."""
+    import dataclasses
+
+    from histotile.tiling import TilingSettings
+
+    classes = tuple(predictions.classes)
+    saved = dict(predictions.settings.get("tiling") or {})
+    if saved:
+        saved["classes"] = list(classes)
+        saved["palette"] = {k: v for k, v in (saved.get("palette") or {}).items()
+                            if k in classes}
+        if saved.get("default_class") not in (None, *classes):
+            saved["default_class"] = None
+        settings = TilingSettings.from_dict(saved)
+    else:
+        settings = TilingSettings(classes=classes, palette={positive_class: (0, 255, 0)})
+    changes: dict[str, Any] = {}
+    if min_label_fraction is not None:
+        changes["min_label_fraction"] = float(min_label_fraction)
+    if default_class is not None:
+        changes["default_class"] = default_class
+    if palette is not None:
+        changes["palette"] = dict(palette)
+    if not settings.palette and palette is None:
+        changes["palette"] = {positive_class: (0, 255, 0)}
+    settings = dataclasses.replace(settings, **changes) if changes else settings
+    if settings.default_label == positive_class and len(classes) > 1:
+        raise ConfigError(f"the default class (the label of unannotated tiles) is the "
+                          f"positive class {positive_class!r}; set default_class to the "
+                          "negative class")
+    return settings
+
+
+def _resolve_annotation(annotation: Any, settings) -> Any:
     """A loaded annotation (a path is loaded through the tiling stage)."""
     if isinstance(annotation, (str, Path)):
         from histotile.tiling import load_annotation
 
-        return load_annotation(annotation, slide=slide, classes=classes)
+        return load_annotation(annotation, palette=settings.palette,
+                               classes=tuple(settings.classes))
     return annotation
-
-
-def annotated_fractions(slide, annotation: Any, boxes: np.ndarray,
-                        classes: Sequence[str]) -> np.ndarray:
-    """Fraction of each level-0 box (x, y, w, h) that each class covers, (N, C)."""
-    from histotile.tiling import annotation_fractions
-
-    return np.asarray(annotation_fractions(annotation, slide, boxes, list(classes)),
-                      dtype=np.float64)
-
-
-def labels_from_fractions(fractions: np.ndarray, classes: Sequence[str],
-                          default_class: str, min_label_fraction: float) -> np.ndarray:
-    """The tiling stage's labelling rule: a tile takes the annotated class covering the
-    largest part of it if that part is at least ``min_label_fraction``, else
-    ``default_class``. Returns class indices, int64 (N,)."""
-    fractions = np.asarray(fractions, dtype=np.float64)
-    default = list(classes).index(default_class)
-    candidates = fractions.copy()
-    candidates[:, default] = -1.0
-    best = np.argmax(candidates, axis=1) if len(candidates) else np.zeros(0, np.int64)
-    best_fraction = candidates[np.arange(len(candidates)), best]
-    return np.where(best_fraction >= min_label_fraction, best, default).astype(np.int64)
 
 
 def evaluate_slide(
@@ -270,6 +288,7 @@ def evaluate_slide(
     tile_threshold: float = 0.5,
     min_label_fraction: float | None = None,
     default_class: str | None = None,
+    palette: dict[str, tuple[int, int, int]] | None = None,
     match_name: bool = True,
 ) -> SlideEvaluation:
     """Evaluate one slide's tile predictions against its annotation.
@@ -277,41 +296,43 @@ def evaluate_slide(
     Args:
         slide_path: the slide (checked against the predictions: dimensions, name).
         predictions: its tile predictions.
-        annotation: the annotation (painted overlay, label mask or GeoJSON) as a path or
-            as loaded by :func:`histotile.tiling.load_annotation`.
+        annotation: the annotation (painted overlay, label mask or QuPath GeoJSON) as a
+            path or as loaded by :func:`histotile.tiling.load_annotation`.
         positive_class: the class evaluated against the rest.
         tile_threshold: probability from which a tile is predicted positive.
-        min_label_fraction, default_class: the labelling rule of the true class (default:
-            the rule of the tiling settings the predictions were made with, as in
-            training).
+        min_label_fraction, default_class, palette: the labelling rule of the true class
+            (default: the tiling settings the predictions were made with, as in
+            training: a tile is of an annotated class when that class covers at least
+            ``min_label_fraction`` of it).
         match_name: refuse predictions made on a slide of another name.
     """
+    from histotile.tiling import annotation_fractions, assign_labels
+
     predictions.check_class(positive_class)
-    saved = predictions.settings.get("tiling") or {}
-    if min_label_fraction is None:
-        min_label_fraction = float(saved.get("min_label_fraction", 0.5))
-    if default_class is None:
-        default_class = saved.get("default_class") or next(
-            c for c in predictions.classes if c != positive_class)
-    if default_class not in predictions.classes:
-        raise ConfigError(f"default_class={default_class!r} is not one of the model's "
-                          f"classes ({', '.join(predictions.classes)})")
+    settings = labelling_settings(predictions, positive_class=positive_class,
+                                  min_label_fraction=min_label_fraction,
+                                  default_class=default_class, palette=palette)
     with open_slide(slide_path) as slide:
         predictions.check_slide(slide, match_name=match_name)
-        loaded = _resolve_annotation(annotation, slide, predictions.classes)
-        fractions = annotated_fractions(slide, loaded, tile_boxes(predictions),
-                                        predictions.classes)
-    truth = labels_from_fractions(fractions, predictions.classes, default_class,
-                                  float(min_label_fraction))
+        loaded = _resolve_annotation(annotation, settings)
+        fractions = annotation_fractions(loaded, slide, tile_boxes(predictions),
+                                         predictions.classes, settings)
+    truth = assign_labels(fractions, predictions.classes, settings.default_label,
+                          settings.min_label_fraction)
     return evaluate_tiles(predictions, truth, positive_class=positive_class,
                           tile_threshold=tile_threshold)
 
 
-def annotation_panel(slide, annotation: Any, classes: Sequence[str], positive_class: str,
-                     size: int, color: tuple[int, int, int], alpha: float) -> np.ndarray:
-    """The slide's thumbnail with the annotated ``positive_class`` region blended in
-    ``color``: each thumbnail pixel is coloured when the class covers at least half of
-    it."""
+def annotation_panel(slide, annotation: Any, settings, positive_class: str, size: int,
+                     color: tuple[int, int, int], alpha: float) -> np.ndarray:
+    """The slide's thumbnail (longest side ``size``) with the annotated
+    ``positive_class`` blended in ``color`` over every thumbnail pixel the class covers
+    at least half of."""
+    import dataclasses
+
+    from histotile.postprocess.blend import blend_constant, constant_lut
+    from histotile.tiling.annotations import class_fractions
+
     thumb = np.array(slide.thumbnail(size))
     height, width = thumb.shape[:2]
     width0, height0 = slide.dimensions
@@ -319,11 +340,12 @@ def annotation_panel(slide, annotation: Any, classes: Sequence[str], positive_cl
     gx, gy = np.meshgrid(np.arange(width) * step_x, np.arange(height) * step_y)
     boxes = np.stack([gx.ravel(), gy.ravel(), np.full(gx.size, step_x),
                       np.full(gx.size, step_y)], axis=1)
-    fractions = annotated_fractions(slide, annotation, boxes, classes)
-    covered = fractions[:, list(classes).index(positive_class)].reshape(height, width)
-    from histotile.postprocess.blend import blend_constant, constant_lut
-
-    return blend_constant(thumb, constant_lut(color, alpha), covered >= 0.5)
+    # GeoJSON is rasterised at about the thumbnail's resolution, not the tiles'.
+    coarse = dataclasses.replace(settings, annotation_resolution=2)
+    fractions = class_fractions(annotation, slide, boxes, settings.classes, coarse)
+    covered = fractions[:, list(settings.classes).index(positive_class)]
+    return blend_constant(thumb, constant_lut(color, alpha),
+                          covered.reshape(height, width) >= 0.5)
 
 
 def write_side_by_side(
@@ -338,6 +360,7 @@ def write_side_by_side(
     alpha: float = 0.4,
     size: int = 1024,
     evaluation: SlideEvaluation | None = None,
+    palette: dict[str, tuple[int, int, int]] | None = None,
     match_name: bool = True,
     overwrite: bool = False,
 ) -> Path:
@@ -347,11 +370,12 @@ def write_side_by_side(
     style = BlendStyle("threshold", threshold, color, alpha)
     predictions.check_class(class_name)
     check_writable(out_path, overwrite)
+    settings = labelling_settings(predictions, positive_class=class_name, palette=palette)
     with open_slide(slide_path) as slide:
         predictions.check_slide(slide, match_name=match_name)
-        loaded = _resolve_annotation(annotation, slide, predictions.classes)
-        left = annotation_panel(slide, loaded, predictions.classes, class_name, size,
-                                style.color, style.alpha)
+        loaded = _resolve_annotation(annotation, settings)
+        left = annotation_panel(slide, loaded, settings, class_name, size, style.color,
+                                style.alpha)
         right = Colorizer(predictions.grid(class_name), style).blend_image(
             np.array(slide.thumbnail(size)), slide.dimensions[0] / left.shape[1],
             slide.dimensions[1] / left.shape[0])

@@ -58,7 +58,13 @@ def settings_from_card(predictor: Predictor) -> TilingSettings:
 
     geometry = predictor.card.get("tiling") or {}
     saved = geometry.get("settings")
-    settings = TilingSettings.from_dict(saved) if saved else TilingSettings()
+    if saved:
+        settings = TilingSettings.from_dict(saved)
+    else:
+        classes = tuple(str(c) for c in predictor.classes)
+        palette = {k: v for k, v in TilingSettings().palette.items() if k in classes}
+        settings = TilingSettings(tile_size=int(predictor.tile_size), classes=classes,
+                                  palette=palette)
     changes: dict[str, Any] = {"tile_size": int(predictor.tile_size), "stride": None}
     tile_mpp = geometry.get("tile_mpp")
     tile_downsample = geometry.get("tile_downsample")
