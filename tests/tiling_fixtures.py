@@ -93,17 +93,30 @@ def slide_with_artefacts(tmp: Path, width: int = 3072, height: int = 2048,
     return path, truth, marks
 
 
-def lossless_overlay(slide_path: Path, out: Path, marks: Sequence[Mark],
-                     downsample: int = 1) -> Path:
-    """A painted overlay written as PNG (lossless), at ``1/downsample`` (exact
-    integer-factor area shrink, as an image editor's "reduce" does)."""
+def paint_rects(pixels: np.ndarray, rects: Sequence[tuple[tuple, tuple]],
+                downsample: int = 1) -> np.ndarray:
+    """Paint ``(colour, (x, y, w, h) level-0)`` rectangles exactly (pixel slices; the
+    rectangle's sides must be multiples of ``downsample``), in place."""
+    for colour, (x, y, w, h) in rects:
+        assert all(v % downsample == 0 for v in (x, y, w, h)), "rect off the overlay grid"
+        d = downsample
+        pixels[y // d:(y + h) // d, x // d:(x + w) // d] = colour
+    return pixels
+
+
+def lossless_overlay(slide_path: Path, out: Path, rects: Sequence[tuple[tuple, tuple]],
+                     downsample: int = 1, jpeg_quality: int | None = None) -> Path:
+    """A painted overlay: the slide at ``1/downsample`` (exact integer-factor area
+    shrink, as an image editor's "reduce" does) with exactly painted rectangles, written
+    as PNG (lossless) or, with ``jpeg_quality``, as a JPEG file."""
     pixels = read_all(slide_path)
     if downsample > 1:
         height, width = pixels.shape[:2]
         pixels = cv2.resize(pixels, (round(width / downsample), round(height / downsample)),
                             interpolation=cv2.INTER_AREA)
-    painted = paint_marks(np.ascontiguousarray(pixels), marks, (0.0, 0.0), float(downsample))
-    cv2.imwrite(str(out), painted[:, :, ::-1])
+    painted = paint_rects(np.ascontiguousarray(pixels), rects, downsample)
+    params = [] if jpeg_quality is None else [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
+    assert cv2.imwrite(str(out), painted[:, :, ::-1], params)
     return out
 
 

@@ -367,12 +367,51 @@ class _Source:
                 continue
             value = _class_index(name, self.classes, self.annotation.path, label)
             for rings in polygons:
-                # Same rule as a painted overlay: a map pixel is inside when its centre is
-                # (vertices at 1/256 px; even-odd filling keeps holes empty).
-                fixed = [np.round((r / ds - [mx0, my0] - 0.5) * 256).astype(np.int32)
-                         for r in rings]
-                cv2.fillPoly(out, fixed, int(value), lineType=cv2.LINE_8, shift=8)
+                fill_polygon(out, [r / ds - [mx0, my0] for r in rings], int(value))
         return out
+
+
+def fill_polygon(out: np.ndarray, rings: list[np.ndarray], value: int) -> None:
+    """Set ``out`` to ``value`` at the pixels whose centre lies inside a polygon (even-odd
+    rule over all its rings, so holes stay out). Vertices are (x, y) in pixel units, pixel
+    (i, j) covering [i, i+1) x [j, j+1); a rectangle on pixel edges fills exactly its
+    pixels. Vectorised scanline: crossings of every edge with every pixel-centre row."""
+    height, width = out.shape
+    starts = np.concatenate([r for r in rings])
+    ends = np.concatenate([np.roll(r, -1, axis=0) for r in rings])
+    x1, y1, x2, y2 = starts[:, 0], starts[:, 1], ends[:, 0], ends[:, 1]
+    moving = y1 != y2
+    x1, y1, x2, y2 = x1[moving], y1[moving], x2[moving], y2[moving]
+    if len(x1) == 0:
+        return
+    # Rows j whose centre j + 0.5 lies in [min y, max y) of an edge (half-open: a vertex
+    # is counted once), clipped to the map.
+    low = np.clip(np.ceil(np.minimum(y1, y2) - 0.5), 0, height).astype(np.int64)
+    high = np.clip(np.ceil(np.maximum(y1, y2) - 0.5), 0, height).astype(np.int64)
+    counts = high - low
+    if counts.sum() == 0:
+        return
+    edge = np.repeat(np.arange(len(x1)), counts)
+    row = low[edge] + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    centre = row + 0.5
+    x = x1[edge] + (centre - y1[edge]) * (x2[edge] - x1[edge]) / (y2[edge] - y1[edge])
+    order = np.lexsort((x, row))
+    row, x = row[order], x[order]
+    # Consecutive crossings of a row pair up (entering, leaving); fill centres in [a, b).
+    a, b, r = x[0::2], x[1::2], row[0::2]
+    first = np.clip(np.ceil(a - 0.5), 0, width).astype(np.int64)
+    last = np.clip(np.ceil(b - 0.5), 0, width).astype(np.int64)
+    spans = last > first
+    first, last, r = first[spans], last[spans], r[spans]
+    if len(r) == 0:
+        return
+    top, bottom = int(r.min()), int(r.max()) + 1
+    left, right = int(first.min()), int(last.max())
+    marks = np.zeros((bottom - top, right - left + 1), np.int32)
+    np.add.at(marks, (r - top, first - left), 1)
+    np.add.at(marks, (r - top, last - left), -1)
+    inside = np.cumsum(marks, axis=1)[:, :-1] > 0
+    out[top:bottom, left:right][inside] = value
 
 
 def _as_boxes(grid_or_boxes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
