@@ -169,3 +169,44 @@ def test_damaged_predictions_files_are_refused(tmp_path):
         load_predictions(out)
     with pytest.raises(DatasetError, match="no such predictions file"):
         load_predictions(tmp_path / "missing.csv")
+
+
+def fresh_lenet_dir(path: Path, tile_size: int = 64) -> Path:
+    """A model directory holding a freshly initialised torch LeNet and its card, written
+    with the models stage's own card and weight writers (no training needed to test the
+    plumbing)."""
+    import torch
+
+    from histotile.models import create, get_spec
+    from histotile.models.card import build_card, write_card
+    from histotile.models.torch_backend import save
+
+    torch.manual_seed(0)
+    path.mkdir(parents=True)
+    weights = save(create("lenet", 2, tile_size), path)
+    card = build_card(architecture="lenet", backend="torch", description="fresh LeNet",
+                      classes=["normal", "tumour"], tile_size=tile_size,
+                      weights_file=weights, normalisation=get_spec("lenet").normalisation(),
+                      geometry={"tile_mpp": 0.5, "tile_downsample": 1.0}, settings={},
+                      data={}, metrics={}, final_epochs=None)
+    write_card(card, path)
+    return path
+
+
+def test_real_predictor_through_predict_slide(slide, tmp_path):
+    from histotile.models import Predictor
+
+    model = Predictor(fresh_lenet_dir(tmp_path / "lenet"), device="cpu", batch_size=32)
+    result = predict_slide(slide.path, model)
+    assert result.classes == ("normal", "tumour") and len(result) > 20
+    assert result.model["architecture"] == "lenet"
+    assert result.model["model_dir"] == str(tmp_path / "lenet")
+    assert result.settings["tiling"]["mpp"] == 0.5 and result.settings["size"] == 64
+    np.testing.assert_allclose(result.probability_matrix().sum(1), 1.0, atol=1e-5)
+    with open_slide(slide.path) as s:
+        rows = result.tiles.iloc[::9]
+        tiles = np.stack([read_tile(s, int(r.x), int(r.y), 0, 64, 64)
+                          for r in rows.itertuples(index=False)])
+    expected = model.predict(tiles)
+    np.testing.assert_allclose(rows[["prob_normal", "prob_tumour"]].to_numpy(), expected,
+                               atol=1e-5)
