@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from histotile._atomic import atomic_path
 from histotile.errors import DatasetError
 from histotile.tiling.tile_io import MANIFEST_COLUMNS
@@ -38,9 +40,9 @@ def read_manifest(path: str | Path):
         raise DatasetError(f"{path}: manifest not found; create it with `histotile tile` "
                            "(extract_tiles + write_manifest)")
     try:
-        df = pd.read_csv(path, dtype={"slide": str, "path": str, "group": str, "label": str},
-                         keep_default_na=False, na_values={c: [""] for c in
-                                                           ("tissue_fraction",)})
+        # No NA parsing: a slide or label named "NA" stays a string; empty numbers are
+        # turned into NaN below.
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise DatasetError(f"{path}: not a readable manifest CSV ({error}); write it again "
                            "with write_manifest") from None
@@ -50,13 +52,13 @@ def read_manifest(path: str | Path):
                            f"{list(df.columns)}); regenerate it with extract_tiles")
     for column in _INTEGER_COLUMNS:
         try:
-            df[column] = df[column].astype("int64")
+            df[column] = pd.to_numeric(df[column]).astype("int64")
         except (ValueError, TypeError):
             raise DatasetError(f"{path}: column {column!r} must hold whole numbers; the "
                                "file was edited or is damaged, regenerate it") from None
     for column in ["tissue_fraction", *[c for c in df.columns if c.startswith("frac_")]]:
         try:
-            df[column] = df[column].astype("float64")
+            df[column] = pd.to_numeric(df[column].replace("", np.nan)).astype("float64")
         except (ValueError, TypeError):
             raise DatasetError(f"{path}: column {column!r} must hold numbers; regenerate "
                                "the manifest") from None
