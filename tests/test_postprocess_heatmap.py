@@ -245,3 +245,15 @@ def test_bad_requests_are_refused_before_writing(slide_path, predictions, tmp_pa
         write_heatmap(slide_path, predictions, out, class_name="tumour", downsample=0.5)
     assert list(tmp_path.iterdir()) == []
     assert open_slide(slide_path).dimensions == (WIDTH, HEIGHT)
+
+
+def test_wide_levels_read_in_chunks_give_the_same_pixels(slide_path, predictions,
+                                                        monkeypatch):
+    from histotile.postprocess import heatmap as heatmap_module
+
+    style = BlendStyle("threshold", threshold=0.3)
+    whole, original = render_level(slide_path, predictions, style, 0)
+    monkeypatch.setattr(heatmap_module, "_READ_CHUNK", 200)  # 1536 px: 8 chunks
+    chunked, _ = render_level(slide_path, predictions, style, 0)
+    np.testing.assert_array_equal(chunked, whole)
+    assert not np.array_equal(whole, original)

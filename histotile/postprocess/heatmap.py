@@ -34,6 +34,8 @@ from histotile.wsi.tiff_writer import pyramid_dimensions, write_pyramid_tiff
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: cumulative units done out of ``total`` (rows here)."""
 
+_READ_CHUNK = 8192  # widest read of one call, pixels (bounds the reader's buffers)
+
 
 @dataclass(frozen=True)
 class HeatmapResult:
@@ -118,12 +120,22 @@ class HeatmapRenderer:
         """The slide's pixels for those rows, before blending (a private copy)."""
         width = self.sizes[level][0]
         stored = self.exact[level]
-        if stored is not None:
+        if stored is None:
+            return self._resampled(level, top, rows, width)
+        if width <= _READ_CHUNK:
             band = self.slide.read_level_rows(stored, top, rows)
-        else:
-            band = self._resampled(level, top, rows, width)
-        if band.base is not None or not band.flags.writeable:
-            band = band.copy()  # never blend into a reader's cached pixels
+            if band.base is not None or not band.flags.writeable:
+                band = band.copy()  # never blend into a reader's cached pixels
+            return band
+        # Wide levels are read in column chunks into one array: the reader's transient
+        # buffers (RGBA, then RGB) stay at a chunk's size, not the band's.
+        downsample = self.slide.level_downsamples[stored]
+        band = np.empty((rows, width, 3), np.uint8)
+        y0 = round(top * downsample)
+        for left in range(0, width, _READ_CHUNK):
+            chunk = min(_READ_CHUNK, width - left)
+            band[:, left:left + chunk] = self.slide.read_region(
+                (round(left * downsample), y0), stored, (chunk, rows))
         return band
 
     def _resampled(self, level: int, top: int, rows: int, width: int) -> np.ndarray:

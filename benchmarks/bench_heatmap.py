@@ -1,0 +1,189 @@
+"""Slide prediction and heatmap slides on the synthetic 5-gigapixel slide.
+
+Phases, each in its own process so each peak memory is its own:
+
+* ``read`` (the baseline): OpenSlide reads the heatmap's output level (level 0, the full
+  5 GP) in full-width bands of 512 rows, the way the heatmap renderer reads it.
+* ``predict``: :func:`histotile.postprocess.predict_slide` with a torch LeNet (128-px
+  tiles at 0.5 um/px, CPU) over every tissue tile; reading overlaps inference. A freshly
+  initialised LeNet: its speed is a trained one's; its outputs are not meaningful. With
+  ``--predict-tiles N`` only the first N grid tiles are classified and the time for all
+  tissue tiles is extrapolated (and labelled so).
+* ``heatmap``: :func:`histotile.postprocess.write_heatmap` at full resolution (pyramidal
+  JPEG TIFF, every level) plus the 2048-px PNG preview, from the ``predict`` phase's
+  table. The threshold is the median predicted probability, so about half the tissue
+  tiles are coloured (an untrained model's probabilities sit in a narrow band).
+
+Targets (issue 5): heatmap within 2x of the read baseline, peak memory under 2 GiB.
+Run: ``.venv/bin/python benchmarks/bench_heatmap.py`` (writes under benchmarks/_work/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _common import WORK, peak_rss_mib, synthetic_slide  # noqa: E402
+
+TILE = 128
+PREDICTIONS = WORK / "bench_heatmap_predictions.csv"
+HEATMAP = WORK / "bench_heatmap.tif"
+PREVIEW = WORK / "bench_heatmap.png"
+ORIGINAL_BLEND_S = 17 * 60
+ORIGINAL_MONTAGE_S = 27
+
+
+def phase_read(slide_path: Path) -> dict:
+    import openslide
+
+    started = time.perf_counter()
+    with openslide.OpenSlide(str(slide_path)) as slide:
+        width, height = slide.level_dimensions[0]
+        checksum = 0
+        for top in range(0, height, 512):
+            rows = min(512, height - top)
+            band = slide.read_region((0, top), 0, (width, rows))
+            checksum += band.size[0]
+            del band
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "megapixels": width * height / 1e6}
+
+
+def fresh_lenet(directory: Path) -> Path:
+    """A freshly initialised torch LeNet model directory (card written by the models
+    stage's own writer)."""
+    if (directory / "model_card.json").exists():
+        return directory
+    import torch
+
+    from histotile.models import create, get_spec
+    from histotile.models.card import build_card, write_card
+    from histotile.models.torch_backend import save
+
+    torch.manual_seed(0)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = save(create("lenet", 2, TILE), directory)
+    write_card(build_card(architecture="lenet", backend="torch", description="fresh LeNet",
+                          classes=["normal", "tumour"], tile_size=TILE,
+                          weights_file=weights,
+                          normalisation=get_spec("lenet").normalisation(),
+                          geometry={"tile_mpp": 0.5, "tile_downsample": 1.0}, settings={},
+                          data={}, metrics={}, final_epochs=None), directory)
+    return directory
+
+
+def phase_predict(slide_path: Path, limit: int | None) -> dict:
+    from histotile.models import Predictor
+    from histotile.postprocess import predict as predict_module
+    from histotile.postprocess import predict_slide
+
+    predictor = Predictor(fresh_lenet(WORK / "bench_lenet"), device="cpu")
+    counted = {}
+    if limit:
+        # Classify only the first ``limit`` tiles of the grid; the rest stay NaN.
+        original = predict_module._classify
+
+        def limited(slide, grid, *args, **kwargs):
+            counted["total"] = len(grid)
+            yield from original(slide, grid.subset(range(min(limit, len(grid)))), *args,
+                                **kwargs)
+
+        predict_module._classify = limited
+    started = time.perf_counter()
+    result = predict_slide(slide_path, predictor, batch_size=256)
+    seconds = time.perf_counter() - started
+    classified = int(result.tiles["prob_tumour"].notna().sum())
+    if limit:
+        result.tiles = result.tiles.dropna().reset_index(drop=True)
+    result.save(PREDICTIONS, overwrite=True)
+    return {"seconds": seconds, "tiles": len(result) if not limit else counted["total"],
+            "classified": classified}
+
+
+def phase_heatmap(slide_path: Path) -> dict:
+    import numpy as np
+
+    from histotile.postprocess import load_predictions, write_heatmap
+
+    predictions = load_predictions(PREDICTIONS)
+    threshold = float(np.median(predictions.probabilities("tumour")))
+    started = time.perf_counter()
+    result = write_heatmap(slide_path, predictions, HEATMAP, class_name="tumour",
+                           threshold=threshold, preview_path=PREVIEW, overwrite=True)
+    seconds = time.perf_counter() - started
+    import openslide
+
+    with openslide.OpenSlide(str(HEATMAP)) as check:
+        levels = check.level_count
+    return {"seconds": seconds, "levels": levels, "coloured": result.tiles_coloured,
+            "tiles": len(predictions), "bytes": HEATMAP.stat().st_size,
+            "megapixels": sum(w * h for w, h in result.level_dimensions) / 1e6}
+
+
+def run_phase(name: str, extra: list[str]) -> dict:
+    """Run a phase in a fresh process; returns its JSON report (with its peak RSS)."""
+    output = subprocess.run([sys.executable, __file__, "--phase", name, *extra], check=True,
+                            capture_output=True, text=True, env=dict(os.environ)).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--phase", choices=["read", "predict", "heatmap"])
+    parser.add_argument("--predict-tiles", type=int, default=0,
+                        help="classify only this many tiles and extrapolate (0: all)")
+    args = parser.parse_args()
+    slide_path = synthetic_slide()
+    if args.phase:
+        report = {"read": lambda: phase_read(slide_path),
+                  "predict": lambda: phase_predict(slide_path, args.predict_tiles or None),
+                  "heatmap": lambda: phase_heatmap(slide_path)}[args.phase]()
+        report["peak_rss_mib"] = peak_rss_mib()
+        print(json.dumps(report))
+        return
+
+    extra = ["--predict-tiles", str(args.predict_tiles)] if args.predict_tiles else []
+    read = run_phase("read", [])
+    predict = run_phase("predict", extra)
+    heatmap = run_phase("heatmap", [])
+    base = read["seconds"]
+    rate = predict["classified"] / predict["seconds"]
+    predict_all = predict["tiles"] / rate
+    label = ("predict all tissue tiles, LeNet 128 px, CPU"
+             if not args.predict_tiles else
+             f"predict: EXTRAPOLATED from {predict['classified']} of {predict['tiles']} "
+             "tissue tiles, LeNet 128 px, CPU")
+    print(f"Synthetic slide {slide_path.name}: 100,000 x 50,000 px (5 GP), 30 % tissue; "
+          f"{predict['tiles']:,} tissue tiles of {TILE} px; {os.cpu_count()} CPU cores.\n")
+    print("| step | seconds | x read baseline | peak RSS (MiB) | notes |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    print(f"| baseline: OpenSlide read of level 0 (5 GP) | {base:.1f} | 1.00 | "
+          f"{read['peak_rss_mib']:.0f} | {read['megapixels'] / base:.0f} MP/s |")
+    print(f"| {label} | {predict_all:.1f} | {predict_all / base:.2f} | "
+          f"{predict['peak_rss_mib']:.0f} | {rate:.0f} tiles/s, reading overlapped |")
+    print(f"| heatmap TIFF (level 0 + {heatmap['levels'] - 1} levels) + 2048-px preview | "
+          f"{heatmap['seconds']:.1f} | {heatmap['seconds'] / base:.2f} | "
+          f"{heatmap['peak_rss_mib']:.0f} | {heatmap['megapixels']:,.0f} MP written, "
+          f"{heatmap['bytes'] / 2**20:,.0f} MiB, {heatmap['coloured']:,} tiles coloured |")
+    print(f"| original workflow: alpha blending + ImageMagick montage | "
+          f"{ORIGINAL_BLEND_S + ORIGINAL_MONTAGE_S} | "
+          f"{(ORIGINAL_BLEND_S + ORIGINAL_MONTAGE_S) / base:.2f} | | 17 min + 27 s "
+          "(reported, other machine) |")
+    ok_speed = heatmap["seconds"] <= 2 * base
+    ok_memory = heatmap["peak_rss_mib"] < 2048
+    print(f"\nTargets: heatmap within 2x of the read baseline: "
+          f"{'met' if ok_speed else 'NOT met'} ({heatmap['seconds'] / base:.2f}x); "
+          f"peak memory under 2 GiB: {'met' if ok_memory else 'NOT met'} "
+          f"({heatmap['peak_rss_mib']:.0f} MiB).")
+
+
+if __name__ == "__main__":
+    main()
