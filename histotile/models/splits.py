@@ -50,45 +50,77 @@ def make_splits(labels: np.ndarray, groups: np.ndarray, classes: Sequence[str], 
     Raises:
         DatasetError: too few groups for the folds, or a split that would lack a class.
     """
-    from sklearn.model_selection import StratifiedGroupKFold
-
     labels = np.asarray(labels, dtype=np.int64)
     _, group_ids = np.unique(np.asarray(groups).astype(str), return_inverse=True)
     _check_group_counts(labels, group_ids, classes, folds, test_fraction, source, group_column)
+    num_classes = len(classes)
+    rng = np.random.default_rng(seed)
     rows = np.arange(labels.size)
 
     test = np.zeros(0, np.int64)
     development = rows
     if test_fraction > 0:
-        n_parts = max(2, round(1.0 / test_fraction))
-        splitter = StratifiedGroupKFold(n_splits=n_parts, shuffle=True, random_state=seed)
-        candidates = list(splitter.split(rows, labels, group_ids))
-        # The first split whose test and remaining parts both hold every class.
-        chosen = next((c for c in candidates
-                       if _has_all(labels[c[1]], len(classes))
-                       and _has_all(labels[c[0]], len(classes))), None)
-        if chosen is None:
-            missing = _missing(labels[candidates[0][1]], classes)
+        # A few seeded attempts: the first whose test and remaining parts hold every class.
+        for _ in range(20):
+            part = assign_groups(labels, group_ids, [1.0 - test_fraction, test_fraction],
+                                 num_classes, rng)
+            if (_has_all(labels[part == 1], num_classes)
+                    and _has_all(labels[part == 0], num_classes)):
+                break
+        else:
+            missing = _missing(labels[part == 1], classes) or _missing(labels[part == 0],
+                                                                        classes)
             raise DatasetError(
                 f"{source}: no grouped test split of {test_fraction:.0%} holds every class "
                 f"(e.g. class {missing[0]!r} would be missing): add groups ('{group_column}' "
                 "values) for the rare classes, or set test_fraction=0")
-        development, test = np.sort(chosen[0]), np.sort(chosen[1])
+        development, test = rows[part == 0], rows[part == 1]
 
     fold_list: list[tuple[np.ndarray, np.ndarray]] = []
     if folds:
-        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
         dev_labels, dev_groups = labels[development], group_ids[development]
-        for k, (train, val) in enumerate(splitter.split(development, dev_labels, dev_groups)):
-            for part, name in ((train, "training"), (val, "validation")):
-                missing = _missing(dev_labels[part], classes)
+        fold_of = assign_groups(dev_labels, dev_groups, [1.0 / folds] * folds, num_classes,
+                                rng)
+        for k in range(folds):
+            val, train = fold_of == k, fold_of != k
+            for part_rows, name in ((train, "training"), (val, "validation")):
+                missing = _missing(dev_labels[part_rows], classes)
                 if missing:
                     raise DatasetError(
                         f"{source}: the {name} part of fold {k + 1} of {folds} would lack "
                         f"class {missing[0]!r} (too few '{group_column}' groups hold it): "
                         "lower folds, add groups of that class, or set test_fraction lower")
-            fold_list.append((development[np.sort(train)], development[np.sort(val)]))
+            fold_list.append((development[train], development[val]))
     return Splits(test=test, development=development, folds=fold_list)
+
+
+def assign_groups(labels: np.ndarray, group_ids: np.ndarray, weights: Sequence[float],
+                  num_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """Assign whole groups to parts whose sizes follow ``weights``, keeping each part's
+    class proportions close to the whole's; returns the part of every row.
+
+    Greedy, largest groups first (order randomised by the seed among groups of similar
+    size, so different seeds give different splits): each group goes to the part where
+    it most reduces the squared deviation of the class counts from their targets.
+    """
+    n_groups = int(group_ids.max()) + 1
+    counts = np.zeros((n_groups, num_classes), np.float64)
+    np.add.at(counts, (group_ids, labels), 1.0)
+    totals = np.maximum(counts.sum(axis=0), 1.0)
+    weights = np.asarray(weights, np.float64) / np.sum(weights)
+    targets = weights[:, None] * totals[None, :]  # (parts, classes)
+    filled = np.zeros_like(targets)
+    sizes = counts.sum(axis=1)
+    order = np.argsort(-sizes * rng.uniform(0.5, 1.5, n_groups), kind="stable")
+    part_of_group = np.empty(n_groups, np.int64)
+    for g in order:
+        before = ((filled - targets) ** 2 / totals).sum(axis=1)
+        after = ((filled + counts[g] - targets) ** 2 / totals).sum(axis=1)
+        gain = after - before + rng.uniform(0.0, 1e-9, len(weights))  # random tie-break
+        best = int(np.argmin(gain))
+        part_of_group[g] = best
+        filled[best] += counts[g]
+    return part_of_group[group_ids]
 
 
 def _has_all(labels: np.ndarray, num_classes: int) -> bool:

@@ -1,0 +1,249 @@
+"""The MXNet (Gluon) backend: the study's LeNet with the same architecture, training
+semantics (optimiser settings, loss, early stopping, augmentation), metrics, save and
+load as the PyTorch backend.
+
+MXNet 1.9.1 is retired upstream and optional (the ``mxnet`` extra). It is imported only
+here, lazily, with two workarounds: ``numpy.bool`` is restored before the import
+(MXNet uses the alias removed in numpy 1.24), and torch's intra-op thread count, which
+importing MXNet lowers to 1, is put back afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from histotile.errors import ModelError
+from histotile.models.data import TileSource
+from histotile.models.registry import ModelSpec, get_spec
+from histotile.models.settings import TrainSettings
+
+log = logging.getLogger("histotile.models")
+WEIGHTS_FILE = "model.params"
+Progress = Callable[..., None]
+_MX: Any = None
+
+
+def mx() -> Any:
+    """The ``mxnet`` module, imported once with the numpy and torch-threads workarounds.
+    :class:`ModelError` when the extra is not installed."""
+    global _MX
+    if _MX is not None:
+        return _MX
+    if "bool" not in vars(np):
+        np.bool = bool  # type: ignore[attr-defined]  # MXNet 1.9 uses the removed alias
+    try:
+        import torch
+
+        threads = torch.get_num_threads()
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        torch, threads = None, 0
+    try:
+        import mxnet
+    except ImportError as error:
+        raise ModelError(f"backend='mxnet' needs the optional MXNet extra ({error}): install "
+                         "it with pip install 'histotile[mxnet]' (mxnet==1.9.1 with numpy<2), "
+                         "or use backend='torch'") from None
+    finally:
+        if torch is not None and threads:
+            torch.set_num_threads(threads)
+    _MX = mxnet
+    return mxnet
+
+
+def resolve_device(device: str | None) -> Any:
+    """An MXNet context: ``None`` = GPU 0 when MXNet sees one, else CPU; ``"cuda:N"`` /
+    ``"gpu:N"`` / ``"cpu"`` as named."""
+    mxnet = mx()
+    gpus = mxnet.context.num_gpus()
+    if device is None:
+        return mxnet.gpu(0) if gpus else mxnet.cpu()
+    kind, _, index = str(device).partition(":")
+    if kind == "cpu":
+        return mxnet.cpu()
+    if kind in ("cuda", "gpu"):
+        number = int(index or 0)
+        if number >= gpus:
+            raise ModelError(f"device={device!r}: MXNet sees {gpus} GPU(s); use device='cpu' "
+                             "or leave it unset")
+        return mxnet.gpu(number)
+    raise ModelError(f"device={device!r}: not a device name (use 'cpu' or 'cuda:N')")
+
+
+def seed_everything(seed: int) -> None:
+    mx().random.seed(int(seed))
+
+
+def build_lenet(num_classes: int, tile_size: int, weights: str | Path | None = None,
+                ctx: Any = None) -> Any:
+    """The Gluon LeNet: conv 20@5x5 (ReLU), max-pool 2, conv 50@5x5 (ReLU), max-pool 2,
+    dense 500 and 84 (sigmoid), dense ``num_classes``; initialised (Xavier) and, given a
+    local ``.params`` file, loaded from it."""
+    mxnet = mx()
+    from mxnet.gluon import nn
+
+    ctx = ctx or mxnet.cpu()
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(20, kernel_size=5, activation="relu"), nn.MaxPool2D(2, 2),
+            nn.Conv2D(50, kernel_size=5, activation="relu"), nn.MaxPool2D(2, 2),
+            nn.Flatten(),
+            nn.Dense(500, activation="sigmoid"), nn.Dense(84, activation="sigmoid"),
+            nn.Dense(num_classes))
+    net.initialize(mxnet.init.Xavier(), ctx=ctx)
+    net(mxnet.nd.zeros((1, 3, tile_size, tile_size), ctx=ctx))  # resolve deferred shapes
+    if weights is not None:
+        load_params(net, Path(weights), ctx)
+    net.hybridize(static_alloc=True)
+    return net
+
+
+def load_params(net: Any, path: Path, ctx: Any) -> None:
+    """MXNet's own NDArray format (no pickle): every tensor must match."""
+    mxnet = mx()
+    try:
+        net.load_parameters(str(path), ctx=ctx)
+    except (mxnet.base.MXNetError, AssertionError, ValueError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"{path}: the MXNet parameters do not fit this LeNet ({first}); "
+                         "use a .params file saved from the same architecture, classes and "
+                         "tile size") from None
+
+
+class _Transform:
+    """uint8 NHWC tiles -> normalised float32 NCHW NDArray on ``ctx``."""
+
+    def __init__(self, normalisation: dict[str, Any], ctx: Any) -> None:
+        mean = np.asarray(normalisation["mean"], np.float32)
+        std = np.asarray(normalisation["std"], np.float32)
+        self.scale = mx().nd.array((1.0 / (float(normalisation["divide_by"]) * std))
+                                   .reshape(1, 3, 1, 1), ctx=ctx)
+        self.shift = mx().nd.array((-mean / std).reshape(1, 3, 1, 1), ctx=ctx)
+        self.ctx = ctx
+
+    def __call__(self, tiles: np.ndarray) -> Any:
+        x = mx().nd.array(tiles, ctx=self.ctx, dtype=np.uint8).astype("float32")
+        return mx().nd.broadcast_add(mx().nd.broadcast_mul(x.transpose((0, 3, 1, 2)),
+                                                            self.scale), self.shift)
+
+
+def _copy_params(net: Any) -> dict[str, Any]:
+    return {name: p.data().copy() for name, p in net.collect_params().items()}
+
+
+def _set_params(net: Any, values: dict[str, Any]) -> None:
+    for name, p in net.collect_params().items():
+        p.set_data(values[name])
+
+
+def fit(model: Any, spec: ModelSpec, source: TileSource, targets: np.ndarray,
+        train_rows: np.ndarray, val_rows: np.ndarray | None, settings: TrainSettings, *,
+        epochs: int, seed: int, device: Any, progress: Progress, tag: str) -> dict[str, Any]:
+    """Same contract as :func:`histotile.models.torch_backend.fit`."""
+    mxnet = mx()
+    from mxnet import autograd, gluon
+
+    if model.collect_params().list_ctx() != [device]:
+        model.collect_params().reset_ctx(device)
+    transform = _Transform(spec.normalisation(), device)
+    options: dict[str, Any] = {"learning_rate": settings.lr, "wd": settings.weight_decay}
+    if settings.optimizer == "sgd":
+        options["momentum"] = settings.momentum
+    trainer = gluon.Trainer(model.collect_params(), settings.optimizer, options)
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    history: list[dict[str, Any]] = []
+    best: tuple[float, int, dict[str, Any] | None] = (float("inf"), 0, None)
+    since_best = 0
+    train_seconds, tiles_seen = 0.0, 0
+    steps = -(-train_rows.size // settings.batch_size)
+    for epoch in range(1, epochs + 1):
+        rng = np.random.default_rng([seed, epoch])
+        started = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for step, (rows, tiles) in enumerate(source.batches(
+                train_rows, settings.batch_size, shuffle=True, rng=rng,
+                augment=settings.augment), start=1):
+            x = transform(tiles)
+            y = mxnet.nd.array(targets[rows], ctx=device, dtype=np.float32)
+            with autograd.record():
+                logits = model(x)
+                loss = loss_fn(logits, y)
+            loss.backward()
+            trainer.step(rows.size)
+            loss_sum += float(loss.sum().asscalar())
+            correct += int((logits.argmax(axis=1) == y).sum().asscalar())
+            seen += rows.size
+            progress("batch", tag=tag, epoch=epoch, step=step, steps=steps)
+        elapsed = time.perf_counter() - started
+        train_seconds += elapsed
+        tiles_seen += seen
+        record: dict[str, Any] = {"fold": tag, "epoch": epoch, "train_loss": loss_sum / seen,
+                                  "train_accuracy": correct / seen, "seconds": elapsed}
+        if val_rows is not None and val_rows.size:
+            proba = predict_rows(model, spec, source, val_rows, settings.batch_size, device,
+                                 transform=transform)
+            picked = proba[np.arange(val_rows.size), targets[val_rows]]
+            record["val_loss"] = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
+            record["val_accuracy"] = float((proba.argmax(1) == targets[val_rows]).mean())
+        history.append(record)
+        progress("epoch", tag=tag, epochs=epochs, **record)
+        log.info("%s epoch %d/%d: %s", tag, epoch, epochs,
+                 ", ".join(f"{k}={v:.4f}" for k, v in record.items()
+                           if isinstance(v, float)))
+        if "val_loss" in record:
+            if record["val_loss"] < best[0] - 1e-6:
+                best = (record["val_loss"], epoch, _copy_params(model))
+                since_best = 0
+            else:
+                since_best += 1
+                if settings.patience and since_best >= settings.patience:
+                    log.info("%s: early stop after epoch %d (best epoch %d)", tag, epoch,
+                             best[1])
+                    break
+    if best[2] is not None:
+        _set_params(model, best[2])
+    best_epoch = best[1] if best[2] is not None else len(history)
+    return {"history": history, "best_epoch": best_epoch, "epochs_run": len(history),
+            "train_seconds": train_seconds,
+            "train_tiles_per_s": tiles_seen / train_seconds if train_seconds else 0.0}
+
+
+def _predict_batches(model: Any, transform: _Transform,
+                     batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    for tiles in batches:
+        yield mx().nd.softmax(model(transform(tiles)), axis=1).asnumpy()
+
+
+def predict_rows(model: Any, spec: ModelSpec, source: TileSource, rows: np.ndarray,
+                 batch_size: int, device: Any, transform: _Transform | None = None
+                 ) -> np.ndarray:
+    transform = transform or _Transform(spec.normalisation(), device)
+    batches = (tiles for _, tiles in source.batches(rows, max(batch_size, 64)))
+    return np.concatenate(list(_predict_batches(model, transform, batches))).astype(np.float32)
+
+
+def save(model: Any, directory: Path) -> str:
+    model.save_parameters(str(directory / WEIGHTS_FILE))
+    return WEIGHTS_FILE
+
+
+class MXNetRunner:
+    """Inference half of :class:`Predictor` for MXNet models."""
+
+    def __init__(self, card: dict[str, Any], directory: Path, device: str | None) -> None:
+        spec = get_spec(card["architecture"], "mxnet")
+        self.device = resolve_device(device)
+        self.model = build_lenet(len(card["classes"]), int(card["tile_size"]), None,
+                                 ctx=self.device)
+        load_params(self.model, directory / card.get("weights_file", WEIGHTS_FILE),
+                    self.device)
+        self.transform = _Transform(card["input"].get("normalisation",
+                                                      spec.normalisation()), self.device)
+
+    def predict(self, tiles: np.ndarray, batch_size: int) -> np.ndarray:
+        batches = (tiles[s:s + batch_size] for s in range(0, tiles.shape[0], batch_size))
+        return np.concatenate(list(_predict_batches(self.model, self.transform, batches)))

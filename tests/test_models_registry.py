@@ -1,0 +1,108 @@
+"""Registry, settings and the lazy-import rule."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from histotile.errors import ConfigError, ModelError
+from histotile.models import MODEL_DEFAULTS, TrainSettings, available_models, create
+
+
+@pytest.mark.parametrize("name", ["lenet", "squeezenet", "resnet18", "alexnet",
+                                  "shufflenet_v2"])
+@pytest.mark.parametrize("tile_size", [64, 100])
+def test_every_model_builds_for_any_tile_size_from_64(name, tile_size):
+    model = create(name, 3, tile_size).eval()
+    with torch.inference_mode():
+        out = model(torch.zeros(2, 3, tile_size, tile_size))
+    assert out.shape == (2, 3)
+    assert torch.isfinite(out).all()
+
+
+def test_registry_lists_models_per_backend():
+    assert available_models() == ["lenet", "squeezenet", "resnet18", "alexnet",
+                                  "shufflenet_v2"]
+    assert available_models("mxnet") == ["lenet"]
+
+
+def test_lenet_follows_the_study_architecture():
+    model = create("lenet", 2, 128)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    dense = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [c.out_channels for c in convs] == [20, 50]
+    assert [c.kernel_size for c in convs] == [(5, 5), (5, 5)]
+    assert [d.out_features for d in dense] == [500, 84, 2]
+    assert dense[0].in_features == 50 * 29 * 29  # 128 -> 124 -> 62 -> 58 -> 29
+    assert sum(isinstance(m, torch.nn.Sigmoid) for m in model.modules()) == 2
+
+
+def test_bad_names_sizes_and_classes():
+    with pytest.raises(ModelError, match="unknown architecture"):
+        create("vgg99", 2, 128)
+    with pytest.raises(ModelError, match="at least 64 px"):
+        create("resnet18", 2, 48)
+    with pytest.raises(ModelError, match="at least 2 classes"):
+        create("lenet", 1, 64)
+    with pytest.raises(ModelError, match="not available for backend 'mxnet'"):
+        create("resnet18", 2, 64, backend="mxnet")
+    with pytest.raises(ModelError, match="never downloads"):
+        create("resnet18", 2, 64, weights="/nonexistent/resnet18.pth")
+
+
+def test_local_weights_fine_tune_keeps_backbone_and_fresh_head(tmp_path):
+    torch.manual_seed(0)
+    imagenet_like = create("resnet18", 10, 64)  # another head size, as ImageNet's 1000
+    path = tmp_path / "resnet18_local.pth"
+    torch.save(imagenet_like.state_dict(), path)
+    model = create("resnet18", 2, 64, weights=path)
+    np.testing.assert_array_equal(model.conv1.weight.detach().numpy(),
+                                  imagenet_like.conv1.weight.detach().numpy())
+    assert model.fc.out_features == 2
+    # Weights of another architecture are refused.
+    torch.save(create("lenet", 2, 64).state_dict(), tmp_path / "lenet.pth")
+    with pytest.raises(ModelError, match="another architecture"):
+        create("resnet18", 2, 64, weights=tmp_path / "lenet.pth")
+    # A pickle that is not plain tensors is refused (weights_only loading).
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="not a loadable weights file"):
+        create("resnet18", 2, 64, weights=tmp_path / "junk.pth")
+
+
+def test_settings_defaults_follow_the_studies_and_round_trip():
+    lenet = TrainSettings(model="lenet").resolved()
+    assert (lenet.optimizer, lenet.lr, lenet.momentum, lenet.batch_size) == ("sgd", 0.001,
+                                                                            0.8, 32)
+    resnet = TrainSettings(model="resnet18", lr=0.01).resolved()
+    assert resnet.lr == 0.01 and resnet.epochs == MODEL_DEFAULTS["resnet18"]["epochs"] == 20
+    assert (resnet.folds, resnet.test_fraction, resnet.group_column) == (4, 0.2, "group")
+    again = TrainSettings.from_dict(resnet.to_dict())
+    assert again == resnet
+    with pytest.raises(ConfigError, match="unknown setting.*colour"):
+        TrainSettings.from_dict({"model": "lenet", "colour": "pink"})
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"model": "vgg"}, "unknown model"),
+    ({"backend": "mxnet", "model": "resnet18"}, "offers only model='lenet'"),
+    ({"folds": 1}, "folds=1"),
+    ({"test_fraction": 1.5}, "test_fraction"),
+    ({"optimizer": "rmsprop"}, "unknown optimizer"),
+    ({"lr": -1.0}, "lr=-1.0"),
+    ({"tile_size": 32}, "64 px"),
+    ({"patchify": True}, "needs tile_size"),
+])
+def test_bad_settings_name_the_setting(change, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainSettings(**change).resolved()
+
+
+def test_importing_models_does_not_import_torch_or_mxnet():
+    code = ("import sys, histotile.models, histotile.models.train, histotile.models.predict;"
+            "print(sorted(m for m in ('torch', 'mxnet', 'torchvision', 'matplotlib') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
