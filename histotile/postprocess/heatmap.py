@@ -150,16 +150,19 @@ class HeatmapRenderer:
 
 
 class _Prefetcher:
-    """Runs ``render`` for the bands the TIFF writer will ask for next in a helper
-    thread, ``ahead`` bands ahead, so reading and blending overlap compression."""
+    """Runs ``render`` for the bands the TIFF writer will ask for next in helper
+    threads, ``ahead`` bands ahead, so reading and blending overlap compression and
+    each other (slide reads are thread-safe; decoding releases the GIL). Memory: about
+    ``ahead + 2`` bands."""
 
     def __init__(self, render: Callable[[int, int, int], np.ndarray],
-                 calls: list[tuple[int, int, int]], ahead: int = 1) -> None:
+                 calls: list[tuple[int, int, int]], ahead: int = 2,
+                 workers: int = 2) -> None:
         self.render = render
         self.calls = deque(calls)
         self.ahead = ahead
         self.pending: deque[tuple[tuple[int, int, int], Future]] = deque()
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="histotile-heatmap")
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="histotile-heatmap")
 
     def __call__(self, level: int, top: int, rows: int) -> np.ndarray:
         while len(self.pending) <= self.ahead and self.calls:
