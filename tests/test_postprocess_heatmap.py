@@ -13,7 +13,13 @@ import pytest
 import tifffile
 
 import histotile
-from histotile.errors import ConfigError, DatasetError, ModelError, OutputExistsError
+from histotile.errors import (
+    ConfigError,
+    DatasetError,
+    LevelError,
+    ModelError,
+    OutputExistsError,
+)
 from histotile.postprocess import (
     BlendStyle,
     HeatmapRenderer,
@@ -257,3 +263,21 @@ def test_wide_levels_read_in_chunks_give_the_same_pixels(slide_path, predictions
     chunked, _ = render_level(slide_path, predictions, style, 0)
     np.testing.assert_array_equal(chunked, whole)
     assert not np.array_equal(whole, original)
+
+
+def test_output_at_a_stored_level(slide_path, predictions, tmp_path):
+    out = tmp_path / "level1.tif"
+    result = write_heatmap(slide_path, predictions, out, class_name="tumour", level=1)
+    assert result.downsample == pytest.approx(2.0)
+    with openslide.OpenSlide(str(out)) as heatmap:
+        assert heatmap.dimensions == (WIDTH // 2, HEIGHT // 2)
+        decoded = np.asarray(heatmap.read_region((0, 0), 0, heatmap.dimensions))[:, :, :3]
+    rendered, _ = render_level(slide_path, predictions, BlendStyle(), 1)
+    assert np.abs(decoded.astype(int) - rendered).mean() < 3.0
+    with pytest.raises(LevelError, match="level 7"):
+        write_heatmap(slide_path, predictions, tmp_path / "x.tif", class_name="tumour",
+                      level=7)
+    with pytest.raises(ConfigError, match="not both"):
+        write_heatmap(slide_path, predictions, tmp_path / "x.tif", class_name="tumour",
+                      level=1, downsample=2)
+    assert not (tmp_path / "x.tif").exists()

@@ -1,9 +1,10 @@
 """Stage 4: slide prediction, probability maps, heatmap slides, patch-majority decisions
 and evaluation against annotations (``histotile.postprocess``).
 
-Never imports torch: models come in through the :class:`Predictor` protocol (anything
-with ``classes``, ``tile_size``, ``card`` and ``predict``). Progress callbacks are
-``progress(done, total)``; nothing here prints.
+Never imports torch: models come in through the :class:`TilePredictor` protocol
+(anything with ``classes``, ``tile_size``, ``card`` and ``predict``, such as
+``histotile.models.Predictor``). Progress callbacks are ``progress(done, total)``
+(cumulative: tiles for prediction, rows for heatmaps); nothing here prints.
 """
 
 from histotile.postprocess.decisions import (
@@ -23,7 +24,7 @@ from histotile.postprocess.evaluation import (
 )
 from histotile.postprocess.heatmap import HeatmapRenderer, HeatmapResult, write_heatmap
 from histotile.postprocess.maps import ProbabilityGrid, probability_map
-from histotile.postprocess.predict import Predictor, predict_slide
+from histotile.postprocess.predict import TilePredictor, predict_slide
 from histotile.postprocess.predictions import SlidePredictions, load_predictions
 from histotile.postprocess.render import BlendStyle
 
@@ -34,11 +35,11 @@ __all__ = [
     "EvaluationSummary",
     "HeatmapRenderer",
     "HeatmapResult",
-    "Predictor",
     "ProbabilityGrid",
     "SlideEvaluation",
     "SlidePredictions",
     "SweepResult",
+    "TilePredictor",
     "evaluate_slide",
     "evaluate_slides",
     "evaluate_tiles",

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from histotile._atomic import atomic_path, check_writable
-from histotile.errors import ConfigError
+from histotile.errors import ConfigError, LevelError
 from histotile.postprocess.legend import with_legend, write_png
 from histotile.postprocess.maps import ProbabilityGrid
 from histotile.postprocess.predictions import SlidePredictions
@@ -74,7 +74,9 @@ def output_dimensions(slide: Slide, level: int | None, downsample: float | None
     if level is not None and downsample is not None:
         raise ConfigError("give level= or downsample= for the heatmap, not both")
     if level is not None:
-        slide._check_level(level)
+        if not isinstance(level, (int, np.integer)) or not 0 <= level < slide.level_count:
+            raise LevelError(slide.path, f"level {level} does not exist",
+                             f"the slide has levels 0 to {slide.level_count - 1}")
         return slide.level_dimensions[level], float(slide.level_downsamples[level])
     if downsample is None:
         return slide.dimensions, 1.0

@@ -37,7 +37,7 @@ _CARD_KEYS = ("format", "format_version", "created", "architecture", "backend",
 
 
 @runtime_checkable
-class Predictor(Protocol):
+class TilePredictor(Protocol):
     """What :func:`predict_slide` needs of a model (``histotile.models.Predictor`` is
     one): class names, the tile side it takes, its card, and ``predict``."""
 
@@ -50,7 +50,7 @@ class Predictor(Protocol):
         ...
 
 
-def settings_from_card(predictor: Predictor) -> TilingSettings:
+def settings_from_card(predictor: TilePredictor) -> TilingSettings:
     """Tiling settings that cut tiles like the model's training tiles: the card's tiling
     settings and tile geometry (microns per tile pixel, or level-0 pixels per tile pixel
     when the slides had no mpp), no overlap, the model's tile size."""
@@ -75,7 +75,7 @@ def settings_from_card(predictor: Predictor) -> TilingSettings:
     return dataclasses.replace(settings, **changes)
 
 
-def model_reference(predictor: Predictor) -> dict[str, Any]:
+def model_reference(predictor: TilePredictor) -> dict[str, Any]:
     """The model's identity for the predictions' sidecar: its directory, selected card
     entries and a digest of the whole card."""
     card = dict(predictor.card or {})
@@ -106,7 +106,7 @@ def _check_predictor(predictor: Any) -> tuple[str, ...]:
 
 def predict_slide(
     slide_path: str | Path,
-    predictor: Predictor,
+    predictor: TilePredictor,
     *,
     tiling: TilingSettings | None = None,
     batch_size: int | None = None,
@@ -117,7 +117,8 @@ def predict_slide(
 
     Args:
         slide_path: the slide.
-        predictor: the model (see :class:`Predictor`).
+        predictor: the model (see :class:`TilePredictor`; e.g.
+            ``histotile.models.Predictor(model_dir)``).
         tiling: how to cut tiles; default :func:`settings_from_card` (as in training).
             Tiles whose tissue fraction is below ``tiling.min_tissue`` are not
             predicted (they stay background in maps and heatmaps).
@@ -171,7 +172,7 @@ def predict_slide(
 _DONE = object()
 
 
-def _classify(slide, grid, predictor: Predictor, batch_size: int, queue_size: int,
+def _classify(slide, grid, predictor: TilePredictor, batch_size: int, queue_size: int,
               num_classes: int, iter_tile_batches, progress: Progress | None):
     """Yield (indices, probabilities) per batch; a reader thread keeps up to
     ``queue_size`` batches of tiles ready while the model works."""
