@@ -34,7 +34,9 @@ class Execution:
     Attributes:
         scheduler: address of a running Dask scheduler (``tcp://host:8786``), or None.
         workers: start a local cluster of this many worker processes, or None.
-        retries: extra attempts for a slide whose task crashed or whose worker died.
+        retries: extra attempts for a slide whose task crashed; also how many worker
+            deaths a slide may cause on a local cluster (an existing cluster applies
+            its scheduler's own ``distributed.scheduler.allowed-failures``, default 3).
         threads_per_worker: intra-op threads for torch/OpenCV inside each local worker
             (default: cores divided by workers, at least 1).
     """
@@ -56,12 +58,16 @@ class Execution:
         return bool(self.scheduler or self.workers)
 
 
-def guarded(task: Task, slide_path: str, **kwargs: Any) -> dict:
-    """Run ``task``, turning histotile errors into a failed record (no retry: the same
-    input fails the same way). Other exceptions propagate, so Dask retries them."""
+def guarded(task: Task, job: dict[str, Any]) -> dict:
+    """Run ``task(**job)``, turning histotile errors into a failed record (no retry: the
+    same input fails the same way). Other exceptions propagate, so Dask retries them.
+
+    The job travels as one dict, never as keyword arguments of ``Client.submit``, whose
+    own keywords (``workers``, ``resources``, ``key``...) would otherwise capture it."""
     started = time.perf_counter()
+    slide_path = job["slide_path"]
     try:
-        return task(slide_path=slide_path, **kwargs)
+        return task(**job)
     except HistotileError as error:
         return SlideRecord(slide=Path(slide_path).name.split(".")[0], path=str(slide_path),
                            status=FAILED, error=str(error),
@@ -80,7 +86,7 @@ def run_tasks(task: Task, jobs: list[dict[str, Any]], execution: Execution | Non
 
 def _run_local(task: Task, job: dict[str, Any]) -> dict:
     try:
-        return guarded(task, **job)
+        return guarded(task, job)
     except Exception as error:
         log.debug("task failed", exc_info=True)
         return _failure(job, error)
@@ -135,9 +141,9 @@ def _run_dask(task: Task, jobs: list[dict[str, Any]], execution: Execution,
         try:
             futures = {}
             for index, job in enumerate(jobs):
-                future = client.submit(guarded, task, pure=False, retries=execution.retries,
-                                       key=f"histotile-{Path(job['slide_path']).name}-{index}",
-                                       **job)
+                future = client.submit(guarded, task, job, pure=False,
+                                       retries=execution.retries,
+                                       key=f"histotile-{Path(job['slide_path']).name}-{index}")
                 futures[future] = index
             results: list[SlideRecord | None] = [None] * len(jobs)
             for future in as_completed(futures):
