@@ -138,4 +138,5 @@ def test_unreachable_scheduler_is_a_clear_error(slide_folder, tmp_path):
 
     with pytest.raises(ConfigError, match="cannot reach the Dask scheduler"):
         tile_batch([slide_folder / "slide0.tif"], tmp_path, OPTIONS,
-                   execution=Execution(scheduler="tcp://127.0.0.1:1"), show_progress=False)
+                   execution=Execution(scheduler="tcp://127.0.0.1:1", connect_timeout=2),
+                   show_progress=False)

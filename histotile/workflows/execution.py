@@ -39,12 +39,14 @@ class Execution:
             its scheduler's own ``distributed.scheduler.allowed-failures``, default 3).
         threads_per_worker: intra-op threads for torch/OpenCV inside each local worker
             (default: cores divided by workers, at least 1).
+        connect_timeout: seconds to wait for the scheduler before giving up.
     """
 
     scheduler: str | None = None
     workers: int | None = None
     retries: int = 2
     threads_per_worker: int | None = None
+    connect_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if self.scheduler and self.workers:
@@ -131,7 +133,7 @@ def _run_dask(task: Task, jobs: list[dict[str, Any]], execution: Execution,
         else:
             address = execution.scheduler
         try:
-            client = Client(address, timeout="30s")
+            client = Client(address, timeout=f"{execution.connect_timeout}s")
         except OSError as error:
             if cluster is not None:
                 cluster.close()
