@@ -32,7 +32,7 @@ from histotile.tiling._boxes import box_sums, group_by_cells, integral_image
 from histotile.tiling.settings import RGB, TilingSettings
 
 UNANNOTATED = 255
-_WINDOW = 2048  # side of a class-map window, in map pixels (bounds memory)
+_WINDOW = 1024  # side of a class-map window, in map pixels (bounds memory)
 _ASPECT_TOLERANCE = 0.01
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from histotile.errors import HistotileError
 from histotile.tiling.annotations import (
     Annotation,
     assign_labels,
@@ -50,7 +52,7 @@ def _run_task(task: _Task) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     settings = task.grid.settings
     with open_slide(task.slide_path) as slide:
         tissue = np.zeros(len(task.grid))
-        for idx, tiles in iter_tile_batches(slide, task.grid, batch_size=512,
+        for idx, tiles in iter_tile_batches(slide, task.grid, batch_size=256,
                                             block_size=task.block_size):
             tissue[idx] = tissue_fractions(tiles, task.threshold)
         fractions = None
@@ -75,10 +77,11 @@ def _regions(grid: TileGrid, indices: np.ndarray, block_size: int) -> list[np.nd
 
 
 def _measure(slide_path: str, grid: TileGrid, indices: np.ndarray, threshold: float,
-             annotation: Annotation | None, workers: int, block_size: int,
-             progress: Callable[[int], None] | None,
+             annotation: Annotation | None, pool: ProcessPoolExecutor | None,
+             block_size: int, progress: Callable[[int], None] | None,
              ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Tissue fraction (and class fractions) of the tiles ``indices`` of ``grid``."""
+    """Tissue fraction (and class fractions) of the tiles ``indices`` of ``grid``, region
+    by region, in ``pool`` when given (results placed by index: order-independent)."""
     n_classes = len(grid.settings.classes)
     tissue = np.zeros(len(indices))
     fractions = np.zeros((len(indices), n_classes)) if annotation is not None else None
@@ -95,15 +98,18 @@ def _measure(slide_path: str, grid: TileGrid, indices: np.ndarray, threshold: fl
         if progress is not None:
             progress(len(idx))
 
-    if workers <= 1 or len(tasks) <= 1:
+    if pool is None or len(tasks) <= 1:
         for task in tasks:
             collect(_run_task(task))
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
-                                 mp_context=context) as pool:
-            for result in pool.map(_run_task, tasks):
-                collect(result)
+        return tissue, fractions
+    try:
+        for result in pool.map(_run_task, tasks):
+            collect(result)
+    except BrokenProcessPool:
+        raise HistotileError(
+            f"{slide_path}: a tiling worker process died (out of memory, or a script "
+            "that calls extract_tiles(workers>1) outside `if __name__ == '__main__':`); "
+            "use fewer workers or guard the script's entry point") from None
     return tissue, fractions
 
 
@@ -124,7 +130,9 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
         settings: tiling settings (defaults otherwise).
         annotation: optional :class:`PaintedOverlay`, :class:`LabelMask` or
             :class:`GeoJSONAnnotation` (see :func:`load_annotation`).
-        workers: worker processes (1 = in this process).
+        workers: worker processes (1 = in this process). Workers are spawned, so a
+            script calling this with ``workers > 1`` needs the usual
+            ``if __name__ == "__main__":`` guard.
         progress: called with the number of tiles finished, as work completes (for a
             progress bar; tiling itself prints nothing). Totals the grid's tile count.
         group: the cross-validation group (patient); default the slide name.
@@ -149,23 +157,30 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
     threshold = mask.threshold
     touching = mask.dilated(1).fraction(grid.xs, grid.ys, grid.extent) > 0
     candidates = np.flatnonzero(touching)
-    tissue, fractions = _measure(str(slide_path), grid, candidates, threshold, annotation,
-                                 workers, block_size, progress)
-    if progress is not None and len(grid) > len(candidates):
-        progress(len(grid) - len(candidates))
+    pool = None
+    if workers > 1:
+        pool = ProcessPoolExecutor(max_workers=workers,
+                                   mp_context=multiprocessing.get_context("spawn"))
+    try:
+        tissue, fractions = _measure(str(slide_path), grid, candidates, threshold,
+                                     annotation, pool, block_size, progress)
+        if progress is not None and len(grid) > len(candidates):
+            progress(len(grid) - len(candidates))
 
-    is_tissue = tissue >= settings.min_tissue
-    background = np.concatenate([candidates[~is_tissue],
-                                 np.flatnonzero(~touching)])
-    background.sort()
-    rng = np.random.default_rng(settings.seed)
-    n_keep = int(round(settings.keep_background * len(background)))
-    kept_bg = np.sort(rng.choice(background, size=n_keep, replace=False)) if n_keep else \
-        np.zeros(0, dtype=np.int64)
-    # Background tiles far from tissue were not read: measure the sampled ones now.
-    far = kept_bg[~touching[kept_bg]]
-    far_tissue, far_fractions = _measure(str(slide_path), grid, far, threshold, annotation,
-                                         1, block_size, None)
+        is_tissue = tissue >= settings.min_tissue
+        background = np.concatenate([candidates[~is_tissue], np.flatnonzero(~touching)])
+        background.sort()
+        rng = np.random.default_rng(settings.seed)
+        n_keep = int(round(settings.keep_background * len(background)))
+        kept_bg = (np.sort(rng.choice(background, size=n_keep, replace=False)) if n_keep
+                   else np.zeros(0, dtype=np.int64))
+        # Background tiles far from tissue were not read: measure the sampled ones now.
+        far = kept_bg[~touching[kept_bg]]
+        far_tissue, far_fractions = _measure(str(slide_path), grid, far, threshold,
+                                             annotation, pool, block_size, None)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     keep = np.concatenate([candidates[is_tissue], kept_bg])
     order = np.argsort(keep, kind="stable")

@@ -12,7 +12,7 @@ import numpy as np
 
 from histotile.tiling._boxes import group_by_cells
 from histotile.tiling.grid import TileGrid, level_coordinates
-from histotile.tiling.tile_io import resize_tile
+from histotile.tiling.tile_io import read_tile, resize_tile
 
 DEFAULT_BLOCK = 2048
 """Side of a block read, in pixels of the level read."""
@@ -52,6 +52,26 @@ def read_block_tiles(slide, grid: TileGrid, indices: np.ndarray) -> np.ndarray:
     return out
 
 
+def _dense(grid: TileGrid, indices: np.ndarray) -> bool:
+    """Whether the tiles cover enough of their bounding box (a quarter) for one block
+    read to beat reading them one by one (sparse samples such as background tiles)."""
+    if len(indices) <= 1:
+        return True
+    lx = level_coordinates(grid.xs[indices], grid.level_downsample)
+    ly = level_coordinates(grid.ys[indices], grid.level_downsample)
+    box = float(lx.max() - lx.min() + grid.read_size) * float(ly.max() - ly.min()
+                                                           + grid.read_size)
+    return len(indices) * grid.read_size**2 >= 0.25 * box
+
+
+def _read_one_by_one(slide, grid: TileGrid, indices: np.ndarray) -> np.ndarray:
+    out = np.empty((len(indices), grid.size, grid.size, 3), dtype=np.uint8)
+    for k, i in enumerate(indices.tolist()):
+        out[k] = read_tile(slide, int(grid.xs[i]), int(grid.ys[i]), grid.level,
+                           grid.read_size, grid.size)
+    return out
+
+
 def iter_tile_batches(slide, grid: TileGrid, batch_size: int = 256,
                       indices: np.ndarray | None = None,
                       block_size: int = DEFAULT_BLOCK,
@@ -78,7 +98,8 @@ def iter_tile_batches(slide, grid: TileGrid, batch_size: int = 256,
     for block in plan_blocks(grid, indices, block_size):
         for start in range(0, len(block), 4096):
             part = block[start:start + 4096]
-            tiles = read_block_tiles(slide, grid, part)
+            tiles = (read_block_tiles(slide, grid, part) if _dense(grid, part)
+                     else _read_one_by_one(slide, grid, part))
             offset = 0
             while offset < len(part):
                 take = min(batch_size - pending, len(part) - offset)

@@ -61,18 +61,27 @@ def tissue_lut() -> np.ndarray:
     ``R + G*256 + B*65536``: the colour's chroma where it can be tissue, else 0 (16 MiB,
     built once per process, about a second)."""
     table = np.empty(1 << 24, dtype=np.uint8)
-    chunk = 1 << 20
+    chunk = 1 << 18
     for start in range(0, 1 << 24, chunk):
         code = np.arange(start, start + chunk, dtype=np.uint32)
-        rgb = np.stack([code & 255, (code >> 8) & 255, code >> 16], axis=1).astype(np.uint8)
-        table[start:start + chunk] = _rule(rgb.reshape(1024, 1024, 3)).reshape(-1)
+        rgb = np.empty((chunk, 3), np.uint8)
+        rgb[:, 0], rgb[:, 1], rgb[:, 2] = code & 255, (code >> 8) & 255, code >> 16
+        table[start:start + chunk] = _rule(rgb.reshape(512, 512, 3)).reshape(-1)
     table.setflags(write=False)
     return table
 
 
-def _level(threshold: float | None) -> np.uint8:
+def _level(threshold: float | None) -> int:
     value = DEFAULT_THRESHOLD if threshold is None else threshold
-    return np.uint8(min(max(math.ceil(value), 1), 255))
+    return int(min(max(math.ceil(value), 1), 255))
+
+
+@functools.lru_cache(maxsize=4)
+def _bool_lut(level: int) -> np.ndarray:
+    """The table thresholded at one chroma level (bool, 16 MiB): one lookup per pixel."""
+    table = tissue_lut() >= level
+    table.setflags(write=False)
+    return table
 
 
 def tissue_pixels(rgb: np.ndarray, threshold: float | None = None) -> np.ndarray:
@@ -88,16 +97,15 @@ def tissue_pixels(rgb: np.ndarray, threshold: float | None = None) -> np.ndarray
     out = np.empty(count, dtype=bool)
     if count == 0:
         return out.reshape(shape)
-    lut = tissue_lut()
-    level = _level(threshold)
+    lut = _bool_lut(_level(threshold))
     flat = np.ascontiguousarray(rgb).reshape(-1)
     if count > 1:
         # Read each pixel's 3 bytes (plus the next pixel's first byte, masked off) as one
         # little-endian uint32: no copy, one table lookup per pixel.
         words = np.ndarray((count - 1,), dtype="<u4", buffer=flat, offset=0, strides=(3,))
-        np.greater_equal(np.take(lut, words & np.uint32(0xFFFFFF)), level, out=out[:-1])
+        np.take(lut, words & np.uint32(0xFFFFFF), out=out[:-1])
     last = flat[-3:].astype(np.uint32)
-    out[-1] = lut[int(last[0] | (last[1] << 8) | (last[2] << 16))] >= level
+    out[-1] = lut[int(last[0] | (last[1] << 8) | (last[2] << 16))]
     return out.reshape(shape)
 
 
@@ -181,11 +189,16 @@ MASK_MPP = 8.0
 """Default resolution of the tissue mask, microns per pixel."""
 
 
-def auto_mask_downsample(dimensions: tuple[int, int], mpp: float | None) -> float:
-    """Default mask downsample: about :data:`MASK_MPP` um per pixel, at most 8192 mask
-    pixels on the longer side."""
-    wanted = MASK_MPP / (mpp or _FALLBACK_MPP)
-    return float(max(1.0, wanted, max(dimensions) / 8192.0))
+def auto_mask_downsample(dimensions: tuple[int, int], mpp: float | None,
+                         level_downsamples: list[float] | None = None) -> float:
+    """Default mask downsample: about :data:`MASK_MPP` um per pixel, at most 4096 mask
+    pixels on the longer side; snapped up to a stored pyramid level within 2x of that,
+    so the low-resolution view is a plain read of one small level."""
+    wanted = float(max(1.0, MASK_MPP / (mpp or _FALLBACK_MPP), max(dimensions) / 4096.0))
+    for ds in sorted(level_downsamples or []):
+        if wanted <= ds <= 2 * wanted:
+            return float(ds)
+    return wanted
 
 
 def mask_from_rgb(rgb: np.ndarray, downsample: float, *, mpp: float | None,
@@ -236,17 +249,31 @@ def detect_tissue(slide, *, downsample: float | None = None,
     Args:
         slide: the open slide.
         downsample: level-0 pixels per mask pixel (None = automatic: about 8 um per
-            pixel, at most 8192 px on the longer side). The view is read from the
-            nearest pyramid level and streamed, so memory is bounded by the mask size.
+            pixel, at most 4096 px on the longer side, snapped to a pyramid level).
+            The view is read from the nearest pyramid level and streamed, so memory is
+            bounded by the mask size.
         threshold: chroma threshold (0-255); None = adaptive (Otsu, clamped).
         min_area_um2: smallest tissue piece kept, in square microns.
     """
     width0, height0 = slide.dimensions
     if downsample is None:
-        downsample = auto_mask_downsample((width0, height0), slide.mpp)
-    out_w = max(1, round(width0 / downsample))
-    out_h = max(1, round(height0 / downsample))
-    view = slide.thumbnail((math.ceil(width0 / downsample), math.ceil(height0 / downsample)))
+        downsample = auto_mask_downsample((width0, height0), slide.mpp,
+                                          slide.level_downsamples)
+    level = next((i for i, ds in enumerate(slide.level_downsamples)
+                  if abs(ds - downsample) <= 1e-6 * ds), None)
+    if level is not None:
+        # A stored level: its own size (rounded per axis by the scanner), read from it.
+        out_w, out_h = slide.level_dimensions[level]
+        request = (out_w, out_h)
+    else:
+        out_w = max(1, round(width0 / downsample))
+        out_h = max(1, round(height0 / downsample))
+        request = (math.ceil(width0 / downsample), math.ceil(height0 / downsample))
+    # Ask for a size whose largest axis ratio is the level's exact downsample, so that
+    # the view is read from that level and not from the next larger one.
+    factor = max(width0 / request[0], height0 / request[1])
+    view = slide.thumbnail((max(1, math.ceil(width0 / factor - 1e-9)),
+                            max(1, math.ceil(height0 / factor - 1e-9))))
     if view.shape[:2] != (out_h, out_w):
         view = cv2.resize(view, (out_w, out_h), interpolation=cv2.INTER_AREA)
     # Mask pixel i covers level-0 [i * downsample, (i + 1) * downsample) on both axes, to
