@@ -159,10 +159,36 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
                     break
     if best[2] is not None:
         model.load_state_dict(best[2])
+    recalibrate_batchnorm(model, source, train_rows, settings.batch_size, transform)
     best_epoch = best[1] if best[2] is not None else len(history)
     return {"history": history, "best_epoch": best_epoch, "epochs_run": len(history),
             "train_seconds": train_seconds,
             "train_tiles_per_s": tiles_seen / train_seconds if train_seconds else 0.0}
+
+
+def recalibrate_batchnorm(model: nn.Module, source: TileSource, rows: np.ndarray,
+                          batch_size: int, transform: InputTransform,
+                          max_tiles: int = 4096) -> None:
+    """Recompute BatchNorm running statistics for the final weights (a plain average
+    over up to ``max_tiles`` training tiles). The running averages kept during training
+    lag behind the weights; after short training on small data that lag alone can flip
+    predictions in evaluation mode."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    rows = np.asarray(rows)[:max_tiles]
+    with torch.no_grad():
+        for _, tiles in source.batches(rows, max(batch_size, 32)):
+            if tiles.shape[0] > 1:
+                model(transform(tiles))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
 
 
 def _predict_batches(model: nn.Module, transform: InputTransform,
