@@ -102,6 +102,8 @@ def load_tiles(data: str | Path | pd.DataFrame, *, group_column: str = "group",
     if isinstance(data, pd.DataFrame):
         table = _from_manifest(data.copy(), "the manifest DataFrame", None, group_column,
                                label_column, tile_size)
+        if isinstance(data.attrs.get("tiling"), dict):  # the tiler's settings, if attached
+            table.geometry["tiling"] = data.attrs["tiling"]
     else:
         path = Path(data)
         if path.is_dir():

@@ -143,7 +143,8 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
             record["val_loss"] = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
             record["val_accuracy"] = float((proba.argmax(1) == targets[val_rows]).mean())
         history.append(record)
-        progress("epoch", tag=tag, epochs=epochs, **record)
+        losses = {"train": record["train_loss"], "val": record.get("val_loss")}
+        progress("epoch", tag=tag, epochs=epochs, losses=losses, **record)
         log.info("%s epoch %d/%d: %s", tag, epoch, epochs,
                  ", ".join(f"{k}={v:.4f}" for k, v in record.items()
                            if isinstance(v, float)))

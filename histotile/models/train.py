@@ -83,9 +83,10 @@ def train(data: str | Path | pd.DataFrame, out_dir: str | Path,
             ``learning_curves.png``, ``confusion_matrix.png``, ``train.log``).
         settings: :class:`TrainSettings` (defaults: LeNet, the study's optimiser).
         progress: optional ``callable(event, **info)``; events ``start`` (tiles, folds,
-            classes), ``fold_start`` (tag, n_train, n_val), ``batch`` (tag, epoch, step,
-            steps), ``epoch`` (tag, epoch, epochs, losses, accuracies), ``fold_end`` (tag,
-            metrics), ``test`` (metrics), ``done`` (model_dir).
+            classes), ``fold_start`` (tag, fold, epochs, n_train, n_val), ``batch`` (tag,
+            epoch, step, steps), ``epoch`` (tag, epoch, epochs, train_loss, val_loss,
+            train_accuracy, val_accuracy, losses={"train": ..., "val": ...}),
+            ``fold_end`` (tag, metrics), ``test`` (metrics), ``done`` (model_dir).
         overwrite: replace an existing ``out_dir`` (only once the new one is complete).
 
     Raises:
@@ -166,7 +167,8 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     for k, (train_rows, val_rows) in enumerate(splits.folds, start=1):
         tag = f"fold{k}"
         progress("fold_start", tag=tag, fold=k, folds=len(splits.folds),
-                 n_train=int(train_rows.size), n_val=int(val_rows.size))
+                 epochs=settings.epochs, n_train=int(train_rows.size),
+                 n_val=int(val_rows.size))
         seed = settings.seed * 1000 + k
         model = new_model(seed)
         fitted = backend.fit(model, spec, source, targets, train_rows, val_rows, settings,
@@ -203,7 +205,7 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     test_metrics = None
     if settings.final_model:
         progress("fold_start", tag="final", fold=0, folds=len(splits.folds),
-                 n_train=int(splits.development.size), n_val=0)
+                 epochs=final_epochs, n_train=int(splits.development.size), n_val=0)
         log.info("final model: %d epochs on %d development tiles", final_epochs,
                  splits.development.size)
         final_model = new_model(settings.seed * 1000)
