@@ -198,3 +198,28 @@ def test_tiling_imports_no_torch_or_pandas():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_blank_slide_keeps_only_the_background_sample(tmp_path):
+    syn = write_synthetic_slide(tmp_path / "glass.tif", 2048, 1536, tissue_fraction=0.0)
+    df = extract_tiles(syn.path, TilingSettings(tile_size=128, keep_background=0.05))
+    assert len(df) == round(0.05 * 16 * 12)
+    assert (df["tissue_fraction"] == 0).all()
+
+
+def test_load_annotation_picks_the_kind(tmp_path, slide_path, overlay):
+    from histotile.tiling import GeoJSONAnnotation, LabelMask, load_annotation
+    from histotile.wsi.synthetic import write_overlay
+
+    tif = write_overlay(slide_path, tmp_path / "o.tif", [], downsample=8)
+    assert isinstance(load_annotation(tif), PaintedOverlay)
+    assert isinstance(load_annotation(overlay), PaintedOverlay)
+    grey = tmp_path / "mask.png"
+    cv2.imwrite(str(grey), np.zeros((96, 128), np.uint8))
+    assert isinstance(load_annotation(grey, classes=CLASSES), LabelMask)
+    (tmp_path / "a.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+    assert isinstance(load_annotation(tmp_path / "a.geojson"), GeoJSONAnnotation)
+    from histotile.errors import AnnotationError
+
+    with pytest.raises(AnnotationError, match="not found"):
+        load_annotation(tmp_path / "nope.png")
