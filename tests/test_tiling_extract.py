@@ -17,6 +17,9 @@ from histotile.tiling import (
     PaintedOverlay,
     TilingSettings,
     balance,
+    breakhis_label,
+    breakhis_patient,
+    breakhis_tumour_type,
     detect_tissue,
     export_imagefolder,
     extract_tiles,
@@ -166,6 +169,11 @@ def test_fifteen_patches_from_a_700_by_460_image(tmp_path):
     df = patch_dataset(tmp_path, group=lambda p: p.stem.split("-")[2])
     assert len(df) == 30 and list(df.columns) == list(MANIFEST_COLUMNS)
     assert set(df["label"]) == {"malignant"} and set(df["group"]) == {"2523"}
+    typed = patch_dataset(tmp_path, label=breakhis_tumour_type, group=breakhis_patient)
+    assert set(typed["label"]) == {"DC"} and set(typed["group"]) == {"14-2523"}
+    assert breakhis_label(folder / "SOB_B_A-14-22549AB-40-001.png") == "benign"
+    with pytest.raises(DatasetError, match="image.png: not a BreakHis file name"):
+        breakhis_label(tmp_path / "image.png")
     # Patches are read back through the manifest like any tile.
     row = df.iloc[6]
     with open_slide(row["path"]) as img:

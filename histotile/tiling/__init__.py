@@ -17,7 +17,13 @@ from histotile.tiling.export import export_imagefolder
 from histotile.tiling.extract import extract_tiles
 from histotile.tiling.grid import TileGrid, grid_from_boxes, make_grid
 from histotile.tiling.manifest import class_columns, read_manifest, write_manifest
-from histotile.tiling.patches import patch_dataset, patchify_image
+from histotile.tiling.patches import (
+    breakhis_label,
+    breakhis_patient,
+    breakhis_tumour_type,
+    patch_dataset,
+    patchify_image,
+)
 from histotile.tiling.reader import iter_tile_batches
 from histotile.tiling.settings import TilingSettings
 from histotile.tiling.tile_io import MANIFEST_COLUMNS, read_tile, resize_tile
@@ -32,6 +38,7 @@ from histotile.tiling.tissue import (
 __all__ = [
     "MANIFEST_COLUMNS", "GeoJSONAnnotation", "LabelMask", "PaintedOverlay", "TileGrid",
     "TilingSettings", "TissueMask", "annotation_fractions", "assign_labels", "balance",
+    "breakhis_label", "breakhis_patient", "breakhis_tumour_type",
     "class_columns", "detect_tissue", "export_imagefolder", "extract_tiles",
     "grid_from_boxes", "iter_tile_batches", "load_annotation", "make_grid",
     "patch_dataset", "patchify_image", "read_manifest", "read_tile", "resize_tile",

@@ -23,6 +23,7 @@ from histotile.tiling.annotations import (
     Annotation,
     assign_labels,
     class_fractions,
+    load_annotation,
     warn_unused_palette,
 )
 from histotile.tiling.grid import TileGrid, make_grid
@@ -44,6 +45,12 @@ class _Task:
     threshold: float
     annotation: Annotation | None
     block_size: int
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core already; no oversubscription
 
 
 def _run_task(task: _Task) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -129,7 +136,8 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
         slide_path: the slide.
         settings: tiling settings (defaults otherwise).
         annotation: optional :class:`PaintedOverlay`, :class:`LabelMask` or
-            :class:`GeoJSONAnnotation` (see :func:`load_annotation`).
+            :class:`GeoJSONAnnotation`, or a path given to :func:`load_annotation` with
+            the settings' palette and classes.
         workers: worker processes (1 = in this process). Workers are spawned, so a
             script calling this with ``workers > 1`` needs the usual
             ``if __name__ == "__main__":`` guard.
@@ -148,6 +156,9 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
 
     settings = settings or TilingSettings()
     slide_path = Path(slide_path)
+    if isinstance(annotation, (str, Path)):
+        annotation = load_annotation(annotation, palette=settings.palette,
+                                     classes=settings.classes)
     with open_slide(slide_path) as slide:
         mask = detect_tissue(slide, downsample=settings.tissue_downsample,
                              threshold=settings.tissue_threshold,
@@ -159,7 +170,7 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
     candidates = np.flatnonzero(touching)
     pool = None
     if workers > 1:
-        pool = ProcessPoolExecutor(max_workers=workers,
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
                                    mp_context=multiprocessing.get_context("spawn"))
     try:
         tissue, fractions = _measure(str(slide_path), grid, candidates, threshold,

@@ -64,6 +64,36 @@ def _images(source: str | Path | Iterable[str | Path]) -> list[Path]:
     return [Path(p) for p in source]
 
 
+def _breakhis_parts(path: Path) -> list[str]:
+    """``SOB_<B|M>_<type>-<year>-<slide>-<magnification>-<seq>`` split at ``_`` and ``-``."""
+    stem = Path(path).stem
+    head, _, rest = stem.partition("-")
+    parts = head.split("_")
+    tail = rest.split("-")
+    if len(parts) != 3 or parts[0] != "SOB" or parts[1] not in ("B", "M") or len(tail) < 4:
+        raise DatasetError(f"{path}: not a BreakHis file name (SOB_<B|M>_<type>-<year>-"
+                           "<slide>-<magnification>-<seq>); pass label= and group= "
+                           "functions for this dataset")
+    return [*parts, *tail]
+
+
+def breakhis_label(path: Path) -> str:
+    """BreakHis class from the file name: ``benign`` (SOB_B_...) or ``malignant``."""
+    return "benign" if _breakhis_parts(path)[1] == "B" else "malignant"
+
+
+def breakhis_tumour_type(path: Path) -> str:
+    """BreakHis tumour type from the file name (A, F, PT, TA, DC, LC, MC, PC)."""
+    return _breakhis_parts(path)[2]
+
+
+def breakhis_patient(path: Path) -> str:
+    """BreakHis patient (slide) from the file name, e.g. ``14-22549AB``: the group to
+    keep together in cross-validation (images of one patient are near-duplicates)."""
+    parts = _breakhis_parts(path)
+    return f"{parts[3]}-{parts[4]}"
+
+
 def patch_dataset(source: str | Path | Iterable[str | Path], *, patch_size: int = 225,
                   step: int | None = None,
                   label: str | Callable[[Path], str] | None = None,
@@ -76,8 +106,10 @@ def patch_dataset(source: str | Path | Iterable[str | Path], *, patch_size: int 
         patch_size: patch side in pixels.
         step: distance between patches (default half a patch).
         label: each image's label: None = its parent folder's name; a string = the same
-            for all; a callable(path) -> str.
-        group: each image's cross-validation group (patient): default its file stem.
+            for all; a callable(path) -> str (for BreakHis: :func:`breakhis_label` or
+            :func:`breakhis_tumour_type`).
+        group: each image's cross-validation group (patient): default its file stem
+            (for BreakHis: :func:`breakhis_patient`).
 
     Returns:
         A DataFrame with :data:`MANIFEST_COLUMNS` (``level`` 0, ``extent`` = ``read_size``

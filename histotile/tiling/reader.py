@@ -34,7 +34,11 @@ def plan_blocks(grid: TileGrid, indices: np.ndarray | None = None,
 def read_block_tiles(slide, grid: TileGrid, indices: np.ndarray) -> np.ndarray:
     """The tiles ``indices`` of ``grid`` (which should lie within one block) as uint8
     (n, size, size, 3), from a single read of their bounding box. Pixels equal those of
-    :func:`~histotile.tiling.tile_io.read_tile` for each tile."""
+    :func:`~histotile.tiling.tile_io.read_tile` for each tile on levels whose downsample
+    is a whole number (level 0 and the usual power-of-2 pyramids). On a level whose
+    downsample is not (OpenSlide averages the two axes' ratios, e.g. 31.995), OpenSlide
+    resamples a read at a sub-pixel offset, so a tile cut from a block can differ from
+    the same tile read alone by a few grey levels (3 at most, measured)."""
     xs, ys = grid.xs[indices], grid.ys[indices]
     lx = level_coordinates(xs, grid.level_downsample)
     ly = level_coordinates(ys, grid.level_downsample)
