@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from tiling_fixtures import SAMPLE
@@ -136,8 +138,6 @@ def test_settings_round_trip_through_dict():
     settings = TilingSettings(tile_size=225, stride=112, mpp=0.5, classes=("a", "b", "c"),
                               palette={"b": (0, 255, 0), "c": (0, 0, 255)}, seed=3)
     data = settings.to_dict()
-    import json
-
     assert TilingSettings.from_dict(json.loads(json.dumps(data))) == settings
     with pytest.raises(ConfigError, match="unknown tiling setting"):
         TilingSettings.from_dict({"tile_sise": 128})
@@ -145,3 +145,7 @@ def test_settings_round_trip_through_dict():
         TilingSettings(palette={"tumor": (0, 255, 0)})
     with pytest.raises(ConfigError, match="min_tissue"):
         TilingSettings(min_tissue=1.5)
+    with pytest.raises(ConfigError, match="list of class names"):
+        TilingSettings(classes="tumour")
+    numpy_ints = TilingSettings(tile_size=np.int64(64), stride=np.int32(32))
+    assert type(numpy_ints.tile_size) is int and json.dumps(numpy_ints.to_dict())

@@ -16,6 +16,7 @@ from histotile.tiling.tile_io import read_tile, resize_tile
 
 DEFAULT_BLOCK = 2048
 """Side of a block read, in pixels of the level read."""
+_CUT_BYTES = 48 * 1024 * 1024
 
 
 def plan_blocks(grid: TileGrid, indices: np.ndarray | None = None,
@@ -99,9 +100,11 @@ def iter_tile_batches(slide, grid: TileGrid, batch_size: int = 256,
     pending_idx: list[np.ndarray] = []
     pending_tiles: list[np.ndarray] = []
     pending = 0
+    # Tiles cut from one read at most: bounds memory when tiles overlap heavily.
+    per_read = max(1, min(4096, _CUT_BYTES // (3 * size * size)))
     for block in plan_blocks(grid, indices, block_size):
-        for start in range(0, len(block), 4096):
-            part = block[start:start + 4096]
+        for start in range(0, len(block), per_read):
+            part = block[start:start + per_read]
             tiles = (read_block_tiles(slide, grid, part) if _dense(grid, part)
                      else _read_one_by_one(slide, grid, part))
             offset = 0

@@ -4,6 +4,7 @@ travels in JSON model cards, reports and Dask tasks)."""
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,13 @@ class TilingSettings:
     annotation_resolution: int = 32
 
     def __post_init__(self) -> None:
+        for name in ("tile_size", "stride", "level"):
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                setattr(self, name, int(value))
+        if isinstance(self.classes, str):
+            raise ConfigError(f"tiling setting classes={self.classes!r}: give a list of "
+                              "class names, e.g. ['normal', 'tumour']")
         self.classes = tuple(str(c) for c in self.classes)
         self.palette = {str(k): tuple(int(v) for v in rgb) for k, rgb in self.palette.items()}
         self.validate()
@@ -103,9 +111,10 @@ class TilingSettings:
         def bad(name: str, problem: str) -> ConfigError:
             return ConfigError(f"tiling setting {name}={getattr(self, name)!r}: {problem}")
 
-        if not isinstance(self.tile_size, int) or self.tile_size < 8:
+        if not isinstance(self.tile_size, numbers.Integral) or self.tile_size < 8:
             raise bad("tile_size", "must be an integer of at least 8 pixels")
-        if self.stride is not None and (not isinstance(self.stride, int) or self.stride < 1):
+        if self.stride is not None and (not isinstance(self.stride, numbers.Integral)
+                                        or self.stride < 1):
             raise bad("stride", "must be a positive integer (pixels) or None for no overlap")
         targets = [n for n in ("magnification", "mpp", "level") if getattr(self, n) is not None]
         if len(targets) > 1:
@@ -115,7 +124,8 @@ class TilingSettings:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise bad(name, "must be positive")
-        if self.level is not None and (not isinstance(self.level, int) or self.level < 0):
+        if self.level is not None and (not isinstance(self.level, numbers.Integral)
+                                       or self.level < 0):
             raise bad("level", "must be a pyramid level number (0, 1, ...)")
         for name in ("min_tissue", "keep_background", "min_label_fraction"):
             value = getattr(self, name)
