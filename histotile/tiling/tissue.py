@@ -129,11 +129,21 @@ def tissue_fractions(tiles: np.ndarray, threshold: float | None = None) -> np.nd
     return np.count_nonzero(mask, axis=1) / mask.shape[1]
 
 
+GLASS_MARGIN = 12.0
+"""Chroma above the glass's own (95th percentile of the pixels Otsu calls background)
+from which a pixel can be tissue."""
+
+
 def adaptive_threshold(rgb: np.ndarray) -> float:
-    """The chroma threshold for one slide: Otsu's threshold on the chroma of a
-    low-resolution view, clamped to :data:`THRESHOLD_RANGE`."""
+    """The chroma threshold for one slide, from a low-resolution view: Otsu's threshold
+    on chroma, lowered to :data:`GLASS_MARGIN` above the glass's chroma when that is
+    lower (Otsu splits pale from dark tissue on strongly stained slides), clamped to
+    :data:`THRESHOLD_RANGE`."""
     chroma = (rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)).astype(np.uint8)
     otsu, _ = cv2.threshold(chroma.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    glass = chroma[chroma < otsu]
+    if glass.size:
+        otsu = min(otsu, float(np.percentile(glass, 95)) + GLASS_MARGIN)
     low, high = THRESHOLD_RANGE
     return float(min(max(otsu, low), high))
 
