@@ -156,6 +156,26 @@ def test_label_mask_fractions(tmp_path, slide_path, grid):
     assert np.abs(fractions - expected(grid)).max() < 1e-9
 
 
+def test_palette_png_and_16_bit_tiff_label_masks(tmp_path, slide_path, grid):
+    import tifffile
+    from PIL import Image
+
+    grey = label_mask((W, H), tmp_path / "grey.png", {1: [TUMOUR], 2: [OTHER]}, 4)
+    values = cv2.imread(str(grey), cv2.IMREAD_UNCHANGED)
+    palette_png = tmp_path / "palette.png"
+    image = Image.fromarray(values, mode="P")
+    image.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255] + [0] * (253 * 3))
+    image.save(palette_png)
+    wide = tmp_path / "wide.tif"
+    tifffile.imwrite(wide, values.astype(np.uint16), tile=(64, 64))
+    with open_slide(slide_path) as slide:
+        for path in (palette_png, wide):
+            annotation = load_annotation(path, classes=CLASSES)
+            assert isinstance(annotation, LabelMask), path
+            fractions = annotation_fractions(annotation, slide, grid, CLASSES, SETTINGS)
+            assert np.abs(fractions - expected(grid)).max() < 1e-9, path
+
+
 def test_labels_follow_min_label_fraction():
     fractions = np.array([[0.95, 0.05, 0.0], [0.96, 0.04, 0.0], [0.5, 0.2, 0.3],
                           [1.0, 0.0, 0.0], [0.1, 0.0, 0.9]])

@@ -54,8 +54,9 @@ class PaintedOverlay:
 
 @dataclass(frozen=True)
 class LabelMask:
-    """An image whose pixel value ``i`` means class ``classes[i]`` (first channel of a
-    colour image; values without a class are an error).
+    """An image whose pixel value ``i`` means class ``classes[i]`` (8- or 16-bit grey, a
+    palette PNG's indices, or the first channel of a colour image; values without a class
+    are an error).
 
     Attributes:
         path: the mask image.
@@ -150,6 +151,48 @@ def _open_image(path: Path, what: str):
     except HistotileError as error:
         raise AnnotationError(f"{path}: cannot read the {what}: {error}; re-export it as "
                               "TIFF or PNG") from None
+
+
+class _LabelImage:
+    """Raw values of a label-mask image, without colour conversion (a palette PNG keeps
+    its indices, a 16-bit mask its values). TIFFs are read window by window."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._array = None
+        self._pixels = None
+        try:
+            if path.suffix.lower() in (".tif", ".tiff"):
+                import tifffile
+                import zarr
+
+                self._tiff = tifffile.TiffFile(str(path))
+                level = self._tiff.series[0].levels[0]
+                self._axes = level.axes
+                self._array = zarr.open(level.aszarr(), mode="r")
+                shape = dict(zip(level.axes, level.shape))
+                self.dimensions = (int(shape["X"]), int(shape["Y"]))
+            else:
+                from PIL import Image
+
+                Image.MAX_IMAGE_PIXELS = None
+                with Image.open(path) as image:
+                    image.load()
+                    if image.mode not in ("P", "L", "I", "I;16", "I;16B", "1"):
+                        image = image.convert("RGB")
+                    pixels = np.asarray(image)
+                self._pixels = pixels[..., 0] if pixels.ndim == 3 else pixels
+                self.dimensions = (int(self._pixels.shape[1]), int(self._pixels.shape[0]))
+        except Exception as error:  # noqa: BLE001 - PIL/tifffile raise many types
+            raise AnnotationError(f"{path}: cannot read the label mask ({type(error).__name__}:"
+                                  f" {error}); save it as a single-channel PNG or TIFF") from None
+
+    def read(self, x: int, y: int, width: int, height: int) -> np.ndarray:
+        if self._pixels is not None:
+            return self._pixels[y:y + height, x:x + width]
+        index = tuple(slice(y, y + height) if a == "Y" else slice(x, x + width) if a == "X"
+                      else 0 for a in self._axes)
+        return np.asarray(self._array[index])
 
 
 # -- GeoJSON ---------------------------------------------------------------------------
@@ -277,9 +320,15 @@ class _Source:
             self.scale = (ds, ds)
             w0, h0 = slide.dimensions
             self.map_dims = (math.ceil(w0 / ds), math.ceil(h0 / ds))
+        elif isinstance(annotation, LabelMask):
+            if not annotation.path.is_file():
+                raise AnnotationError(f"{annotation.path}: label mask not found (check the "
+                                      "path)")
+            self.image = _LabelImage(annotation.path)
+            self.map_dims = self.image.dimensions
+            self.scale = map_scale(slide.dimensions, self.map_dims, annotation.path)
         else:
-            what = "painted overlay" if isinstance(annotation, PaintedOverlay) else "label mask"
-            self.image = _open_image(annotation.path, what)
+            self.image = _open_image(annotation.path, "painted overlay")
             self.map_dims = self.image.dimensions
             self.scale = map_scale(slide.dimensions, self.map_dims, annotation.path)
         if isinstance(annotation, PaintedOverlay):
@@ -306,9 +355,9 @@ class _Source:
         my1 = max(min(mh, math.ceil(y1 / sy)), my0 + 1)
         if isinstance(self.annotation, GeoJSONAnnotation):
             return self._geojson(mx0, my0, mx1, my1), mx0, my0
-        pixels = self._read(mx0, my0, mx1 - mx0, my1 - my0)
         if isinstance(self.annotation, LabelMask):
-            return self._labels(pixels), mx0, my0
+            return self._labels(self.image.read(mx0, my0, mx1 - mx0, my1 - my0)), mx0, my0
+        pixels = self._read(mx0, my0, mx1 - mx0, my1 - my0)
         return self._painted(pixels, mx0, my0), mx0, my0
 
     def _read(self, mx: int, my: int, w: int, h: int) -> np.ndarray:
@@ -318,8 +367,8 @@ class _Source:
             raise AnnotationError(f"{self.annotation.path}: cannot read the annotation "
                                   f"image: {error}") from None
 
-    def _labels(self, pixels: np.ndarray) -> np.ndarray:
-        values = np.ascontiguousarray(pixels[..., 0])
+    def _labels(self, values: np.ndarray) -> np.ndarray:
+        values = np.ascontiguousarray(values)
         top = int(values.max())
         if top >= len(self.classes):
             found = np.unique(values[values >= len(self.classes)])[:10].tolist()
@@ -327,7 +376,7 @@ class _Source:
                 f"{self.annotation.path}: label-mask values {found} have no class (classes "
                 f"are {list(self.classes)} for values 0-{len(self.classes) - 1}); give the "
                 "classes in value order")
-        return values
+        return values.astype(np.uint8, copy=False)
 
     def _painted(self, overlay: np.ndarray, mx: int, my: int) -> np.ndarray:
         sx, sy = self.scale
