@@ -149,3 +149,19 @@ def test_settings_round_trip_through_dict():
         TilingSettings(classes="tumour")
     numpy_ints = TilingSettings(tile_size=np.int64(64), stride=np.int32(32))
     assert type(numpy_ints.tile_size) is int and json.dumps(numpy_ints.to_dict())
+
+
+def test_streaming_memory_is_bounded_by_blocks_not_by_tiles(pyramid):
+    import tracemalloc
+
+    with open_slide(pyramid) as slide:
+        grid = make_grid(slide, TilingSettings(tile_size=128, stride=32), all_tiles=True)
+        total = len(grid) * 128 * 128 * 3
+        tracemalloc.start()
+        seen = 0
+        for _idx, tiles in iter_tile_batches(slide, grid, batch_size=64, block_size=1024):
+            seen += tiles.nbytes
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert seen == total and total > 200 * 2**20  # 5,000+ overlapping tiles, 240+ MiB
+    assert peak < 64 * 2**20, f"peak {peak / 2**20:.0f} MiB"

@@ -16,7 +16,7 @@ from histotile.tiling.tile_io import read_tile, resize_tile
 
 DEFAULT_BLOCK = 2048
 """Side of a block read, in pixels of the level read."""
-_CUT_BYTES = 48 * 1024 * 1024
+_CUT_BYTES = 16 * 1024 * 1024
 
 
 def plan_blocks(grid: TileGrid, indices: np.ndarray | None = None,
