@@ -420,10 +420,11 @@ def augment_batch(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def worker_init(_worker_id: int) -> None:
-    """DataLoader worker set-up: one thread per worker (the cores belong to training)."""
-    import cv2
+    """DataLoader worker set-up: one torch thread per worker (the cores belong to training).
 
-    cv2.setNumThreads(1)
+    OpenCV's thread count is deliberately left alone: ``cv2.setNumThreads`` in a child
+    forked after the parent used OpenCV's thread pool (tiling, then training, in one
+    process) blocks forever on the pool's lock, which fork copied held."""
     try:
         import torch
 

@@ -244,11 +244,13 @@ def labelling_settings(predictions: SlidePredictions, *, positive_class: str,
     classes = tuple(predictions.classes)
     saved = dict(predictions.settings.get("tiling") or {})
     if saved:
+        # The default label of the tiling (explicit, or its first class) must survive
+        # the switch to the model's class order, which is often sorted differently.
+        default = saved.get("default_class") or (list(saved.get("classes") or []) or [None])[0]
         saved["classes"] = list(classes)
         saved["palette"] = {k: v for k, v in (saved.get("palette") or {}).items()
                             if k in classes}
-        if saved.get("default_class") not in (None, *classes):
-            saved["default_class"] = None
+        saved["default_class"] = default if default in classes else None
         settings = TilingSettings.from_dict(saved)
     else:
         settings = TilingSettings(classes=classes, palette={positive_class: (0, 255, 0)})

@@ -84,7 +84,7 @@ def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[
              "overwrite": bool(options.get("overwrite"))} for p in paths]
     records = _run(tasks.tile_task, jobs, execution, "tiling", show_progress)
     tasks.combine_manifests(records, out_dir, balance=options.get("balance"),
-                            seed=options.get("seed", 0))
+                            seed=options.get("seed") or 0)
     return records
 
 

@@ -78,8 +78,9 @@ overwrite_option = click.option("--overwrite", is_flag=True,
 slides_argument = click.argument("slides", nargs=-1, required=True)
 
 tiling_options = _options(
-    click.option("--tile-size", type=click.IntRange(16), default=128, show_default=True,
-                 help="Tile side in pixels at the target resolution."),
+    click.option("--tile-size", type=click.IntRange(16), default=None,
+                 help="Tile side in pixels at the target resolution (tile: default 128; "
+                      "predict/run: the model's)."),
     click.option("--stride", type=click.IntRange(1), default=None,
                  help="Step between tiles in pixels at the target resolution "
                       "(default: tile size, no overlap)."),
@@ -92,7 +93,7 @@ tiling_options = _options(
                  help="Tissue fraction below which a tile is background."),
     click.option("--keep-background", type=click.FloatRange(0, 1), default=None,
                  help="Fraction of background tiles kept (seeded)."),
-    click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
+    click.option("--seed", type=int, default=None, help="Random seed (default 0)."),
 )
 
 execution_options = _options(
@@ -147,6 +148,10 @@ def cli(verbose: int) -> None:
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Stages may raise their own loggers' level (training logs INFO to train.log); the
+    # terminal shows only what -v asks for.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
     # tifffile reports damaged files through warnings; histotile raises clear errors instead.
     logging.getLogger("tifffile").setLevel(logging.ERROR if verbose < 2 else logging.DEBUG)
 

@@ -257,13 +257,18 @@ def _file_identity(path: str | None) -> list | None:
 
 
 def _merged_tiling(predictor, tiling: dict[str, Any] | None):
-    """The model card's tiling settings with any explicitly given options on top (a
-    model must see tiles cut the way it was trained, unless told otherwise)."""
+    """The model's own tiling (tiles cut the way it was trained) with any explicitly
+    given options on top; None when nothing was given (predict_slide's default)."""
+    if not tiling:
+        return None
+    from histotile.postprocess.predict import settings_from_card
     from histotile.tiling import TilingSettings
 
-    base = dict(predictor.card.get("tiling") or {})
-    base.update(tiling or {})
-    return TilingSettings.from_dict(base) if base else None
+    base = settings_from_card(predictor).to_dict()
+    if any(k in tiling for k in ("magnification", "mpp", "level")):
+        base.update(magnification=None, mpp=None, level=None)
+    base.update(tiling)
+    return TilingSettings.from_dict(base)
 
 
 def _predict(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
@@ -503,3 +508,51 @@ def _json_default(value: Any) -> Any:
     if number is None:
         return str(value)
     return None if math.isnan(number) else number
+
+
+# -- training ---------------------------------------------------------------------------
+
+TRAIN_KEYS = ("model", "backend", "epochs", "batch_size", "lr", "folds", "group_column",
+              "weights", "seed", "patience", "test_fraction", "max_tiles", "workers",
+              "positive_class", "optimizer")
+
+
+def train_task(data: str | Path, out_dir: str | Path, options: dict[str, Any],
+               show_progress: bool = True):
+    """Train from CLI-style options (see :func:`histotile.models.train`)."""
+    from histotile.models import TrainSettings, train
+
+    values = {k: options[k] for k in TRAIN_KEYS if options.get(k) is not None}
+    if options.get("patch_size"):
+        values.update(patchify=True, tile_size=options["patch_size"])
+    settings = TrainSettings(**values)
+    if not show_progress:
+        return train(data, out_dir, settings, overwrite=bool(options.get("overwrite")))
+    from histotile.workflows.console import training_progress
+
+    with training_progress() as progress:
+        return train(data, out_dir, settings, progress=progress,
+                     overwrite=bool(options.get("overwrite")))
+
+
+def training_summary(result) -> Any:
+    """A rich table of cross-validation (mean +- std over folds) and test metrics."""
+    from rich.table import Table
+
+    table = Table(title=f"cross-validation ({len(result.folds)} folds) and held-out test",
+                  title_justify="left")
+    table.add_column("metric")
+    table.add_column("folds: mean +- std", justify="right")
+    table.add_column("test", justify="right")
+    for name in ("accuracy", "loss", "sensitivity", "specificity", "precision", "f1",
+                 "roc_auc", "tiles_per_second"):
+        stats = result.summary.get(name)
+        test = (result.test or {}).get(name)
+        if not isinstance(test, (int, float)):
+            test = None
+        if not stats and test is None:
+            continue
+        mean = "-" if not stats or stats.get("mean") is None else (
+            f"{stats['mean']:.3f} +- {stats.get('std') or 0:.3f}")
+        table.add_row(name, mean, "-" if test is None else f"{test:.3f}")
+    return table
