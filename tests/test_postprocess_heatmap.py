@@ -281,3 +281,23 @@ def test_output_at_a_stored_level(slide_path, predictions, tmp_path):
         write_heatmap(slide_path, predictions, tmp_path / "x.tif", class_name="tumour",
                       level=1, downsample=2)
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_failure_mid_write_leaves_nothing(slide_path, predictions, tmp_path, monkeypatch):
+    calls = []
+    original = HeatmapRenderer.render
+
+    def failing(self, level, top, rows):
+        calls.append((level, top))
+        if level == 1:
+            raise RuntimeError("disk on fire")
+        return original(self, level, top, rows)
+
+    monkeypatch.setattr(HeatmapRenderer, "render", failing)
+    out = tmp_path / "h.tif"
+    out.write_bytes(b"previous heatmap")
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_heatmap(slide_path, predictions, out, class_name="tumour", overwrite=True)
+    assert (0, 0) in calls and (1, 0) in calls
+    assert out.read_bytes() == b"previous heatmap"  # the old output survives intact
+    assert [p.name for p in tmp_path.iterdir()] == ["h.tif"]  # no temporary left behind
