@@ -44,15 +44,20 @@ def _rule(rgb: np.ndarray) -> np.ndarray:
     pixel's chroma (1-255) where its colour can be tissue, 0 where it cannot; a pixel is
     tissue when this value reaches the chroma threshold."""
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)
-    hue = hsv[..., 0].astype(np.float32) * (360.0 / 256.0)
-    sat = hsv[..., 1].astype(np.float32) / 255.0
-    val = hsv[..., 2]
-    chroma = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
-    green = (hue > 60) & (hue < 190) & (sat >= 0.25)
-    blue = (hue >= 190) & (hue < 240) & (sat >= 0.5) & (val >= 100)
-    red = ((hue >= 350) | (hue < 12)) & (sat >= 0.7) & (val >= 100)
-    possible = (val >= _BLACK_V) & ~(green | blue | red)
-    return np.where(possible, np.maximum(chroma, 1), 0).astype(np.uint8)
+    r, g, b = cv2.split(rgb)
+    chroma = cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
+    # Bands in OpenCV's full-range HSV: hue in 1/256 turns (60 deg -> 42.7), S and V 0-255.
+    not_tissue = [
+        ((43, 64, 0), (135, 255, 255)),  # green, cyan, yellow-green: 60-190 deg, S >= .25
+        ((136, 128, 100), (170, 255, 255)),  # bright saturated blue: 190-240 deg, S >= .5
+        ((249, 179, 100), (255, 255, 255)),  # bright saturated red: 350-360 deg, S >= .7
+        ((0, 179, 100), (8, 255, 255)),  # ... and 0-12 deg
+        ((0, 0, 0), (255, 255, _BLACK_V - 1)),  # black
+    ]
+    ink = np.zeros(rgb.shape[:2], np.uint8)
+    for low, high in not_tissue:
+        ink = cv2.bitwise_or(ink, cv2.inRange(hsv, low, high))
+    return cv2.bitwise_and(cv2.max(chroma, 1), cv2.bitwise_not(ink))
 
 
 @functools.lru_cache(maxsize=1)
@@ -139,7 +144,8 @@ def adaptive_threshold(rgb: np.ndarray) -> float:
     on chroma, lowered to :data:`GLASS_MARGIN` above the glass's chroma when that is
     lower (Otsu splits pale from dark tissue on strongly stained slides), clamped to
     :data:`THRESHOLD_RANGE`."""
-    chroma = (rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)).astype(np.uint8)
+    r, g, b = cv2.split(np.ascontiguousarray(rgb))
+    chroma = cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
     otsu, _ = cv2.threshold(chroma.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     glass = chroma[chroma < otsu]
     if glass.size:
