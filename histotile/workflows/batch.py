@@ -125,7 +125,10 @@ def slide_batch(kind: str, slides: Iterable[str | Path], out_dir: str | Path,
         if kind == "run":
             job["annotation"] = _annotation(path, options.get("annotations"))
         jobs.append(job)
-    return _run(task, jobs, execution, kind, show_progress)
+    records = _run(task, jobs, execution, kind, show_progress)
+    if kind == "run":
+        tasks.combine_evaluations(records, out_dir)
+    return records
 
 
 def evaluate_batch(slides: Iterable[str | Path], predictions_dir: str | Path,

@@ -326,7 +326,10 @@ def _heatmap_and_decision(slide_path: str, predictions, heatmap: dict[str, Any],
     written = {"heatmap": str(result.path), "preview": str(result.preview_path)}
     label = "positive" if decision.positive else "negative"
     return written, f"{label} ({decision.fraction:.1%} {target})", {
-        "positive_class": target, "decision": decision.to_dict()}
+        "positive_class": target, "decision": decision.to_dict(),
+        "heatmap": {"mode": result.style.mode, "alpha": result.style.alpha,
+                    "threshold": result.style.threshold,
+                    "downsample": result.downsample}}
 
 
 def heatmap_task(slide_path: str, out_dir: str, predictions_dir: str,
