@@ -106,3 +106,22 @@ def test_importing_models_does_not_import_torch_or_mxnet():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_missing_mxnet_extra_is_a_clear_error(monkeypatch):
+    from histotile.models import mxnet_backend
+
+    monkeypatch.setattr(mxnet_backend, "_MX", None)
+    monkeypatch.setitem(sys.modules, "mxnet", None)  # as if the extra were not installed
+    with pytest.raises(ModelError, match=r"pip install 'histotile\[mxnet\]'.*backend='torch'"):
+        create("lenet", 2, 64, backend="mxnet")
+
+
+@pytest.mark.mxnet
+def test_mxnet_import_leaves_torch_threads_alone():
+    code = ("import torch; torch.set_num_threads(2);"
+            "from histotile.models.mxnet_backend import mx; mx();"
+            "print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "2"

@@ -2,6 +2,7 @@
 (haematoxylin-dark vs eosin-pink tiles read from slides): every model learns it, the
 model directory holds what prediction needs, and Predictor round-trips exactly."""
 
+import dataclasses
 import json
 import shutil
 
@@ -154,12 +155,16 @@ def test_same_seed_same_folds_and_metrics(stain, tmp_path):
     settings = TrainSettings(model="lenet", epochs=1, folds=2, test_fraction=0,
                              final_model=False, **FAST)
     a = train(stain, tmp_path / "a", settings)
-    b = train(stain, tmp_path / "b", settings)
+    # Same seed, tiles streamed from the slides by worker processes instead of cached.
+    b = train(stain, tmp_path / "b", dataclasses.replace(settings, cache_mb=0))
+    assert "streamed from the slides" in (tmp_path / "b" / "train.log").read_text()
     assert [m["confusion"] for m in a.folds] == [m["confusion"] for m in b.folds]
     assert [m["loss"] for m in a.folds] == [m["loss"] for m in b.folds]
     pd.testing.assert_frame_equal(pd.read_csv(a.model_dir / "splits.csv"),
                                   pd.read_csv(b.model_dir / "splits.csv"))
     assert a.card["weights_file"] == "" and a.test is None
+    with pytest.raises(ModelError, match="final_model=False"):
+        Predictor(a.model_dir)
 
 
 def test_existing_output_is_kept_and_failures_leave_nothing(trained, stain):
@@ -173,6 +178,13 @@ def test_existing_output_is_kept_and_failures_leave_nothing(trained, stain):
                                                      **FAST), overwrite=True)
     assert (result.model_dir / "model_card.json").read_bytes() == before
     assert not list(result.model_dir.parent.glob(".*partial"))
+
+
+def test_missing_weights_file_fails_before_any_work(stain, tmp_path):
+    with pytest.raises(ModelError, match=r"weights='/nonexistent/r18\.pth': no such file"):
+        train(stain, tmp_path / "m", TrainSettings(model="resnet18",
+                                                   weights="/nonexistent/r18.pth", **FAST))
+    assert not (tmp_path / "m").exists()
 
 
 def test_fold_that_would_lack_a_class(tmp_path):
@@ -203,7 +215,7 @@ LEARNERS = [
     ("lenet", "torch", {}),
     ("squeezenet", "torch", {"lr": 3e-4}),
     ("resnet18", "torch", {}),
-    ("alexnet", "torch", {"lr": 1e-4}),
+    ("alexnet", "torch", {"lr": 1e-4, "batch_size": 32}),
     ("shufflenet_v2", "torch", {}),
     pytest.param("lenet", "mxnet", {}, marks=pytest.mark.mxnet),
 ]

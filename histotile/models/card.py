@@ -4,6 +4,7 @@ tiles and run the network, and what the training achieved."""
 from __future__ import annotations
 
 import json
+import math
 import platform
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -74,9 +75,22 @@ def build_card(*, architecture: str, backend: str, description: str, classes: Se
 
 def write_card(card: dict[str, Any], directory: Path) -> Path:
     path = directory / CARD_FILE
-    path.write_text(json.dumps(card, indent=2, allow_nan=False, default=_plain) + "\n",
-                    encoding="utf-8")
+    path.write_text(json.dumps(_finite(card), indent=2, allow_nan=False, default=_plain)
+                    + "\n", encoding="utf-8")
     return path
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities (undefined metrics) become null: the card stays strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy scalars
+        return _finite(value.item())
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -112,6 +126,10 @@ def read_card(directory: str | Path) -> dict[str, Any]:
     if missing:
         raise ModelError(f"{path}: model card lacks {', '.join(missing)}; restore the "
                          "directory or retrain")
+    if not card["weights_file"]:
+        raise ModelError(f"{directory}: trained with final_model=False, so it holds "
+                         "cross-validation results but no model; retrain with "
+                         "final_model=True to predict")
     weights = directory / card["weights_file"]
     if not weights.is_file():
         raise ModelError(f"{directory}: weights file {card['weights_file']} is missing; "

@@ -45,7 +45,7 @@ class ModelSpec:
 
 
 SPECS: dict[str, ModelSpec] = {
-    "lenet": ModelSpec("lenet", ("torch", "mxnet"), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), False,
+    "lenet": ModelSpec("lenet", ("torch", "mxnet"), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), True,
                        "LeNet-style CNN of the prostate-biopsy study: conv20-5, max-pool, "
                        "conv50-5, max-pool, dense 500 and 84 (sigmoid), softmax; input / 255"),
     "squeezenet": ModelSpec("squeezenet", ("torch",), IMAGENET_MEAN, IMAGENET_STD, True,

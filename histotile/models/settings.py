@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from histotile.errors import ConfigError
@@ -97,7 +97,6 @@ class TrainSettings:
     weights: str | None = None
     cache_mb: int = 2048
     final_model: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> TrainSettings:
         """A copy with every ``None`` default filled in from the model's defaults and the

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from histotile._atomic import check_writable
+from histotile.errors import ConfigError, ModelError
 from histotile.models import card as cards
 from histotile.models.data import TileSource, TileTable, load_tiles
 from histotile.models.metrics import classification_metrics, flat_row, summarise
@@ -129,6 +130,9 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
          progress: Progress) -> TrainResult:
     backend = _backend(settings.backend)
     spec = get_spec(settings.model, settings.backend)
+    if settings.weights is not None and not Path(settings.weights).is_file():
+        raise ModelError(f"weights={settings.weights!r}: no such file (name a local weights "
+                         "file; histotile never downloads weights)")
     log.info("training %s (%s backend), settings: %s", spec.name, settings.backend,
              settings.to_dict())
     table = load_tiles(data, group_column=settings.group_column,
@@ -138,8 +142,6 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     for note in table.notes:
         log.info("%s: %s", table.source, note)
     if settings.positive_class is not None and settings.positive_class not in table.classes:
-        from histotile.errors import ConfigError
-
         raise ConfigError(f"positive_class={settings.positive_class!r}: not one of the "
                           f"classes {table.classes}")
     targets, groups = table.targets, table.groups
