@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 __version__ = "0.1.0"
@@ -56,11 +57,22 @@ _EXPORTS = {
     "run_batch": "histotile.workflows.api",
     "tile_batch": "histotile.workflows.api",
     "Execution": "histotile.workflows.execution",
+    "spatial_groups": "histotile.workflows.demo",
     # errors
     "HistotileError": "histotile.errors",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = sorted(_EXPORTS) + ["__version__", "sample_slide", "sample_overlay"]
+
+
+def sample_slide() -> Path:
+    """The bundled real H&E slide (CMU-1-Small-Region.svs, CC0; 2220x2967, 0.499 um/px)."""
+    return Path(__file__).parent / "data" / "CMU-1-Small-Region.svs"
+
+
+def sample_overlay() -> Path:
+    """The demonstration painted overlay of :func:`sample_slide` (epithelium in green)."""
+    return Path(__file__).parent / "data" / "CMU-1-Small-Region.overlay.png"
 
 
 def __getattr__(name: str) -> Any:

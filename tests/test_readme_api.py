@@ -1,0 +1,26 @@
+"""The README's Python API example runs as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import openslide
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def api_example() -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Python API example", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_api_example_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(api_example(), "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "(2220, 2967) 0.499 20.0" in printed
+    assert (tmp_path / "model" / "model_card.json").exists()
+    with openslide.OpenSlide(str(tmp_path / "heatmap.tif")) as heatmap:
+        assert heatmap.dimensions == (2220, 2967)
