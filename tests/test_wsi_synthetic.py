@@ -58,3 +58,18 @@ def test_overlay_marks_land_exactly(tmp_path, synthetic_pyramid, downsample):
         if downsample == 1.0:  # away from the mark the overlay is the slide
             original = slide.read_region((0, 0), 0, (600, 300)).astype(int)
             assert np.abs(pixels[:300, :600] - original).mean() < 3
+
+
+def test_pyramid_writer_reports_every_band(tmp_path):
+    from histotile.wsi.tiff_writer import pyramid_dimensions, write_pyramid_tiff
+
+    sizes = pyramid_dimensions(700, 300, tile_size=256)
+    seen: dict[int, int] = {}
+
+    def render(level, top, rows):
+        return np.full((rows, sizes[level][0], 3), 200, np.uint8)
+
+    write_pyramid_tiff(tmp_path / "p.tif", sizes, render, tile_size=256,
+                       on_band=lambda level, rows: seen.__setitem__(level,
+                                                                    seen.get(level, 0) + rows))
+    assert seen == {level: h for level, (w, h) in enumerate(sizes)}

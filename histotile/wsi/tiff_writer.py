@@ -86,6 +86,9 @@ def write_pyramid_tiff(
                     description=description if level == 0 else None,
                     metadata=None,
                     maxworkers=2,
+                    # tifffile buffers 256 MB of tiles for its compression threads by
+                    # default; 32 MB keeps both cores busy at a fraction of the memory.
+                    buffersize=32 * 2**20,
                     **options,
                 )
     return Path(path)
@@ -100,9 +103,14 @@ def _tiles(level: int, width: int, height: int, render: BandRenderer, tile_size:
         if band.shape != (rows, width, 3) or band.dtype != np.uint8:
             raise ValueError(f"renderer returned {band.shape} {band.dtype} for level {level}, "
                              f"rows {top}..{top + rows}; expected ({rows}, {width}, 3) uint8")
-        padded = np.full((tile_size, columns * tile_size, 3), 255, dtype=np.uint8)
-        padded[:rows, :width] = band
-        for column in range(columns):
-            yield padded[:, column * tile_size:(column + 1) * tile_size]
+        # Reported once the band is rendered: tifffile stops pulling tiles after the
+        # last one, so a call placed after the loop would never fire for the last band.
         if on_band is not None:
             on_band(level, rows)
+        if rows == tile_size and width == columns * tile_size:
+            padded = band  # no copy needed: the band is a whole number of tiles
+        else:
+            padded = np.full((tile_size, columns * tile_size, 3), 255, dtype=np.uint8)
+            padded[:rows, :width] = band
+        for column in range(columns):
+            yield padded[:, column * tile_size:(column + 1) * tile_size]
