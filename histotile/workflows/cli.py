@@ -257,11 +257,7 @@ def train(data: str, out_dir: str, **options: Any) -> None:
 @handle_errors
 def predict(slides: tuple[str, ...], model_dir: str, out_dir: str, **options: Any) -> None:
     """Predict every tissue tile of each slide; write a predictions table per slide."""
-    from histotile.workflows.batch import slide_batch
-
-    records = slide_batch("predict", slides, out_dir, options, model_dir=model_dir,
-                          execution=_execution(options))
-    sys.exit(_finish(records, "predict", out_dir))
+    _slide_batch("predict", slides, out_dir, options, model_dir=model_dir)
 
 
 heatmap_options = _options(
@@ -295,11 +291,7 @@ heatmap_options = _options(
 def heatmap(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
             **options: Any) -> None:
     """Write alpha-blended heatmap slides (pyramidal TIFF) and PNG previews."""
-    from histotile.workflows.batch import slide_batch
-
-    records = slide_batch("heatmap", slides, out_dir, options,
-                          predictions_dir=predictions_dir, execution=_execution(options))
-    sys.exit(_finish(records, "heatmap", out_dir))
+    _slide_batch("heatmap", slides, out_dir, options, predictions_dir=predictions_dir)
 
 
 @cli.command(epilog=_examples("evaluate"))
@@ -340,11 +332,7 @@ def evaluate(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
 @handle_errors
 def run(slides: tuple[str, ...], model_dir: str, out_dir: str, **options: Any) -> None:
     """Predict, write heatmap slides and decide every slide of a batch with one model."""
-    from histotile.workflows.batch import slide_batch
-
-    records = slide_batch("run", slides, out_dir, options, model_dir=model_dir,
-                          execution=_execution(options))
-    sys.exit(_finish(records, "run", out_dir))
+    _slide_batch("run", slides, out_dir, options, model_dir=model_dir)
 
 
 @cli.command(epilog=_examples("demo"))
@@ -360,6 +348,16 @@ def demo(out_dir: str, epochs: int | None, overwrite: bool) -> None:
     from histotile.workflows.demo import run_demo
 
     run_demo(out_dir, epochs=epochs, overwrite=overwrite)
+
+
+def _slide_batch(kind: str, slides: tuple[str, ...], out_dir: str, options: dict[str, Any],
+                 **where: Any) -> None:
+    """predict / heatmap / run: the batch, its report and summary, then the exit code."""
+    from histotile.workflows.batch import slide_batch
+
+    records = slide_batch(kind, slides, out_dir, options, execution=_execution(options),
+                          **where)
+    sys.exit(_finish(records, kind, out_dir))
 
 
 def _finish(records, command: str, out_dir: str) -> int:

@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 import histotile
+from histotile._atomic import write_text_atomic
 from histotile.errors import OutputExistsError
+from histotile.workflows.tasks import plain
 
 DATA = Path(histotile.__file__).parent / "data"
 SLIDE = DATA / "CMU-1-Small-Region.svs"
@@ -20,6 +22,9 @@ POSITIVE = "epithelium"
 # this many level-0 pixels instead, so neighbouring tiles never straddle train and
 # validation (only tiles overlapping a region border can share pixels across groups).
 REGION = 512
+DEMO_OUTPUTS = ("tiles", "model", "predictions.csv", "predictions.json", "heatmap.tif",
+                "heatmap_preview.png", "heatmap_probability.tif",
+                "heatmap_probability_preview.png", "side_by_side.png", "evaluation.json")
 
 
 def spatial_groups(manifest, region: int = REGION):
@@ -52,11 +57,12 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
     from histotile.workflows.console import console, out, progress_bar, training_progress
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise OutputExistsError(f"{out_dir}: the demo folder exists (pass --overwrite to "
-                                    "replace it, or --out another folder)")
-        shutil.rmtree(out_dir)
+    existing = [out_dir / name for name in DEMO_OUTPUTS if (out_dir / name).exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(f"{out_dir}: holds outputs of an earlier demo (pass "
+                                "--overwrite to replace them, or --out another folder)")
+    for path in existing:  # only the demo's own outputs, never anything else there
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     say = (lambda *_: None) if quiet else out.print
     started = time.perf_counter()
@@ -73,17 +79,17 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
     manifest["group"] = spatial_groups(manifest)
     balanced = balance(manifest, {c: 1.0 for c in CLASSES}, seed=0)
     outputs["manifest"] = str(write_manifest(balanced, out_dir / "tiles" / "manifest.csv"))
-    (out_dir / "tiles" / "manifest.json").write_text(
-        json.dumps({"tiling": settings.to_dict()}, indent=2))
+    write_text_atomic(out_dir / "tiles" / "manifest.json",
+                      json.dumps({"tiling": settings.to_dict()}, indent=2))
     counts = manifest["label"].value_counts().to_dict()
     say(f"   {len(manifest)} tiles ({counts}); balanced 1:1 to {len(balanced)}, "
         f"{balanced['group'].nunique()} region groups")
 
     say("[bold]2/5 training[/] LeNet, 3-fold cross-validation grouped by region, "
-        "20 % of regions held out for test")
+        "20 % of regions held out for test, Adam, up to 6 epochs")
     # The study's SGD (lr 0.001, momentum 0.8) needs many epochs with LeNet's sigmoid
     # layers; a demo of a few epochs uses Adam at the same learning rate.
-    train_settings = TrainSettings(model="lenet", epochs=epochs or 8, folds=3, patience=3,
+    train_settings = TrainSettings(model="lenet", epochs=epochs or 6, folds=3, patience=3,
                                    optimizer="adam", lr=1e-3, seed=0,
                                    positive_class=POSITIVE)
     with training_progress() as progress:
@@ -100,10 +106,12 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
         predictions = predict_slide(SLIDE, predictor, tiling=settings,
                                     progress=lambda done, total: advance(0) or None)
     outputs["predictions"] = str(predictions.save(out_dir / "predictions.csv"))
-    decision = slide_decision(predictions, POSITIVE)
+    # Screening-style patch-majority rule: positive when more than 10 % of the tiles are.
+    decision = slide_decision(predictions, POSITIVE, tile_threshold=0.5,
+                              fraction_threshold=0.1)
     say(f"   {len(predictions)} tiles; slide decision: "
         f"{'positive' if decision.positive else 'negative'} for {POSITIVE} "
-        f"({decision.fraction:.1%} of tiles above 0.5)")
+        f"({decision.fraction:.1%} of tiles at probability >= 0.5; positive above 10 %)")
 
     say("[bold]4/5 heatmap slides[/] (pyramidal JPEG TIFF for OpenSlide/QuPath + PNG preview)")
     threshold = write_heatmap(SLIDE, predictions, out_dir / "heatmap.tif", class_name=POSITIVE,
@@ -121,10 +129,9 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
         SLIDE, predictions, OVERLAY, out_dir / "side_by_side.png", class_name=POSITIVE,
         evaluation=evaluation))
     row = evaluation.row()
-    (out_dir / "evaluation.json").write_text(json.dumps(
-        {**{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()},
-         "confusion": evaluation.confusion.tolist(), "classes": list(evaluation.classes)},
-        indent=2, default=str))
+    write_text_atomic(out_dir / "evaluation.json", json.dumps(plain(
+        {**row, "confusion": evaluation.confusion.tolist(),
+         "classes": list(evaluation.classes)}), indent=2))
     outputs["evaluation"] = str(out_dir / "evaluation.json")
     say(f"   tiles {row['tiles']}: TP {row['TP']}, FP {row['FP']}, FN {row['FN']}, "
         f"TN {row['TN']}; sensitivity {row['sensitivity']:.3f}, "

@@ -176,48 +176,67 @@ def _skipped(record: dict[str, Any]) -> dict[str, Any]:
 
 # -- the per-slide tasks ----------------------------------------------------------------
 
+def _resumable(kind: str, slide_path: str, out_dir: str, overwrite: bool,
+               settings: dict[str, Any], work, *, model_dir: str | None = None,
+               extra: dict[str, Any] | None = None, prepare=None) -> dict[str, Any]:
+    """The frame of every per-slide task: skip when finished with the same fingerprint,
+    ``prepare()`` (checks that must fail before the folder is claimed), claim the output
+    folder, ``work(outputs, prepared)`` -> record fields, then mark it finished."""
+    import time
+
+    from histotile.workflows.outputs import SlideOutputs, fingerprint
+
+    started = time.perf_counter()
+    outputs = SlideOutputs(out_dir, Path(slide_path).name.split(".")[0], kind)
+    print_ = fingerprint(slide_path, settings, model_dir, extra=extra)
+    if not overwrite and (done := outputs.completed_record(print_)) is not None:
+        return _skipped(done)
+    prepared = prepare() if prepare is not None else None
+    outputs.begin(print_, overwrite)
+    _set_threads()
+    fields = work(outputs, prepared)
+    record = _record(slide_path, seconds=time.perf_counter() - started, **fields)
+    outputs.finish(print_, record)
+    return record
+
+
+def _prediction_fields(predictions) -> dict[str, Any]:
+    return {"tiles": len(predictions),
+            "class_fractions": class_fractions(predictions.tiles, list(predictions.classes))}
+
+
 def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = None,
               classes: str | None = None, annotation: str | None = None,
               export_images: bool = False, overwrite: bool = False,
               workers: int = 1) -> dict[str, Any]:
     """Tile one slide: ``OUT/<slide>/manifest.csv`` (and tile PNGs when asked).
     ``workers`` > 1 tiles the slide's regions in that many processes."""
-    import time
-
     from histotile.tiling import (
         export_imagefolder,
         extract_tiles,
         load_annotation,
         write_manifest,
     )
-    from histotile.workflows.outputs import SlideOutputs, fingerprint
 
-    started = time.perf_counter()
     settings = tiling_settings(tiling, classes)
-    name = Path(slide_path).name.split(".")[0]
-    outputs = SlideOutputs(out_dir, name, "tile")
-    print_ = fingerprint(slide_path, settings.to_dict(),
-                         extra={"annotation": _file_identity(annotation),
-                                "export_images": export_images})
-    if not overwrite and (done := outputs.completed_record(print_)) is not None:
-        return _skipped(done)
-    outputs.begin(print_, overwrite)
-    _set_threads()
-    loaded = None if annotation is None else load_annotation(
-        annotation, palette=settings.palette, classes=settings.classes)
-    manifest = extract_tiles(slide_path, settings, annotation=loaded, workers=workers)
-    manifest_path = write_manifest(manifest, outputs.path("manifest.csv"), overwrite=True)
-    written = {"manifest": str(manifest_path)}
-    if export_images:
-        export_imagefolder(manifest, Path(out_dir) / "images", overwrite=True)
-    counts = manifest["label"].value_counts() if len(manifest) else {}
-    record = _record(slide_path, tiles=len(manifest),
-                     class_fractions={c: float(counts.get(c, 0)) / max(len(manifest), 1)
-                                      for c in settings.classes},
-                     seconds=time.perf_counter() - started, outputs=written,
-                     extra={"annotation": annotation, "tiling": settings.to_dict()})
-    outputs.finish(print_, record)
-    return record
+
+    def work(outputs, _prepared) -> dict[str, Any]:
+        loaded = None if annotation is None else load_annotation(
+            annotation, palette=settings.palette, classes=settings.classes)
+        manifest = extract_tiles(slide_path, settings, annotation=loaded, workers=workers)
+        path = write_manifest(manifest, outputs.path("manifest.csv"), overwrite=True)
+        if export_images:
+            export_imagefolder(manifest, Path(out_dir) / "images", overwrite=True)
+        counts = manifest["label"].value_counts() if len(manifest) else {}
+        return {"tiles": len(manifest),
+                "class_fractions": {c: float(counts.get(c, 0)) / max(len(manifest), 1)
+                                    for c in settings.classes},
+                "outputs": {"manifest": str(path)},
+                "extra": {"annotation": annotation, "tiling": settings.to_dict()}}
+
+    return _resumable("tile", slide_path, out_dir, overwrite, settings.to_dict(), work,
+                      extra={"annotation": _file_identity(annotation),
+                             "export_images": export_images})
 
 
 def combine_manifests(records, out_dir: str | Path, balance: str | dict | None = None,
@@ -250,7 +269,8 @@ def combine_manifests(records, out_dir: str | Path, balance: str | dict | None =
 
 
 def _file_identity(path: str | None) -> list | None:
-    if path is None:
+    """Name, size and modification time of an input file (None when absent)."""
+    if path is None or not Path(path).exists():
         return None
     stat = Path(path).stat()
     return [str(path), stat.st_size, stat.st_mtime_ns]
@@ -287,24 +307,12 @@ def predict_task(slide_path: str, out_dir: str, model_dir: str,
                  tiling: dict[str, Any] | None = None, batch_size: int | None = None,
                  overwrite: bool = False) -> dict[str, Any]:
     """Predict one slide: ``OUT/<slide>/predictions.csv`` (+ ``.json`` sidecar)."""
-    import time
+    def work(outputs, _prepared) -> dict[str, Any]:
+        _, predictions, written = _predict(slide_path, model_dir, tiling, batch_size, outputs)
+        return {**_prediction_fields(predictions), "outputs": written}
 
-    from histotile.workflows.outputs import SlideOutputs, fingerprint
-
-    started = time.perf_counter()
-    outputs = SlideOutputs(out_dir, Path(slide_path).name.split(".")[0], "predict")
-    print_ = fingerprint(slide_path, {"tiling": tiling}, model_dir)
-    if not overwrite and (done := outputs.completed_record(print_)) is not None:
-        return _skipped(done)
-    outputs.begin(print_, overwrite)
-    _set_threads()
-    _, predictions, written = _predict(slide_path, model_dir, tiling, batch_size, outputs)
-    record = _record(slide_path, tiles=len(predictions),
-                     class_fractions=class_fractions(predictions.tiles,
-                                                     list(predictions.classes)),
-                     seconds=time.perf_counter() - started, outputs=written)
-    outputs.finish(print_, record)
-    return record
+    return _resumable("predict", slide_path, out_dir, overwrite, {"tiling": tiling}, work,
+                      model_dir=model_dir)
 
 
 def _heatmap_and_decision(slide_path: str, predictions, heatmap: dict[str, Any], card: dict,
@@ -336,31 +344,24 @@ def heatmap_task(slide_path: str, out_dir: str, predictions_dir: str,
                  heatmap: dict[str, Any] | None = None,
                  overwrite: bool = False) -> dict[str, Any]:
     """Heatmap slide and preview of one slide from its saved predictions."""
-    import time
-
     from histotile.postprocess import load_predictions
-    from histotile.workflows.outputs import SlideOutputs, fingerprint
 
-    started = time.perf_counter()
-    name = Path(slide_path).name.split(".")[0]
-    predictions_path = Path(predictions_dir) / name / "predictions.csv"
-    outputs = SlideOutputs(out_dir, name, "heatmap")
-    print_ = fingerprint(slide_path, {"heatmap": heatmap},
-                         extra={"predictions": _file_identity(str(predictions_path))
-                                if predictions_path.exists() else None})
-    if not overwrite and (done := outputs.completed_record(print_)) is not None:
-        return _skipped(done)
-    predictions = load_predictions(predictions_path)
-    outputs.begin(print_, overwrite)
-    _set_threads()
-    written, decision, extra = _heatmap_and_decision(slide_path, predictions, heatmap or {},
-                                                     predictions.model, outputs)
-    record = _record(slide_path, tiles=len(predictions), decision=decision,
-                     class_fractions=class_fractions(predictions.tiles,
-                                                     list(predictions.classes)),
-                     seconds=time.perf_counter() - started, outputs=written, extra=extra)
-    outputs.finish(print_, record)
-    return record
+    saved = _saved_predictions(slide_path, predictions_dir)
+
+    def work(outputs, predictions) -> dict[str, Any]:
+        written, decision, extra = _heatmap_and_decision(slide_path, predictions, heatmap or {},
+                                                         predictions.model, outputs)
+        return {**_prediction_fields(predictions), "decision": decision, "outputs": written,
+                "extra": extra}
+
+    return _resumable("heatmap", slide_path, out_dir, overwrite, {"heatmap": heatmap}, work,
+                      extra={"predictions": _file_identity(saved)},
+                      prepare=lambda: load_predictions(saved))
+
+
+def _saved_predictions(slide_path: str, predictions_dir: str) -> str:
+    """Where ``predict``/``run`` saved a slide's predictions."""
+    return str(Path(predictions_dir) / Path(slide_path).name.split(".")[0] / "predictions.csv")
 
 
 def run_task(slide_path: str, out_dir: str, model_dir: str,
@@ -368,34 +369,24 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
              annotation: str | None = None, batch_size: int | None = None,
              overwrite: bool = False) -> dict[str, Any]:
     """Predict, heatmap, decide and (with an annotation) evaluate one slide."""
-    import time
+    def work(outputs, _prepared) -> dict[str, Any]:
+        predictor, predictions, written = _predict(slide_path, model_dir, tiling, batch_size,
+                                                   outputs)
+        more, decision, extra = _heatmap_and_decision(slide_path, predictions, heatmap or {},
+                                                      predictor.card, outputs)
+        written.update(more)
+        if annotation is not None:
+            evaluation = _evaluate(slide_path, predictions, annotation,
+                                   extra["positive_class"],
+                                   (heatmap or {}).get("threshold", 0.5), outputs)
+            written.update(evaluation.pop("outputs"))
+            extra["evaluation"] = evaluation
+        return {**_prediction_fields(predictions), "decision": decision, "outputs": written,
+                "extra": extra}
 
-    from histotile.workflows.outputs import SlideOutputs, fingerprint
-
-    started = time.perf_counter()
-    outputs = SlideOutputs(out_dir, Path(slide_path).name.split(".")[0], "run")
-    print_ = fingerprint(slide_path, {"tiling": tiling, "heatmap": heatmap}, model_dir,
-                         extra={"annotation": _file_identity(annotation)})
-    if not overwrite and (done := outputs.completed_record(print_)) is not None:
-        return _skipped(done)
-    outputs.begin(print_, overwrite)
-    _set_threads()
-    predictor, predictions, written = _predict(slide_path, model_dir, tiling, batch_size,
-                                               outputs)
-    more, decision, extra = _heatmap_and_decision(slide_path, predictions, heatmap or {},
-                                                  predictor.card, outputs)
-    written.update(more)
-    if annotation is not None:
-        evaluation = _evaluate(slide_path, predictions, annotation, extra["positive_class"],
-                               (heatmap or {}).get("threshold", 0.5), outputs)
-        written.update(evaluation.pop("outputs"))
-        extra["evaluation"] = evaluation
-    record = _record(slide_path, tiles=len(predictions), decision=decision,
-                     class_fractions=class_fractions(predictions.tiles,
-                                                     list(predictions.classes)),
-                     seconds=time.perf_counter() - started, outputs=written, extra=extra)
-    outputs.finish(print_, record)
-    return record
+    return _resumable("run", slide_path, out_dir, overwrite,
+                      {"tiling": tiling, "heatmap": heatmap}, work, model_dir=model_dir,
+                      extra={"annotation": _file_identity(annotation)})
 
 
 def _evaluate(slide_path: str, predictions, annotation: str, target: str,
@@ -410,7 +401,7 @@ def _evaluate(slide_path: str, predictions, annotation: str, target: str,
     summary = plain({**evaluation.row(), "classes": list(evaluation.classes),
                      "positive_class": target, "confusion": evaluation.confusion.tolist()})
     json_path = write_text_atomic(outputs.path("evaluation.json"),
-                                  json.dumps(summary, indent=2, default=_json_default))
+                                  json.dumps(summary, indent=2))
     image = write_side_by_side(slide_path, predictions, annotation,
                                outputs.path("side_by_side.png"), class_name=target,
                                threshold=threshold, evaluation=evaluation, overwrite=True)
@@ -421,39 +412,28 @@ def evaluate_task(slide_path: str, predictions_dir: str, out_dir: str,
                   annotation: str | None, heatmap: dict[str, Any] | None = None,
                   overwrite: bool = False) -> dict[str, Any]:
     """Evaluate one slide's saved predictions against its annotation."""
-    import time
-
     from histotile.errors import AnnotationError
     from histotile.postprocess import load_predictions
-    from histotile.workflows.outputs import SlideOutputs, fingerprint
 
-    started = time.perf_counter()
     name = Path(slide_path).name.split(".")[0]
     if annotation is None:
         raise AnnotationError(f"{slide_path}: no annotation found (looked for {name}.geojson, "
                               f"{name}.overlay.*, {name}.mask.*); pass --annotations FOLDER")
-    predictions_path = Path(predictions_dir) / name / "predictions.csv"
-    outputs = SlideOutputs(out_dir, name, "evaluate")
-    print_ = fingerprint(slide_path, {"heatmap": heatmap},
-                         extra={"annotation": _file_identity(annotation),
-                                "predictions": _file_identity(str(predictions_path))
-                                if predictions_path.exists() else None})
-    if not overwrite and (done := outputs.completed_record(print_)) is not None:
-        return _skipped(done)
-    predictions = load_predictions(predictions_path)
-    outputs.begin(print_, overwrite)
-    target = positive_class(list(predictions.classes), predictions.model,
-                            (heatmap or {}).get("class_name"))
-    evaluation = _evaluate(slide_path, predictions, annotation, target,
-                           (heatmap or {}).get("threshold", 0.5), outputs)
-    written = evaluation.pop("outputs")
-    record = _record(slide_path, tiles=len(predictions),
-                     class_fractions=class_fractions(predictions.tiles,
-                                                     list(predictions.classes)),
-                     seconds=time.perf_counter() - started, outputs=written,
-                     extra={"evaluation": evaluation, "positive_class": target})
-    outputs.finish(print_, record)
-    return record
+    saved = _saved_predictions(slide_path, predictions_dir)
+
+    def work(outputs, predictions) -> dict[str, Any]:
+        target = positive_class(list(predictions.classes), predictions.model,
+                                (heatmap or {}).get("class_name"))
+        evaluation = _evaluate(slide_path, predictions, annotation, target,
+                               (heatmap or {}).get("threshold", 0.5), outputs)
+        written = evaluation.pop("outputs")
+        return {**_prediction_fields(predictions), "outputs": written,
+                "extra": {"evaluation": evaluation, "positive_class": target}}
+
+    return _resumable("evaluate", slide_path, out_dir, overwrite, {"heatmap": heatmap}, work,
+                      extra={"annotation": _file_identity(annotation),
+                             "predictions": _file_identity(saved)},
+                      prepare=lambda: load_predictions(saved))
 
 
 def combine_evaluations(records, out_dir: str | Path) -> Path | None:
@@ -481,7 +461,7 @@ def combine_evaluations(records, out_dir: str | Path) -> Path | None:
     table = pd.DataFrame([{c: row.get(c) for c in columns} for row in rows] + [overall])
     write_text_atomic(Path(out_dir) / "evaluation.csv", table.to_csv(index=False))
     return write_text_atomic(Path(out_dir) / "evaluation.json", json.dumps(
-        {"overall": overall, "slides": rows}, indent=2, default=_json_default))
+        plain({"overall": overall, "slides": rows}), indent=2))
 
 
 def plain(value: Any) -> Any:
@@ -501,16 +481,6 @@ def plain(value: Any) -> Any:
 
 def _safe_ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
-
-
-def _json_default(value: Any) -> Any:
-    """numpy scalars and NaN in JSON: numbers, or null for NaN."""
-    import math
-
-    number = float(value) if hasattr(value, "__float__") else None
-    if number is None:
-        return str(value)
-    return None if math.isnan(number) else number
 
 
 # -- training ---------------------------------------------------------------------------
