@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 from distributed import Client, LocalCluster
@@ -140,3 +141,37 @@ def test_unreachable_scheduler_is_a_clear_error(slide_folder, tmp_path):
         tile_batch([slide_folder / "slide0.tif"], tmp_path, OPTIONS,
                    execution=Execution(scheduler="tcp://127.0.0.1:1", connect_timeout=2),
                    show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(in_process, tmp_path_factory):
+    from histotile.models import TrainSettings, train
+
+    out, _ = in_process
+    model = tmp_path_factory.mktemp("model") / "lenet"
+    train(out / "slide0" / "manifest.csv", model,
+          TrainSettings(model="lenet", epochs=1, folds=0, test_fraction=0.0, max_tiles=120,
+                        workers=0, seed=0))
+    return model
+
+
+def test_large_slide_predicted_in_parts_across_workers(slide_folder, tiny_model, tmp_path):
+    from histotile.workflows.batch import slide_batch
+
+    slide = slide_folder / "slide2.tif"
+    whole = slide_batch("predict", [slide], tmp_path / "whole", {}, model_dir=tiny_model,
+                        show_progress=False)
+    # 3072 x 2048 = 6.3 MP: parts of 1 MP make 7 tasks spread over the two workers.
+    split = slide_batch("predict", [slide], tmp_path / "split", {}, model_dir=tiny_model,
+                        execution=Execution(workers=2, region_megapixels=1.0),
+                        show_progress=False)
+    assert whole[0].status == split[0].status == "ok", split[0].error
+    assert whole[0].extra["prediction_parts"] == 1
+    assert split[0].extra["prediction_parts"] == 7
+    a = pd.read_csv(tmp_path / "whole" / "slide2" / "predictions.csv")
+    b = pd.read_csv(tmp_path / "split" / "slide2" / "predictions.csv")
+    assert len(a) == len(b) > 0
+    pd.testing.assert_frame_equal(a[["x", "y", "extent"]], b[["x", "y", "extent"]])
+    probabilities = [c for c in a.columns if c.startswith("prob_")]
+    # Batches are cut differently in parts: equal up to float32 rounding.
+    np.testing.assert_allclose(a[probabilities], b[probabilities], atol=1e-5)

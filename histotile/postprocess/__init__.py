@@ -25,7 +25,11 @@ from histotile.postprocess.evaluation import (
 from histotile.postprocess.heatmap import HeatmapRenderer, HeatmapResult, write_heatmap
 from histotile.postprocess.maps import ProbabilityGrid, probability_map
 from histotile.postprocess.predict import TilePredictor, predict_slide
-from histotile.postprocess.predictions import SlidePredictions, load_predictions
+from histotile.postprocess.predictions import (
+    SlidePredictions,
+    concat_predictions,
+    load_predictions,
+)
 from histotile.postprocess.render import BlendStyle
 
 __all__ = [
@@ -40,6 +44,7 @@ __all__ = [
     "SlidePredictions",
     "SweepResult",
     "TilePredictor",
+    "concat_predictions",
     "evaluate_slide",
     "evaluate_slides",
     "evaluate_tiles",

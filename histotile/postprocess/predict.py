@@ -112,6 +112,7 @@ def predict_slide(
     batch_size: int | None = None,
     queue_size: int = 3,
     progress: Progress | None = None,
+    part: tuple[int, int] | None = None,
 ) -> SlidePredictions:
     """Classify every tissue tile of a slide.
 
@@ -127,6 +128,10 @@ def predict_slide(
         queue_size: batches read ahead of the model (memory: about ``queue_size + 2``
             batches of tiles).
         progress: ``progress(tiles_done, tiles_total)`` after every batch.
+        part: ``(index, count)``: predict only the ``index``-th of ``count`` contiguous,
+            equal slices of the tissue tiles (raster order), so a very large slide can be
+            spread over several workers; :func:`concat_predictions` of all the parts
+            equals the whole slide's predictions.
 
     Returns:
         :class:`SlidePredictions`: x, y, extent (level-0 px), tissue_fraction and
@@ -152,6 +157,13 @@ def predict_slide(
         fraction = tissue.fraction(grid.xs, grid.ys, grid.extent)
         keep = np.flatnonzero(fraction >= settings.min_tissue)
         grid, fraction = grid.subset(keep), fraction[keep]
+        if part is not None:
+            index, count = int(part[0]), int(part[1])
+            if not 0 <= index < count:
+                raise ValueError(f"part={part}: need 0 <= index < count")
+            bounds = np.linspace(0, len(grid), count + 1).round().astype(np.int64)
+            chunk = np.arange(bounds[index], bounds[index + 1])
+            grid, fraction = grid.subset(chunk), fraction[chunk]
         probabilities = np.full((len(grid), len(classes)), np.nan, np.float32)
         for indices, result in _classify(slide, grid, predictor, batch_size, queue_size,
                                          len(classes), iter_tile_batches, progress):
@@ -165,6 +177,8 @@ def predict_slide(
                "read_size": int(grid.read_size), "size": int(grid.size),
                "extent": int(grid.extent), "stride": int(grid.stride),
                "tissue_threshold": float(tissue.threshold), "batch_size": batch_size}
+        if part is not None:
+            run["part"] = [int(part[0]), int(part[1])]
         return SlidePredictions(slide.name, str(slide_path), slide.dimensions, slide.mpp,
                                 classes, table, run, model_reference(predictor))
 

@@ -232,3 +232,20 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "to_dict"):
         return _jsonable(value.to_dict())
     return str(value)
+
+
+def concat_predictions(parts: list[SlidePredictions]) -> SlidePredictions:
+    """Join the parts of one slide's predictions (``predict_slide(..., part=(i, n))`` for
+    every ``i``, in order) into the whole slide's predictions."""
+    if not parts:
+        raise DatasetError("no prediction parts to join")
+    first = parts[0]
+    for other in parts[1:]:
+        if (other.slide_name, other.dimensions, other.classes) != (
+                first.slide_name, first.dimensions, first.classes):
+            raise DatasetError(f"prediction parts of {first.slide_name!r} and "
+                               f"{other.slide_name!r} (or other classes) cannot be joined")
+    tiles = pd.concat([p.tiles for p in parts], ignore_index=True)
+    settings = {k: v for k, v in first.settings.items() if k != "part"}
+    return SlidePredictions(first.slide_name, first.slide_path, first.dimensions, first.mpp,
+                            first.classes, tiles, settings, first.model)

@@ -103,6 +103,10 @@ execution_options = _options(
                  help="Address of a running Dask scheduler, e.g. tcp://host:8786."),
     click.option("--retries", type=click.IntRange(0), default=2, show_default=True,
                  help="Extra attempts for a slide whose worker crashed."),
+    click.option("--region-megapixels", type=click.FloatRange(1), default=2000,
+                 show_default=True,
+                 help="On a cluster, predict slides larger than this in parts of this size "
+                      "on several workers."),
 )
 
 
@@ -116,7 +120,8 @@ def _execution(options: dict[str, Any]):
     from histotile.workflows.execution import Execution
 
     return Execution(scheduler=options.get("scheduler"), workers=options.get("workers"),
-                     retries=options.get("retries", 2))
+                     retries=options.get("retries", 2),
+                     region_megapixels=options.get("region_megapixels") or 2000.0)
 
 
 def handle_errors(function: Callable) -> Callable:

@@ -40,6 +40,8 @@ class Execution:
         threads_per_worker: intra-op threads for torch/OpenCV inside each local worker
             (default: cores divided by workers, at least 1).
         connect_timeout: seconds to wait for the scheduler before giving up.
+        region_megapixels: on a cluster, slides larger than this (level-0 megapixels) are
+            predicted in parts of about this size, each a task on any worker.
     """
 
     scheduler: str | None = None
@@ -47,6 +49,7 @@ class Execution:
     retries: int = 2
     threads_per_worker: int | None = None
     connect_timeout: float = 30.0
+    region_megapixels: float = 2000.0
 
     def __post_init__(self) -> None:
         if self.scheduler and self.workers:

@@ -202,7 +202,8 @@ def _resumable(kind: str, slide_path: str, out_dir: str, overwrite: bool,
 
 def _prediction_fields(predictions) -> dict[str, Any]:
     return {"tiles": len(predictions),
-            "class_fractions": class_fractions(predictions.tiles, list(predictions.classes))}
+            "class_fractions": class_fractions(predictions.tiles, list(predictions.classes)),
+            "extra": {"prediction_parts": predictions.settings.get("parts", 1)}}
 
 
 def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = None,
@@ -292,23 +293,71 @@ def _merged_tiling(predictor, tiling: dict[str, Any] | None):
 
 
 def _predict(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
-             batch_size: int | None, outputs) -> tuple[Any, Any, dict[str, str]]:
+             batch_size: int | None, outputs,
+             region_megapixels: float | None = None) -> tuple[Any, Any, dict[str, str]]:
+    predictor = load_predictor(model_dir, batch_size)
+    parts = _region_parts(slide_path, region_megapixels)
+    if parts > 1:
+        predictions = _predict_on_cluster(slide_path, model_dir, tiling, batch_size, parts)
+    else:
+        predictions = predict_part(slide_path, model_dir, tiling, batch_size, None)
+    path = predictions.save(outputs.path("predictions.csv"), overwrite=True)
+    predictions.settings["parts"] = parts  # reported in the slide's record
+    return predictor, predictions, {"predictions": str(path)}
+
+
+def predict_part(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
+                 batch_size: int | None, part: tuple[int, int] | None):
+    """Predictions of one slide, or of one part of it (a task of its own on a cluster)."""
     from histotile.postprocess import predict_slide
 
+    _set_threads()
     predictor = load_predictor(model_dir, batch_size)
-    settings = _merged_tiling(predictor, tiling)
-    predictions = predict_slide(slide_path, predictor, tiling=settings,
-                                batch_size=batch_size or 64)
-    path = predictions.save(outputs.path("predictions.csv"), overwrite=True)
-    return predictor, predictions, {"predictions": str(path)}
+    return predict_slide(slide_path, predictor, tiling=_merged_tiling(predictor, tiling),
+                         batch_size=batch_size, part=part)
+
+
+def _region_parts(slide_path: str, region_megapixels: float | None) -> int:
+    """How many parts to split a slide's prediction into: one unless this runs on a Dask
+    worker and the slide is larger than ``region_megapixels`` (level 0)."""
+    if not region_megapixels:
+        return 1
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return 1  # not on a cluster: one process predicts the whole slide
+    with open_slide(slide_path) as slide:
+        width, height = slide.dimensions
+    return max(1, int(-(-(width * height) // int(region_megapixels * 1e6))))
+
+
+def _predict_on_cluster(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
+                        batch_size: int | None, parts: int):
+    """Spread the parts of a very large slide over the cluster: each part is a task that
+    gets only paths and settings; the tables of probabilities come back and are joined.
+    This task leaves its worker slot while waiting (worker_client secedes)."""
+    from distributed import worker_client
+
+    from histotile.postprocess import concat_predictions
+
+    with worker_client() as client:
+        futures = [client.submit(predict_part, slide_path, model_dir, tiling, batch_size,
+                                 (index, parts), pure=False, retries=2)
+                   for index in range(parts)]
+        return concat_predictions(client.gather(futures))
 
 
 def predict_task(slide_path: str, out_dir: str, model_dir: str,
                  tiling: dict[str, Any] | None = None, batch_size: int | None = None,
-                 overwrite: bool = False) -> dict[str, Any]:
-    """Predict one slide: ``OUT/<slide>/predictions.csv`` (+ ``.json`` sidecar)."""
+                 overwrite: bool = False,
+                 region_megapixels: float | None = None) -> dict[str, Any]:
+    """Predict one slide: ``OUT/<slide>/predictions.csv`` (+ ``.json`` sidecar). On a
+    cluster, slides over ``region_megapixels`` are predicted in parts on several workers."""
     def work(outputs, _prepared) -> dict[str, Any]:
-        _, predictions, written = _predict(slide_path, model_dir, tiling, batch_size, outputs)
+        _, predictions, written = _predict(slide_path, model_dir, tiling, batch_size, outputs,
+                                           region_megapixels)
         return {**_prediction_fields(predictions), "outputs": written}
 
     return _resumable("predict", slide_path, out_dir, overwrite, {"tiling": tiling}, work,
@@ -351,8 +400,9 @@ def heatmap_task(slide_path: str, out_dir: str, predictions_dir: str,
     def work(outputs, predictions) -> dict[str, Any]:
         written, decision, extra = _heatmap_and_decision(slide_path, predictions, heatmap or {},
                                                          predictions.model, outputs)
-        return {**_prediction_fields(predictions), "decision": decision, "outputs": written,
-                "extra": extra}
+        fields = _prediction_fields(predictions)
+        return {**fields, "decision": decision, "outputs": written,
+                "extra": {**fields["extra"], **extra}}
 
     return _resumable("heatmap", slide_path, out_dir, overwrite, {"heatmap": heatmap}, work,
                       extra={"predictions": _file_identity(saved)},
@@ -367,11 +417,13 @@ def _saved_predictions(slide_path: str, predictions_dir: str) -> str:
 def run_task(slide_path: str, out_dir: str, model_dir: str,
              tiling: dict[str, Any] | None = None, heatmap: dict[str, Any] | None = None,
              annotation: str | None = None, batch_size: int | None = None,
-             overwrite: bool = False) -> dict[str, Any]:
-    """Predict, heatmap, decide and (with an annotation) evaluate one slide."""
+             overwrite: bool = False,
+             region_megapixels: float | None = None) -> dict[str, Any]:
+    """Predict, heatmap, decide and (with an annotation) evaluate one slide (prediction
+    in parts over the cluster for slides over ``region_megapixels``)."""
     def work(outputs, _prepared) -> dict[str, Any]:
         predictor, predictions, written = _predict(slide_path, model_dir, tiling, batch_size,
-                                                   outputs)
+                                                   outputs, region_megapixels)
         more, decision, extra = _heatmap_and_decision(slide_path, predictions, heatmap or {},
                                                       predictor.card, outputs)
         written.update(more)
@@ -381,8 +433,9 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
                                    (heatmap or {}).get("threshold", 0.5), outputs)
             written.update(evaluation.pop("outputs"))
             extra["evaluation"] = evaluation
-        return {**_prediction_fields(predictions), "decision": decision, "outputs": written,
-                "extra": extra}
+        fields = _prediction_fields(predictions)
+        return {**fields, "decision": decision, "outputs": written,
+                "extra": {**fields["extra"], **extra}}
 
     return _resumable("run", slide_path, out_dir, overwrite,
                       {"tiling": tiling, "heatmap": heatmap}, work, model_dir=model_dir,
