@@ -73,7 +73,7 @@ def _kill_when_processing(client: Client, match: str, stop: threading.Event,
 def test_worker_killed_mid_run_and_a_slide_that_keeps_failing(slide_folder, in_process,
                                                                tmp_path):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None, scheduler_kwargs={"allowed_failures": 1}
+                      dashboard_address=":0", scheduler_kwargs={"allowed_failures": 1}
                       ) as cluster, Client(cluster) as client:
         # One kill of whoever runs slide1: it must be retried elsewhere and succeed.
         stop, kills = threading.Event(), []

@@ -130,7 +130,7 @@ def _run_dask(task: Task, jobs: list[dict[str, Any]], execution: Execution,
             threads = execution.threads_per_worker or max(1, cores // execution.workers)
             cluster = LocalCluster(
                 n_workers=execution.workers, threads_per_worker=1, processes=True,
-                dashboard_address=None, silence_logs=logging.ERROR,
+                dashboard_address=":0", silence_logs=logging.ERROR,
                 env={"OMP_NUM_THREADS": str(threads), "HISTOTILE_THREADS": str(threads)})
             address = cluster
         else:
