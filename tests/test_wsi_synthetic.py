@@ -73,3 +73,18 @@ def test_pyramid_writer_reports_every_band(tmp_path):
                        on_band=lambda level, rows: seen.__setitem__(level,
                                                                     seen.get(level, 0) + rows))
     assert seen == {level: h for level, (w, h) in enumerate(sizes)}
+
+
+def test_rectangle_marks_paint_exactly_their_pixels():
+    from histotile.wsi.synthetic import paint_marks
+
+    canvas = np.zeros((40, 60, 3), np.uint8)
+    paint_marks(canvas, [Mark((0, 255, 0), rect=(10, 5, 20, 8))], origin=(0, 0), downsample=1)
+    painted = canvas[:, :, 1] == 255
+    assert painted.sum() == 20 * 8
+    assert painted[5:13, 10:30].all()
+    # At 1/4 resolution, in a band that starts lower down the slide.
+    band = np.zeros((10, 15, 3), np.uint8)
+    paint_marks(band, [Mark((0, 255, 0), rect=(8, 40, 16, 12))], origin=(0, 36), downsample=4)
+    assert np.argwhere(band[:, :, 1] == 255).tolist() == [[r, c] for r in (1, 2, 3)
+                                                          for c in (2, 3, 4, 5)]

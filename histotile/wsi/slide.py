@@ -137,9 +137,10 @@ class Slide:
         return None if self.mpp is None else self.mpp * self.level_downsamples[level]
 
     def best_level_for_downsample(self, downsample: float) -> int:
-        """The level with the largest downsample not above ``downsample``."""
+        """The level with the largest downsample not above ``downsample`` (within 1 %:
+        OpenSlide averages a level's two axes, so a 32x level can read 31.995)."""
         downsamples = self.level_downsamples
-        candidates = [i for i, d in enumerate(downsamples) if d <= downsample * 1.0001]
+        candidates = [i for i, d in enumerate(downsamples) if d <= downsample * 1.01]
         return max(candidates, key=lambda i: downsamples[i]) if candidates else 0
 
     def choose_level(self, *, magnification: float | None = None, mpp: float | None = None,

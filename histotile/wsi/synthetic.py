@@ -230,9 +230,18 @@ class Mark:
 def paint_marks(pixels: np.ndarray, marks: Sequence[Mark], origin: tuple[float, float],
                 downsample: float) -> np.ndarray:
     """Fill ``marks`` into ``pixels`` (RGB, in place) whose top-left is level-0 ``origin``
-    at ``downsample``. Pixels whose centre lies inside a shape are painted, so a
-    rectangle aligned to the pixel grid covers exactly its pixels."""
+    at ``downsample``. A rectangle paints exactly the pixels whose centre lies inside it
+    (so one aligned to the pixel grid covers exactly its pixels); a polygon is filled by
+    OpenCV, which also paints the pixels its edges cross."""
     for mark in marks:
+        if mark.polygon is None and mark.rect is not None:
+            x, y, w, h = ((v - o) / downsample for v, o in zip(
+                mark.rect, (origin[0], origin[1], 0.0, 0.0)))
+            # Pixel i's centre i + 0.5 is inside [x, x + w) when ceil(x - 0.5) <= i < ...
+            x0, x1 = max(0, int(np.ceil(x - 0.5))), max(0, int(np.ceil(x + w - 0.5)))
+            y0, y1 = max(0, int(np.ceil(y - 0.5))), max(0, int(np.ceil(y + h - 0.5)))
+            pixels[y0:y1, x0:x1] = mark.color
+            continue
         points = (mark.vertices() - np.asarray(origin)) / downsample
         # fillPoly with shift=8 rounds vertices to 1/256 px; boundaries sit on pixel edges,
         # and a pixel is filled when its centre is inside, hence the half-pixel shift.
