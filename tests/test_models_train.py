@@ -212,19 +212,20 @@ def test_imagefolder_patchified_training(tmp_path):
 
 
 LEARNERS = [
-    ("lenet", "torch", {}),
+    # LeNet's sigmoid layers sit on a plateau for a seed-dependent number of steps.
+    ("lenet", "torch", {"epochs": 6}),
     ("squeezenet", "torch", {"lr": 3e-4}),
     ("resnet18", "torch", {}),
     ("alexnet", "torch", {"lr": 1e-4, "batch_size": 32}),
     ("shufflenet_v2", "torch", {}),
-    pytest.param("lenet", "mxnet", {}, marks=pytest.mark.mxnet),
+    pytest.param("lenet", "mxnet", {"epochs": 6}, marks=pytest.mark.mxnet),
 ]
 
 
 @pytest.mark.parametrize("name, backend, extra", LEARNERS)
 def test_every_model_learns_the_stain_task(stain, tmp_path, name, backend, extra):
-    settings = TrainSettings(model=name, backend=backend, epochs=3, folds=0,
-                             test_fraction=0.34, **{**FAST, **extra})
+    settings = TrainSettings(model=name, backend=backend, folds=0, test_fraction=0.34,
+                             **{"epochs": 3, **FAST, **extra})
     result = train(stain, tmp_path / name, settings)
     assert result.test["n"] >= 40
     assert result.test["accuracy"] >= 0.8, result.test

@@ -82,17 +82,21 @@ def seed_everything(seed: int) -> None:
 def build_lenet(num_classes: int, tile_size: int, weights: str | Path | None = None,
                 ctx: Any = None) -> Any:
     """The Gluon LeNet: conv 20@5x5 (ReLU), max-pool 2, conv 50@5x5 (ReLU), max-pool 2,
-    dense 500 and 84 (sigmoid), dense ``num_classes``; initialised (Xavier) and, given a
-    local ``.params`` file, loaded from it."""
+    dense 500 and 84 (sigmoid), dense ``num_classes``. Xavier (Glorot-uniform) weights and
+    zero biases, as the PyTorch LeNet; given a local ``.params`` file, loaded from it."""
     mxnet = mx()
     from mxnet.gluon import nn
 
     ctx = ctx or mxnet.cpu()
+
     net = nn.HybridSequential()
-    net.add(nn.Conv2D(20, kernel_size=5, activation="relu"), nn.MaxPool2D(2, 2),
-            nn.Conv2D(50, kernel_size=5, activation="relu"), nn.MaxPool2D(2, 2),
+    net.add(nn.Conv2D(20, kernel_size=5, activation="relu"),
+            nn.MaxPool2D(2, 2),
+            nn.Conv2D(50, kernel_size=5, activation="relu"),
+            nn.MaxPool2D(2, 2),
             nn.Flatten(),
-            nn.Dense(500, activation="sigmoid"), nn.Dense(84, activation="sigmoid"),
+            nn.Dense(500, activation="sigmoid"),
+            nn.Dense(84, activation="sigmoid"),
             nn.Dense(num_classes))
     net.initialize(mxnet.init.Xavier(), ctx=ctx)
     net(mxnet.nd.zeros((1, 3, tile_size, tile_size), ctx=ctx))  # resolve deferred shapes

@@ -76,6 +76,13 @@ def get_spec(name: str, backend: str = "torch") -> ModelSpec:
     return spec
 
 
+def lenet_feature_side(tile_size: int) -> int:
+    """Side of LeNet's last feature map: two valid 5x5 convolutions, each followed by a
+    2x2 max-pool."""
+    side = (tile_size - 4) // 2
+    return (side - 4) // 2
+
+
 def check_tile_size(tile_size: int) -> int:
     if int(tile_size) != tile_size or tile_size < MIN_TILE_SIZE:
         raise ModelError(f"tile_size={tile_size!r}: the networks need square tiles of at "

@@ -10,21 +10,16 @@ import torch
 from torch import nn
 
 from histotile.errors import ModelError
+from histotile.models.registry import lenet_feature_side
 
 log = logging.getLogger("histotile.models")
-
-
-def lenet_feature_side(tile_size: int) -> int:
-    """Side of LeNet's last feature map: two valid 5x5 convolutions, each followed by a
-    2x2 max-pool."""
-    side = (tile_size - 4) // 2
-    return (side - 4) // 2
 
 
 class LeNet(nn.Module):
     """The LeNet of the prostate-biopsy study: conv 20@5x5, max-pool 2, conv 50@5x5,
     max-pool 2, then fully connected 500 and 84 with sigmoid, and the class outputs
-    (softmax is applied by the loss / the predictor). Convolutions use ReLU."""
+    (softmax is applied by the loss / the predictor). Convolutions use ReLU. Initialised
+    like the Gluon LeNet (Glorot-uniform weights, zero biases)."""
 
     def __init__(self, num_classes: int, tile_size: int) -> None:
         super().__init__()
@@ -39,6 +34,13 @@ class LeNet(nn.Module):
             nn.Linear(500, 84), nn.Sigmoid(),
             nn.Linear(84, num_classes),
         )
+        # Glorot-uniform weights and zero biases: what the MXNet backend's Xavier
+        # initialiser does, so both backends start from the same distribution (and the
+        # sigmoid layers start out of their flat region faster than with the default).
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
