@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 
+import dask
 import numpy as np
 import pandas as pd
 import pytest
@@ -72,9 +73,11 @@ def _kill_when_processing(client: Client, match: str, stop: threading.Event,
 @pytest.mark.slow
 def test_worker_killed_mid_run_and_a_slide_that_keeps_failing(slide_folder, in_process,
                                                                tmp_path):
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0", scheduler_kwargs={"allowed_failures": 1}
-                      ) as cluster, Client(cluster) as client:
+    # Saturation 1.0: slides wait on the scheduler, so a killed worker holds only the
+    # slide it runs (as histotile's own local clusters are configured).
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}), LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+            scheduler_kwargs={"allowed_failures": 1}) as cluster, Client(cluster) as client:
         # One kill of whoever runs slide1: it must be retried elsewhere and succeed.
         stop, kills = threading.Event(), []
         killer = threading.Thread(target=_kill_when_processing,

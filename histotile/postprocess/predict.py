@@ -121,8 +121,9 @@ def predict_slide(
         predictor: the model (see :class:`TilePredictor`; e.g.
             ``histotile.models.Predictor(model_dir)``).
         tiling: how to cut tiles; default :func:`settings_from_card` (as in training).
-            Tiles whose tissue fraction is below ``tiling.min_tissue`` are not
-            predicted (they stay background in maps and heatmaps).
+            Tiles whose own tissue fraction (per pixel, as the tiler measures it) is
+            below ``tiling.min_tissue`` are not predicted (they stay background in
+            maps and heatmaps).
         batch_size: tiles per batch handed to the model (default: the predictor's
             ``batch_size`` attribute, else 64).
         queue_size: batches read ahead of the model (memory: about ``queue_size + 2``
@@ -154,25 +155,30 @@ def predict_slide(
                                threshold=settings.tissue_threshold,
                                min_area_um2=settings.mask_min_area_um2)
         grid = make_grid(slide, settings, tissue)
-        fraction = tissue.fraction(grid.xs, grid.ys, grid.extent)
-        keep = np.flatnonzero(fraction >= settings.min_tissue)
-        grid, fraction = grid.subset(keep), fraction[keep]
+        # The tiler's rule, so the model sees the tiles it was trained on: every tile
+        # touching the (dilated) low-resolution mask is read, and its own per-pixel
+        # tissue fraction, with the slide's threshold, decides whether it is tissue.
+        touching = tissue.dilated(1).fraction(grid.xs, grid.ys, grid.extent) > 0
+        grid = grid.subset(np.flatnonzero(touching))
         if part is not None:
             index, count = int(part[0]), int(part[1])
             if not 0 <= index < count:
                 raise ValueError(f"part={part}: need 0 <= index < count")
             bounds = np.linspace(0, len(grid), count + 1).round().astype(np.int64)
-            chunk = np.arange(bounds[index], bounds[index + 1])
-            grid, fraction = grid.subset(chunk), fraction[chunk]
+            grid = grid.subset(np.arange(bounds[index], bounds[index + 1]))
         probabilities = np.full((len(grid), len(classes)), np.nan, np.float32)
-        for indices, result in _classify(slide, grid, predictor, batch_size, queue_size,
-                                         len(classes), iter_tile_batches, progress):
+        fraction = np.zeros(len(grid), np.float32)
+        for indices, fractions, result in _classify(
+                slide, grid, predictor, batch_size, queue_size, len(classes),
+                iter_tile_batches, progress, tissue.threshold, settings.min_tissue):
             probabilities[indices] = result
-        table = pd.DataFrame({"x": grid.xs, "y": grid.ys,
-                              "extent": np.full(len(grid), grid.extent, np.int64),
-                              "tissue_fraction": fraction.astype(np.float32)})
+            fraction[indices] = fractions
+        kept = fraction >= settings.min_tissue
+        table = pd.DataFrame({"x": grid.xs[kept], "y": grid.ys[kept],
+                              "extent": np.full(int(kept.sum()), grid.extent, np.int64),
+                              "tissue_fraction": fraction[kept]})
         for column, name in enumerate(classes):
-            table[prob_column(name)] = probabilities[:, column]
+            table[prob_column(name)] = probabilities[kept, column]
         run = {"tiling": settings.to_dict(), "level": int(grid.level),
                "read_size": int(grid.read_size), "size": int(grid.size),
                "extent": int(grid.extent), "stride": int(grid.stride),
@@ -187,9 +193,13 @@ _DONE = object()
 
 
 def _classify(slide, grid, predictor: TilePredictor, batch_size: int, queue_size: int,
-              num_classes: int, iter_tile_batches, progress: Progress | None):
-    """Yield (indices, probabilities) per batch; a reader thread keeps up to
-    ``queue_size`` batches of tiles ready while the model works."""
+              num_classes: int, iter_tile_batches, progress: Progress | None,
+              threshold: float, min_tissue: float):
+    """Yield (indices, tissue fractions, probabilities) per batch; only tiles with at
+    least ``min_tissue`` tissue are classified (the others get NaN). A reader thread
+    keeps up to ``queue_size`` batches of tiles ready while the model works."""
+    from histotile.tiling import tissue_fractions
+
     batches: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
 
@@ -222,12 +232,18 @@ def _classify(slide, grid, predictor: TilePredictor, batch_size: int, queue_size
             if isinstance(item, BaseException):
                 raise item
             indices, tiles = item
-            result = np.asarray(predictor.predict(tiles), dtype=np.float32)
-            if result.shape != (len(indices), num_classes):
-                raise ModelError(f"the model returned probabilities of shape {result.shape} "
-                                 f"for {len(indices)} tiles and {num_classes} classes; "
-                                 "its predict() must return (N, number of classes)")
-            yield indices, result
+            fractions = tissue_fractions(tiles, threshold)
+            selected = fractions >= min_tissue
+            result = np.full((len(indices), num_classes), np.nan, np.float32)
+            if selected.any():
+                scores = np.asarray(predictor.predict(tiles[selected]), dtype=np.float32)
+                if scores.shape != (int(selected.sum()), num_classes):
+                    raise ModelError(
+                        f"the model returned probabilities of shape {scores.shape} for "
+                        f"{int(selected.sum())} tiles and {num_classes} classes; its "
+                        "predict() must return (N, number of classes)")
+                result[selected] = scores
+            yield indices, fractions, result
             done += len(indices)
             if progress is not None:
                 progress(done, total)

@@ -123,8 +123,11 @@ def _run_dask(task: Task, jobs: list[dict[str, Any]], execution: Execution,
 
     cluster = None
     # A worker that dies mid-task counts as a failure of that task; after this many the
-    # scheduler gives up on it (KilledWorker) instead of retrying forever.
-    with dask.config.set({"distributed.scheduler.allowed-failures": execution.retries}):
+    # scheduler gives up on it (KilledWorker) instead of retrying forever. Saturation 1.0
+    # keeps waiting slides on the scheduler, not queued on a worker: a worker that dies
+    # then takes down only the slide it was running, never bystanders queued behind it.
+    with dask.config.set({"distributed.scheduler.allowed-failures": execution.retries,
+                          "distributed.scheduler.worker-saturation": 1.0}):
         if execution.workers:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
             threads = execution.threads_per_worker or max(1, cores // execution.workers)
