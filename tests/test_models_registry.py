@@ -125,3 +125,53 @@ def test_mxnet_import_leaves_torch_threads_alone():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "2"
+
+
+@pytest.mark.mxnet
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_mxnet_and_torch_lenet_are_the_same_network_and_update(optimizer):
+    """Same weights in both backends: same outputs, gradients and optimiser step."""
+    from histotile.models.mxnet_backend import _Transform, build_lenet, mx, torch_adam
+    from histotile.models.registry import get_spec
+    from histotile.models.synthetic import stain_tiles
+    from histotile.models.torch_backend import InputTransform
+
+    mxnet = mx()  # imports MXNet with its numpy workaround
+    autograd, gluon = mxnet.autograd, mxnet.gluon
+    tiles = stain_tiles(["eosin", "haematoxylin"] * 8, 64, np.random.default_rng(0))
+    labels = np.array([0, 1] * 8)
+    spec = get_spec("lenet")
+    torch_net = create("lenet", 2, 64)
+    mx_net = build_lenet(2, 64)
+    torch_params = list(torch_net.parameters())
+    mx_params = list(mx_net.collect_params().values())
+    assert [tuple(p.shape) for p in torch_params] == [p.shape for p in mx_params]
+    for tp, mp in zip(torch_params, mx_params):
+        mp.set_data(mxnet.nd.array(tp.detach().numpy()))
+    loss_t = torch.nn.functional.cross_entropy(
+        torch_net(InputTransform(spec, torch.device("cpu"))(tiles)), torch.from_numpy(labels))
+    loss_t.backward()
+    with autograd.record():
+        loss_m = gluon.loss.SoftmaxCrossEntropyLoss()(
+            mx_net(_Transform(spec.normalisation(), mxnet.cpu())(tiles)),
+            mxnet.nd.array(labels))
+    loss_m.backward()
+    assert float(loss_m.mean().asscalar()) == pytest.approx(float(loss_t.detach()), abs=1e-5)
+    for tp, mp in zip(torch_params, mx_params):
+        expected = tp.grad.numpy()  # float32 kernels differ: 1 % of the tensor's scale
+        np.testing.assert_allclose(mp.grad().asnumpy() / labels.size, expected, rtol=0,
+                                   atol=1e-2 * np.abs(expected).max())
+    if optimizer == "sgd":
+        opt_t = torch.optim.SGD(torch_params, lr=0.01, momentum=0.8)
+        opt_m = mxnet.optimizer.SGD(learning_rate=0.01, momentum=0.8)
+    else:
+        opt_t = torch.optim.Adam(torch_params, lr=1e-3)
+        opt_m = torch_adam()(learning_rate=1e-3)
+    trainer = gluon.Trainer(mx_net.collect_params(), opt_m)
+    opt_t.step()
+    trainer.step(labels.size)
+    for tp, mp in zip(torch_params, mx_params):
+        # Adam moves each weight by about lr on its first step; 1e-4 is a tenth of that.
+        # A weight whose gradient is float32 noise may step the other way: allow 0.1 %.
+        far = np.abs(mp.data().asnumpy() - tp.detach().numpy()) > 1e-4
+        assert far.mean() < 1e-3, (tuple(tp.shape), int(far.sum()))
