@@ -81,19 +81,17 @@ def torch_adam() -> Any:
                     nd.zeros(weight.shape, weight.context, dtype=weight.dtype))
 
         def update(self, index: Any, weight: Any, grad: Any, state: Any) -> None:
+            # MXNet's fused Adam kernel with torch's bias corrections folded into the
+            # step size and epsilon: w -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps).
             self._update_count(index)
             step = self._index_update_count[index]
-            lr, wd = self._get_lr(index), self._get_wd(index)
-            grad = grad * self.rescale_grad
-            if self.clip_gradient is not None:
-                grad = nd.clip(grad, -self.clip_gradient, self.clip_gradient)
-            if wd:
-                grad = grad + wd * weight
+            correction2 = float(np.sqrt(1.0 - self.beta2 ** step))
+            lr = self._get_lr(index) * correction2 / (1.0 - self.beta1 ** step)
             mean, var = state
-            mean[:] = self.beta1 * mean + (1.0 - self.beta1) * grad
-            var[:] = self.beta2 * var + (1.0 - self.beta2) * nd.square(grad)
-            denom = nd.sqrt(var) / float(np.sqrt(1.0 - self.beta2 ** step)) + self.epsilon
-            weight[:] = weight - (lr / (1.0 - self.beta1 ** step)) * mean / denom
+            nd.adam_update(weight, grad, mean, var, out=weight, lr=lr, beta1=self.beta1,
+                           beta2=self.beta2, epsilon=self.epsilon * correction2,
+                           wd=self._get_wd(index), rescale_grad=self.rescale_grad,
+                           clip_gradient=self.clip_gradient or -1.0, lazy_update=False)
 
     mxnet.optimizer.Optimizer.register(TorchAdam)
     _TORCH_ADAM = TorchAdam
