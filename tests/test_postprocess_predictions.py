@@ -80,7 +80,8 @@ def test_predicts_every_tissue_tile_with_the_model(slide):
     assert result.model["architecture"] == "colour" and len(result.model["card_sha256"]) == 16
 
 
-def test_reading_overlaps_inference_in_a_reader_thread(slide):
+def test_reading_overlaps_inference_in_a_reader_thread(slide, monkeypatch):
+    monkeypatch.setenv("HISTOTILE_THREADS", "2")
     main = threading.current_thread().name
     reader_threads = []
 
@@ -95,6 +96,23 @@ def test_reading_overlaps_inference_in_a_reader_thread(slide):
     assert model.threads == {main}  # inference in the caller's thread
     assert reader_threads  # the reader was alive while the model ran
     assert not any(t.name == "histotile-tile-reader" for t in threading.enumerate())
+
+
+def test_one_core_budget_reads_in_turn_with_identical_results(slide, monkeypatch):
+    """A one-thread Dask worker must use one core: no reader thread, same predictions."""
+    monkeypatch.setenv("HISTOTILE_THREADS", "2")
+    threaded = predict_slide(slide.path, ColourPredictor(64), batch_size=8)
+    monkeypatch.setenv("HISTOTILE_THREADS", "1")
+    seen = set()
+
+    class Watching(ColourPredictor):
+        def predict(self, tiles):
+            seen.update(t.name for t in threading.enumerate())
+            return super().predict(tiles)
+
+    single = predict_slide(slide.path, Watching(64), batch_size=8)
+    assert "histotile-tile-reader" not in seen
+    pd.testing.assert_frame_equal(single.tiles, threaded.tiles)
 
 
 def test_explicit_tiling_and_real_slide():

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from histotile._atomic import atomic_path, check_writable
+from histotile._threads import thread_budget
 from histotile.errors import ConfigError, LevelError
 from histotile.postprocess.legend import with_legend, write_png
 from histotile.postprocess.maps import ProbabilityGrid
@@ -164,9 +165,12 @@ class _Prefetcher:
         self.calls = deque(calls)
         self.ahead = ahead
         self.pending: deque[tuple[tuple[int, int, int], Future]] = deque()
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="histotile-heatmap")
+        self.pool = (ThreadPoolExecutor(workers, thread_name_prefix="histotile-heatmap")
+                     if workers > 0 else None)
 
     def __call__(self, level: int, top: int, rows: int) -> np.ndarray:
+        if self.pool is None:
+            return self.render(level, top, rows)
         while len(self.pending) <= self.ahead and self.calls:
             call = self.calls.popleft()
             self.pending.append((call, self.pool.submit(self.render, *call)))
@@ -177,7 +181,8 @@ class _Prefetcher:
     def close(self) -> None:
         for _, future in self.pending:
             future.cancel()
-        self.pool.shutdown(wait=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
 
 def write_heatmap(
@@ -254,7 +259,10 @@ def write_heatmap(
 
         calls = [(lv, top, min(tile_size, h - top)) for lv, (_, h) in enumerate(sizes)
                  for top in range(0, h, tile_size)]
-        prefetch = _Prefetcher(renderer.render, calls)
+        # Reading ahead in helper threads overlaps compression, unless this process may
+        # use only one core (a one-thread Dask worker): then bands render in turn.
+        prefetch = _Prefetcher(renderer.render, calls,
+                               workers=2 if thread_budget() >= 2 else 0)
         mpp = None if slide.mpp is None else slide.mpp * slide.dimensions[0] / width
         description = (f"histotile heatmap of {predictions.slide_name}: {class_name} "
                        f"({style.mode}, threshold {style.threshold:g}, alpha {style.alpha:g})")

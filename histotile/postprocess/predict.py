@@ -8,6 +8,7 @@ at a few batches whatever the slide size.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from histotile._threads import thread_budget
 from histotile.errors import ModelError
 from histotile.postprocess.predictions import SlidePredictions, prob_column
 from histotile.wsi import open_slide
@@ -197,9 +199,38 @@ def _classify(slide, grid, predictor: TilePredictor, batch_size: int, queue_size
               threshold: float, min_tissue: float):
     """Yield (indices, tissue fractions, probabilities) per batch; only tiles with at
     least ``min_tissue`` tissue are classified (the others get NaN). A reader thread
-    keeps up to ``queue_size`` batches of tiles ready while the model works."""
+    keeps up to ``queue_size`` batches of tiles ready while the model works, unless this
+    process may use only one core (a one-thread Dask worker), where reading and
+    classifying take turns instead of competing for the core."""
     from histotile.tiling import tissue_fractions
 
+    total, done = len(grid), 0
+    with _tile_source(slide, grid, batch_size, queue_size, iter_tile_batches) as source:
+        for indices, tiles in source:
+            fractions = tissue_fractions(tiles, threshold)
+            selected = fractions >= min_tissue
+            result = np.full((len(indices), num_classes), np.nan, np.float32)
+            if selected.any():
+                scores = np.asarray(predictor.predict(tiles[selected]), dtype=np.float32)
+                if scores.shape != (int(selected.sum()), num_classes):
+                    raise ModelError(
+                        f"the model returned probabilities of shape {scores.shape} for "
+                        f"{int(selected.sum())} tiles and {num_classes} classes; its "
+                        "predict() must return (N, number of classes)")
+                result[selected] = scores
+            yield indices, fractions, result
+            done += len(indices)
+            if progress is not None:
+                progress(done, total)
+
+
+@contextlib.contextmanager
+def _tile_source(slide, grid, batch_size: int, queue_size: int, iter_tile_batches):
+    """Batches of (indices, tiles): read ahead by a thread into a bounded queue, or read
+    in turn when the thread budget is one core."""
+    if thread_budget() < 2:
+        yield iter_tile_batches(slide, grid, batch_size)
+        return
     batches: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
 
@@ -221,32 +252,19 @@ def _classify(slide, grid, predictor: TilePredictor, batch_size: int, queue_size
         except BaseException as error:  # noqa: BLE001 - handed to the consumer, re-raised
             put(error)
 
-    thread = threading.Thread(target=reader, name="histotile-tile-reader", daemon=True)
-    thread.start()
-    total, done = len(grid), 0
-    try:
+    def drain():
         while True:
             item = batches.get()
             if item is _DONE:
-                break
+                return
             if isinstance(item, BaseException):
                 raise item
-            indices, tiles = item
-            fractions = tissue_fractions(tiles, threshold)
-            selected = fractions >= min_tissue
-            result = np.full((len(indices), num_classes), np.nan, np.float32)
-            if selected.any():
-                scores = np.asarray(predictor.predict(tiles[selected]), dtype=np.float32)
-                if scores.shape != (int(selected.sum()), num_classes):
-                    raise ModelError(
-                        f"the model returned probabilities of shape {scores.shape} for "
-                        f"{int(selected.sum())} tiles and {num_classes} classes; its "
-                        "predict() must return (N, number of classes)")
-                result[selected] = scores
-            yield indices, fractions, result
-            done += len(indices)
-            if progress is not None:
-                progress(done, total)
+            yield item
+
+    thread = threading.Thread(target=reader, name="histotile-tile-reader", daemon=True)
+    thread.start()
+    try:
+        yield drain()
     finally:
         stop.set()
         while thread.is_alive():

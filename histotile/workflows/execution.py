@@ -10,7 +10,6 @@ worker and then reported as failed, so a run always finishes with a full report.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import traceback
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from histotile._threads import available_cores
 from histotile.errors import ConfigError, HistotileError
 from histotile.workflows.report import FAILED, SlideRecord
 
@@ -129,12 +129,13 @@ def _run_dask(task: Task, jobs: list[dict[str, Any]], execution: Execution,
     with dask.config.set({"distributed.scheduler.allowed-failures": execution.retries,
                           "distributed.scheduler.worker-saturation": 1.0}):
         if execution.workers:
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
-            threads = execution.threads_per_worker or max(1, cores // execution.workers)
+            threads = execution.threads_per_worker or max(
+                1, available_cores() // execution.workers)
             cluster = LocalCluster(
                 n_workers=execution.workers, threads_per_worker=1, processes=True,
                 dashboard_address=":0", silence_logs=logging.ERROR,
-                env={"OMP_NUM_THREADS": str(threads), "HISTOTILE_THREADS": str(threads)})
+                env={"OMP_NUM_THREADS": str(threads), "HISTOTILE_THREADS": str(threads),
+                     "OMP_WAIT_POLICY": "PASSIVE"})
             address = cluster
         else:
             address = execution.scheduler

@@ -33,18 +33,30 @@ def slide_info(path: str | Path) -> dict[str, Any]:
 # -- shared helpers ---------------------------------------------------------------------
 
 def _set_threads() -> None:
-    """Inside a Dask worker, use the thread budget the cluster gave (HISTOTILE_THREADS)."""
+    """Keep a task within its worker's share of the cores. On a Dask worker running N
+    tasks at once, each may use cores // N threads (unless HISTOTILE_THREADS says
+    otherwise): OpenCV, torch and histotile's own reader and writer threads follow it."""
     import os
+    import sys
 
-    threads = os.environ.get("HISTOTILE_THREADS")
-    if threads:
-        import cv2
+    from histotile._threads import ENVIRONMENT, available_cores, thread_budget
 
-        cv2.setNumThreads(int(threads))
-        if "torch" in __import__("sys").modules:
-            import torch
+    if not os.environ.get(ENVIRONMENT):
+        try:
+            from distributed import get_worker
 
-            torch.set_num_threads(int(threads))
+            slots = int(getattr(get_worker(), "nthreads", 1) or 1)
+        except (ImportError, ValueError):
+            return  # not on a cluster: the whole machine is ours
+        os.environ[ENVIRONMENT] = str(max(1, available_cores() // slots))
+    threads = thread_budget()
+    import cv2
+
+    cv2.setNumThreads(threads)
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 _PREDICTORS: dict[str, Any] = {}
@@ -57,8 +69,8 @@ def load_predictor(model_dir: str | Path, batch_size: int | None = None):
 
     key = f"{Path(model_dir).resolve()}|{batch_size}"
     if key not in _PREDICTORS:
-        _predictor = Predictor(model_dir, batch_size=batch_size)
-        _PREDICTORS[key] = _predictor
+        _PREDICTORS[key] = Predictor(model_dir, batch_size=batch_size)
+        _set_threads()  # torch is loaded now: give it the task's thread budget too
     return _PREDICTORS[key]
 
 

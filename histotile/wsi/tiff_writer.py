@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from histotile._atomic import atomic_path
+from histotile._threads import thread_budget
 
 BandRenderer = Callable[[int, int, int], np.ndarray]
 """``render(level, top, rows) -> (rows, level_width, 3) uint8``: rows in level pixels."""
@@ -85,7 +86,7 @@ def write_pyramid_tiff(
                     subfiletype=0 if level == 0 else 1,
                     description=description if level == 0 else None,
                     metadata=None,
-                    maxworkers=2,
+                    maxworkers=min(2, thread_budget()),
                     # tifffile buffers 256 MB of tiles for its compression threads by
                     # default; 32 MB keeps both cores busy at a fraction of the memory.
                     buffersize=32 * 2**20,
