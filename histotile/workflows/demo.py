@@ -86,10 +86,10 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
         f"{balanced['group'].nunique()} region groups")
 
     say("[bold]2/5 training[/] LeNet, 3-fold cross-validation grouped by region, "
-        "20 % of regions held out for test, Adam, up to 6 epochs")
+        "20 % of regions held out for test, Adam lr 1e-3, up to 10 epochs")
     # The study's SGD (lr 0.001, momentum 0.8) needs many epochs with LeNet's sigmoid
     # layers; a demo of a few epochs uses Adam at the same learning rate.
-    train_settings = TrainSettings(model="lenet", epochs=epochs or 6, folds=3, patience=3,
+    train_settings = TrainSettings(model="lenet", epochs=epochs or 10, folds=3, patience=4,
                                    optimizer="adam", lr=1e-3, seed=0,
                                    positive_class=POSITIVE)
     with training_progress() as progress:
