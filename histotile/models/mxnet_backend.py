@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,12 @@ import numpy as np
 
 from histotile.errors import ModelError
 from histotile.models.data import TileSource
+from histotile.models.epochs import IMPROVED, STOP, EpochTracker, Progress
 from histotile.models.registry import ModelSpec, get_spec
 from histotile.models.settings import TrainSettings
 
 log = logging.getLogger("histotile.models")
 WEIGHTS_FILE = "model.params"
-Progress = Callable[..., None]
 _MX: Any = None
 
 
@@ -203,10 +203,8 @@ def fit(model: Any, spec: ModelSpec, source: TileSource, targets: np.ndarray,
         optimizer = torch_adam()(**options)
     trainer = gluon.Trainer(model.collect_params(), optimizer)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    history: list[dict[str, Any]] = []
-    best: tuple[float, int, dict[str, Any] | None] = (float("inf"), 0, None)
-    since_best = 0
-    train_seconds, tiles_seen = 0.0, 0
+    tracker = EpochTracker(tag, epochs, settings.patience, progress)
+    best_weights = None
     steps = -(-train_rows.size // settings.batch_size)
     for epoch in range(1, epochs + 1):
         rng = np.random.default_rng([seed, epoch])
@@ -226,39 +224,20 @@ def fit(model: Any, spec: ModelSpec, source: TileSource, targets: np.ndarray,
             correct += int((logits.argmax(axis=1) == y).sum().asscalar())
             seen += rows.size
             progress("batch", tag=tag, epoch=epoch, step=step, steps=steps)
-        elapsed = time.perf_counter() - started
-        train_seconds += elapsed
-        tiles_seen += seen
-        record: dict[str, Any] = {"fold": tag, "epoch": epoch, "train_loss": loss_sum / seen,
-                                  "train_accuracy": correct / seen, "seconds": elapsed}
-        if val_rows is not None and val_rows.size:
-            proba = predict_rows(model, spec, source, val_rows, settings.batch_size, device,
-                                 transform=transform)
-            picked = proba[np.arange(val_rows.size), targets[val_rows]]
-            record["val_loss"] = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
-            record["val_accuracy"] = float((proba.argmax(1) == targets[val_rows]).mean())
-        history.append(record)
-        losses = {"train": record["train_loss"], "val": record.get("val_loss")}
-        progress("epoch", tag=tag, epochs=epochs, losses=losses, **record)
-        log.info("%s epoch %d/%d: %s", tag, epoch, epochs,
-                 ", ".join(f"{k}={v:.4f}" for k, v in record.items()
-                           if isinstance(v, float)))
-        if "val_loss" in record:
-            if record["val_loss"] < best[0] - 1e-6:
-                best = (record["val_loss"], epoch, _copy_params(model))
-                since_best = 0
-            else:
-                since_best += 1
-                if settings.patience and since_best >= settings.patience:
-                    log.info("%s: early stop after epoch %d (best epoch %d)", tag, epoch,
-                             best[1])
-                    break
-    if best[2] is not None:
-        _set_params(model, best[2])
-    best_epoch = best[1] if best[2] is not None else len(history)
-    return {"history": history, "best_epoch": best_epoch, "epochs_run": len(history),
-            "train_seconds": train_seconds,
-            "train_tiles_per_s": tiles_seen / train_seconds if train_seconds else 0.0}
+        elapsed = time.perf_counter() - started  # training steps only, for tiles/s
+        validating = val_rows is not None and val_rows.size > 0
+        proba = (predict_rows(model, spec, source, val_rows, settings.batch_size, device,
+                              transform=transform) if validating else None)
+        outcome = tracker.end_epoch(epoch, loss_sum=loss_sum, correct=correct, seen=seen,
+                                    seconds=elapsed, val_proba=proba,
+                                    val_targets=targets[val_rows] if validating else None)
+        if outcome == IMPROVED:
+            best_weights = _copy_params(model)
+        elif outcome == STOP:
+            break
+    if best_weights is not None:
+        _set_params(model, best_weights)
+    return tracker.result(restored=best_weights is not None)
 
 
 def _predict_batches(model: Any, transform: _Transform,

@@ -7,7 +7,7 @@ import contextlib
 import copy
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +17,12 @@ from torch import nn
 
 from histotile.errors import ModelError
 from histotile.models.data import TileSource
+from histotile.models.epochs import IMPROVED, STOP, EpochTracker, Progress
 from histotile.models.registry import ModelSpec
 from histotile.models.settings import TrainSettings
 
 log = logging.getLogger("histotile.models")
 WEIGHTS_FILE = "model.pt"
-Progress = Callable[..., None]
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -101,10 +101,8 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
     loss_fn = nn.CrossEntropyLoss()
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     labels = torch.from_numpy(targets.astype(np.int64))
-    history: list[dict[str, Any]] = []
-    best = (float("inf"), 0, None)
-    since_best = 0
-    train_seconds, tiles_seen = 0.0, 0
+    tracker = EpochTracker(tag, epochs, settings.patience, progress)
+    best_weights = None
     steps = -(-train_rows.size // settings.batch_size)
     for epoch in range(1, epochs + 1):
         rng = np.random.default_rng([seed, epoch])
@@ -131,40 +129,21 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
             correct += int((logits.detach().argmax(1) == y).sum())
             seen += rows.size
             progress("batch", tag=tag, epoch=epoch, step=step, steps=steps)
-        elapsed = time.perf_counter() - started
-        train_seconds += elapsed
-        tiles_seen += seen
-        record: dict[str, Any] = {"fold": tag, "epoch": epoch, "train_loss": loss_sum / seen,
-                                  "train_accuracy": correct / seen, "seconds": elapsed}
-        if val_rows is not None and val_rows.size:
-            proba = predict_rows(model, spec, source, val_rows, settings.batch_size, device,
-                                 transform=transform)
-            picked = proba[np.arange(val_rows.size), targets[val_rows]]
-            record["val_loss"] = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
-            record["val_accuracy"] = float((proba.argmax(1) == targets[val_rows]).mean())
-        history.append(record)
-        losses = {"train": record["train_loss"], "val": record.get("val_loss")}
-        progress("epoch", tag=tag, epochs=epochs, losses=losses, **record)
-        log.info("%s epoch %d/%d: %s", tag, epoch, epochs,
-                 ", ".join(f"{k}={v:.4f}" for k, v in record.items()
-                           if isinstance(v, float)))
-        if "val_loss" in record:
-            if record["val_loss"] < best[0] - 1e-6:
-                best = (record["val_loss"], epoch, copy.deepcopy(model.state_dict()))
-                since_best = 0
-            else:
-                since_best += 1
-                if settings.patience and since_best >= settings.patience:
-                    log.info("%s: early stop after epoch %d (best epoch %d)", tag, epoch,
-                             best[1])
-                    break
-    if best[2] is not None:
-        model.load_state_dict(best[2])
+        elapsed = time.perf_counter() - started  # training steps only, for tiles/s
+        validating = val_rows is not None and val_rows.size > 0
+        proba = (predict_rows(model, spec, source, val_rows, settings.batch_size, device,
+                              transform=transform) if validating else None)
+        outcome = tracker.end_epoch(epoch, loss_sum=loss_sum, correct=correct, seen=seen,
+                                    seconds=elapsed, val_proba=proba,
+                                    val_targets=targets[val_rows] if validating else None)
+        if outcome == IMPROVED:
+            best_weights = copy.deepcopy(model.state_dict())
+        elif outcome == STOP:
+            break
+    if best_weights is not None:
+        model.load_state_dict(best_weights)
     recalibrate_batchnorm(model, source, train_rows, settings.batch_size, transform)
-    best_epoch = best[1] if best[2] is not None else len(history)
-    return {"history": history, "best_epoch": best_epoch, "epochs_run": len(history),
-            "train_seconds": train_seconds,
-            "train_tiles_per_s": tiles_seen / train_seconds if train_seconds else 0.0}
+    return tracker.result(restored=best_weights is not None)
 
 
 def recalibrate_batchnorm(model: nn.Module, source: TileSource, rows: np.ndarray,

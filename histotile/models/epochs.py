@@ -1,0 +1,70 @@
+"""Bookkeeping of training epochs shared by the backends: the history record, the
+validation loss and accuracy, progress events and logging, and early stopping on the
+validation loss. The backends keep only what differs: their training step and how they
+copy and restore weights."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+Progress = Callable[..., None]
+
+log = logging.getLogger("histotile.models")
+
+IMPROVED, CONTINUE, STOP = "improved", "continue", "stop"
+
+
+class EpochTracker:
+    """Feed it each epoch's totals; it says whether the epoch improved the validation
+    loss (keep these weights), or whether patience ran out (stop)."""
+
+    def __init__(self, tag: str, epochs: int, patience: int, progress: Progress) -> None:
+        self.tag, self.epochs, self.patience, self.progress = tag, epochs, patience, progress
+        self.history: list[dict[str, Any]] = []
+        self.best_loss, self.best_epoch, self.since_best = float("inf"), 0, 0
+        self.train_seconds, self.tiles_seen = 0.0, 0
+
+    def end_epoch(self, epoch: int, *, loss_sum: float, correct: int, seen: int,
+                  seconds: float, val_proba: np.ndarray | None = None,
+                  val_targets: np.ndarray | None = None) -> str:
+        """Record an epoch (``loss_sum`` summed over its ``seen`` training tiles, of which
+        ``correct`` were right; validation probabilities and targets when validating)."""
+        self.train_seconds += seconds
+        self.tiles_seen += seen
+        record: dict[str, Any] = {"fold": self.tag, "epoch": epoch,
+                                  "train_loss": loss_sum / seen,
+                                  "train_accuracy": correct / seen, "seconds": seconds}
+        if val_proba is not None and val_targets is not None and len(val_targets):
+            picked = val_proba[np.arange(len(val_targets)), val_targets]
+            record["val_loss"] = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
+            record["val_accuracy"] = float((val_proba.argmax(1) == val_targets).mean())
+        self.history.append(record)
+        losses = {"train": record["train_loss"], "val": record.get("val_loss")}
+        self.progress("epoch", tag=self.tag, epochs=self.epochs, losses=losses, **record)
+        log.info("%s epoch %d/%d: %s", self.tag, epoch, self.epochs,
+                 ", ".join(f"{k}={v:.4f}" for k, v in record.items()
+                           if isinstance(v, float)))
+        if "val_loss" not in record:
+            return CONTINUE
+        if record["val_loss"] < self.best_loss - 1e-6:
+            self.best_loss, self.best_epoch, self.since_best = record["val_loss"], epoch, 0
+            return IMPROVED
+        self.since_best += 1
+        if self.patience and self.since_best >= self.patience:
+            log.info("%s: early stop after epoch %d (best epoch %d)", self.tag, epoch,
+                     self.best_epoch)
+            return STOP
+        return CONTINUE
+
+    def result(self, restored: bool) -> dict[str, Any]:
+        """``fit``'s return value: history, best epoch (1-based; the last one when no
+        weights were restored), epochs run, training seconds and tiles per second."""
+        return {"history": self.history,
+                "best_epoch": self.best_epoch if restored else len(self.history),
+                "epochs_run": len(self.history), "train_seconds": self.train_seconds,
+                "train_tiles_per_s": (self.tiles_seen / self.train_seconds
+                                      if self.train_seconds else 0.0)}
