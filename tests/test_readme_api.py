@@ -24,3 +24,17 @@ def test_readme_api_example_runs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "model" / "model_card.json").exists()
     with openslide.OpenSlide(str(tmp_path / "heatmap.tif")) as heatmap:
         assert heatmap.dimensions == (2220, 2967)
+
+
+def test_every_public_name_resolves_and_import_is_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, histotile\n"
+            "assert not any(m in sys.modules for m in ('torch', 'dask', 'matplotlib'))\n"
+            "for name in histotile.__all__:\n"
+            "    assert getattr(histotile, name) is not None, name\n"
+            "print(len(histotile.__all__))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) >= 30
