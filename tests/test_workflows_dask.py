@@ -54,20 +54,19 @@ def test_in_process_reports_broken_slide_and_goes_on(in_process):
 
 def _kill_when_processing(client: Client, match: str, stop: threading.Event,
                           kills: list[str], limit: int) -> None:
-    """Kill (SIGKILL) the worker process running a task whose key contains ``match``."""
+    """Kill (SIGKILL) the worker process running a task whose key contains ``match``,
+    each worker at most once (a restarted worker comes back under a new address)."""
     while not stop.is_set() and len(kills) < limit:
         try:
-            processing = client.processing()
-            for address, keys in processing.items():
-                if any(match in str(k) for k in keys):
+            for address, keys in client.processing().items():
+                if address not in kills and any(match in str(k) for k in keys):
                     pid = client.run(os.getpid, workers=[address])[address]
                     os.kill(pid, signal.SIGKILL)
                     kills.append(address)
-                    time.sleep(1.0)  # let the scheduler notice before looking again
                     break
         except Exception:  # noqa: BLE001 - the cluster is in flux while workers die
             pass
-        time.sleep(0.05)
+        time.sleep(0.01)
 
 
 @pytest.mark.slow
