@@ -3,11 +3,11 @@ written once and cached under ``benchmarks/_work/`` (git-ignored)."""
 
 from __future__ import annotations
 
-import os
 import resource
 import time
 from pathlib import Path
 
+from histotile._threads import available_cores
 from histotile.wsi.synthetic import Mark, write_overlay, write_synthetic_slide
 
 WORK = Path(__file__).resolve().parent / "_work"
@@ -49,4 +49,4 @@ def peak_rss_mib(children: bool = False) -> float:
 
 
 def cpu_count() -> int:
-    return len(os.sched_getaffinity(0))
+    return available_cores()

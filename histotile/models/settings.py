@@ -5,7 +5,6 @@ fine-tuned on BreakHis: 20 epochs, lr 0.001, early stopping, 4-fold cross-valida
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,8 +118,9 @@ class TrainSettings:
         for key, default in MODEL_DEFAULTS[name].items():
             if values[key] is None:
                 values[key] = default
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1)
+        from histotile._threads import thread_budget
+
+        cores = thread_budget()  # a Dask worker's share, else every core
         if values["workers"] is None:
             values["workers"] = max(1, min(4, cores - 1))
         if values["threads"] is None:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from histotile._threads import thread_budget
 from histotile.errors import ConfigError
 from histotile.workflows import tasks
 from histotile.workflows.execution import Execution, run_tasks
@@ -75,7 +76,7 @@ def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[
     execution = execution or Execution()
     # In-process, one slide at a time uses every core through region workers; on a
     # cluster the slides themselves are spread over the workers.
-    region_workers = 1 if execution.distributed else _cores()
+    region_workers = 1 if execution.distributed else thread_budget()
     jobs = [{"slide_path": str(p), "out_dir": str(out_dir), "tiling": tiling,
              "workers": region_workers,
              "classes": options.get("classes"),
@@ -86,12 +87,6 @@ def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[
     tasks.combine_manifests(records, out_dir, balance=options.get("balance"),
                             seed=options.get("seed") or 0)
     return records
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
 
 
 def _annotation(slide: Path, annotations: str | Path | None) -> str | None:

@@ -13,7 +13,6 @@ SLIDE_SUFFIXES = {".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".ti
                   ".svslide", ".jpg", ".jpeg", ".png"}
 # Files that sit beside slides but are annotations or outputs, never slides themselves.
 ANNOTATION_MARKERS = (".overlay.", ".mask.", ".heatmap.", ".preview.")
-ANNOTATION_KINDS = {"overlay": ".overlay.", "mask": ".mask."}
 
 
 def is_slide_file(path: Path) -> bool:

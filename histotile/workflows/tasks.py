@@ -212,10 +212,12 @@ def _resumable(kind: str, slide_path: str, out_dir: str, overwrite: bool,
     return record
 
 
-def _prediction_fields(predictions) -> dict[str, Any]:
+def _prediction_fields(predictions, parts: int | None = None) -> dict[str, Any]:
+    """Record fields of a slide's predictions; ``parts``: how many cluster tasks
+    predicted it (known only where it was predicted, not when read back)."""
     return {"tiles": len(predictions),
             "class_fractions": class_fractions(predictions.tiles, list(predictions.classes)),
-            "extra": {"prediction_parts": predictions.settings.get("parts", 1)}}
+            "extra": {} if parts is None else {"prediction_parts": parts}}
 
 
 def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = None,
@@ -306,7 +308,10 @@ def _merged_tiling(predictor, tiling: dict[str, Any] | None):
 
 def _predict(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
              batch_size: int | None, outputs,
-             region_megapixels: float | None = None) -> tuple[Any, Any, dict[str, str]]:
+             region_megapixels: float | None = None
+             ) -> tuple[Any, Any, dict[str, str], int]:
+    """Predict (in parts over the cluster when large), save; return the predictor, the
+    predictions, the files written and the number of parts."""
     predictor = load_predictor(model_dir, batch_size)
     parts = _region_parts(slide_path, region_megapixels)
     if parts > 1:
@@ -314,8 +319,7 @@ def _predict(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
     else:
         predictions = predict_part(slide_path, model_dir, tiling, batch_size, None)
     path = predictions.save(outputs.path("predictions.csv"), overwrite=True)
-    predictions.settings["parts"] = parts  # reported in the slide's record
-    return predictor, predictions, {"predictions": str(path)}
+    return predictor, predictions, {"predictions": str(path)}, parts
 
 
 def predict_part(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
@@ -368,9 +372,9 @@ def predict_task(slide_path: str, out_dir: str, model_dir: str,
     """Predict one slide: ``OUT/<slide>/predictions.csv`` (+ ``.json`` sidecar). On a
     cluster, slides over ``region_megapixels`` are predicted in parts on several workers."""
     def work(outputs, _prepared) -> dict[str, Any]:
-        _, predictions, written = _predict(slide_path, model_dir, tiling, batch_size, outputs,
-                                           region_megapixels)
-        return {**_prediction_fields(predictions), "outputs": written}
+        _, predictions, written, parts = _predict(slide_path, model_dir, tiling, batch_size,
+                                                  outputs, region_megapixels)
+        return {**_prediction_fields(predictions, parts), "outputs": written}
 
     return _resumable("predict", slide_path, out_dir, overwrite, {"tiling": tiling}, work,
                       model_dir=model_dir)
@@ -434,8 +438,9 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
     """Predict, heatmap, decide and (with an annotation) evaluate one slide (prediction
     in parts over the cluster for slides over ``region_megapixels``)."""
     def work(outputs, _prepared) -> dict[str, Any]:
-        predictor, predictions, written = _predict(slide_path, model_dir, tiling, batch_size,
-                                                   outputs, region_megapixels)
+        predictor, predictions, written, parts = _predict(slide_path, model_dir, tiling,
+                                                          batch_size, outputs,
+                                                          region_megapixels)
         more, decision, extra = _heatmap_and_decision(slide_path, predictions, heatmap or {},
                                                       predictor.card, outputs)
         written.update(more)
@@ -445,7 +450,7 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
                                    (heatmap or {}).get("threshold", 0.5), outputs)
             written.update(evaluation.pop("outputs"))
             extra["evaluation"] = evaluation
-        fields = _prediction_fields(predictions)
+        fields = _prediction_fields(predictions, parts)
         return {**fields, "decision": decision, "outputs": written,
                 "extra": {**fields["extra"], **extra}}
 
