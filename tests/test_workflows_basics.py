@@ -133,3 +133,25 @@ def test_info_imports_no_heavy_library(real_slide_path):
 def test_version():
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0 and "0.1.0" in result.output
+
+
+def test_heatmaps_and_decisions_default_to_the_class_the_model_detects():
+    """The card records the trained positive class under 'training'; the predictions'
+    model reference must carry it, so batch heatmaps do not fall back to the second
+    sorted class ('other' here)."""
+    from histotile.errors import ModelError
+    from histotile.postprocess.predict import model_reference
+    from histotile.workflows.tasks import positive_class
+
+    class Trained:
+        classes = ("epithelium", "other")
+        card = {"classes": list(classes), "training": {"positive_class": "epithelium"}}
+
+    reference = model_reference(Trained())
+    assert positive_class(list(Trained.classes), reference, None) == "epithelium"
+    assert positive_class(list(Trained.classes), {}, None) == "other"  # training default
+    assert positive_class(list(Trained.classes), reference, "other") == "other"
+    with pytest.raises(ModelError, match="choose --class"):
+        positive_class(list(Trained.classes), reference, "tumour")
+    with pytest.raises(ModelError, match="3 classes"):
+        positive_class(["a", "b", "c"], {}, None)

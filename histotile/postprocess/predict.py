@@ -84,6 +84,8 @@ def model_reference(predictor: TilePredictor) -> dict[str, Any]:
     digest = hashlib.sha256(json.dumps(card, sort_keys=True, default=str).encode()
                             ).hexdigest()[:16]
     reference = {key: card[key] for key in _CARD_KEYS if key in card}
+    # The class the model was trained to detect: heatmaps and decisions default to it.
+    reference["positive_class"] = (card.get("training") or {}).get("positive_class")
     model_dir = getattr(predictor, "model_dir", None)
     reference.update({"model_dir": None if model_dir is None else str(model_dir),
                       "name": card.get("name") or (Path(model_dir).name if model_dir

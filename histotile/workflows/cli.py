@@ -232,6 +232,9 @@ def tile(slides: tuple[str, ...], out_dir: str, **options: Any) -> None:
 @click.option("--lr", type=float, default=None, help="Learning rate.")
 @click.option("--folds", type=click.IntRange(2), default=None,
               help="Cross-validation folds (default 4).")
+@click.option("--positive-class", default=None,
+              help="For two classes: the class to detect (metrics, heatmaps and decisions "
+                   "default to it; default: the second class in sorted order).")
 @click.option("--group-column", default=None,
               help="Manifest column to group folds by (default 'group': slide or patient).")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,

@@ -74,9 +74,10 @@ def load_predictor(model_dir: str | Path, batch_size: int | None = None):
     return _PREDICTORS[key]
 
 
-def positive_class(classes: list[str], card: dict[str, Any], requested: str | None) -> str:
-    """The class heatmaps and decisions are about: ``requested``, else the model card's
-    positive class, else the second of two classes."""
+def positive_class(classes: list[str], model: dict[str, Any], requested: str | None) -> str:
+    """The class heatmaps and decisions are about: ``requested``, else the positive
+    class the model was trained with (``model``: the predictions' model reference), else
+    the second of two classes (the training default)."""
     from histotile.errors import ModelError
 
     if requested is not None:
@@ -84,7 +85,7 @@ def positive_class(classes: list[str], card: dict[str, Any], requested: str | No
             raise ModelError(f"class {requested!r} is not one of the model's classes "
                              f"{classes} (choose --class among them)")
         return requested
-    declared = card.get("positive_class")
+    declared = model.get("positive_class")
     if declared in classes:
         return declared
     if len(classes) == 2:
@@ -380,12 +381,13 @@ def predict_task(slide_path: str, out_dir: str, model_dir: str,
                       model_dir=model_dir)
 
 
-def _heatmap_and_decision(slide_path: str, predictions, heatmap: dict[str, Any], card: dict,
+def _heatmap_and_decision(slide_path: str, predictions, heatmap: dict[str, Any],
                           outputs) -> tuple[dict[str, str], str, dict[str, Any]]:
     from histotile.postprocess import slide_decision, write_heatmap
 
     options = dict(heatmap or {})
-    target = positive_class(list(predictions.classes), card, options.get("class_name"))
+    target = positive_class(list(predictions.classes), predictions.model,
+                            options.get("class_name"))
     colour = options.get("color", (0, 255, 0))
     result = write_heatmap(
         slide_path, predictions, outputs.path("heatmap.tif"), class_name=target,
@@ -414,8 +416,8 @@ def heatmap_task(slide_path: str, out_dir: str, predictions_dir: str,
     saved = _saved_predictions(slide_path, predictions_dir)
 
     def work(outputs, predictions) -> dict[str, Any]:
-        written, decision, extra = _heatmap_and_decision(slide_path, predictions, heatmap or {},
-                                                         predictions.model, outputs)
+        written, decision, extra = _heatmap_and_decision(slide_path, predictions,
+                                                         heatmap or {}, outputs)
         fields = _prediction_fields(predictions)
         return {**fields, "decision": decision, "outputs": written,
                 "extra": {**fields["extra"], **extra}}
@@ -438,11 +440,11 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
     """Predict, heatmap, decide and (with an annotation) evaluate one slide (prediction
     in parts over the cluster for slides over ``region_megapixels``)."""
     def work(outputs, _prepared) -> dict[str, Any]:
-        predictor, predictions, written, parts = _predict(slide_path, model_dir, tiling,
+        _, predictions, written, parts = _predict(slide_path, model_dir, tiling,
                                                           batch_size, outputs,
                                                           region_megapixels)
-        more, decision, extra = _heatmap_and_decision(slide_path, predictions, heatmap or {},
-                                                      predictor.card, outputs)
+        more, decision, extra = _heatmap_and_decision(slide_path, predictions,
+                                                      heatmap or {}, outputs)
         written.update(more)
         if annotation is not None:
             evaluation = _evaluate(slide_path, predictions, annotation,
