@@ -310,17 +310,16 @@ def _merged_tiling(predictor, tiling: dict[str, Any] | None):
 def _predict(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
              batch_size: int | None, outputs,
              region_megapixels: float | None = None
-             ) -> tuple[Any, Any, dict[str, str], int]:
-    """Predict (in parts over the cluster when large), save; return the predictor, the
-    predictions, the files written and the number of parts."""
-    predictor = load_predictor(model_dir, batch_size)
+             ) -> tuple[Any, dict[str, str], int]:
+    """Predict (in parts over the cluster when large), save; return the predictions, the
+    files written and the number of parts."""
     parts = _region_parts(slide_path, region_megapixels)
     if parts > 1:
         predictions = _predict_on_cluster(slide_path, model_dir, tiling, batch_size, parts)
     else:
         predictions = predict_part(slide_path, model_dir, tiling, batch_size, None)
     path = predictions.save(outputs.path("predictions.csv"), overwrite=True)
-    return predictor, predictions, {"predictions": str(path)}, parts
+    return predictions, {"predictions": str(path)}, parts
 
 
 def predict_part(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
@@ -373,8 +372,8 @@ def predict_task(slide_path: str, out_dir: str, model_dir: str,
     """Predict one slide: ``OUT/<slide>/predictions.csv`` (+ ``.json`` sidecar). On a
     cluster, slides over ``region_megapixels`` are predicted in parts on several workers."""
     def work(outputs, _prepared) -> dict[str, Any]:
-        _, predictions, written, parts = _predict(slide_path, model_dir, tiling, batch_size,
-                                                  outputs, region_megapixels)
+        predictions, written, parts = _predict(slide_path, model_dir, tiling, batch_size,
+                                               outputs, region_megapixels)
         return {**_prediction_fields(predictions, parts), "outputs": written}
 
     return _resumable("predict", slide_path, out_dir, overwrite, {"tiling": tiling}, work,
@@ -440,9 +439,8 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
     """Predict, heatmap, decide and (with an annotation) evaluate one slide (prediction
     in parts over the cluster for slides over ``region_megapixels``)."""
     def work(outputs, _prepared) -> dict[str, Any]:
-        _, predictions, written, parts = _predict(slide_path, model_dir, tiling,
-                                                          batch_size, outputs,
-                                                          region_megapixels)
+        predictions, written, parts = _predict(slide_path, model_dir, tiling, batch_size,
+                                               outputs, region_megapixels)
         more, decision, extra = _heatmap_and_decision(slide_path, predictions,
                                                       heatmap or {}, outputs)
         written.update(more)
