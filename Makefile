@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-quick bench-all clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,15 @@ test: $(STAMP_TEST)
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check .
 
+## make bench: every stage on a synthetic 5-GP slide against its baseline (a table).
 bench: $(STAMP_RUN)
+	$(BIN)/python benchmarks/run.py
+
+bench-quick: $(STAMP_RUN)
+	$(BIN)/python benchmarks/run.py --quick
+
+## make bench-all: the per-stage benchmarks with their detailed tables.
+bench-all: $(STAMP_RUN)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

@@ -35,6 +35,9 @@ EXAMPLES = {
             "  histotile run slides/ --model model/ --out results/ "
             "--scheduler tcp://scheduler:8786"),
     "demo": "histotile demo --out histotile-demo",
+    "bench": ("histotile bench --quick\n"
+              "  histotile bench --work /scratch/histotile-bench --out bench.md\n"
+              "  histotile bench --device cuda --train-tiles 20000"),
 }
 
 
@@ -356,6 +359,65 @@ def demo(out_dir: str, epochs: int | None, overwrite: bool) -> None:
     from histotile.workflows.demo import run_demo
 
     run_demo(out_dir, epochs=epochs, overwrite=overwrite)
+
+
+def _size(_ctx: click.Context, _param: click.Parameter,
+          value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        width, height = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: write WIDTHxHEIGHT in level-0 pixels, for "
+                                 "example 40000x30000") from None
+    return width, height
+
+
+@cli.command(epilog=_examples("bench"))
+@click.option("--quick", is_flag=True,
+              help="A 20,000 x 20,000 px slide and a sampled training epoch (about 2 min).")
+@click.option("--work", type=click.Path(file_okay=False), default="histotile-bench",
+              show_default=True,
+              help="Folder for the cached synthetic slides and every stage's outputs.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="The Markdown table (JSON beside it) [default: WORK/benchmark.md].")
+@click.option("--size", callback=_size, default=None, metavar="WxH",
+              help="Main slide size in level-0 px [default: 100000x50000; quick 20000x20000].")
+@click.option("--device", default=None,
+              help="cpu, cuda or cuda:N for training and prediction [default: CUDA when "
+                   "present].")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Tiling processes [default: the CPU cores].")
+@click.option("--train-tiles", type=click.IntRange(0), default=None,
+              help="Tiles of the timed epoch; the rest is extrapolated (0: all) [default: "
+                   "all; quick 1024].")
+@click.option("--resnet-tiles", type=click.IntRange(1), default=None,
+              help="Tiles ResNet18 classifies before extrapolating [default: 2048; quick 256].")
+@click.option("--no-scaling", is_flag=True, help="Skip tiling the two smaller slides.")
+@handle_errors
+def bench(quick: bool, work: str, out_path: str | None, size: tuple[int, int] | None,
+          device: str | None, workers: int | None, train_tiles: int | None,
+          resnet_tiles: int | None, no_scaling: bool) -> None:
+    """Time every pipeline stage on a synthetic slide against its same-run baseline and
+    the original workflow; print the Markdown table and write it (and a JSON) to a file.
+
+    A tool, not a test: run it on a quiet machine. The synthetic slides are written once
+    and cached in --work (the 5-gigapixel one takes a few minutes).
+    """
+    from pathlib import Path
+
+    from histotile.workflows.benchmark import BenchmarkSettings, run_benchmark
+    from histotile.workflows.console import bench_progress
+
+    settings = BenchmarkSettings(quick=quick, work=Path(work),
+                                 out=Path(out_path) if out_path else None, size=size,
+                                 device=device, workers=workers, train_tiles=train_tiles,
+                                 resnet_tiles=resnet_tiles, scaling=not no_scaling)
+    with bench_progress() as on_event:
+        result = run_benchmark(settings, progress=on_event)
+    # Plain text, never wrapped: the table is meant to be pasted into Markdown.
+    click.echo(result.markdown)
+    click.echo(f"table: {result.markdown_path}\nevery figure: {result.json_path}")
 
 
 def _slide_batch(kind: str, slides: tuple[str, ...], out_dir: str, options: dict[str, Any],

@@ -124,3 +124,32 @@ def training_progress() -> Iterator[Callable[..., None]]:
                 console.print(f"model folder: {info.get('model_dir')}")
 
         yield on_event
+
+
+@contextlib.contextmanager
+def bench_progress() -> Iterator[Callable[..., None]]:
+    """Progress of :func:`histotile.workflows.benchmark.run_benchmark`: the inputs being
+    written, then one bar over the measurements with a line per finished one."""
+    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+               MofNCompleteColumn(), TextColumn("measurements"), TimeElapsedColumn()]
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+        task: list[int] = []
+
+        def on_event(event: str, **info) -> None:
+            if event == "inputs":
+                sizes = ", ".join(f"{w:,} x {h:,}" for w, h in info["sizes"])
+                console.print(f"synthetic slides ({sizes}): written once, then cached")
+            elif event == "input_ready" and info["seconds"] > 0.5:
+                console.print(f"wrote {info['slide']} in {info['seconds']:.0f} s")
+            elif event == "start":
+                if not task:
+                    task.append(bar.add_task("", total=info["total"]))
+                bar.update(task[0], description=info["key"])
+            elif event == "end":
+                result = info["result"]
+                console.print(f"{info['key']}: {result['seconds']:.1f} s, peak "
+                              f"{max(result['peak_rss_mib'], result['peak_rss_children_mib']):,.0f}"
+                              " MiB")
+                bar.advance(task[0])
+
+        yield on_event
