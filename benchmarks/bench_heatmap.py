@@ -31,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import WORK, peak_rss_mib, synthetic_slide  # noqa: E402
+from _common import WORK, big_input, peak_rss_mib  # noqa: E402
 
 TILE = 128
 PREDICTIONS = WORK / "bench_heatmap_predictions.csv"
@@ -57,35 +57,13 @@ def phase_read(slide_path: Path) -> dict:
     return {"seconds": seconds, "megapixels": width * height / 1e6}
 
 
-def fresh_lenet(directory: Path) -> Path:
-    """A freshly initialised torch LeNet model directory (card written by the models
-    stage's own writer)."""
-    if (directory / "model_card.json").exists():
-        return directory
-    import torch
-
-    from histotile.models import create, get_spec
-    from histotile.models.card import build_card, write_card
-    from histotile.models.torch_backend import save
-
-    torch.manual_seed(0)
-    directory.mkdir(parents=True, exist_ok=True)
-    weights = save(create("lenet", 2, TILE), directory)
-    write_card(build_card(architecture="lenet", backend="torch", description="fresh LeNet",
-                          classes=["normal", "tumour"], tile_size=TILE,
-                          weights_file=weights,
-                          normalisation=get_spec("lenet").normalisation(),
-                          geometry={"tile_mpp": 0.5, "tile_downsample": 1.0}, settings={},
-                          data={}, metrics={}, final_epochs=None), directory)
-    return directory
-
-
 def phase_predict(slide_path: Path, limit: int | None) -> dict:
     from histotile.models import Predictor
     from histotile.postprocess import predict as predict_module
     from histotile.postprocess import predict_slide
+    from histotile.workflows.benchmark.stages import untrained_model
 
-    predictor = Predictor(fresh_lenet(WORK / "bench_lenet"), device="cpu")
+    predictor = Predictor(untrained_model("lenet", WORK / "bench_lenet", "cpu"), device="cpu")
     counted = {}
     if limit:
         # Classify only the first ``limit`` tiles of the grid; the rest stay NaN.
@@ -141,7 +119,7 @@ def main() -> None:
     parser.add_argument("--predict-tiles", type=int, default=0,
                         help="classify only this many tiles and extrapolate (0: all)")
     args = parser.parse_args()
-    slide_path = synthetic_slide()
+    slide_path = big_input().slide
     if args.phase:
         report = {"read": lambda: phase_read(slide_path),
                   "predict": lambda: phase_predict(slide_path, args.predict_tiles or None),

@@ -26,71 +26,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (
-    BIG_SIZE,
-    TUMOUR_GREEN,
-    cpu_count,
-    peak_rss_mib,
-    synthetic_overlay,
-    synthetic_slide,
-)
+from _common import BIG_SIZE, big_input, cpu_count, peak_rss_mib
+
+from histotile.workflows.benchmark.stages import read_plan, read_rects, tiling_settings
 
 TILE = 128
 
 
-def _settings():
-    from histotile.tiling import TilingSettings
-
-    return TilingSettings(tile_size=TILE, classes=("normal", "tumour"),
-                          palette={"tumour": TUMOUR_GREEN})
-
-
-def _plan(slide_path: Path) -> tuple[list[list[tuple[int, int, int, int]]], int, int]:
-    """The rectangles (level-0 x, y, width, height at level 0) the stage reads, grouped
-    by region as the stage groups them; the grid size and the number of tiles read."""
-    import numpy as np
-
-    from histotile.tiling import detect_tissue, make_grid
-    from histotile.tiling.extract import _regions
-    from histotile.tiling.reader import DEFAULT_BLOCK, plan_blocks
-    from histotile.wsi import open_slide
-
-    settings = _settings()
-    with open_slide(slide_path) as slide:
-        mask = detect_tissue(slide)
-        grid = make_grid(slide, settings, mask, all_tiles=True)
-    candidates = np.flatnonzero(mask.dilated(1).fraction(grid.xs, grid.ys, grid.extent) > 0)
-    regions = []
-    for region in _regions(grid, candidates, DEFAULT_BLOCK):
-        rects = []
-        for block in plan_blocks(grid.subset(region), None, DEFAULT_BLOCK):
-            xs, ys = grid.xs[region][block], grid.ys[region][block]
-            rects.append((int(xs.min()), int(ys.min()), int(xs.max() - xs.min()) + grid.extent,
-                          int(ys.max() - ys.min()) + grid.extent))
-        regions.append(rects)
-    return regions, len(grid), len(candidates)
-
-
-def _read_rects(args: tuple[str, list[tuple[int, int, int, int]]]) -> int:
-    import numpy as np
-    import openslide
-
-    path, rects = args
-    slide = openslide.OpenSlide(path)
-    pixels = 0
-    for x, y, w, h in rects:
-        block = np.asarray(slide.read_region((x, y), 0, (w, h)))
-        pixels += block.shape[0] * block.shape[1]
-    slide.close()
-    return pixels
-
-
 def child_baseline(slide_path: Path, workers: int) -> dict:
-    regions, n_grid, n_read = _plan(slide_path)
+    regions, n_grid, n_read = read_plan(str(slide_path))
     started = time.perf_counter()
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers) as pool:
-        pixels = sum(pool.map(_read_rects, [(str(slide_path), r) for r in regions],
+        pixels = sum(pool.map(read_rects, [(str(slide_path), r) for r in regions],
                               chunksize=1))
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "pixels": pixels, "grid": n_grid, "read": n_read,
@@ -109,7 +57,7 @@ def child_phases(slide_path: Path) -> dict:
         mask = detect_tissue(slide)
         detect = time.perf_counter() - started
         started = time.perf_counter()
-        grid = make_grid(slide, _settings(), mask)
+        grid = make_grid(slide, tiling_settings(), mask)
         grid_s = time.perf_counter() - started
     return {"detect": detect, "grid": grid_s, "grid_tiles": len(grid),
             "mask_shape": list(mask.mask.shape), "rss_main": peak_rss_mib()}
@@ -120,11 +68,11 @@ def child_stage(slide_path: Path, overlay: Path, workers: int) -> dict:
 
     done = []
     started = time.perf_counter()
-    df = extract_tiles(slide_path, _settings(), annotation=PaintedOverlay(overlay),
+    df = extract_tiles(slide_path, tiling_settings(), annotation=PaintedOverlay(overlay),
                        workers=workers, progress=done.append)
     seconds = time.perf_counter() - started
     counts = df["label"].value_counts().to_dict()
-    background = int((df["tissue_fraction"] < _settings().min_tissue).sum())
+    background = int((df["tissue_fraction"] < tiling_settings().min_tissue).sum())
     return {"seconds": seconds, "kept": len(df), "labels": counts, "background": background,
             "progress": sum(done), "rss_main": peak_rss_mib(),
             "rss_worker": peak_rss_mib(children=True)}
@@ -156,8 +104,8 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    slide = synthetic_slide()
-    overlay = synthetic_overlay(slide, *BIG_SIZE)
+    big = big_input()
+    slide, overlay = big.slide, big.overlay
     workers = args.workers
     width, height = BIG_SIZE
     # Interleaved repeats (baseline, stage, baseline, stage), the fastest of each kind

@@ -160,3 +160,22 @@ def test_bench_rejects_a_malformed_size(tmp_path):
     assert result.exit_code == 2
     assert "WIDTHxHEIGHT" in result.output
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_full_size_table_sums_the_paths_against_the_original_workflow():
+    from histotile.workflows.benchmark.suite import BenchmarkResult
+    from histotile.workflows.benchmark.tables import render_markdown
+
+    machine = {"cpu": "test CPU", "cores": 2, "memory_gib": 8.0, "system": "Linux",
+               "python": "3.11", "torch": "2", "histotile": "0", "network_devices": ["cpu"],
+               "gpus": [], "load_average": [0.1, 0.2]}
+    result = BenchmarkResult(machine=machine,
+                             settings={"size": [100_000, 50_000], "quick": False, "workers": 2},
+                             inputs=[], measurements=_fake_measurements(), scaling=[])
+    markdown = render_markdown(result)
+    # Tissue 0.5 s + tiling 30 s against 12 s + 3 h 58 min 22 s; prediction 49 s + heatmap
+    # 12 s against 4 min + 17 min 27 s.
+    assert "tiles (tissue detection + tiling): 30.5 s**, against 3 h 59 min" in markdown
+    assert f"**{(12 + 14_302) / 30.5:,.0f}x faster**" in markdown
+    assert f"**{(240 + 1_047) / 61:,.0f}x faster**" in markdown
+    assert "test CPU, 2 cores" in markdown and "n/a (quick)" not in markdown

@@ -15,7 +15,6 @@ from typing import Any
 from histotile._atomic import write_text_atomic
 from histotile._threads import thread_budget
 from histotile.errors import ConfigError
-from histotile.workflows.benchmark.child import measure
 from histotile.workflows.benchmark.inputs import BenchInput, cached_input
 from histotile.workflows.benchmark.machine import describe_machine
 from histotile.workflows.benchmark.tables import render_markdown
@@ -166,6 +165,10 @@ def run_benchmark(settings: BenchmarkSettings | None = None, *,
         progress: ``progress(event, **info)``: ``inputs`` (sizes), ``input_ready``
             (slide, seconds), ``start`` (key, index, total), ``end`` (key, result).
     """
+    # Imported here so that ``python -m histotile.workflows.benchmark.child`` does not
+    # find its own module already imported by the package.
+    from histotile.workflows.benchmark.child import measure
+
     started = time.perf_counter()
     settings = (settings or BenchmarkSettings()).resolved()
     progress = progress or _no_progress

@@ -159,6 +159,16 @@ def render_markdown(result) -> str:
             f" | {row['ratio']:.2f}x | {row['original']} | {faster} "
             f"| {_cell(row['cpu_seconds'], '.1f')} | {row['peak_rss_mib']:,.0f} "
             f"| {_cell(row['tiles_per_s'], ',.0f')} | {row['baseline']}; {row['note']} |")
+    if not settings["quick"]:
+        by_key = {row["key"]: row for row in rows}
+        for label, keys in (("Slide to labelled training tiles (tissue detection + tiling)",
+                             ("tissue", "tiling")),
+                            ("Slide to heatmap (LeNet prediction + heatmap)",
+                             ("predict_lenet", "heatmap"))):
+            ours = sum(by_key[k]["seconds"] for k in keys)
+            theirs = sum(by_key[k]["original_seconds"] for k in keys)
+            lines += ["", f"**{label}: {duration(ours)}**, against {duration(theirs)} in the "
+                      f"original workflow: **{theirs / ours:,.0f}x faster**."]
     lines += [
         "",
         f"`{EXTRAPOLATED}` extrapolated: a bare network's steady rate (or ResNet18's measured "
