@@ -87,6 +87,13 @@ def test_quick_benchmark_runs_end_to_end_and_writes_its_table(tmp_path):
     assert "Tiling stage at three slide sizes" in markdown
     assert re.search(r"R\^2 \d\.\d{4}", markdown)
 
+    # The JSON holds every figure the table needs: re-rendering it gives the same table.
+    again = CliRunner().invoke(cli, ["bench", "--from-json",
+                                     str(table_path.with_suffix(".json"))])
+    assert again.exit_code == 0, again.output
+    assert again.output.startswith(markdown)
+    assert table_path.read_text() == markdown
+
 
 def _fake_measurements() -> dict:
     base = {"cpu_seconds": 1.0, "peak_rss_mib": 100.0, "peak_rss_children_mib": 0.0}
@@ -153,6 +160,15 @@ def test_a_failing_stage_names_itself_and_its_input(tmp_path):
     missing = tmp_path / "missing.tif"
     with pytest.raises(HistotileError, match=r"stage 'tissue' failed[\s\S]*missing\.tif"):
         measure("tissue", {"slide": str(missing)})
+
+
+def test_bench_from_json_names_a_file_that_is_not_a_benchmark(tmp_path):
+    bogus = tmp_path / "other.json"
+    bogus.write_text('{"rows": []}')
+    result = CliRunner().invoke(cli, ["bench", "--from-json", str(bogus)])
+    assert result.exit_code != 0
+    assert "other.json: not a benchmark JSON" in result.output
+    assert not (tmp_path / "other.md").exists()
 
 
 def test_bench_rejects_a_malformed_size(tmp_path):

@@ -394,10 +394,13 @@ def _size(_ctx: click.Context, _param: click.Parameter,
 @click.option("--resnet-tiles", type=click.IntRange(1), default=None,
               help="Tiles ResNet18 classifies before extrapolating [default: 2048; quick 256].")
 @click.option("--no-scaling", is_flag=True, help="Skip tiling the two smaller slides.")
+@click.option("--from-json", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Print (and rewrite beside it) the table of an earlier run's JSON; "
+                   "measures nothing.")
 @handle_errors
 def bench(quick: bool, work: str, out_path: str | None, size: tuple[int, int] | None,
           device: str | None, workers: int | None, train_tiles: int | None,
-          resnet_tiles: int | None, no_scaling: bool) -> None:
+          resnet_tiles: int | None, no_scaling: bool, from_json: str | None) -> None:
     """Time every pipeline stage on a synthetic slide against its same-run baseline and
     the original workflow; print the Markdown table and write it (and a JSON) to a file.
 
@@ -406,9 +409,17 @@ def bench(quick: bool, work: str, out_path: str | None, size: tuple[int, int] | 
     """
     from pathlib import Path
 
+    from histotile._atomic import write_text_atomic
     from histotile.workflows.benchmark import BenchmarkSettings, run_benchmark
+    from histotile.workflows.benchmark.suite import load_result
     from histotile.workflows.console import bench_progress
 
+    if from_json:
+        result = load_result(from_json)
+        write_text_atomic(result.markdown_path, result.markdown)
+        click.echo(result.markdown)
+        click.echo(f"table: {result.markdown_path}")
+        return
     settings = BenchmarkSettings(quick=quick, work=Path(work),
                                  out=Path(out_path) if out_path else None, size=size,
                                  device=device, workers=workers, train_tiles=train_tiles,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
 from importlib import metadata
@@ -41,7 +42,8 @@ def describe_machine(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
     networks ran on and, on CUDA, the GPU's name."""
     devices = sorted({str(r["device"]) for r in measured.values() if r.get("device")})
     gpus = sorted({str(r["gpu_name"]) for r in measured.values() if r.get("gpu_name")})
-    return {"cpu": _cpu_model(), "cores": available_cores(), "memory_gib": _memory_gib(),
+    return {"date": datetime.date.today().isoformat(), "cpu": _cpu_model(),
+            "cores": available_cores(), "memory_gib": _memory_gib(),
             "system": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(), "histotile": __version__,
             "torch": _version("torch"), "openslide": _version("openslide-bin"),

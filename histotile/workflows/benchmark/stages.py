@@ -200,11 +200,12 @@ def _steady_rate(step: Callable[[], int], device, seconds: float) -> float:
 
 def train_baseline(params: dict, meter: Meter) -> dict:
     """Forward + backward + the optimiser step of a bare LeNet (histotile's training
-    defaults: optimiser, batch size, channels-last) on a ready-made tensor."""
+    defaults: optimiser, batch size, channels-last; on CUDA mixed precision with a grad
+    scaler, as training runs there) on a ready-made tensor."""
     import torch
 
     from histotile.models import TrainSettings, create, get_spec
-    from histotile.models.torch_backend import prepare, resolve_device
+    from histotile.models.torch_backend import _autocast, prepare, resolve_device
 
     settings = TrainSettings(model="lenet", device=params["device"]).resolved()
     device = resolve_device(settings.device)
@@ -217,10 +218,19 @@ def train_baseline(params: dict, meter: Meter) -> dict:
         memory_format=torch.channels_last)
     y = torch.randint(0, len(CLASSES), (batch,), device=device)
 
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+
     def step() -> int:
         optimiser.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        optimiser.step()
+        with _autocast(device):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        if scaler is None:
+            loss.backward()
+            optimiser.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
         return batch
 
     with meter:

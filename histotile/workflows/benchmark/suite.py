@@ -94,6 +94,22 @@ class BenchmarkResult:
     seconds: float = 0.0
 
 
+def load_result(json_path: str | Path) -> BenchmarkResult:
+    """An earlier run's :class:`BenchmarkResult` from the JSON it wrote (to print its
+    table again, for example after the table's layout changed)."""
+    json_path = Path(json_path)
+    try:
+        figures = json.loads(json_path.read_text(encoding="utf-8"))
+        result = BenchmarkResult(**{k: figures[k] for k in (
+            "machine", "settings", "inputs", "measurements", "scaling", "seconds")})
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"{json_path}: not a benchmark JSON written by histotile bench "
+                          f"({error}); give the .json file written beside the table") from None
+    result.markdown = render_markdown(result)
+    result.markdown_path, result.json_path = json_path.with_suffix(".md"), json_path
+    return result
+
+
 def _no_progress(_event: str, **_info: Any) -> None:
     pass
 
