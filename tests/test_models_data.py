@@ -53,14 +53,36 @@ def test_tiles_are_read_like_the_tiler_contract_on_the_real_slide(tmp_path):
         for i, row in enumerate(rows):
             expected = read_tile(slide, row["x"], row["y"], 0, 256, 128)
             np.testing.assert_array_equal(reader[i], expected)
-    # Cached (read once by worker processes) and streamed sources give the same batches.
+    # Cached in memory or on disk (read once by worker processes) and streamed sources
+    # give the same batches, in any order.
     cached = TileSource(table.reader(), workers=2, cache_mb=64)
-    streamed = TileSource(table.reader(), workers=2, cache_mb=0)
-    assert cached.cached and not streamed.cached
+    on_disk = TileSource(table.reader(), workers=2, cache_mb=0, cache_dir=tmp_path)
+    streamed = TileSource(table.reader(), workers=2, cache_mb=0, disk_cache=False)
+    assert [s.cache_kind for s in (cached, on_disk, streamed)] == ["memory", "disk", "streamed"]
+    assert not list(tmp_path.glob("histotile-tiles-*"))  # unlinked: nothing left behind
     order = np.array([3, 1, 0, 2])
-    for (ia, ta), (ib, tb) in zip(cached.batches(order, 3), streamed.batches(order, 3)):
+    for (ia, ta), (ib, tb), (ic, tc) in zip(cached.batches(order, 3), streamed.batches(order, 3),
+                                            on_disk.batches(order, 3)):
         np.testing.assert_array_equal(ia, ib)
         np.testing.assert_array_equal(ta, tb)
+        np.testing.assert_array_equal(ic, ia)
+        np.testing.assert_array_equal(tc, ta)
+    on_disk.close()
+
+
+def test_disk_tiles_read_back_what_was_written_in_any_order(tmp_path):
+    from histotile.models.data import DiskTiles
+
+    rng = np.random.default_rng(0)
+    tiles = rng.integers(0, 256, (10, 8, 8, 3), dtype=np.uint8)
+    store = DiskTiles(10, (8, 8, 3), tmp_path)
+    store[np.arange(0, 6)] = tiles[:6]  # a run: one write
+    store[np.array([9, 7, 6, 8])] = tiles[[9, 7, 6, 8]]  # scattered
+    np.testing.assert_array_equal(store[np.array([8, 0, 5, 9, 3])], tiles[[8, 0, 5, 9, 3]])
+    np.testing.assert_array_equal(store[np.arange(10)], tiles)
+    assert not any(tmp_path.iterdir())
+    store.close()
+    store.close()  # idempotent
 
 
 def test_imagefolder_plain_and_patchified(tmp_path):

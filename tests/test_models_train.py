@@ -155,11 +155,17 @@ def test_same_seed_same_folds_and_metrics(stain, tmp_path):
     settings = TrainSettings(model="lenet", epochs=1, folds=2, test_fraction=0,
                              final_model=False, **FAST)
     a = train(stain, tmp_path / "a", settings)
-    # Same seed, tiles streamed from the slides by worker processes instead of cached.
-    b = train(stain, tmp_path / "b", dataclasses.replace(settings, cache_mb=0))
+    # Same seed, tiles streamed from the slides by worker processes instead of cached,
+    # and cached in a temporary file instead of memory.
+    b = train(stain, tmp_path / "b", dataclasses.replace(settings, cache_mb=0,
+                                                         disk_cache=False))
     assert "streamed from the slides" in (tmp_path / "b" / "train.log").read_text()
-    assert [m["confusion"] for m in a.folds] == [m["confusion"] for m in b.folds]
-    assert [m["loss"] for m in a.folds] == [m["loss"] for m in b.folds]
+    c = train(stain, tmp_path / "c", dataclasses.replace(settings, cache_mb=0,
+                                                         cache_dir=str(tmp_path)))
+    assert "cached in a temporary file" in (tmp_path / "c" / "train.log").read_text()
+    for other in (b, c):
+        assert [m["confusion"] for m in a.folds] == [m["confusion"] for m in other.folds]
+        assert [m["loss"] for m in a.folds] == [m["loss"] for m in other.folds]
     pd.testing.assert_frame_equal(pd.read_csv(a.model_dir / "splits.csv"),
                                   pd.read_csv(b.model_dir / "splits.csv"))
     assert a.card["weights_file"] == "" and a.test is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -452,21 +453,93 @@ class _Indexed:
         return row, self.reader[row]
 
 
+class DiskTiles:
+    """uint8 tiles of one shape in an anonymous temporary file: written once in order,
+    then read back in any order. The file is unlinked as soon as it is created, so it
+    never outlives the process (not even a crash) and its pages stay in the kernel's
+    page cache rather than in this process's memory.
+
+    Args:
+        count: number of tiles.
+        shape: one tile's shape, e.g. ``(128, 128, 3)``.
+        directory: where the file lives (None: the system's temporary folder).
+    """
+
+    def __init__(self, count: int, shape: tuple[int, ...], directory: str | Path | None) -> None:
+        import tempfile
+
+        self.count, self.shape = int(count), tuple(int(v) for v in shape)
+        self.tile_bytes = int(np.prod(self.shape))
+        fd, path = tempfile.mkstemp(prefix="histotile-tiles-", suffix=".bin", dir=directory)
+        os.unlink(path)
+        self._fd: int | None = fd
+
+    def __setitem__(self, positions: np.ndarray, tiles: np.ndarray) -> None:
+        positions = np.asarray(positions, np.int64)
+        tiles = np.ascontiguousarray(tiles, np.uint8)
+        if positions.size and np.all(np.diff(positions) == 1):  # one write for a run
+            os.pwrite(self._fd, tiles.tobytes(), int(positions[0]) * self.tile_bytes)
+            return
+        for position, tile in zip(positions, tiles):
+            os.pwrite(self._fd, tile.tobytes(), int(position) * self.tile_bytes)
+
+    def __getitem__(self, positions: np.ndarray) -> np.ndarray:
+        positions = np.asarray(positions, np.int64)
+        out = np.empty((positions.size, *self.shape), np.uint8)
+        for k, position in enumerate(positions):
+            data = os.pread(self._fd, self.tile_bytes, int(position) * self.tile_bytes)
+            out[k] = np.frombuffer(data, np.uint8).reshape(self.shape)
+        return out
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _disk_cache_directory(needed: int, directory: str | Path | None) -> str | None:
+    """``directory`` (or the temporary folder) when it has room for ``needed`` bytes and
+    1 GiB to spare, else None."""
+    import shutil
+    import tempfile
+
+    if not hasattr(os, "pread"):
+        return None
+    folder = str(directory or tempfile.gettempdir())
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    return folder if free >= needed + 2**30 else None
+
+
 class TileSource:
-    """Batches of tiles for the backends: from memory when the dataset fits in
-    ``cache_mb`` (read once, in worker processes), otherwise streamed from the slides
-    every epoch by DataLoader workers."""
+    """Batches of tiles for the backends. The tiles are read from the slides once, in
+    manifest (raster) order, into memory when they fit in ``cache_mb``, else into a
+    temporary file (``disk_cache``, in ``cache_dir``) when the disk has room; otherwise
+    they are streamed from the slides every epoch by DataLoader workers. Reading a
+    shuffled epoch straight from the slides decodes a whole JPEG slide tile for each
+    small tile; the on-disk copy is read back at memory-copy cost."""
 
     def __init__(self, reader: TileReader, *, workers: int = 1, cache_mb: float = 2048,
-                 rows: np.ndarray | None = None) -> None:
+                 rows: np.ndarray | None = None, disk_cache: bool = True,
+                 cache_dir: str | Path | None = None) -> None:
         self.reader = reader
         self.workers = int(workers)
-        self.cache: np.ndarray | None = None
+        self.cache: np.ndarray | DiskTiles | None = None
         self._cache_pos: np.ndarray | None = None
+        self.cache_kind = "streamed"
         rows = np.arange(len(reader)) if rows is None else np.unique(rows)
-        tile_bytes = reader.tile_size * reader.tile_size * 3
-        if rows.size * tile_bytes <= cache_mb * 2**20:
-            self.cache = np.empty((rows.size, reader.tile_size, reader.tile_size, 3), np.uint8)
+        shape = (reader.tile_size, reader.tile_size, 3)
+        needed = rows.size * int(np.prod(shape))
+        if needed <= cache_mb * 2**20:
+            self.cache, self.cache_kind = np.empty((rows.size, *shape), np.uint8), "memory"
+        elif disk_cache and (folder := _disk_cache_directory(needed, cache_dir)) is not None:
+            self.cache, self.cache_kind = DiskTiles(rows.size, shape, folder), "disk"
+        if self.cache is not None:
             self._cache_pos = np.full(len(reader), -1, np.int64)
             self._cache_pos[rows] = np.arange(rows.size)
             for index, tiles in self._stream(rows, batch_size=64):
@@ -476,6 +549,12 @@ class TileSource:
     @property
     def cached(self) -> bool:
         return self.cache is not None
+
+    def close(self) -> None:
+        """Close the slides and drop the on-disk copy."""
+        self.reader.close()
+        if isinstance(self.cache, DiskTiles):
+            self.cache.close()
 
     def _stream(self, rows: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray,
                                                                            np.ndarray]]:

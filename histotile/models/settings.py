@@ -65,8 +65,11 @@ class TrainSettings:
         max_tiles: use at most this many tiles (a stratified, seeded sample by group).
         patchify: cut ImageFolder images into non-overlapping ``tile_size`` patches.
         weights: local file of starting weights (fine-tuning); never downloaded.
-        cache_mb: tiles are read once into memory when they fit in this many MiB,
-            otherwise streamed from the slides every epoch.
+        cache_mb: tiles are read once into memory when they fit in this many MiB.
+        disk_cache: tiles that do not fit in ``cache_mb`` are read once into an
+            unlinked temporary file in ``cache_dir`` (when it has room for them and
+            1 GiB more) instead of being streamed from the slides every epoch.
+        cache_dir: folder of that file (None: the system's temporary folder).
         final_model: train the final model on all non-test tiles after cross-validation.
     """
 
@@ -95,6 +98,8 @@ class TrainSettings:
     patchify: bool = False
     weights: str | None = None
     cache_mb: int = 2048
+    disk_cache: bool = True
+    cache_dir: str | None = None
     final_model: bool = True
 
     def resolved(self) -> TrainSettings:

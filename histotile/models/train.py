@@ -156,8 +156,11 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     progress("start", tiles=int(len(targets)), folds=len(splits.folds),
              classes=table.classes, epochs=settings.epochs, device=str(device))
 
-    source = TileSource(table.reader(), workers=settings.workers, cache_mb=settings.cache_mb)
-    log.info("tiles %s", "cached in memory" if source.cached else "streamed from the slides")
+    source = TileSource(table.reader(), workers=settings.workers, cache_mb=settings.cache_mb,
+                        disk_cache=settings.disk_cache, cache_dir=settings.cache_dir)
+    log.info("tiles %s", {"memory": "cached in memory",
+                          "disk": "cached in a temporary file (over cache_mb)",
+                          "streamed": "streamed from the slides every epoch"}[source.cache_kind])
 
     def new_model(seed: int):
         backend.seed_everything(seed)
@@ -228,7 +231,7 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
                      test_metrics["accuracy"], test_metrics["loss"], test_metrics["f1"],
                      test_metrics["roc_auc"])
             progress("test", metrics=test_metrics)
-    source.reader.close()
+    source.close()
 
     weights_file = backend.save(final_model, staging) if final_model is not None else None
     card = _write_outputs(staging, table, splits, settings, spec, fold_metrics, summary,

@@ -175,8 +175,11 @@ def train_epoch(params: dict, meter: Meter) -> dict:
         train(params["manifest"], params["model_dir"], settings, progress=on_event,
               overwrite=True)
     history = pd.read_csv(Path(params["model_dir"]) / "history.csv")
+    log = (Path(params["model_dir"]) / "train.log").read_text(encoding="utf-8")
+    cache = next((line.split(" INFO tiles ", 1)[1].strip() for line in log.splitlines()
+                  if " INFO tiles " in line), "")
     return {"tiles": int(started["tiles"]), "device": str(started["device"]),
-            "epoch_seconds": float(history["seconds"].iloc[-1])}
+            "epoch_seconds": float(history["seconds"].iloc[-1]), "tile_cache": cache}
 
 
 def _synchronise(device) -> None:

@@ -80,7 +80,8 @@ def stage_rows(measured: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                      f"({train['seconds']:.1f} s), its training steps scaled to every tile; "
                      if train["tiles"] < kept else "")
                   + f"training steps {train['epoch_seconds']:.1f} s, the rest reads the "
-                  "tiles from the slide and writes the model folder")},
+                  "tiles from the slide and writes the model folder"
+                  + (f"; tiles {train['tile_cache']}" if train.get("tile_cache") else ""))},
         {"stage": "prediction: LeNet, every tissue tile", "key": "predict_lenet",
          "seconds": lenet["seconds"],
          "baseline_seconds": all_tiles / m["predict_lenet_baseline"]["rate"],
