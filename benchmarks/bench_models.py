@@ -143,8 +143,8 @@ def pipeline(manifest: Path, out: Path, settings: TrainSettings,
     # the fastest of its rounds: both sides get the same treatment on a shared machine.
     train_rate = result.test["n_train"] / float(history["seconds"].min())
     predictor = Predictor(out, batch_size=64)
-    runner = predictor._runner  # the loaded network, for the bare forward pass
-    batch = runner.transform(infer_tiles[:64])
+    network = predictor.network  # the loaded network, for the bare forward pass
+    batch = predictor.to_input(infer_tiles[:64])
     batches = infer_tiles.shape[0] // 64
     if predictor.backend == "mxnet":
         from histotile.models.mxnet_backend import mx
@@ -152,7 +152,7 @@ def pipeline(manifest: Path, out: Path, settings: TrainSettings,
         def bare_round() -> float:
             started = time.perf_counter()
             for _ in range(batches):
-                mx().nd.softmax(runner.model(batch), axis=1).asnumpy()
+                mx().nd.softmax(network(batch), axis=1).asnumpy()
             return batches * 64 / (time.perf_counter() - started)
     else:
         import torch
@@ -161,7 +161,7 @@ def pipeline(manifest: Path, out: Path, settings: TrainSettings,
             with torch.inference_mode():
                 started = time.perf_counter()
                 for _ in range(batches):
-                    torch.softmax(runner.model(batch), dim=1).numpy()
+                    torch.softmax(network(batch), dim=1).numpy()
                 return batches * 64 / (time.perf_counter() - started)
 
     predictor.predict(infer_tiles[:64])

@@ -54,6 +54,15 @@ class Predictor:
         self.batch_size = int(batch_size or (256 if on_gpu else 64))
 
     @property
+    def network(self) -> Any:
+        """The loaded network (a torch module or MXNet block), for measuring it bare."""
+        return self._runner.model
+
+    def to_input(self, tiles: np.ndarray) -> Any:
+        """uint8 RGB tiles (N, T, T, 3) as the network's normalised input on its device."""
+        return self._runner.transform(tiles)
+
+    @property
     def tile_mpp(self) -> float | None:
         return (self.card.get("tiling") or {}).get("tile_mpp")
 

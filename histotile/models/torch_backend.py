@@ -69,7 +69,9 @@ def prepare(model: nn.Module, spec: ModelSpec, device: torch.device) -> nn.Modul
     return model
 
 
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
+    """Mixed precision (fp16) on CUDA, as training and prediction run there; nothing on
+    CPU."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
     return contextlib.nullcontext()
@@ -115,7 +117,7 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
             x = transform(tiles)
             y = labels[rows].to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
-            with _autocast(device):
+            with autocast(device):
                 logits = model(x)
                 loss = loss_fn(logits.float(), y)
             if scaler is not None:
@@ -174,7 +176,7 @@ def recalibrate_batchnorm(model: nn.Module, source: TileSource, rows: np.ndarray
 def _predict_batches(model: nn.Module, transform: InputTransform,
                      batches: Iterable[np.ndarray], device: torch.device) -> Iterator[np.ndarray]:
     model.eval()
-    with torch.inference_mode(), _autocast(device):
+    with torch.inference_mode(), autocast(device):
         for tiles in batches:
             logits = model(transform(tiles))
             yield torch.softmax(logits.float(), dim=1).cpu().numpy()

@@ -208,7 +208,7 @@ def train_baseline(params: dict, meter: Meter) -> dict:
     import torch
 
     from histotile.models import TrainSettings, create, get_spec
-    from histotile.models.torch_backend import _autocast, prepare, resolve_device
+    from histotile.models.torch_backend import autocast, prepare, resolve_device
 
     settings = TrainSettings(model="lenet", device=params["device"]).resolved()
     device = resolve_device(settings.device)
@@ -225,7 +225,7 @@ def train_baseline(params: dict, meter: Meter) -> dict:
 
     def step() -> int:
         optimiser.zero_grad(set_to_none=True)
-        with _autocast(device):
+        with autocast(device):
             loss = torch.nn.functional.cross_entropy(model(x), y)
         if scaler is None:
             loss.backward()
@@ -304,24 +304,24 @@ def predict_baseline(params: dict, meter: Meter) -> dict:
     import torch
 
     from histotile.models import Predictor
-    from histotile.models.torch_backend import _autocast
+    from histotile.models.torch_backend import autocast
 
     model_dir = params["model_dir"]
     if params.get("architecture"):
         model_dir = untrained_model(params["architecture"], model_dir, params["device"])
     predictor = Predictor(model_dir, device=params["device"])
-    runner = predictor._runner  # the bare loaded network and its input transform
+    device = torch.device(predictor.device)
     rng = np.random.default_rng(0)
     tiles = rng.integers(0, 256, (predictor.batch_size, TILE, TILE, 3), dtype=np.uint8)
-    batch = runner.transform(tiles)
+    batch = predictor.to_input(tiles)
 
     def step() -> int:
-        with _autocast(runner.device):
-            torch.softmax(runner.model(batch).float(), dim=1).cpu()
+        with autocast(device):
+            torch.softmax(predictor.network(batch).float(), dim=1).cpu()
         return batch.shape[0]
 
     with meter, torch.inference_mode():
-        rate = _steady_rate(step, runner.device, float(params.get("seconds", 3.0)))
+        rate = _steady_rate(step, device, float(params.get("seconds", 3.0)))
     return {"rate": rate, "batch_size": predictor.batch_size, "device": predictor.device}
 
 
