@@ -154,6 +154,10 @@ def test_duration_reads_like_the_original_table():
     assert duration(12.34) == "12.3 s"
     assert duration(245) == "4 min 05 s"
     assert duration(3 * 3600 + 45 * 60) == "3 h 45 min"
+    # Rounding carries into the next unit instead of printing 60.
+    assert duration(119.6) == "2 min 00 s"
+    assert duration(59.97) == "1 min 00 s"
+    assert duration(2 * 3600 - 10) == "2 h 00 min"
 
 
 def test_a_failing_stage_names_itself_and_its_input(tmp_path):

@@ -546,10 +546,6 @@ class TileSource:
                 self.cache[self._cache_pos[index]] = tiles
             reader.close()
 
-    @property
-    def cached(self) -> bool:
-        return self.cache is not None
-
     def close(self) -> None:
         """Close the slides and drop the on-disk copy."""
         self.reader.close()

@@ -225,8 +225,8 @@ def run_benchmark(settings: BenchmarkSettings | None = None, *,
     machine["load_average"] = [load_before, os.getloadavg()[0]]
     result = BenchmarkResult(
         machine=machine,
-        settings={**{k: (str(v) if isinstance(v, Path) else v)
-                     for k, v in asdict(settings).items()}},
+        settings={k: (str(v) if isinstance(v, Path) else v)
+                  for k, v in asdict(settings).items()},
         inputs=[{"slide": str(i.slide), "overlay": str(i.overlay), "width": i.width,
                  "height": i.height, "seconds_written": i.seconds_written}
                 for i in inputs.values()],

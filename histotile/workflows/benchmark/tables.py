@@ -24,11 +24,14 @@ EXTRAPOLATED = "*"
 
 def duration(seconds: float) -> str:
     """``12.3 s``, ``4 min 05 s``, ``3 h 45 min``."""
-    if seconds < 60:
+    if seconds < 59.95:
         return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(round(seconds % 60)):02d} s"
-    return f"{int(seconds // 3600)} h {int(round(seconds % 3600 / 60)):02d} min"
+    # Round first, so 119.6 s reads "2 min 00 s", never "1 min 60 s".
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 def times(factor: float) -> str:
