@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from histotile._files import match_umask, write_failure
 from histotile.errors import OutputExistsError
 
 
@@ -32,18 +33,30 @@ def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto ``path`` on success.
 
     The temporary file keeps the target's suffix so that writers choosing a format by
-    extension (OpenCV, matplotlib) behave. On an exception the temporary file is removed
-    and the target is left untouched.
+    extension (OpenCV, matplotlib) behave, and the mode a plain ``open()`` would give
+    under the umask. On an exception the temporary file is removed and the target is left
+    untouched; a full disk, read-only or forbidden folder raises
+    :class:`~histotile._files.OutputWriteError` naming ``path``.
     """
     path = check_writable(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
-                                    dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
+                                        dir=path.parent)
+    except OSError as error:
+        raise (write_failure(path, error) or error) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        match_umask(tmp)  # mkstemp makes 0600: give what open() would under the umask
         yield tmp
         os.replace(tmp, path)
+    except OSError as error:
+        # Disk full, read-only or forbidden: one clear error naming the output.
+        failure = write_failure(path, error)
+        if failure is None:
+            raise
+        raise failure from None
     finally:
         if tmp.exists():
             tmp.unlink()

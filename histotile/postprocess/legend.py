@@ -6,6 +6,7 @@ Drawn with OpenCV (Hershey fonts, ASCII text), so no plotting library is importe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -80,5 +81,9 @@ def side_by_side(panels: Sequence[np.ndarray], titles: Sequence[str], gap: int =
 
 def write_png(path, image: np.ndarray) -> None:
     """Write RGB ``image`` as PNG to ``path`` (a temporary path from ``atomic_path``)."""
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"OpenCV could not write {path}")
+    # Encoded in memory and written by Python, so that a full disk raises OSError(ENOSPC)
+    # (cv2.imwrite only returns False, which hides why).
+    ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"OpenCV could not encode {path}")
+    Path(path).write_bytes(data.tobytes())

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 
 from histotile._atomic import atomic_path
+from histotile._names import check_folder_name
 from histotile.errors import DatasetError, OutputExistsError
 from histotile.tiling.grid import grid_from_boxes
 from histotile.tiling.reader import iter_tile_batches
@@ -37,6 +38,8 @@ def export_imagefolder(manifest, out_dir: str | Path, overwrite: bool = False,
     if (labels == "").any() or manifest["label"].isna().any():
         raise DatasetError("export_imagefolder: some tiles have no label; label them from "
                            "an annotation (extract_tiles(annotation=...)) first")
+    for label in labels.unique():
+        check_folder_name(label, "export_imagefolder: tile label", DatasetError)
     keys = ["path", "level", "read_size", "size", "extent"]
     for (path, level, read_size, size, extent), rows in manifest.groupby(keys, sort=False):
         with open_slide(path) as slide:

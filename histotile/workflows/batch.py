@@ -31,7 +31,8 @@ def _pick(options: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
 def resolve_slides(slides: Iterable[str | Path]) -> list[Path]:
     """Expand slide arguments and refuse two slides that would share an output folder."""
     paths = expand_slides(slides)
-    clashes = [name for name, n in Counter(slide_stem(p) for p in paths).items() if n > 1]
+    clashes = [name for name, n in Counter(slide_stem(p) for p in paths).items()
+               if n > 1 and name]  # empty names fail per slide (check_slide_input)
     if clashes:
         examples = [str(p) for p in paths if slide_stem(p) == clashes[0]]
         raise ConfigError(f"slides share the name {clashes[0]!r} ({', '.join(examples)}): "
@@ -41,14 +42,18 @@ def resolve_slides(slides: Iterable[str | Path]) -> list[Path]:
 
 
 def _progress(description: str, total: int):
+    from rich.markup import escape
+
     from histotile.workflows.console import console, progress_bar
 
     bar = progress_bar(description, total, "slides")
     advance = bar.__enter__()
 
     def on_record(record: SlideRecord) -> None:
-        if record.status == "failed":
-            console.print(f"[red]failed[/] {record.slide}: {record.error}")
+        if record.status == "failed":  # names and errors come from files: never markup
+            console.print(f"[red]failed[/] {escape(record.slide)}: {escape(record.error or '')}")
+        elif record.error:  # skipped with a reason (another run holds the folder)
+            console.print(f"[cyan]skipped[/] {escape(record.slide)}: {escape(record.error)}")
         advance(1)
 
     return bar, on_record
@@ -71,6 +76,7 @@ def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[
     """Tile every slide (with its annotation when found); write per-slide manifests and
     ``OUT/manifest.csv`` for all slides, balanced when ``options['balance']`` is set."""
     paths = resolve_slides(slides)
+    tasks.parse_classes(options.get("classes"))  # a bad class list stops the batch at once
     tiling = _pick(options, TILING_KEYS)
     annotations = options.get("annotations")
     execution = execution or Execution()

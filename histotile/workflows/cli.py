@@ -445,7 +445,11 @@ def _finish(records, command: str, out_dir: str) -> int:
     from histotile.workflows.console import print_summary
     from histotile.workflows.report import exit_code, write_report
 
-    paths = write_report(records, out_dir, name=f"{command}-report")
+    try:
+        paths = write_report(records, out_dir, name=f"{command}-report")
+    except HistotileError:  # e.g. disk full: show what was done, then the error
+        print_summary(records, f"histotile {command}")
+        raise
     print_summary(records, f"histotile {command}", paths)
     return exit_code(records)
 

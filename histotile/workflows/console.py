@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -46,19 +47,20 @@ def summary_table(records: list[SlideRecord], title: str) -> Table:
     """One row per slide: status, tiles, class fractions, decision, seconds, error."""
     classes = sorted({c for r in records for c in r.class_fractions})
     table = Table(title=title, title_justify="left")
-    table.add_column("slide")
+    table.add_column("slide", overflow="fold")  # a name is never cut short
     table.add_column("status")
     table.add_column("tiles", justify="right")
     for name in classes:
-        table.add_column(name, justify="right")
+        table.add_column(escape(name), justify="right")
     table.add_column("decision")
     table.add_column("s", justify="right")
     table.add_column("error", overflow="fold", max_width=60)
     colours = {OK: "green", SKIPPED: "cyan", FAILED: "red"}
     for r in records:
-        table.add_row(r.slide, f"[{colours.get(r.status, 'white')}]{r.status}[/]",
+        # Names, decisions and errors come from files and exceptions: never markup.
+        table.add_row(escape(r.slide), f"[{colours.get(r.status, 'white')}]{r.status}[/]",
                       str(r.tiles), *[f"{r.class_fractions.get(c, 0.0):.1%}" for c in classes],
-                      r.decision or "", f"{r.seconds:.1f}", r.error or "")
+                      escape(r.decision or ""), f"{r.seconds:.1f}", escape(r.error or ""))
     return table
 
 
@@ -69,7 +71,7 @@ def print_summary(records: list[SlideRecord], title: str, report_paths=()) -> No
             f"(already complete; --overwrite redoes them), {counts[FAILED]} failed")
     out.print(line)
     for path in report_paths:
-        out.print(f"report: {path}")
+        out.print(f"report: {escape(str(path))}")
     if counts[FAILED]:
         out.print("[red]Some slides failed:[/] see the error column; fix or remove those "
                   "files and run the same command again (finished slides are skipped).")
@@ -78,9 +80,9 @@ def print_summary(records: list[SlideRecord], title: str, report_paths=()) -> No
 def print_info(info: dict) -> None:
     """A slide's metadata as a small table (see :func:`histotile.workflows.tasks.slide_info`)."""
     if "error" in info:
-        out.print(f"[red]error[/]: {info['error']}")
+        out.print(f"[red]error[/]: {escape(str(info['error']))}")
         return
-    table = Table(title=f"{info['name']}  ({info['path']})", title_justify="left")
+    table = Table(title=escape(f"{info['name']}  ({info['path']})"), title_justify="left")
     table.add_column("level", justify="right")
     table.add_column("width x height", justify="right")
     table.add_column("downsample", justify="right")
@@ -94,7 +96,7 @@ def print_info(info: dict) -> None:
     out.print(f"format: {info['vendor']}   objective: "
               f"{'unknown' if objective is None else f'{objective:g}x'}   "
               f"mpp: {info['mpp'] if info['mpp'] is not None else 'unknown'}   "
-              f"associated images: {', '.join(info['associated_images']) or 'none'}")
+              f"associated images: {escape(', '.join(info['associated_images'])) or 'none'}")
 
 
 @contextlib.contextmanager
@@ -109,7 +111,7 @@ def training_progress() -> Iterator[Callable[..., None]]:
         def on_event(event: str, **info) -> None:
             tag = str(info.get("tag", ""))
             if event == "fold_start":
-                tasks[tag] = bar.add_task(f"{tag} ({info.get('n_train', '?')} tiles)",
+                tasks[tag] = bar.add_task(escape(f"{tag} ({info.get('n_train', '?')} tiles)"),
                                           total=info.get("epochs"), status="")
             elif event == "epoch" and tag in tasks:
                 losses = info.get("losses") or {}
@@ -121,7 +123,7 @@ def training_progress() -> Iterator[Callable[..., None]]:
                 task = bar.tasks[tasks[tag]]
                 bar.update(tasks[tag], total=task.completed)
             elif event == "done":
-                console.print(f"model folder: {info.get('model_dir')}")
+                console.print(f"model folder: {escape(str(info.get('model_dir')))}")
 
         yield on_event
 
@@ -140,14 +142,14 @@ def bench_progress() -> Iterator[Callable[..., None]]:
                 sizes = ", ".join(f"{w:,} x {h:,}" for w, h in info["sizes"])
                 console.print(f"synthetic slides ({sizes}): written once, then cached")
             elif event == "input_ready" and info["seconds"] > 0.5:
-                console.print(f"wrote {info['slide']} in {info['seconds']:.0f} s")
+                console.print(f"wrote {escape(str(info['slide']))} in {info['seconds']:.0f} s")
             elif event == "start":
                 if not task:
                     task.append(bar.add_task("", total=info["total"]))
-                bar.update(task[0], description=info["key"])
+                bar.update(task[0], description=escape(str(info["key"])))
             elif event == "end":
                 result = info["result"]
-                console.print(f"{info['key']}: {result['seconds']:.1f} s, peak "
+                console.print(f"{escape(str(info['key']))}: {result['seconds']:.1f} s, peak "
                               f"{max(result['peak_rss_mib'], result['peak_rss_children_mib']):,.0f}"
                               " MiB")
                 bar.advance(task[0])

@@ -138,6 +138,7 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
         f"specificity {row['specificity']:.3f}")
 
     if not quiet:
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title=f"demo outputs ({time.perf_counter() - started:.0f} s)",
@@ -145,7 +146,7 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
         table.add_column("output")
         table.add_column("where")
         for name, path in outputs.items():
-            table.add_row(name, path)
+            table.add_row(name, escape(str(path)))  # the --out folder may hold brackets
         out.print(table)
         console.print("Open heatmap.tif in QuPath or any OpenSlide viewer; "
                       "side_by_side.png shows the annotation next to the prediction.")

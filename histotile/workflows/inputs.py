@@ -56,6 +56,19 @@ def expand_slides(inputs: Iterable[str | Path]) -> list[Path]:
     return sorted(found)
 
 
+def check_slide_input(path: Path) -> None:
+    """Refuse, before any work, a slide that does not exist or whose name before the
+    first dot is empty (``.hidden.svs``: its outputs would land in the output root)."""
+    from histotile.errors import SlideError, SlideNotFoundError
+
+    if not path.exists():
+        raise SlideNotFoundError(path, "no such file", "check the path and its spelling")
+    if not slide_stem(path):
+        raise SlideError(path, "the slide's name before the first dot is empty, so "
+                                 "its outputs would have no folder of their own",
+                                 f"rename it, e.g. to {path.name.lstrip('.') or 'slide.svs'}")
+
+
 def slide_stem(path: Path) -> str:
     """The slide's name as outputs use it (file name up to its first dot)."""
     return path.name.split(".")[0]

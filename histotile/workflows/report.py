@@ -43,8 +43,12 @@ class SlideRecord:
 
 def write_report(records: list[SlideRecord], out_dir: str | Path,
                  name: str = "report") -> tuple[Path, Path]:
-    """Write ``<out_dir>/<name>.csv`` and ``.json`` atomically; return both paths."""
+    """Write ``<out_dir>/<name>.csv`` and ``.json`` atomically; return both paths.
+
+    Slides reported by an earlier invocation into the same folder (read back from the
+    JSON) keep their latest row: the report covers every slide ever run there."""
     out_dir = Path(out_dir)
+    records = merged_records(out_dir / f"{name}.json", records)
     classes = sorted({c for r in records for c in r.class_fractions})
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -64,6 +68,20 @@ def write_report(records: list[SlideRecord], out_dir: str | Path,
     }
     json_path = write_text_atomic(out_dir / f"{name}.json", json.dumps(summary, indent=2))
     return csv_path, json_path
+
+
+def merged_records(previous_json: Path, records: list[SlideRecord]) -> list[SlideRecord]:
+    """The records of an earlier report (in their order), each replaced by this run's
+    record of the same slide file, then this run's new slides. An unreadable earlier
+    report is ignored (it is about to be replaced)."""
+    try:
+        earlier = json.loads(previous_json.read_text(encoding="utf-8")).get("records") or []
+        old = [SlideRecord(**r) for r in earlier if isinstance(r, dict)]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return list(records)
+    latest = {r.path: r for r in records}
+    merged = [latest.pop(r.path, r) for r in old]
+    return merged + [r for r in records if r.path in latest]
 
 
 def exit_code(records: list[SlideRecord]) -> int:

@@ -132,6 +132,7 @@ def parse_colour(text: str) -> tuple[int, int, int]:
 def parse_classes(text: str | None) -> dict[str, Any]:
     """``'normal,tumour=#00ff00'`` as ``{'classes': (...), 'palette': {...}}`` (empty when
     ``text`` is None). The first class is the default (unmarked) one."""
+    from histotile._names import check_folder_name
     from histotile.errors import ConfigError
 
     if not text:
@@ -142,6 +143,7 @@ def parse_classes(text: str | None) -> dict[str, Any]:
         name = name.strip()
         if not name:
             raise ConfigError(f"--classes {text!r}: empty class name")
+        check_folder_name(name, f"--classes {text!r}")
         classes.append(name)
         if colour:
             palette[name] = parse_colour(colour)
@@ -197,19 +199,27 @@ def _resumable(kind: str, slide_path: str, out_dir: str, overwrite: bool,
     folder, ``work(outputs, prepared)`` -> record fields, then mark it finished."""
     import time
 
+    from histotile._files import FolderBusyError, folder_lock, remove_stale_temporaries
+    from histotile.workflows.inputs import check_slide_input
     from histotile.workflows.outputs import SlideOutputs, fingerprint
 
     started = time.perf_counter()
+    check_slide_input(Path(slide_path))
     outputs = SlideOutputs(out_dir, Path(slide_path).name.split(".")[0], kind)
     print_ = fingerprint(slide_path, settings, model_dir, extra=extra)
     if not overwrite and (done := outputs.completed_record(print_)) is not None:
         return _skipped(done)
     prepared = prepare() if prepare is not None else None
-    outputs.begin(print_, overwrite)
-    _set_threads()
-    fields = work(outputs, prepared)
-    record = _record(slide_path, seconds=time.perf_counter() - started, **fields)
-    outputs.finish(print_, record)
+    try:
+        with folder_lock(outputs.folder):  # one run per slide folder at a time
+            outputs.begin(print_, overwrite)
+            remove_stale_temporaries(outputs.folder)  # left by a killed earlier run
+            _set_threads()
+            fields = work(outputs, prepared)
+            record = _record(slide_path, seconds=time.perf_counter() - started, **fields)
+            outputs.finish(print_, record)
+    except FolderBusyError as busy:
+        return {**_record(slide_path), "status": "skipped", "error": str(busy)}
     return record
 
 

@@ -36,6 +36,12 @@ def pyramid_dimensions(width: int, height: int, tile_size: int = 512,
     return sizes
 
 
+def ascii_safe(text: str | None) -> str | None:
+    """``text`` as 7-bit ASCII (TIFF strings must be): other characters become ``\\u``
+    escapes, so ``ünïcødé 病理`` survives as readable escapes; keep full names in JSON."""
+    return None if text is None else text.encode("ascii", "backslashreplace").decode("ascii")
+
+
 def write_pyramid_tiff(
     path: str | Path,
     level_dimensions: list[tuple[int, int]],
@@ -59,6 +65,8 @@ def write_pyramid_tiff(
         tile_size: TIFF tile side in pixels (multiple of 16).
         quality: JPEG quality, 1-100.
         on_band: called with (level, rows written) after every band, for progress bars.
+        description: the ImageDescription of level 0 (made ASCII-safe, see
+            :func:`ascii_safe`).
     """
     import tifffile
 
@@ -84,7 +92,7 @@ def write_pyramid_tiff(
                     compression="jpeg",
                     compressionargs={"level": quality},
                     subfiletype=0 if level == 0 else 1,
-                    description=description if level == 0 else None,
+                    description=ascii_safe(description) if level == 0 else None,
                     metadata=None,
                     maxworkers=min(2, thread_budget()),
                     # tifffile buffers 256 MB of tiles for its compression threads by
