@@ -101,6 +101,23 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def check_card_values(card: dict[str, Any], path: Path) -> None:
+    """Refuse card values of the wrong type (``tile_size: "big"``) with a
+    :class:`ModelError` naming the card, before any of them is used."""
+    tile_size = card.get("tile_size")
+    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1:
+        raise ModelError(f"{path}: tile_size {tile_size!r} is not a positive whole number of "
+                         "pixels; restore the card (training writes it) or retrain")
+    classes = card.get("classes")
+    if (not isinstance(classes, list) or len(classes) < 2
+            or not all(isinstance(c, str) and c for c in classes)):
+        raise ModelError(f"{path}: classes {classes!r} is not a list of at least two class "
+                         "names; restore the card or retrain")
+    if not isinstance(card.get("weights_file"), str):
+        raise ModelError(f"{path}: weights_file {card.get('weights_file')!r} is not a file "
+                         "name; restore the card or retrain")
+
+
 def read_card(directory: str | Path) -> dict[str, Any]:
     """Read and check a model directory's card. :class:`ModelError` names the directory
     and what is wrong."""
@@ -130,7 +147,12 @@ def read_card(directory: str | Path) -> dict[str, Any]:
         raise ModelError(f"{directory}: trained with final_model=False, so it holds "
                          "cross-validation results but no model; retrain with "
                          "final_model=True to predict")
+    check_card_values(card, path)
     weights = directory / card["weights_file"]
+    if not weights.resolve().is_relative_to(directory.resolve()):
+        raise ModelError(f"{path}: weights_file {card['weights_file']!r} lies outside the "
+                         "model folder; a model folder must hold its own weights (copy them "
+                         "in and name them relative to the folder)")
     if not weights.is_file():
         raise ModelError(f"{directory}: weights file {card['weights_file']} is missing; "
                          "restore the directory or retrain")

@@ -150,11 +150,21 @@ def build_lenet(num_classes: int, tile_size: int, weights: str | Path | None = N
 
 def load_params(net: Any, path: Path, ctx: Any) -> None:
     """MXNet's own NDArray format (no pickle): every tensor must match."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):  # torch.save writes a zip archive; MXNet never does
+        raise ModelError(f"{path}: this is a PyTorch weights file, not MXNet parameters "
+                         "(the model card says backend 'mxnet'); use the model folder "
+                         "'histotile train --backend mxnet' wrote, or the torch model's card")
     mxnet = mx()
     try:
         net.load_parameters(str(path), ctx=ctx)
     except (mxnet.base.MXNetError, AssertionError, ValueError, RuntimeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        # MXNet messages start with "Traceback ..." of its C++ stack: show the line that
+        # says what failed.
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        said = [line for line in lines if "Error" in line or "Check failed" in line]
+        first = (said or lines[-1:] or [type(error).__name__])[0]
         raise ModelError(f"{path}: the MXNet parameters do not fit this LeNet ({first}); "
                          "use a .params file saved from the same architecture, classes and "
                          "tile size") from None

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from histotile._atomic import check_writable
+from histotile._files import folder_lock, match_umask, remove_stale_staging
 from histotile.errors import ConfigError, ModelError
 from histotile.models import card as cards
 from histotile.models.data import TileSource, TileTable, load_tiles
@@ -99,8 +100,13 @@ def train(data: str | Path | pd.DataFrame, out_dir: str | Path,
     out_dir = check_writable(out_dir, overwrite)
     progress = progress or _no_progress
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # One train per output at a time; then a killed earlier one's staging can go.
+    lock = folder_lock(out_dir.parent, name=f".{out_dir.name}.lock")
+    lock.__enter__()
+    remove_stale_staging(out_dir.parent, out_dir.name)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial",
                                     dir=out_dir.parent))
+    match_umask(staging, directory=True)  # mkdtemp makes 0700; the model is to be shared
     handler = logging.FileHandler(staging / LOG_FILE, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     previous_level = log.level
@@ -120,6 +126,7 @@ def train(data: str | Path | pd.DataFrame, out_dir: str | Path,
         handler.close()
         log.removeHandler(handler)
         log.setLevel(previous_level)
+        lock.__exit__(None, None, None)
     result.model_dir = out_dir
     result.seconds = time.perf_counter() - started
     progress("done", model_dir=str(out_dir), seconds=result.seconds)

@@ -1,0 +1,70 @@
+"""Model folders under real-world faults (issue #12): permissions a plain mkdir gives,
+a killed train's staging folder removed by the next one, and model cards that point
+outside their folder, hold a wrong type, or name the wrong backend's weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+
+import pytest
+
+from histotile.errors import ModelError
+from histotile.models import Predictor, TrainSettings, read_card, train
+from histotile.models.synthetic import write_stain_imagefolder
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A one-epoch LeNet trained under umask 022, after a killed train left its staging."""
+    root = tmp_path_factory.mktemp("models")
+    data = write_stain_imagefolder(root / "tiles", per_class=12, tile_size=64, patients=4)
+    stale = root / ".lenet.k1ll3d00.partial"
+    stale.mkdir()
+    (stale / "weights.pt").write_bytes(b"half")
+    previous = os.umask(0o022)
+    try:
+        train(data, root / "lenet", TrainSettings(model="lenet", epochs=1, folds=0,
+                                                  test_fraction=0.0, workers=0, seed=0))
+    finally:
+        os.umask(previous)
+    return root / "lenet"
+
+
+def test_model_folder_is_readable_by_others_and_stale_staging_is_gone(model):
+    assert stat.S_IMODE(model.stat().st_mode) == 0o755
+    for path in model.rglob("*"):
+        assert stat.S_IMODE(path.stat().st_mode) == (0o755 if path.is_dir() else 0o644), path
+    assert not list(model.parent.glob("*.partial"))
+
+
+def edited(model, tmp_path, **changes):
+    copy = tmp_path / "model"
+    shutil.copytree(model, copy)
+    card = json.loads((copy / "model_card.json").read_text())
+    card.update(changes)
+    (copy / "model_card.json").write_text(json.dumps(card))
+    return copy
+
+
+def test_weights_outside_the_model_folder_are_refused(model, tmp_path):
+    (tmp_path / "other").mkdir()
+    shutil.copy(model / read_card(model)["weights_file"], tmp_path / "other" / "model.pt")
+    copy = edited(model, tmp_path, weights_file="../other/model.pt")
+    with pytest.raises(ModelError, match="lies outside the model folder"):
+        read_card(copy)
+
+
+def test_card_with_a_wrong_tile_size_type_is_a_model_error(model, tmp_path):
+    copy = edited(model, tmp_path, tile_size="big")
+    with pytest.raises(ModelError, match=r"model_card.json: tile_size 'big' is not a positive"):
+        Predictor(copy)
+
+
+def test_mxnet_card_holding_torch_weights_says_so(model, tmp_path):
+    copy = edited(model, tmp_path, backend="mxnet")
+    with pytest.raises(ModelError, match="this is a PyTorch weights file, not MXNet") as info:
+        Predictor(copy)
+    assert "Traceback" not in str(info.value)
