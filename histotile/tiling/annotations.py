@@ -175,8 +175,11 @@ class _LabelImage:
             else:
                 from PIL import Image
 
-                Image.MAX_IMAGE_PIXELS = None
+                from histotile.wsi.limits import apply_to_pillow, check_image_pixels
+
+                apply_to_pillow()  # decoded whole: the plain-image pixel limit applies
                 with Image.open(path) as image:
+                    check_image_pixels(path, *image.size)
                     image.load()
                     if image.mode not in ("P", "L", "I", "I;16", "I;16B", "1"):
                         image = image.convert("RGB")

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from histotile.tiling._boxes import box_sums, integral_image
+from histotile.wsi.decimate import overview
 
 DEFAULT_THRESHOLD = 20.0
 """Chroma threshold of :func:`tissue_fraction` when none is given (0-255 scale)."""
@@ -267,7 +268,9 @@ def detect_tissue(slide, *, downsample: float | None = None,
         downsample: level-0 pixels per mask pixel (None = automatic: about 8 um per
             pixel, at most 4096 px on the longer side, snapped to a pyramid level).
             The view is read from the nearest pyramid level and streamed, so memory is
-            bounded by the mask size.
+            bounded by the mask size; a slide with no level small enough to stream
+            quickly (a giant single-level image) is sampled in a bounded number of
+            windows instead (:func:`histotile.wsi.decimate.overview`), with a warning.
         threshold: chroma threshold (0-255); None = adaptive (Otsu, clamped).
         min_area_um2: smallest tissue piece kept, in square microns.
     """
@@ -288,7 +291,8 @@ def detect_tissue(slide, *, downsample: float | None = None,
     # Ask for a size whose largest axis ratio is the level's exact downsample, so that
     # the view is read from that level and not from the next larger one.
     factor = max(width0 / request[0], height0 / request[1])
-    view = slide.thumbnail((max(1, math.ceil(width0 / factor - 1e-9)),
+    # Bounded even without a low level: a giant single-level image is sampled.
+    view = overview(slide, (max(1, math.ceil(width0 / factor - 1e-9)),
                             max(1, math.ceil(height0 / factor - 1e-9))))
     if view.shape[:2] != (out_h, out_w):
         view = cv2.resize(view, (out_w, out_h), interpolation=cv2.INTER_AREA)

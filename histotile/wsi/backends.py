@@ -15,6 +15,7 @@ lie inside the level; :class:`Slide` does the clipping, padding and level-0 conv
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +23,46 @@ import numpy as np
 from histotile.errors import CorruptSlideError
 
 
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """The one scaling rule to 8 bits, for every format and reader:
+
+    * unsigned integers keep their top 8 bits (16-bit 65535 -> 255, 4096 -> 16);
+    * signed integers: negative values are 0, then the top 8 bits of the positive range;
+    * floating point is taken as 0-1 (values outside are clipped, NaN is 0), times 255;
+    * booleans are 0 or 255.
+
+    Complex data is refused (:class:`ValueError`; readers check it at open time)."""
+    kind = pixels.dtype.kind
+    if pixels.dtype == np.uint8:
+        return pixels
+    if kind == "b":
+        return pixels.astype(np.uint8) * 255
+    if kind == "u":
+        return (pixels >> (8 * pixels.dtype.itemsize - 8)).astype(np.uint8)
+    if kind == "i":
+        shift = 8 * pixels.dtype.itemsize - 9
+        return (np.maximum(pixels, 0) >> shift).astype(np.uint8)
+    if kind == "f":
+        scaled = np.nan_to_num(pixels.astype(np.float32), nan=0.0) * 255.0 + 0.5
+        return np.clip(scaled, 0, 255).astype(np.uint8)
+    raise ValueError(f"cannot show {pixels.dtype} pixels as an image")
+
+
+def cmyk_to_rgb(pixels: np.ndarray) -> np.ndarray:
+    """8-bit CMYK (TIFF 'separated', no ink profile) to RGB: ``R = (255-C)(255-K)/255``."""
+    ink = 255 - pixels[..., :4].astype(np.uint16)
+    rgb = (ink[..., :3] * ink[..., 3:4] + 127) // 255
+    return rgb.astype(np.uint8)
+
+
 def to_rgb(pixels: np.ndarray) -> np.ndarray:
-    """Convert grey, grey+alpha, RGB, RGBA or 16-bit pixels to RGB uint8.
+    """Convert grey, grey+alpha, RGB or RGBA pixels of any depth to RGB uint8 (scaled by
+    :func:`to_uint8`).
 
     Transparent pixels are composited onto white (alpha is taken as straight, not
     premultiplied, as OpenSlide and PIL hand it out).
     """
-    if pixels.dtype != np.uint8:
-        if pixels.dtype == np.uint16:
-            pixels = (pixels >> 8).astype(np.uint8)
-        elif pixels.dtype == bool:
-            pixels = pixels.astype(np.uint8) * 255
-        else:
-            pixels = np.clip(pixels, 0, 255).astype(np.uint8)
+    pixels = to_uint8(pixels)
     if pixels.ndim == 2:
         return np.repeat(pixels[:, :, None], 3, axis=2)
     channels = pixels.shape[2]
@@ -123,6 +151,7 @@ class TiffReader:
             (width0 / w + height0 / h) / 2.0 for w, h in self.level_dimensions
         ]
         page = series.levels[0].keyframe
+        self._cmyk = _check_samples(path, page, series.dtype)
         self.properties = {"tiff.ImageDescription": str(page.description or "")}
         self.vendor = "tifffile"
         self.mpp = _tiff_mpp(page)
@@ -138,6 +167,8 @@ class TiffReader:
                 pixels = np.asarray(array[y:y + height, x:x + width])
         while pixels.ndim > 3:  # leading singleton axes (time, z) of odd files
             pixels = pixels[0]
+        if self._cmyk:
+            return cmyk_to_rgb(to_uint8(pixels))
         return to_rgb(pixels)
 
     def associated_image_names(self) -> list[str]:
@@ -163,11 +194,20 @@ class PlainImageReader:
     def __init__(self, path: Path) -> None:
         from PIL import Image
 
-        Image.MAX_IMAGE_PIXELS = None  # whole-slide layers are legitimately huge
+        from histotile.wsi.limits import apply_to_pillow, check_image_pixels, pillow_refusal
+
         self.path = path
         self._image_module = Image
-        with Image.open(path) as image:
-            image.verify()  # raises on damaged headers / chunks
+        apply_to_pillow()  # a decompression bomb is refused before it is decoded
+        try:
+            with warnings.catch_warnings():  # over the limit: our error, not its warning
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    check_image_pixels(path, *image.size)
+            with Image.open(path) as image:
+                image.verify()  # raises on damaged headers / chunks
+        except Image.DecompressionBombError as error:
+            raise pillow_refusal(path, error) from None
         with Image.open(path) as image:
             self.level_dimensions = [tuple(map(int, image.size))]
             self._format = image.format
@@ -187,6 +227,15 @@ class PlainImageReader:
                 try:
                     with self._image_module.open(self.path) as image:
                         image.load()
+                        if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+                            # Deep greyscale (16-bit PNG): numpy values, the scaling rule
+                            # of every reader (to_uint8); Pillow's convert saturates them.
+                            # Pillow's "I" holds at most 16-bit sources (PNG, PGM).
+                            values = np.asarray(image)
+                            if image.mode == "I":
+                                values = np.clip(values, 0, 65535).astype(np.uint16)
+                            self._pixels = to_rgb(values)
+                            return self._pixels
                         if image.mode not in ("RGB", "RGBA", "L", "LA"):
                             image = image.convert("RGBA" if "A" in image.mode or
                                                   "transparency" in image.info else "RGB")
@@ -203,10 +252,14 @@ class PlainImageReader:
         """A reduced decode (JPEG DCT scaling) that avoids decoding the whole image."""
         if self._pixels is not None or self._format != "JPEG":
             return None
-        with self._image_module.open(self.path) as image:
-            image.draft("RGB", max_size)
-            image.load()
-            return to_rgb(np.asarray(image.convert("RGB")))
+        try:
+            with self._image_module.open(self.path) as image:
+                image.draft("RGB", max_size)
+                image.load()
+                return to_rgb(np.asarray(image.convert("RGB")))
+        except (OSError, SyntaxError, ValueError) as error:  # truncated or damaged JPEG
+            raise CorruptSlideError(self.path, f"cannot decode image: {error}",
+                                    "the file is damaged or truncated; copy it again") from None
 
     def associated_image_names(self) -> list[str]:
         return []
@@ -216,6 +269,23 @@ class PlainImageReader:
 
     def close(self) -> None:
         self._pixels = None
+
+
+def _check_samples(path: Path, page, dtype: np.dtype) -> bool:
+    """Refuse TIFF pixels that cannot be shown as RGB (complex numbers, more than four
+    samples per pixel); True when the page is CMYK (photometric 'separated', 4 inks)."""
+    from histotile.errors import UnsupportedFormatError
+
+    if np.dtype(dtype).kind == "c":
+        raise UnsupportedFormatError(path, f"complex-valued pixels ({dtype}) cannot be shown "
+                                     "as an image", "export magnitudes as a real image")
+    samples = int(page.samplesperpixel)
+    cmyk = int(page.photometric) == 5 and samples in (4, 5)  # SEPARATED, CMYK inks
+    if samples > 4 and not (cmyk and samples == 4):
+        raise UnsupportedFormatError(path, f"{samples} samples per pixel (multispectral or "
+                                     "multiplexed image); histotile reads grey, RGB, RGBA "
+                                     "and CMYK", "export an RGB rendering of the channels")
+    return cmyk
 
 
 def _positive_float(value: object) -> float | None:

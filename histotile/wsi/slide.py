@@ -273,6 +273,8 @@ def _open_reader(path: Path):
     except openslide.OpenSlideError as error:
         raise CorruptSlideError(path, f"OpenSlide cannot read the file: {error}",
                                 "the file is damaged or truncated; copy it again") from None
+    if vendor == "generic-tiff" and not _plain_8bit_tiff(path):
+        vendor = None  # 16-bit, float, CMYK...: tifffile and histotile's scaling rule
     if vendor is not None:
         try:
             return OpenSlideReader(path)
@@ -333,6 +335,20 @@ def _check_tiff_complete(path: Path, file_size: int) -> None:
     except Exception as error:  # noqa: BLE001 - damaged IFDs raise assorted errors
         raise CorruptSlideError(path, f"damaged TIFF structure: {error}",
                                 "the file is damaged or truncated; copy it again") from None
+
+
+def _plain_8bit_tiff(path: Path) -> bool:
+    """Whether a generic TIFF's first image is 8-bit grey, RGB or YCbCr (what OpenSlide
+    shows as scanned); other depths and colour spaces go through :class:`TiffReader`, so
+    that one scaling rule (:func:`~histotile.wsi.backends.to_uint8`) holds for every
+    format and OpenSlide's libtiff fallback never decides (it fails on float, reads CMYK
+    through libtiff's own rules)."""
+    import tifffile
+
+    with tifffile.TiffFile(str(path)) as tiff:
+        page = tiff.pages.first
+        return (int(page.bitspersample) == 8 and int(page.sampleformat) == 1
+                and int(page.photometric) in (1, 2, 6) and int(page.samplesperpixel) <= 4)
 
 
 def _next_ifd_offset(tiff) -> int:
