@@ -83,10 +83,12 @@ def test_names_and_errors_are_printed_as_written_not_as_markup(tmp_path, monkeyp
     assert "[/blink]" in rows.loc["geo", "error"]
 
 
-def saved_predictions(folder: pathlib.Path, name: str, classes: tuple[str, str]):
+def saved_predictions(folder: pathlib.Path, name: str, classes: tuple[str, str],
+                      tiles: int | None = None):
     xs, ys = np.meshgrid(np.arange(0, SIZE, 64), np.arange(0, SIZE, 64))
+    xs, ys = xs.ravel()[:tiles], ys.ravel()[:tiles]
     p = np.random.default_rng(0).random(xs.size).round(3)
-    table = pd.DataFrame({"x": xs.ravel(), "y": ys.ravel(), "extent": 64,
+    table = pd.DataFrame({"x": xs, "y": ys, "extent": 64,
                           f"prob_{classes[0]}": 1 - p, f"prob_{classes[1]}": p})
     predictions = SlidePredictions(name, "", (SIZE, SIZE), 0.5, classes, table,
                                    {"tile_size": 64}, {"name": "test-model",
@@ -225,3 +227,35 @@ def test_export_refuses_a_label_that_leaves_the_folder(tmp_path):
     with pytest.raises(DatasetError, match="'..' cannot be a folder name"):
         export_imagefolder(manifest, tmp_path / "images")
     assert not (tmp_path / "images").exists()
+
+
+def test_a_slide_without_tissue_tiles_is_reported_as_no_tissue(tmp_path):
+    path = slide(tmp_path / "slides", "blank.tif")
+    saved_predictions(tmp_path / "predictions", "blank", ("normal", "tumour"), tiles=0)
+    out = tmp_path / "heatmaps"
+    code, output = invoke("heatmap", path, "--predictions", tmp_path / "predictions",
+                          "--out", out)
+    assert code == 0, output
+    row = report(out, "heatmap").loc[0]
+    assert row["decision"].startswith("no tissue (0 tiles") and int(row["tiles"]) == 0
+    assert "negative" not in output
+
+
+def test_a_card_without_tiling_resolution_warns_that_level_0_is_used():
+    from types import SimpleNamespace
+
+    from histotile.postprocess.predict import settings_from_card
+
+    bare = SimpleNamespace(card={"tile_size": 64}, classes=("a", "b"), tile_size=64,
+                           model_dir="models/old")
+    with pytest.warns(UserWarning, match="models/old: the model card records no tiling "
+                                         "resolution.*cut at level 0"):
+        settings = settings_from_card(bare)
+    assert settings.level is None and settings.mpp is None and settings.magnification is None
+    known = SimpleNamespace(card={"tile_size": 64, "tiling": {"tile_mpp": 2.0}},
+                            classes=("a", "b"), tile_size=64, model_dir="m")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert settings_from_card(known).mpp == 2.0

@@ -74,7 +74,21 @@ def settings_from_card(predictor: TilePredictor) -> TilingSettings:
         changes.update(mpp=float(tile_mpp), magnification=None, level=None)
     elif tile_downsample is not None and abs(float(tile_downsample) - 1.0) < 1e-6:
         changes.update(level=0, mpp=None, magnification=None)
+    elif not any((saved or {}).get(k) is not None for k in ("magnification", "mpp", "level")):
+        warn_unknown_resolution(predictor)
     return dataclasses.replace(settings, **changes)
+
+
+def warn_unknown_resolution(predictor: TilePredictor) -> None:
+    """Warn that a card records no tiling resolution, so tiles are cut at level 0."""
+    import warnings
+
+    where = getattr(predictor, "model_dir", None) or "the model"
+    warnings.warn(f"{where}: the model card records no tiling resolution (no tiling "
+                  "settings, tile_mpp or tile_downsample), so tiles are cut at level 0 "
+                  "(full resolution); if the model was trained on reduced tiles, say so with "
+                  "--magnification, --mpp or --level, or retrain from a 'histotile tile' "
+                  "manifest, whose settings the card records", UserWarning, stacklevel=3)
 
 
 def model_reference(predictor: TilePredictor) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import numpy as np
 
 from histotile.errors import AnnotationError, HistotileError
 from histotile.tiling._boxes import box_sums, group_by_cells, integral_image
+from histotile.tiling.annotation_checks import check_geojson, check_map_size
 from histotile.tiling.settings import RGB, TilingSettings
 
 UNANNOTATED = 255
@@ -130,6 +131,7 @@ def map_scale(slide_dims: tuple[int, int], map_dims: tuple[int, int],
     at ``1/d`` (sizes rounded) gets exactly ``d`` on both axes; an aspect ratio that
     differs from the slide's raises :class:`AnnotationError`."""
     (w0, h0), (w, h) = slide_dims, map_dims
+    check_map_size(slide_dims, map_dims, path)
     sx, sy = w0 / w, h0 / h
     for d in {round(sx), round(sy), round(sx * 4) / 4, round(sy * 4) / 4}:
         if d >= 1 and max(1, round(w0 / d)) == w and max(1, round(h0 / d)) == h:
@@ -203,6 +205,10 @@ class _LabelImage:
 def _features_cached(path: str, mtime: float) -> tuple:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except RecursionError:
+        raise AnnotationError(f"{path}: the GeoJSON is nested too deeply to read (not an "
+                              "export of annotations); export the annotations again from "
+                              "QuPath") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise AnnotationError(f"{path}: not readable GeoJSON ({error}); export the "
                               "annotations again from QuPath (File > Export objects as "
@@ -223,6 +229,10 @@ def _features_cached(path: str, mtime: float) -> tuple:
         label = _feature_label(feature, number)
         if not isinstance(feature, dict):
             raise AnnotationError(f"{path}: {label} is not a GeoJSON object")
+        if not isinstance(feature.get("properties") or {}, dict):
+            raise AnnotationError(f"{path}: {label} has 'properties' that is a "
+                                  f"{type(feature['properties']).__name__}, not an object; "
+                                  "fix that feature or export the annotations again")
         name = _classification(feature)
         polygons = _polygons(feature.get("geometry"), path, label)
         if not polygons:
@@ -244,7 +254,8 @@ def _features(path: Path) -> tuple:
 def _feature_label(feature, number: int) -> str:
     label = f"feature {number}"
     if isinstance(feature, dict):
-        extra = feature.get("id") or (feature.get("properties") or {}).get("name")
+        props = feature.get("properties")
+        extra = feature.get("id") or (props.get("name") if isinstance(props, dict) else None)
         if extra:
             label += f" ({extra})"
     return label
@@ -317,6 +328,7 @@ class _Source:
         self.image = None
         if isinstance(annotation, GeoJSONAnnotation):
             self.features = _features(annotation.path)
+            check_geojson(self.features, slide.dimensions, annotation.path)
             for name, label, _, _ in self.features:
                 _class_index(name, classes, annotation.path, label)
             ds = max(1.0, extent / settings.annotation_resolution)

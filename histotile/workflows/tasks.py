@@ -409,7 +409,10 @@ def _heatmap_and_decision(slide_path: str, predictions, heatmap: dict[str, Any],
                               fraction_threshold=options.get("decision_threshold", 0.5))
     written = {"heatmap": str(result.path), "preview": str(result.preview_path)}
     label = "positive" if decision.positive else "negative"
-    return written, f"{label} ({decision.fraction:.1%} {target})", {
+    verdict = f"{label} ({decision.fraction:.1%} {target})"
+    if len(predictions) == 0:  # nothing was predicted: not evidence of a negative slide
+        verdict = "no tissue (0 tiles; check the slide and the tissue settings)"
+    return written, verdict, {
         "positive_class": target, "decision": decision.to_dict(),
         "heatmap": {"mode": result.style.mode, "alpha": result.style.alpha,
                     "threshold": result.style.threshold,
