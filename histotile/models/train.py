@@ -9,6 +9,7 @@ split and writes the model directory atomically.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -24,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from histotile._atomic import check_writable
-from histotile.errors import ConfigError, ModelError
+from histotile.class_roles import training_roles
+from histotile.errors import ModelError
 from histotile.models import card as cards
 from histotile.models.data import TileSource, TileTable, load_tiles
 from histotile.models.metrics import classification_metrics, flat_row, summarise
@@ -138,12 +140,18 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     table = load_tiles(data, group_column=settings.group_column,
                        label_column=settings.label_column, classes=settings.classes,
                        tile_size=settings.tile_size, patchify=settings.patchify,
-                       max_tiles=settings.max_tiles, seed=settings.seed)
+                       max_tiles=settings.max_tiles, seed=settings.seed,
+                       group_by=settings.group_by, group_pattern=settings.group_pattern,
+                       patch_size=settings.patch_size, patch_stride=settings.patch_stride)
     for note in table.notes:
         log.info("%s: %s", table.source, note)
-    if settings.positive_class is not None and settings.positive_class not in table.classes:
-        raise ConfigError(f"positive_class={settings.positive_class!r}: not one of the "
-                          f"classes {table.classes}")
+    roles = training_roles(table.classes, table.geometry.get("tiling"),
+                           default_class=settings.default_class,
+                           positive_class=settings.positive_class, where=table.source)
+    settings = dataclasses.replace(settings, default_class=roles.default_class,
+                                   positive_class=roles.positive_class)
+    log.info("classes %s; default class %r, positive class %r", table.classes,
+             roles.default_class, roles.positive_class)
     targets, groups = table.targets, table.groups
     splits = make_splits(targets, groups, table.classes, folds=settings.folds,
                          test_fraction=settings.test_fraction, seed=settings.seed,
@@ -274,7 +282,9 @@ def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: Tr
         plots.confusion_matrices(matrices, classes, staging / CONFUSION_FILE)
     card = cards.build_card(
         architecture=spec.name, backend=settings.backend, description=spec.description,
-        classes=classes, tile_size=table.tile_size, weights_file=weights_file or "",
+        classes=classes, roles={"default_class": settings.default_class,
+                                "positive_class": settings.positive_class},
+        tile_size=table.tile_size, weights_file=weights_file or "",
         normalisation=spec.normalisation(), geometry=table.geometry,
         settings=settings.to_dict(),
         data={**table.summary(),

@@ -20,8 +20,10 @@ from histotile.workflows.report import SlideRecord
 
 TILING_KEYS = ("tile_size", "stride", "magnification", "mpp", "level", "min_tissue",
                "keep_background", "seed", "min_label_fraction")
+# Class roles given when tiling (recorded in manifest.json for training).
+CLASS_KEYS = ("default_class", "positive_class")
 HEATMAP_KEYS = ("class_name", "mode", "threshold", "alpha", "color", "downsample",
-                "decision_threshold")
+                "decision_threshold", "default_class")
 
 
 def _pick(options: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
@@ -71,7 +73,7 @@ def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[
     """Tile every slide (with its annotation when found); write per-slide manifests and
     ``OUT/manifest.csv`` for all slides, balanced when ``options['balance']`` is set."""
     paths = resolve_slides(slides)
-    tiling = _pick(options, TILING_KEYS)
+    tiling = _pick(options, TILING_KEYS + CLASS_KEYS)
     annotations = options.get("annotations")
     execution = execution or Execution()
     # In-process, one slide at a time uses every core through region workers; on a
