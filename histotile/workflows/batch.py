@@ -51,6 +51,8 @@ def _progress(description: str, total: int):
     def on_record(record: SlideRecord) -> None:
         if record.status == "failed":
             console.print(f"[red]failed[/] {record.slide}: {record.error}")
+        elif record.warning:
+            console.print(f"[yellow]warning[/] {record.slide}: {record.warning}")
         advance(1)
 
     return bar, on_record
@@ -83,12 +85,23 @@ def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[
              "workers": region_workers,
              "classes": options.get("classes"),
              "annotation": _annotation(p, annotations),
+             "missing_annotation": _missing(p, annotations),
+             "strict": bool(options.get("strict")),
              "export_images": bool(options.get("export_images")),
              "overwrite": bool(options.get("overwrite"))} for p in paths]
     records = _run(tasks.tile_task, jobs, execution, "tiling", show_progress)
     tasks.combine_manifests(records, out_dir, balance=options.get("balance"),
                             seed=options.get("seed") or 0)
     return records
+
+
+def _missing(slide: Path, annotations: str | Path | None) -> str | None:
+    """The warning for a slide without an annotation when ``--annotations`` was given."""
+    if annotations is None or find_annotation(slide, annotations) is not None:
+        return None
+    stem = slide_stem(slide)
+    return (f"no annotation found in {annotations} (looked for {stem}.geojson, "
+            f"{stem}.overlay.*, {stem}.mask.*): every tile is labelled the default class")
 
 
 def _annotation(slide: Path, annotations: str | Path | None) -> str | None:

@@ -221,6 +221,10 @@ def info(slides: tuple[str, ...], as_json: bool) -> None:
               help="Share of a tile a class must cover to label it (default 0.05).")
 @click.option("--balance", default=None,
               help="Undersample to class ratios, e.g. 'normal=1,tumour=1'.")
+@click.option("--strict", is_flag=True,
+              help="Fail a slide whose annotation labels nothing (missing, no colour or "
+                   "value matching a class, no polygon inside the slide, unknown class "
+                   "names) instead of warning.")
 @click.option("--export-images", is_flag=True,
               help="Also write tile PNGs in an ImageFolder layout (OUT/images/<label>/).")
 @tiling_options

@@ -236,22 +236,51 @@ def _prediction_fields(predictions, parts: int | None = None) -> dict[str, Any]:
 def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = None,
               classes: str | None = None, annotation: str | None = None,
               export_images: bool = False, overwrite: bool = False,
-              workers: int = 1) -> dict[str, Any]:
+              workers: int = 1, missing_annotation: str | None = None,
+              strict: bool = False) -> dict[str, Any]:
     """Tile one slide: ``OUT/<slide>/manifest.csv`` (and tile PNGs when asked).
-    ``workers`` > 1 tiles the slide's regions in that many processes."""
+    ``workers`` > 1 tiles the slide's regions in that many processes.
+
+    An annotation that labels nothing (``missing_annotation``: where one was looked for
+    in vain; see :mod:`histotile.tiling.annotation_checks`) is a warning in the record,
+    or with ``strict`` an :class:`AnnotationError`."""
     from histotile.tiling import (
         export_imagefolder,
         extract_tiles,
         load_annotation,
         write_manifest,
     )
+    from histotile.tiling.annotation_checks import (
+        check_annotation,
+        check_labels,
+        without_unknown_classes,
+    )
 
     settings = tiling_settings(tiling, classes)
 
+    def warn(problems: list[str]) -> None:
+        if strict and problems:
+            from histotile.errors import AnnotationError
+
+            raise AnnotationError(f"{slide_path}: {'; '.join(problems)} (--strict)")
+        found.extend(problems)
+
+    found: list[str] = []
+
     def work(outputs, _prepared) -> dict[str, Any]:
+        warn([missing_annotation] if missing_annotation else [])
         loaded = None if annotation is None else load_annotation(
             annotation, palette=settings.palette, classes=settings.classes)
+        if loaded is not None:
+            with open_slide(slide_path) as slide:
+                problems = check_annotation(loaded, slide.dimensions, settings)
+            warn(problems)
+            if any("not in --classes" in p for p in problems):
+                loaded = without_unknown_classes(loaded, settings.classes, outputs.path("."))
         manifest = extract_tiles(slide_path, settings, annotation=loaded, workers=workers)
+        if loaded is not None:
+            with open_slide(slide_path) as slide:
+                warn(check_labels(loaded, manifest, slide, settings))
         path = write_manifest(manifest, outputs.path("manifest.csv"), overwrite=True)
         if export_images:
             export_imagefolder(manifest, Path(out_dir) / "images", overwrite=True)
@@ -259,12 +288,12 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
         return {"tiles": len(manifest),
                 "class_fractions": {c: float(counts.get(c, 0)) / max(len(manifest), 1)
                                     for c in settings.classes},
-                "outputs": {"manifest": str(path)},
+                "outputs": {"manifest": str(path)}, "warning": "; ".join(found) or None,
                 "extra": {"annotation": annotation, "tiling": settings.to_dict()}}
 
     return _resumable("tile", slide_path, out_dir, overwrite, settings.to_dict(), work,
                       extra={"annotation": _file_identity(annotation),
-                             "export_images": export_images})
+                             "export_images": export_images, "strict": strict})
 
 
 def combine_manifests(records, out_dir: str | Path, balance: str | dict | None = None,
