@@ -299,8 +299,10 @@ def _from_imagefolder(root: Path, tile_size: int | None, patchify: bool,
                 "manifest": None}
     if patch is not None:
         geometry["tile_downsample"] = patch / tile_size
-        geometry["tiling"] = {"patchify": True, "tile_size": tile_size, "patch_size": patch,
+        geometry["tiling"] = {"patchify": True, "tile_size": tile_size,
                               "step": patch_stride or patch}
+        if patch != tile_size:  # patches resized to the network's input
+            geometry["tiling"]["patch_size"] = patch
     return TileTable(frame, [], int(tile_size), str(root), "imagefolder", geometry, notes,
                      declared_classes=classes)
 

@@ -39,8 +39,9 @@ def compile_pattern(pattern: str | None) -> re.Pattern[str]:
         raise ConfigError(f"--group-pattern {pattern!r}: not a regular expression "
                           f"({error})") from None
     if "group" not in compiled.groupindex:
-        raise ConfigError(f"--group-pattern {pattern!r}: name the part that identifies the "
-                          "group (?P<group>...), e.g. '^(?P<group>[^_]+)_'")
+        raise ConfigError(f"--group-pattern {pattern!r}: add a named group for the part "
+                          "that identifies the group, (?P<group>...), e.g. "
+                          "'^(?P<group>[^_]+)_'")
     return compiled
 
 

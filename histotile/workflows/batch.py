@@ -168,6 +168,8 @@ def train_model(data: str | Path, out_dir: str | Path, options: dict[str, Any],
     started = time.perf_counter()
     result = tasks.train_task(data, out_dir, options, show_progress=show_progress)
     if show_progress:
+        for note in (result.card.get("data") or {}).get("notes") or []:
+            out.print(f"note: {note}")  # skipped images, left-out tiles
         out.print(tasks.training_summary(result))
         out.print(f"model written to {out_dir} in {time.perf_counter() - started:.0f} s")
     return result
