@@ -21,7 +21,7 @@ from histotile.tiling import (
     load_annotation,
     make_grid,
 )
-from histotile.tiling.annotation_checks import AnnotationWarning, geojson_problems
+from histotile.tiling.annotation_limits import AnnotationWarning, geojson_problems
 from histotile.wsi import open_slide
 from histotile.wsi.synthetic import write_synthetic_slide
 
@@ -68,13 +68,14 @@ def test_geojson_without_features_warns(tmp_path, slide_path):
     assert np.all(result[:, 1] == 0)
 
 
-def test_geojson_entirely_outside_the_slide_is_refused(tmp_path, slide_path):
+def test_geojson_entirely_outside_the_slide_warns(tmp_path, slide_path):
     path = geojson(tmp_path / "elsewhere.geojson",
                    [("tumour", rect_ring(5000, 5000, 300, 300)),
                     ("tumour", rect_ring(-900, 100, 200, 200))])
-    with pytest.raises(AnnotationError, match=r"elsewhere.geojson: all 2 features lie outside "
-                                              r"the 1024 x 768 px slide"):
-        fractions(slide_path, GeoJSONAnnotation(path))
+    with pytest.warns(AnnotationWarning, match=r"elsewhere.geojson: all 2 features lie "
+                                               r"outside the 1024 x 768 px slide"):
+        result = fractions(slide_path, GeoJSONAnnotation(path))
+    assert np.all(result[:, 1] == 0)
     # One feature inside is enough: nothing to report.
     inside = geojson(tmp_path / "inside.geojson", [("tumour", rect_ring(100, 100, 300, 300)),
                                                   ("tumour", rect_ring(5000, 0, 10, 10))])

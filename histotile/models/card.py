@@ -41,8 +41,10 @@ def package_versions(backend: str) -> dict[str, str | None]:
 def build_card(*, architecture: str, backend: str, description: str, classes: Sequence[str],
                tile_size: int, weights_file: str, normalisation: dict[str, Any],
                geometry: dict[str, Any], settings: dict[str, Any], data: dict[str, Any],
-               metrics: dict[str, Any], final_epochs: int | None) -> dict[str, Any]:
-    """Assemble the card (plain JSON types)."""
+               metrics: dict[str, Any], final_epochs: int | None,
+               roles: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Assemble the card (plain JSON types). ``roles``: ``default_class`` and
+    ``positive_class`` (see :mod:`histotile.class_roles`)."""
     return {
         "format": CARD_FORMAT,
         "format_version": CARD_VERSION,
@@ -53,6 +55,9 @@ def build_card(*, architecture: str, backend: str, description: str, classes: Se
         "weights_file": weights_file,
         "classes": list(classes),
         "num_classes": len(classes),
+        # The label of unannotated tiles and the class detected: read by every stage.
+        "default_class": (roles or {}).get("default_class"),
+        "positive_class": (roles or {}).get("positive_class"),
         "tile_size": int(tile_size),
         "input": {"layout": "uint8 RGB tiles (N, tile_size, tile_size, 3)",
                   "normalisation": normalisation},

@@ -46,6 +46,9 @@ class TileTable:
             (level-0 px per tile px, or None), ``tiling`` (the tiler's settings when a
             sidecar JSON was found) and ``slide_mpp``.
         notes: what was dropped and why (recorded in the model card).
+        declared_classes: the class order the data declares (the tiler's classes, the
+            manifest's ``frac_<class>`` columns, or the sorted class folders); classes
+            are never sorted otherwise.
     """
 
     frame: pd.DataFrame
@@ -55,6 +58,7 @@ class TileTable:
     kind: str
     geometry: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    declared_classes: list[str] = field(default_factory=list)
 
     @property
     def targets(self) -> np.ndarray:
@@ -81,7 +85,9 @@ class TileTable:
 def load_tiles(data: str | Path | pd.DataFrame, *, group_column: str = "group",
                label_column: str = "label", classes: Sequence[str] | None = None,
                tile_size: int | None = None, patchify: bool = False,
-               max_tiles: int | None = None, seed: int = 0) -> TileTable:
+               max_tiles: int | None = None, seed: int = 0, group_by: str | None = None,
+               group_pattern: str | None = None, patch_size: int | None = None,
+               patch_stride: int | None = None, workers: int | None = None) -> TileTable:
     """Read and validate a dataset.
 
     Args:
@@ -90,25 +96,39 @@ def load_tiles(data: str | Path | pd.DataFrame, *, group_column: str = "group",
             part before ``__`` in the stem, e.g. ``patient7__0003.png`` -> ``patient7``).
         group_column: manifest column to group by (patient or slide).
         label_column: manifest column holding class names.
-        classes: keep only these classes, in this order (default: all, sorted).
+        classes: keep only these classes, in this order (default: all, in the order the
+            data declares: the tiler's classes, else the manifest's ``frac_<class>``
+            columns, else sorted class folders; see :mod:`histotile.class_roles`).
         tile_size: network input side; tiles of another size are resized.
         patchify: cut ImageFolder images into non-overlapping ``tile_size`` patches.
         max_tiles: keep at most this many tiles (seeded sample, stratified by class).
         seed: for ``max_tiles``.
+        group_by, group_pattern: ``patient`` / ``slide`` / ``region`` or a manifest column,
+            and the file-name pattern of patients (see :mod:`histotile.models.groups`).
+        patch_size, patch_stride: with ``patchify``, the patch side (default
+            ``tile_size``) and step (default: the patch size, no overlap), in pixels.
+        workers: threads reading image headers (image folders).
 
     Raises:
         DatasetError: missing columns, no tiles, a single class, unreadable slides or
             images, tiles of mixed sizes without ``tile_size``.
     """
+    from histotile.models.groups import GROUP_KINDS, group_values
+
+    if group_by is not None and group_by not in GROUP_KINDS:
+        group_column = group_by  # a manifest column
     if isinstance(data, pd.DataFrame):
         table = _from_manifest(data.copy(), "the manifest DataFrame", None, group_column,
                                label_column, tile_size)
         if isinstance(data.attrs.get("tiling"), dict):  # the tiler's settings, if attached
             table.geometry["tiling"] = data.attrs["tiling"]
+            table.declared_classes = [str(c) for c in data.attrs["tiling"].get("classes")
+                                      or table.declared_classes]
     else:
         path = Path(data)
         if path.is_dir():
-            table = _from_imagefolder(path, tile_size, patchify)
+            table = _from_imagefolder(path, tile_size, patchify, patch_size, patch_stride,
+                                      workers)
         elif path.is_file():
             table = _from_manifest(_read_csv(path), str(path), path, group_column,
                                    label_column, tile_size)
@@ -116,6 +136,9 @@ def load_tiles(data: str | Path | pd.DataFrame, *, group_column: str = "group",
             raise DatasetError(f"{path}: no such manifest file or image folder (pass a tile "
                                "manifest CSV written by the tiler, or a folder with one "
                                "sub-folder of images per class)")
+    if group_by in GROUP_KINDS or (group_by is None and group_pattern is not None):
+        table.frame["group"] = group_values(table.frame, group_by or "patient",
+                                            pattern=group_pattern, source=table.source)
     _select_classes(table, classes)
     if max_tiles is not None and len(table.frame) > max_tiles:
         _subsample(table, max_tiles, seed)
@@ -163,6 +186,7 @@ def _from_manifest(frame: pd.DataFrame, source: str, path: Path | None, group_co
         if not pd.api.types.is_numeric_dtype(frame[column]) or frame[column].isna().any():
             raise DatasetError(f"{source}: column {column!r} must hold whole numbers for "
                                "every tile; the manifest is damaged or not the tiler's")
+    declared = [str(c)[len("frac_"):] for c in frame.columns if str(c).startswith("frac_")]
     sizes = np.unique(frame["size"].to_numpy())
     if tile_size is None:
         if sizes.size != 1:
@@ -184,7 +208,10 @@ def _from_manifest(frame: pd.DataFrame, source: str, path: Path | None, group_co
     })
     slide_mpp = _check_slides(out["path"].unique(), source)
     geometry = _geometry(out, frame["size"].to_numpy(np.float64), slide_mpp, path)
-    return TileTable(out, [], int(tile_size), source, "manifest", geometry, notes)
+    tiler = geometry.get("tiling") or {}
+    if tiler.get("classes"):
+        declared = [str(c) for c in tiler["classes"]]
+    return TileTable(out, [], int(tile_size), source, "manifest", geometry, notes, declared)
 
 
 def _check_slides(paths: Sequence[str], source: str) -> dict[str, float | None]:
@@ -248,63 +275,43 @@ def _consistent(values: np.ndarray, tolerance: float = 0.02) -> float | None:
 
 
 # -- image folders ---------------------------------------------------------------------
-def _from_imagefolder(root: Path, tile_size: int | None, patchify: bool) -> TileTable:
-    from histotile.wsi import open_slide
+def _from_imagefolder(root: Path, tile_size: int | None, patchify: bool,
+                      patch_size: int | None = None, patch_stride: int | None = None,
+                      workers: int | None = None) -> TileTable:
+    """See :mod:`histotile.models.imagefolder`; ``patchify`` cuts ``patch_size`` patches
+    (default ``tile_size``) at ``patch_stride`` (default: no overlap)."""
+    from histotile.models.imagefolder import scan_imagefolder
 
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not class_dirs:
-        raise DatasetError(f"{root}: no class sub-folders; arrange images as "
-                           f"{root}/<class>/<image>.png")
-    rows: list[tuple] = []
-    sizes: set[tuple[int, int]] = set()
-    for class_dir in class_dirs:
-        for image in sorted(class_dir.rglob("*")):
-            if image.suffix.lower() not in IMAGE_SUFFIXES or not image.is_file():
-                continue
-            try:
-                with open_slide(image) as slide:
-                    width, height = slide.dimensions
-            except HistotileError as error:
-                raise DatasetError(f"{image}: unreadable image ({error}); remove or "
-                                   "replace the file") from None
-            group = image.stem.split("__")[0]
-            if patchify:
-                assert tile_size is not None
-                xs = np.arange(0, width - tile_size + 1, tile_size)
-                ys = np.arange(0, height - tile_size + 1, tile_size)
-                if xs.size == 0 or ys.size == 0:
-                    raise DatasetError(f"{image}: {width}x{height} px is smaller than one "
-                                       f"{tile_size} px patch; lower tile_size or drop it")
-                for y in ys:
-                    for x in xs:
-                        rows.append((str(image), int(x), int(y), tile_size, 0, tile_size,
-                                     class_dir.name, group))
-            else:
-                sizes.add((width, height))
-                rows.append((str(image), 0, 0, max(width, height), 0, -1, class_dir.name,
-                             group))
-    if not rows:
-        raise DatasetError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in the class "
-                           "sub-folders")
+    patch = (patch_size or tile_size) if patchify else None
+    frame, classes, sizes, notes = scan_imagefolder(root, patch_size=patch,
+                                                    patch_stride=patch_stride,
+                                                    workers=workers)
     if tile_size is None:
-        if len(sizes) != 1 or len({*next(iter(sizes))}) != 1:
+        if patch is not None:
+            tile_size = patch
+        elif len(sizes) != 1 or len({*next(iter(sizes))}) != 1:
             raise DatasetError(f"{root}: images are not all square of one size (seen "
                                f"{sorted(sizes)[:4]}); pass tile_size to resize them, or "
                                "patchify=True with tile_size to cut them into patches")
-        tile_size = next(iter(sizes))[0]
-    frame = pd.DataFrame(rows, columns=["path", "x", "y", "extent", "level", "read_size",
-                                        "label", "group"])
+        else:
+            tile_size = next(iter(sizes))[0]
     geometry = {"tile_downsample": None, "tile_mpp": None, "slide_mpp": None, "tiling": None,
                 "manifest": None}
-    if patchify:
-        geometry["tile_downsample"] = 1.0
-        geometry["tiling"] = {"patchify": True, "tile_size": tile_size, "step": tile_size}
-    return TileTable(frame, [], int(tile_size), str(root), "imagefolder", geometry)
+    if patch is not None:
+        geometry["tile_downsample"] = patch / tile_size
+        geometry["tiling"] = {"patchify": True, "tile_size": tile_size,
+                              "step": patch_stride or patch}
+        if patch != tile_size:  # patches resized to the network's input
+            geometry["tiling"]["patch_size"] = patch
+    return TileTable(frame, [], int(tile_size), str(root), "imagefolder", geometry, notes,
+                     declared_classes=classes)
 
 
 # -- selection -------------------------------------------------------------------------
 def _select_classes(table: TileTable, classes: Sequence[str] | None) -> None:
-    found = sorted(table.frame["label"].unique().tolist())
+    from histotile.class_roles import order_classes
+
+    found = order_classes(table.frame["label"].unique().tolist(), table.declared_classes)
     if classes:
         classes = [str(c) for c in classes]
         absent = [c for c in classes if c not in found]

@@ -9,6 +9,7 @@ split and writes the model directory atomically.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -25,7 +26,9 @@ import pandas as pd
 
 from histotile._atomic import check_writable
 from histotile._files import folder_lock, match_umask, remove_stale_staging
-from histotile.errors import ConfigError, ModelError
+from histotile.class_roles import training_roles
+from histotile.errors import ModelError
+from histotile.models import audit
 from histotile.models import card as cards
 from histotile.models.data import TileSource, TileTable, load_tiles
 from histotile.models.metrics import classification_metrics, flat_row, summarise
@@ -38,7 +41,7 @@ Progress = Callable[..., None]
 
 METRICS_FILE = "metrics_folds.csv"
 HISTORY_FILE = "history.csv"
-SPLITS_FILE = "splits.csv"
+SPLITS_FILE = audit.SPLITS_FILE
 LOG_FILE = "train.log"
 CURVES_FILE = "learning_curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -81,7 +84,9 @@ def train(data: str | Path | pd.DataFrame, out_dir: str | Path,
         data: a tile manifest (CSV path or DataFrame; tiles are read from the slides on
             the fly) or an ImageFolder directory (``<dir>/<class>/<image>``).
         out_dir: the model directory to write (``model.pt``/``model.params``,
-            ``model_card.json``, ``metrics_folds.csv``, ``history.csv``, ``splits.csv``,
+            ``model_card.json``, ``metrics_folds.csv``, ``history.csv``, ``splits.csv``
+            (every tile's part and fold), ``predictions_oof.csv`` (out-of-fold and test
+            predictions), ``image_level.csv`` (patch majority per image and group),
             ``learning_curves.png``, ``confusion_matrix.png``, ``train.log``).
         settings: :class:`TrainSettings` (defaults: LeNet, the study's optimiser).
         progress: optional ``callable(event, **info)``; events ``start`` (tiles, folds,
@@ -145,12 +150,18 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     table = load_tiles(data, group_column=settings.group_column,
                        label_column=settings.label_column, classes=settings.classes,
                        tile_size=settings.tile_size, patchify=settings.patchify,
-                       max_tiles=settings.max_tiles, seed=settings.seed)
+                       max_tiles=settings.max_tiles, seed=settings.seed,
+                       group_by=settings.group_by, group_pattern=settings.group_pattern,
+                       patch_size=settings.patch_size, patch_stride=settings.patch_stride)
     for note in table.notes:
         log.info("%s: %s", table.source, note)
-    if settings.positive_class is not None and settings.positive_class not in table.classes:
-        raise ConfigError(f"positive_class={settings.positive_class!r}: not one of the "
-                          f"classes {table.classes}")
+    roles = training_roles(table.classes, table.geometry.get("tiling"),
+                           default_class=settings.default_class,
+                           positive_class=settings.positive_class, where=table.source)
+    settings = dataclasses.replace(settings, default_class=roles.default_class,
+                                   positive_class=roles.positive_class)
+    log.info("classes %s; default class %r, positive class %r", table.classes,
+             roles.default_class, roles.positive_class)
     targets, groups = table.targets, table.groups
     splits = make_splits(targets, groups, table.classes, folds=settings.folds,
                          test_fraction=settings.test_fraction, seed=settings.seed,
@@ -176,6 +187,7 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
 
     fold_metrics: list[dict[str, Any]] = []
     histories: list[dict[str, Any]] = []
+    audit_parts: list[tuple[str, np.ndarray, np.ndarray]] = []  # out-of-fold predictions
     for k, (train_rows, val_rows) in enumerate(splits.folds, start=1):
         tag = f"fold{k}"
         progress("fold_start", tag=tag, fold=k, folds=len(splits.folds),
@@ -191,6 +203,7 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
         proba = backend.predict_rows(model, spec, source, val_rows, settings.batch_size,
                                      device)
         eval_seconds = time.perf_counter() - eval_started
+        audit_parts.append((tag, val_rows, proba))
         metrics = classification_metrics(targets[val_rows], proba, table.classes,
                                          settings.positive_class)
         metrics.update(fold=k, n_train=int(train_rows.size), n_val=int(val_rows.size),
@@ -229,6 +242,7 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
         if splits.test.size:
             proba = backend.predict_rows(final_model, spec, source, splits.test,
                                          settings.batch_size, device)
+            audit_parts.append(("test", splits.test, proba))
             test_metrics = classification_metrics(targets[splits.test], proba, table.classes,
                                                   settings.positive_class)
             test_metrics.update(n_train=int(splits.development.size),
@@ -243,6 +257,9 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     weights_file = backend.save(final_model, staging) if final_model is not None else None
     card = _write_outputs(staging, table, splits, settings, spec, fold_metrics, summary,
                           test_metrics, histories, final_epochs, weights_file)
+    for name, value in audit.write_audit(staging, table, splits, audit_parts,
+                                         settings.positive_class).items():
+        log.info("%s accuracy (patch majority): %.4f", name.replace("_", " "), value)
     return TrainResult(staging, table.classes, fold_metrics, summary, test_metrics, card, 0.0)
 
 
@@ -268,7 +285,6 @@ def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: Tr
     pd.DataFrame(rows).to_csv(staging / METRICS_FILE, index=False)
     history = pd.DataFrame(histories)
     history.to_csv(staging / HISTORY_FILE, index=False)
-    _splits_frame(table, splits).to_csv(staging / SPLITS_FILE, index=False)
     if not history.empty:
         plots.learning_curves(history, staging / CURVES_FILE)
     matrices: dict[str, Any] = {}
@@ -281,7 +297,9 @@ def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: Tr
         plots.confusion_matrices(matrices, classes, staging / CONFUSION_FILE)
     card = cards.build_card(
         architecture=spec.name, backend=settings.backend, description=spec.description,
-        classes=classes, tile_size=table.tile_size, weights_file=weights_file or "",
+        classes=classes, roles={"default_class": settings.default_class,
+                                "positive_class": settings.positive_class},
+        tile_size=table.tile_size, weights_file=weights_file or "",
         normalisation=spec.normalisation(), geometry=table.geometry,
         settings=settings.to_dict(),
         data={**table.summary(),
@@ -292,19 +310,6 @@ def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: Tr
         final_epochs=final_epochs if settings.final_model else None)
     cards.write_card(card, staging)
     return card
-
-
-def _splits_frame(table: TileTable, splits: Splits) -> pd.DataFrame:
-    """Which part each group went to: the audit trail that no group straddles parts."""
-    part = np.full(len(table.frame), "development", dtype=object)
-    part[splits.test] = "test"
-    fold = np.zeros(len(table.frame), np.int64)
-    for k, (_, val) in enumerate(splits.folds, start=1):
-        fold[val] = k
-    frame = pd.DataFrame({"group": table.groups, "part": part, "validation_fold": fold,
-                          "label": table.frame["label"].to_numpy()})
-    return (frame.groupby(["group", "part", "validation_fold", "label"]).size()
-            .rename("tiles").reset_index())
 
 
 def _publish(staging: Path, out_dir: Path, overwrite: bool) -> None:

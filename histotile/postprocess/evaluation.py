@@ -14,6 +14,7 @@ the other classes.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ class SlideEvaluation:
         tile_threshold: probability from which a tile is predicted positive.
         confusion: (C, C) int64 tile counts, rows annotated class, columns predicted.
         truth, predicted: class index per tile (int64 (N,)), in the predictions' order.
+        default_class: the truth of unannotated tiles, when the truth came from an
+            annotation (None for truth given per tile).
     """
 
     slide_name: str
@@ -51,6 +54,7 @@ class SlideEvaluation:
     confusion: np.ndarray
     truth: np.ndarray
     predicted: np.ndarray
+    default_class: str | None = None
 
     @property
     def tiles(self) -> int:
@@ -236,29 +240,31 @@ def labelling_settings(predictions: SlidePredictions, *, positive_class: str,
     """The tiling settings that label tiles from an annotation for evaluation: those the
     predictions were made with (as in training), with the model's classes and any
     override given. Without saved settings, a painted overlay is read with the positive
-    class painted green (the original workflow's convention)."""
-    import dataclasses
+    class painted green (the original workflow's convention).
+
+    The default class (the truth of unannotated tiles) is never taken from the class
+    order: ``default_class``, else the model card's (the predictions' model reference),
+    else the saved tiling's explicit one, else, for two classes, the one that is not
+    positive; otherwise :class:`ConfigError` asks for it."""
 
     from histotile.tiling import TilingSettings
 
     classes = tuple(predictions.classes)
     saved = dict(predictions.settings.get("tiling") or {})
+    default = _default_class(predictions, saved, positive_class, default_class)
     if saved:
-        # The default label of the tiling (explicit, or its first class) must survive
-        # the switch to the model's class order, which is often sorted differently.
-        default = saved.get("default_class") or (list(saved.get("classes") or []) or [None])[0]
         saved["classes"] = list(classes)
         saved["palette"] = {k: v for k, v in (saved.get("palette") or {}).items()
                             if k in classes}
-        saved["default_class"] = default if default in classes else None
+        saved["positive_class"] = None
+        saved["default_class"] = default
         settings = TilingSettings.from_dict(saved)
     else:
-        settings = TilingSettings(classes=classes, palette={positive_class: (0, 255, 0)})
+        settings = TilingSettings(classes=classes, palette={positive_class: (0, 255, 0)},
+                                  default_class=default)
     changes: dict[str, Any] = {}
     if min_label_fraction is not None:
         changes["min_label_fraction"] = float(min_label_fraction)
-    if default_class is not None:
-        changes["default_class"] = default_class
     if palette is not None:
         changes["palette"] = dict(palette)
     if not settings.palette and palette is None:
@@ -269,6 +275,26 @@ def labelling_settings(predictions: SlidePredictions, *, positive_class: str,
                           f"positive class {positive_class!r}; set default_class to the "
                           "negative class")
     return settings
+
+
+def _default_class(predictions: SlidePredictions, saved: dict[str, Any],
+                   positive_class: str, explicit: str | None) -> str:
+    """The truth of unannotated tiles (see :func:`labelling_settings`)."""
+    classes = tuple(predictions.classes)
+    candidates = (explicit, (predictions.model or {}).get("default_class"),
+                  saved.get("default_class"))
+    for name in candidates:
+        if name is not None:
+            if name not in classes:
+                raise ConfigError(f"default class {name!r} is not one of the model's "
+                                  f"classes {list(classes)} (pass --default-class with one "
+                                  "of them)")
+            return str(name)
+    if len(classes) == 2:
+        return next(c for c in classes if c != positive_class)
+    raise ConfigError(f"slide {predictions.slide_name!r}: the model does not record which "
+                      f"of {list(classes)} unannotated tiles belong to; pass "
+                      "--default-class (default_class=...) to evaluate")
 
 
 def _resolve_annotation(annotation: Any, settings) -> Any:
@@ -321,8 +347,9 @@ def evaluate_slide(
                                          predictions.classes, settings)
     truth = assign_labels(fractions, predictions.classes, settings.default_label,
                           settings.min_label_fraction)
-    return evaluate_tiles(predictions, truth, positive_class=positive_class,
-                          tile_threshold=tile_threshold)
+    result = evaluate_tiles(predictions, truth, positive_class=positive_class,
+                            tile_threshold=tile_threshold)
+    return dataclasses.replace(result, default_class=settings.default_label)
 
 
 def annotation_panel(slide, annotation: Any, settings, positive_class: str, size: int,
@@ -330,8 +357,6 @@ def annotation_panel(slide, annotation: Any, settings, positive_class: str, size
     """The slide's thumbnail (longest side ``size``) with the annotated
     ``positive_class`` blended in ``color`` over every thumbnail pixel the class covers
     at least half of."""
-    import dataclasses
-
     from histotile.postprocess.blend import blend_constant, constant_lut
     from histotile.tiling.annotations import class_fractions
 

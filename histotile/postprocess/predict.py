@@ -65,8 +65,10 @@ def settings_from_card(predictor: TilePredictor) -> TilingSettings:
     else:
         classes = tuple(str(c) for c in predictor.classes)
         palette = {k: v for k, v in TilingSettings().palette.items() if k in classes}
+        default = (predictor.card or {}).get("default_class")
         settings = TilingSettings(tile_size=int(predictor.tile_size), classes=classes,
-                                  palette=palette)
+                                  palette=palette,
+                                  default_class=default if default in classes else None)
     changes: dict[str, Any] = {"tile_size": int(predictor.tile_size), "stride": None}
     tile_mpp = geometry.get("tile_mpp")
     tile_downsample = geometry.get("tile_downsample")
@@ -98,8 +100,17 @@ def model_reference(predictor: TilePredictor) -> dict[str, Any]:
     digest = hashlib.sha256(json.dumps(card, sort_keys=True, default=str).encode()
                             ).hexdigest()[:16]
     reference = {key: card[key] for key in _CARD_KEYS if key in card}
-    # The class the model was trained to detect: heatmaps and decisions default to it.
-    reference["positive_class"] = (card.get("training") or {}).get("positive_class")
+    # The class the model detects (heatmaps and decisions default to it) and the label
+    # of unannotated tiles (evaluation's truth), as recorded; what an old card lacks is
+    # None here and each stage applies (and reports) the documented default.
+    from histotile.class_roles import card_roles
+
+    if card.get("classes"):
+        roles = card_roles(card)
+        reference["positive_class"] = roles.positive_class
+        reference["default_class"] = (None if any("default class" in n for n in roles.assumed)
+                                      else roles.default_class)
+        reference["assumed"] = list(roles.assumed)
     model_dir = getattr(predictor, "model_dir", None)
     reference.update({"model_dir": None if model_dir is None else str(model_dir),
                       "name": card.get("name") or (Path(model_dir).name if model_dir

@@ -1,66 +1,134 @@
-"""Checks that make silent annotation outcomes loud: a GeoJSON with no usable features,
-features that all lie outside the slide, and raster annotations too small to mean
-anything for their slide.
+"""Annotations that label nothing: the checks behind the per-slide warnings of
+``histotile tile`` (``--strict`` makes each a failure).
 
-:func:`geojson_problems` returns the messages (for a report column, see issue #11);
-:func:`check_geojson` warns about an empty annotation and refuses one whose features all
-lie outside the slide (it belongs to another slide or another coordinate system).
+Before tiling (:func:`check_annotation`): a GeoJSON without classified features, or
+none inside the slide, or with class names not among the classes. After tiling
+(:func:`check_labels`): a painted overlay or label mask that gave no tile any class but
+the default one, with the colours (or values) found and those expected.
 """
 
 from __future__ import annotations
 
-import warnings
+import json
+import tempfile
+from collections import Counter
 from pathlib import Path
 
-from histotile.errors import AnnotationError
+import numpy as np
 
-# A painted overlay or label mask whose longer side is below this is refused: a 1 x 1 px
-# "overlay" of a 2220 x 2967 slide would label the whole slide from one pixel.
-MIN_MAP_SIDE = 32
+from histotile.tiling.annotation_limits import geojson_problems
+from histotile.tiling.annotations import (
+    Annotation,
+    GeoJSONAnnotation,
+    LabelMask,
+    PaintedOverlay,
+    _features,
+)
+from histotile.tiling.settings import TilingSettings
+
+_PREVIEW = 1024  # longest side (px) at which overlay colours are looked at
 
 
-class AnnotationWarning(UserWarning):
-    """An annotation that is usable but probably not what was meant."""
-
-
-def geojson_problems(features: tuple, slide_dimensions: tuple[int, int],
-                     path: str | Path) -> list[str]:
-    """Messages about parsed GeoJSON ``features`` (``(name, label, polygons, bbox)``,
-    level-0 pixels) against a slide of ``slide_dimensions``; empty when all is well."""
-    width, height = slide_dimensions
+def check_annotation(annotation: Annotation, dimensions: tuple[int, int],
+                     settings: TilingSettings) -> list[str]:
+    """Problems of a GeoJSON annotation seen before tiling, one sentence each
+    (``dimensions``: the slide's level-0 width and height)."""
+    if not isinstance(annotation, GeoJSONAnnotation):
+        return []
+    features = _features(annotation.path)
+    problems = geojson_problems(features, dimensions, annotation.path.name)
     if not features:
-        return [f"{path}: no classified polygon in the GeoJSON, so every tile gets the "
-                "default class (export the annotations again from QuPath if that is wrong)"]
-    inside = [f for f in features
-              if f[3][0] < width and f[3][1] < height and f[3][2] > 0 and f[3][3] > 0]
-    if not inside:
-        x0 = min(f[3][0] for f in features)
-        y0 = min(f[3][1] for f in features)
-        x1 = max(f[3][2] for f in features)
-        y1 = max(f[3][3] for f in features)
-        return [f"{path}: all {len(features)} features lie outside the {width} x {height} px "
-                f"slide (they span x {x0:.0f}..{x1:.0f}, y {y0:.0f}..{y1:.0f}): the "
-                "annotation belongs to another slide or uses other coordinates (export it "
-                "from this slide in QuPath, in level-0 pixels)"]
+        return problems
+    known = {c.lower() for c in settings.classes}
+    unknown = sorted({f[0] for f in features if f[0].lower() not in known})
+    if unknown:
+        problems.append(f"{annotation.path.name}: class name(s) {', '.join(unknown)} are "
+                        f"not in --classes {list(settings.classes)}; their polygons are "
+                        "ignored (add them to --classes, or rename them in QuPath)")
+    return problems
+
+
+def without_unknown_classes(annotation: GeoJSONAnnotation, classes: tuple[str, ...],
+                            folder: str | Path) -> GeoJSONAnnotation:
+    """A copy of the GeoJSON in ``folder`` holding only features of known classes
+    (matched without regard to case), so that tiling can go on past a warning."""
+    data = json.loads(annotation.path.read_text(encoding="utf-8"))
+    features = data.get("features", []) if isinstance(data, dict) and \
+        data.get("type") == "FeatureCollection" else data if isinstance(data, list) else [data]
+    known = {c.lower() for c in classes}
+
+    def keep(feature) -> bool:
+        classification = ((feature or {}).get("properties") or {}).get("classification")
+        name = classification.get("name") if isinstance(classification, dict) else None
+        return name is None or str(name).lower() in known
+
+    kept = {"type": "FeatureCollection", "features": [f for f in features if keep(f)]}
+    handle, name = tempfile.mkstemp(prefix=f"{annotation.path.stem}.", suffix=".geojson",
+                                    dir=folder)
+    with open(handle, "w", encoding="utf-8") as file:
+        json.dump(kept, file)
+    return GeoJSONAnnotation(Path(name))
+
+
+def check_labels(annotation: Annotation, manifest, slide, settings: TilingSettings
+                 ) -> list[str]:
+    """Problems seen after tiling: an overlay or mask that labelled no tile with any class
+    but the default one. ``manifest``: the tiles (``frac_<class>`` columns)."""
+    if isinstance(annotation, GeoJSONAnnotation) or len(manifest) == 0:
+        return []
+    others = [c for c in settings.classes if c != settings.default_label]
+    covered = any(float(manifest[f"frac_{c}"].max()) > 0 for c in others
+                  if f"frac_{c}" in manifest)
+    if covered:
+        return []
+    if isinstance(annotation, PaintedOverlay):
+        palette = annotation.palette if annotation.palette is not None else settings.palette
+        expected = ", ".join(f"{name} {_hex(rgb)}" for name, rgb in palette.items())
+        found = ", ".join(_hex(c) for c in painted_colours(annotation.path, slide,
+                                                           settings.overlay_threshold))
+        return [f"{annotation.path.name}: no painted pixel matches a class colour "
+                f"(expected {expected or 'no palette'}; painted colours found: "
+                f"{found or 'none'}); fix --classes colours, e.g. 'normal,tumour=#00ff00'"]
+    if isinstance(annotation, LabelMask):
+        values = mask_values(annotation.path)
+        expected = ", ".join(f"{i}={c}" for i, c in enumerate(settings.classes)
+                             if c != settings.default_label)
+        return [f"{annotation.path.name}: the label mask labels no tile with a class (values "
+                f"found: {values}; expected {expected}); check the mask and --classes order"]
     return []
 
 
-def check_geojson(features: tuple, slide_dimensions: tuple[int, int], path: str | Path) -> None:
-    """Warn (:class:`AnnotationWarning`) about an empty GeoJSON; raise
-    :class:`AnnotationError` when all its features lie outside the slide."""
-    for message in geojson_problems(features, slide_dimensions, path):
-        if features:
-            raise AnnotationError(message)
-        warnings.warn(message, AnnotationWarning, stacklevel=3)
+def _hex(rgb) -> str:
+    return "#" + "".join(f"{int(v):02x}" for v in rgb)
 
 
-def check_map_size(slide_dims: tuple[int, int], map_dims: tuple[int, int],
-                   path: str | Path) -> None:
-    """Refuse a raster annotation too small to label its slide."""
-    (w0, h0), (w, h) = slide_dims, map_dims
-    if max(w, h) < MIN_MAP_SIDE and max(w0, h0) >= MIN_MAP_SIDE:
-        raise AnnotationError(
-            f"{path}: the annotation image is {w} x {h} px for a {w0} x {h0} px slide: each "
-            f"of its pixels would label about {w0 / max(w, 1):.0f} x {h0 / max(h, 1):.0f} "
-            f"slide pixels; export it from the whole slide at full or uniformly reduced "
-            f"resolution (at least {MIN_MAP_SIDE} px on the longer side)")
+def painted_colours(path: Path, slide, threshold: int, top: int = 3) -> list[tuple]:
+    """The most common colours painted on an overlay (pixels differing from the slide by
+    at least ``threshold`` in a channel), rounded to multiples of 16, most common first;
+    compared at :data:`_PREVIEW` px so that any overlay size is cheap."""
+    import cv2
+
+    from histotile.wsi import open_slide
+
+    with open_slide(path) as image:  # PNG, JPEG or (tiled) TIFF alike
+        overlay = np.asarray(image.thumbnail(_PREVIEW))
+    base = np.asarray(slide.thumbnail(max(overlay.shape[:2])))
+    if base.shape[:2] != overlay.shape[:2]:
+        base = cv2.resize(base, overlay.shape[1::-1], interpolation=cv2.INTER_AREA)
+    marked = cv2.absdiff(overlay, base).max(axis=2) >= threshold
+    rounded = (overlay[marked].astype(np.int64) + 8) // 16 * 16
+    counts = Counter(map(tuple, np.clip(rounded, 0, 255).tolist()))
+    return [colour for colour, _ in counts.most_common(top)]
+
+
+def mask_values(path: Path, limit: int = 10) -> list[int]:
+    """The distinct values of a label mask (read at up to :data:`_PREVIEW` px)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.thumbnail((_PREVIEW, _PREVIEW), Image.Resampling.NEAREST)
+            values = np.unique(np.asarray(image))
+    except Exception:  # noqa: BLE001 - only a message depends on it
+        return []
+    return [int(v) for v in values[:limit]]

@@ -29,7 +29,7 @@ import numpy as np
 
 from histotile.errors import AnnotationError, HistotileError
 from histotile.tiling._boxes import box_sums, group_by_cells, integral_image
-from histotile.tiling.annotation_checks import check_geojson, check_map_size
+from histotile.tiling.annotation_limits import check_geojson, check_map_size
 from histotile.tiling.settings import RGB, TilingSettings
 
 UNANNOTATED = 255

@@ -43,6 +43,8 @@ class TilingSettings:
         classes: class names; the order gives the ``frac_<class>`` columns and the pixel
             values of a label-mask image (value i = ``classes[i]``).
         default_class: the label of a tile no class covers enough (None = ``classes[0]``).
+        positive_class: the class the model is to detect (None = ``classes[-1]``); not
+            used for tiling, recorded in the manifest's JSON for training and the card.
         palette: painted-overlay colour (RGB) of each annotated class.
         min_label_fraction: a tile takes a class when the class covers at least this
             fraction of it (the original rule: 0.05, so borderline tiles lean to the
@@ -69,6 +71,7 @@ class TilingSettings:
     mask_min_area_um2: float = 5_000.0
     classes: tuple[str, ...] = ("normal", "tumour")
     default_class: str | None = None
+    positive_class: str | None = None
     palette: dict[str, RGB] = field(default_factory=lambda: {"tumour": (0, 255, 0)})
     min_label_fraction: float = 0.05
     overlay_threshold: int = 48
@@ -96,6 +99,10 @@ class TilingSettings:
     @property
     def default_label(self) -> str:
         return self.classes[0] if self.default_class is None else self.default_class
+
+    @property
+    def positive_label(self) -> str:
+        return self.classes[-1] if self.positive_class is None else self.positive_class
 
     def target(self) -> dict[str, float | int]:
         """The resolution request as keyword arguments of ``Slide.choose_level``."""
@@ -144,6 +151,8 @@ class TilingSettings:
                 raise bad("classes", f"class name {name!r} is empty or has / \\ , or newline")
         if self.default_class is not None and self.default_class not in self.classes:
             raise bad("default_class", f"is not one of the classes {list(self.classes)}")
+        if self.positive_class is not None and self.positive_class not in self.classes:
+            raise bad("positive_class", f"is not one of the classes {list(self.classes)}")
         for name, rgb in self.palette.items():
             if name not in self.classes:
                 raise bad("palette", f"colour for {name!r}, which is not one of the classes "

@@ -18,13 +18,16 @@ def tile_batch(slides: Iterable[str | Path] | str | Path, out_dir: str | Path, *
                classes: str | None = None, annotations: str | Path | None = None,
                balance: str | dict[str, float] | None = None, export_images: bool = False,
                execution: Execution | None = None, overwrite: bool = False,
-               progress: bool = False, **tiling: Any) -> list[SlideRecord]:
+               progress: bool = False, strict: bool = False,
+               **tiling: Any) -> list[SlideRecord]:
     """Tile slides (files, folders or glob patterns) into ``out_dir``.
 
     Args:
         classes: ``"normal,tumour=#00ff00"``: class order and painted-overlay colours.
         annotations: folder (or file) of annotations; default: beside each slide.
         balance: class ratios for the combined manifest, e.g. ``{"normal": 1, "tumour": 1}``.
+        strict: fail a slide whose annotation labels nothing instead of recording a
+            warning (see :mod:`histotile.tiling.annotation_checks`).
         execution: where to run (:class:`Execution`: in-process, ``workers=N`` for a local
             Dask cluster, ``scheduler=ADDRESS`` for an existing one).
         **tiling: :class:`histotile.tiling.TilingSettings` fields (``tile_size``,
@@ -35,7 +38,7 @@ def tile_batch(slides: Iterable[str | Path] | str | Path, out_dir: str | Path, *
         One :class:`SlideRecord` per slide; ``out_dir/manifest.csv`` holds every tile.
     """
     options = {**tiling, "classes": classes, "annotations": annotations, "balance": balance,
-               "export_images": export_images, "overwrite": overwrite}
+               "export_images": export_images, "overwrite": overwrite, "strict": strict}
     records = _tile_batch(_as_list(slides), out_dir, options, execution=execution,
                           show_progress=progress)
     write_report(records, out_dir, name="tile-report")

@@ -20,8 +20,10 @@ from histotile.workflows.report import SlideRecord
 
 TILING_KEYS = ("tile_size", "stride", "magnification", "mpp", "level", "min_tissue",
                "keep_background", "seed", "min_label_fraction")
+# Class roles given when tiling (recorded in manifest.json for training).
+CLASS_KEYS = ("default_class", "positive_class")
 HEATMAP_KEYS = ("class_name", "mode", "threshold", "alpha", "color", "downsample",
-                "decision_threshold")
+                "decision_threshold", "default_class")
 
 
 def _pick(options: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
@@ -54,6 +56,9 @@ def _progress(description: str, total: int):
             console.print(f"[red]failed[/] {escape(record.slide)}: {escape(record.error or '')}")
         elif record.error:  # skipped with a reason (another run holds the folder)
             console.print(f"[cyan]skipped[/] {escape(record.slide)}: {escape(record.error)}")
+        elif record.warning:
+            console.print(f"[yellow]warning[/] {escape(record.slide)}: "
+                          f"{escape(record.warning)}")
         advance(1)
 
     return bar, on_record
@@ -77,7 +82,7 @@ def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[
     ``OUT/manifest.csv`` for all slides, balanced when ``options['balance']`` is set."""
     paths = resolve_slides(slides)
     tasks.parse_classes(options.get("classes"))  # a bad class list stops the batch at once
-    tiling = _pick(options, TILING_KEYS)
+    tiling = _pick(options, TILING_KEYS + CLASS_KEYS)
     annotations = options.get("annotations")
     execution = execution or Execution()
     # In-process, one slide at a time uses every core through region workers; on a
@@ -87,12 +92,23 @@ def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[
              "workers": region_workers,
              "classes": options.get("classes"),
              "annotation": _annotation(p, annotations),
+             "missing_annotation": _missing(p, annotations),
+             "strict": bool(options.get("strict")),
              "export_images": bool(options.get("export_images")),
              "overwrite": bool(options.get("overwrite"))} for p in paths]
     records = _run(tasks.tile_task, jobs, execution, "tiling", show_progress)
     tasks.combine_manifests(records, out_dir, balance=options.get("balance"),
                             seed=options.get("seed") or 0)
     return records
+
+
+def _missing(slide: Path, annotations: str | Path | None) -> str | None:
+    """The warning for a slide without an annotation when ``--annotations`` was given."""
+    if annotations is None or find_annotation(slide, annotations) is not None:
+        return None
+    stem = slide_stem(slide)
+    return (f"no annotation found in {annotations} (looked for {stem}.geojson, "
+            f"{stem}.overlay.*, {stem}.mask.*): every tile is labelled the default class")
 
 
 def _annotation(slide: Path, annotations: str | Path | None) -> str | None:
@@ -159,6 +175,8 @@ def train_model(data: str | Path, out_dir: str | Path, options: dict[str, Any],
     started = time.perf_counter()
     result = tasks.train_task(data, out_dir, options, show_progress=show_progress)
     if show_progress:
+        for note in (result.card.get("data") or {}).get("notes") or []:
+            out.print(f"note: {note}")  # skipped images, left-out tiles
         out.print(tasks.training_summary(result))
         out.print(f"model written to {out_dir} in {time.perf_counter() - started:.0f} s")
     return result

@@ -58,6 +58,15 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
     except ConfigError as error:
         raise click.BadParameter(str(error)) from None
     known = {p.name for p in ctx.command.params}
+    if ctx.info_name == "train":  # every training setting, flag or not
+        import dataclasses
+
+        from histotile.models.settings import TrainSettings
+
+        fields = {f.name for f in dataclasses.fields(TrainSettings)}
+        ctx.meta["histotile.train_settings"] = {k: v for k, v in options.items()
+                                                if k in fields and k not in known}
+        known |= fields
     unknown = sorted(set(options) - known)
     if unknown:
         raise click.BadParameter(f"{value}: unknown option(s) for '{ctx.info_name}': "
@@ -202,11 +211,20 @@ def info(slides: tuple[str, ...], as_json: bool) -> None:
                    "<slide>.geojson), or one annotation file. Default: beside each slide.")
 @click.option("--classes", default=None,
               help="Classes in order, with palette colours for painted overlays: "
-                   "'normal,tumour=#00ff00'. The first class is the default (unmarked).")
+                   "'normal,tumour=#00ff00'. The order is kept (never sorted).")
+@click.option("--default-class", default=None,
+              help="Label of tiles no annotation covers (default: the first class).")
+@click.option("--positive-class", default=None,
+              help="The class to detect, recorded for training, heatmaps, decisions and "
+                   "evaluation (default: the last class).")
 @click.option("--min-label-fraction", type=click.FloatRange(0, 1), default=None,
               help="Share of a tile a class must cover to label it (default 0.05).")
 @click.option("--balance", default=None,
               help="Undersample to class ratios, e.g. 'normal=1,tumour=1'.")
+@click.option("--strict", is_flag=True,
+              help="Fail a slide whose annotation labels nothing (missing, no colour or "
+                   "value matching a class, no polygon inside the slide, unknown class "
+                   "names) instead of warning.")
 @click.option("--export-images", is_flag=True,
               help="Also write tile PNGs in an ImageFolder layout (OUT/images/<label>/).")
 @tiling_options
@@ -232,18 +250,49 @@ def tile(slides: tuple[str, ...], out_dir: str, **options: Any) -> None:
               show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=None)
 @click.option("--batch-size", type=click.IntRange(1), default=None)
-@click.option("--lr", type=float, default=None, help="Learning rate.")
+@click.option("--lr", type=float, default=None, help="Learning rate (default 1e-3).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default=None,
+              help="Optimiser (default: adam for lenet, sgd for the torchvision nets).")
+@click.option("--patience", type=click.IntRange(0), default=None,
+              help="Early stopping: epochs without a lower validation loss (default 5; 0 "
+                   "disables it).")
 @click.option("--folds", type=click.IntRange(2), default=None,
               help="Cross-validation folds (default 4).")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Share of tiles held out for test, drawn by groups (default 0.2).")
+@click.option("--tile-size", type=click.IntRange(64), default=None,
+              help="Network input side: tiles or patches are resized to it (default: "
+                   "their own size).")
+@click.option("--max-tiles", type=click.IntRange(2), default=None,
+              help="Use at most this many tiles (seeded, stratified by class).")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="torch threads (default: the CPU cores).")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when "
+                                             "present).")
+@click.option("--augment/--no-augment", default=None,
+              help="Random flips and 90-degree rotations of training tiles (default on).")
 @click.option("--positive-class", default=None,
-              help="For two classes: the class to detect (metrics, heatmaps and decisions "
-                   "default to it; default: the second class in sorted order).")
+              help="The class to detect, written to the model card (default: the one "
+                   "given to 'tile', else the last class).")
+@click.option("--default-class", default=None,
+              help="Label of unannotated tiles, written to the model card (default: the "
+                   "one given to 'tile', else the first class).")
 @click.option("--group-column", default=None,
               help="Manifest column to group folds by (default 'group': slide or patient).")
+@click.option("--group-by", default=None,
+              help="Group folds and the test split by 'patient' (parsed from file names; "
+                   "BreakHis by default), 'slide', 'region' (512-px cells of one slide) or "
+                   "a manifest COLUMN.")
+@click.option("--group-pattern", default=None,
+              help="Regular expression with a named group 'group' finding the patient in "
+                   "file names, e.g. '^(?P<group>[^_]+)_'.")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Local pretrained weights file (nothing is ever downloaded).")
 @click.option("--patchify", "patch_size", type=click.IntRange(16), default=None,
-              help="For an image folder: cut each image into overlapping patches of this size.")
+              help="For an image folder: cut each image into patches of this side (px).")
+@click.option("--patch-stride", type=click.IntRange(1), default=None,
+              help="Step between patches (px; default: the patch size, i.e. no overlap; "
+                   "225 at 117 gives 15 patches of a 700x460 image).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @overwrite_option
 @config_option
@@ -252,7 +301,8 @@ def train(data: str, out_dir: str, **options: Any) -> None:
     """Train a tile classifier with grouped, stratified cross-validation."""
     from histotile.workflows.batch import train_model
 
-    train_model(data, out_dir, options)
+    extra = click.get_current_context().meta.get("histotile.train_settings") or {}
+    train_model(data, out_dir, {**extra, **options})
 
 
 @cli.command(epilog=_examples("predict"))
@@ -272,8 +322,9 @@ def predict(slides: tuple[str, ...], model_dir: str, out_dir: str, **options: An
 
 
 heatmap_options = _options(
-    click.option("--class", "class_name", default=None,
-                 help="Class to show (default: the model card's positive class)."),
+    click.option("--class", "--positive-class", "class_name", default=None,
+                 help="Class to show and decide on (default: the model card's positive "
+                      "class; must be one of the model's classes)."),
     click.option("--mode", type=click.Choice(["threshold", "continuous"]), default="threshold",
                  show_default=True,
                  help="Colour tiles above --threshold, or a colour map of probability."),
@@ -311,6 +362,8 @@ def heatmap(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
 @click.option("--annotations", type=click.Path(exists=True), default=None,
               help="Folder of annotations (default: beside each slide).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--default-class", default=None,
+              help="Truth of unannotated tiles (default: the model card's default class).")
 @heatmap_options
 @execution_options
 @overwrite_option
@@ -334,6 +387,8 @@ def evaluate(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--annotations", type=click.Path(exists=True), default=None,
               help="Evaluate slides that have annotations (folder, default: beside slides).")
+@click.option("--default-class", default=None,
+              help="Truth of unannotated tiles (default: the model card's default class).")
 @click.option("--batch-size", type=click.IntRange(1), default=None)
 @heatmap_options
 @tiling_options

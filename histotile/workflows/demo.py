@@ -71,13 +71,15 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
     say(f"[bold]1/5 tiling[/] {SLIDE.name} (real H&E, 20x) with the painted overlay "
         f"{OVERLAY.name} (green = {POSITIVE})")
     settings = TilingSettings(tile_size=128, stride=64, mpp=0.5, classes=CLASSES,
-                              palette={POSITIVE: (0, 255, 0)}, seed=0)
+                              positive_class=POSITIVE, palette={POSITIVE: (0, 255, 0)},
+                              seed=0)
     annotation = load_annotation(OVERLAY, palette=settings.palette, classes=settings.classes)
     with progress_bar("tiling", None, "tiles") as advance:
         manifest = extract_tiles(SLIDE, settings, annotation=annotation, workers=2,
                                  progress=advance)
     manifest["group"] = spatial_groups(manifest)
     balanced = balance(manifest, {c: 1.0 for c in CLASSES}, seed=0)
+    balanced.attrs["tiling"] = settings.to_dict()  # class order and roles for the card
     outputs["manifest"] = str(write_manifest(balanced, out_dir / "tiles" / "manifest.csv"))
     write_text_atomic(out_dir / "tiles" / "manifest.json",
                       json.dumps({"tiling": settings.to_dict()}, indent=2))

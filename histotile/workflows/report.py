@@ -24,6 +24,8 @@ class SlideRecord:
         tiles: tiles processed; class_fractions: share of tiles per predicted/labelled class.
         decision: slide-level decision (e.g. ``positive``/``negative``) when computed.
         seconds: wall time; error: the error message when failed; outputs: files written.
+        warning: what went wrong without failing the slide (an annotation that labels
+            nothing, a class role assumed for an old model); None when all is well.
     """
 
     slide: str
@@ -36,6 +38,7 @@ class SlideRecord:
     error: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    warning: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,11 +56,12 @@ def write_report(records: list[SlideRecord], out_dir: str | Path,
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["slide", "path", "status", "tiles", *[f"fraction_{c}" for c in classes],
-                     "decision", "seconds", "error"])
+                     "decision", "seconds", "error", "warning"])
     for r in records:
         writer.writerow([r.slide, r.path, r.status, r.tiles,
                          *[f"{r.class_fractions.get(c, 0.0):.4f}" for c in classes],
-                         r.decision or "", f"{r.seconds:.2f}", r.error or ""])
+                         r.decision or "", f"{r.seconds:.2f}", r.error or "",
+                         r.warning or ""])
     csv_path = write_text_atomic(out_dir / f"{name}.csv", buffer.getvalue())
     summary = {
         "slides": len(records),

@@ -75,23 +75,35 @@ def load_predictor(model_dir: str | Path, batch_size: int | None = None):
 
 
 def positive_class(classes: list[str], model: dict[str, Any], requested: str | None) -> str:
-    """The class heatmaps and decisions are about: ``requested``, else the positive
-    class the model was trained with (``model``: the predictions' model reference), else
-    the second of two classes (the training default)."""
-    from histotile.errors import ModelError
+    """The class heatmaps and decisions are about: ``requested`` (a class the model has),
+    else the positive class recorded in the model card (``model``: the predictions' model
+    reference), else the documented default, the last class (see
+    :mod:`histotile.class_roles`; :func:`model_roles` also says what was assumed)."""
+    return model_roles(classes, model, positive=requested).positive_class
 
-    if requested is not None:
-        if requested not in classes:
-            raise ModelError(f"class {requested!r} is not one of the model's classes "
-                             f"{classes} (choose --class among them)")
-        return requested
-    declared = model.get("positive_class")
-    if declared in classes:
-        return declared
-    if len(classes) == 2:
-        return classes[1]
-    raise ModelError(f"the model has {len(classes)} classes {classes}: choose the one to "
-                     "show with --class")
+
+def model_roles(classes: list[str], model: dict[str, Any], *, positive: str | None = None,
+                default: str | None = None):
+    """The :class:`~histotile.class_roles.ClassRoles` of a predictions table's model, with
+    explicit choices (``--class``/``--positive-class``, ``--default-class``) on top."""
+    import dataclasses
+
+    from histotile.class_roles import card_roles
+
+    reference = {**(model or {}), "classes": list(classes)}
+    roles = card_roles(reference, default_class=default, positive_class=positive,
+                       source=str((model or {}).get("model_dir") or "the model"))
+    # What prediction already assumed for an old card, unless chosen explicitly now.
+    earlier = [n for n in reference.get("assumed") or ()
+               if not (positive and "positive class" in n)
+               and not (default and "default class" in n)]
+    return dataclasses.replace(roles, assumed=tuple(dict.fromkeys([*earlier, *roles.assumed])))
+
+
+def _assumed(roles, *, default_needed: bool = False) -> str | None:
+    """The roles' assumptions as one warning (None when nothing was assumed)."""
+    notes = [n for n in roles.assumed if default_needed or "default class" not in n]
+    return "; ".join(notes) or None
 
 
 def class_fractions(table, classes: list[str]) -> dict[str, float]:
@@ -234,22 +246,51 @@ def _prediction_fields(predictions, parts: int | None = None) -> dict[str, Any]:
 def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = None,
               classes: str | None = None, annotation: str | None = None,
               export_images: bool = False, overwrite: bool = False,
-              workers: int = 1) -> dict[str, Any]:
+              workers: int = 1, missing_annotation: str | None = None,
+              strict: bool = False) -> dict[str, Any]:
     """Tile one slide: ``OUT/<slide>/manifest.csv`` (and tile PNGs when asked).
-    ``workers`` > 1 tiles the slide's regions in that many processes."""
+    ``workers`` > 1 tiles the slide's regions in that many processes.
+
+    An annotation that labels nothing (``missing_annotation``: where one was looked for
+    in vain; see :mod:`histotile.tiling.annotation_checks`) is a warning in the record,
+    or with ``strict`` an :class:`AnnotationError`."""
     from histotile.tiling import (
         export_imagefolder,
         extract_tiles,
         load_annotation,
         write_manifest,
     )
+    from histotile.tiling.annotation_checks import (
+        check_annotation,
+        check_labels,
+        without_unknown_classes,
+    )
 
     settings = tiling_settings(tiling, classes)
 
+    def warn(problems: list[str]) -> None:
+        if strict and problems:
+            from histotile.errors import AnnotationError
+
+            raise AnnotationError(f"{slide_path}: {'; '.join(problems)} (--strict)")
+        found.extend(problems)
+
+    found: list[str] = []
+
     def work(outputs, _prepared) -> dict[str, Any]:
+        warn([missing_annotation] if missing_annotation else [])
         loaded = None if annotation is None else load_annotation(
             annotation, palette=settings.palette, classes=settings.classes)
+        if loaded is not None:
+            with open_slide(slide_path) as slide:
+                problems = check_annotation(loaded, slide.dimensions, settings)
+            warn(problems)
+            if any("not in --classes" in p for p in problems):
+                loaded = without_unknown_classes(loaded, settings.classes, outputs.path("."))
         manifest = extract_tiles(slide_path, settings, annotation=loaded, workers=workers)
+        if loaded is not None:
+            with open_slide(slide_path) as slide:
+                warn(check_labels(loaded, manifest, slide, settings))
         path = write_manifest(manifest, outputs.path("manifest.csv"), overwrite=True)
         if export_images:
             export_imagefolder(manifest, Path(out_dir) / "images", overwrite=True)
@@ -257,12 +298,12 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
         return {"tiles": len(manifest),
                 "class_fractions": {c: float(counts.get(c, 0)) / max(len(manifest), 1)
                                     for c in settings.classes},
-                "outputs": {"manifest": str(path)},
+                "outputs": {"manifest": str(path)}, "warning": "; ".join(found) or None,
                 "extra": {"annotation": annotation, "tiling": settings.to_dict()}}
 
     return _resumable("tile", slide_path, out_dir, overwrite, settings.to_dict(), work,
                       extra={"annotation": _file_identity(annotation),
-                             "export_images": export_images})
+                             "export_images": export_images, "strict": strict})
 
 
 def combine_manifests(records, out_dir: str | Path, balance: str | dict | None = None,
@@ -287,8 +328,12 @@ def combine_manifests(records, out_dir: str | Path, balance: str | dict | None =
         manifest = balance_classes(manifest, ratios, seed=seed)
     path = write_manifest(manifest, Path(out_dir) / "manifest.csv", overwrite=True)
     tiling = next((r.extra.get("tiling") for r in records if r.extra.get("tiling")), None)
+    roles = {} if not tiling else {
+        "classes": tiling["classes"],
+        "default_class": tiling.get("default_class") or tiling["classes"][0],
+        "positive_class": tiling.get("positive_class") or tiling["classes"][-1]}
     write_text_atomic(Path(out_dir) / "manifest.json",
-                      json.dumps({"tiling": tiling, "balance": ratios,
+                      json.dumps({"tiling": tiling, **roles, "balance": ratios,
                                   "slides": [r.slide for r in records if r.status != "failed"]},
                                  indent=2))
     return path
@@ -395,8 +440,9 @@ def _heatmap_and_decision(slide_path: str, predictions, heatmap: dict[str, Any],
     from histotile.postprocess import slide_decision, write_heatmap
 
     options = dict(heatmap or {})
-    target = positive_class(list(predictions.classes), predictions.model,
-                            options.get("class_name"))
+    roles = model_roles(list(predictions.classes), predictions.model,
+                        positive=options.get("class_name"))
+    target = roles.positive_class
     colour = options.get("color", (0, 255, 0))
     result = write_heatmap(
         slide_path, predictions, outputs.path("heatmap.tif"), class_name=target,
@@ -414,6 +460,7 @@ def _heatmap_and_decision(slide_path: str, predictions, heatmap: dict[str, Any],
         verdict = "no tissue (0 tiles; check the slide and the tissue settings)"
     return written, verdict, {
         "positive_class": target, "decision": decision.to_dict(),
+        "warning": _assumed(roles),
         "heatmap": {"mode": result.style.mode, "alpha": result.style.alpha,
                     "threshold": result.style.threshold,
                     "downsample": result.downsample}}
@@ -432,7 +479,7 @@ def heatmap_task(slide_path: str, out_dir: str, predictions_dir: str,
                                                          heatmap or {}, outputs)
         fields = _prediction_fields(predictions)
         return {**fields, "decision": decision, "outputs": written,
-                "extra": {**fields["extra"], **extra}}
+                "warning": extra.pop("warning"), "extra": {**fields["extra"], **extra}}
 
     return _resumable("heatmap", slide_path, out_dir, overwrite, {"heatmap": heatmap}, work,
                       extra={"predictions": _file_identity(saved)},
@@ -457,14 +504,15 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
         more, decision, extra = _heatmap_and_decision(slide_path, predictions,
                                                       heatmap or {}, outputs)
         written.update(more)
+        warning = extra.pop("warning")
         if annotation is not None:
             evaluation = _evaluate(slide_path, predictions, annotation,
-                                   extra["positive_class"],
-                                   (heatmap or {}).get("threshold", 0.5), outputs)
+                                   extra["positive_class"], heatmap or {}, outputs)
             written.update(evaluation.pop("outputs"))
+            warning = "; ".join(filter(None, (warning, evaluation.pop("warning")))) or None
             extra["evaluation"] = evaluation
         fields = _prediction_fields(predictions, parts)
-        return {**fields, "decision": decision, "outputs": written,
+        return {**fields, "decision": decision, "outputs": written, "warning": warning,
                 "extra": {**fields["extra"], **extra}}
 
     return _resumable("run", slide_path, out_dir, overwrite,
@@ -473,22 +521,31 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
 
 
 def _evaluate(slide_path: str, predictions, annotation: str, target: str,
-              threshold: float, outputs) -> dict[str, Any]:
+              options: dict[str, Any], outputs) -> dict[str, Any]:
+    """Evaluate against the annotation; the default class (the truth of unannotated
+    tiles) is ``--default-class``, else the model card's, never the class order."""
     import json
 
     from histotile._atomic import write_text_atomic
     from histotile.postprocess import evaluate_slide, write_side_by_side
 
+    threshold = options.get("threshold", 0.5)
+    roles = model_roles(list(predictions.classes), predictions.model, positive=target,
+                        default=options.get("default_class"))
+    recorded = not any("default class" in note for note in roles.assumed)
+    default = roles.default_class if recorded else None
     evaluation = evaluate_slide(slide_path, predictions, annotation, positive_class=target,
-                                tile_threshold=threshold)
+                                tile_threshold=threshold, default_class=default)
     summary = plain({**evaluation.row(), "classes": list(evaluation.classes),
-                     "positive_class": target, "confusion": evaluation.confusion.tolist()})
+                     "positive_class": target, "default_class": evaluation.default_class,
+                     "confusion": evaluation.confusion.tolist()})
     json_path = write_text_atomic(outputs.path("evaluation.json"),
                                   json.dumps(summary, indent=2))
     image = write_side_by_side(slide_path, predictions, annotation,
                                outputs.path("side_by_side.png"), class_name=target,
                                threshold=threshold, evaluation=evaluation, overwrite=True)
-    return {**summary, "outputs": {"evaluation": str(json_path), "side_by_side": str(image)}}
+    return {**summary, "outputs": {"evaluation": str(json_path), "side_by_side": str(image)},
+            "warning": _assumed(roles)}
 
 
 def evaluate_task(slide_path: str, predictions_dir: str, out_dir: str,
@@ -507,10 +564,11 @@ def evaluate_task(slide_path: str, predictions_dir: str, out_dir: str,
     def work(outputs, predictions) -> dict[str, Any]:
         target = positive_class(list(predictions.classes), predictions.model,
                                 (heatmap or {}).get("class_name"))
-        evaluation = _evaluate(slide_path, predictions, annotation, target,
-                               (heatmap or {}).get("threshold", 0.5), outputs)
+        evaluation = _evaluate(slide_path, predictions, annotation, target, heatmap or {},
+                               outputs)
         written = evaluation.pop("outputs")
-        return {**_prediction_fields(predictions), "outputs": written,
+        warning = evaluation.pop("warning")
+        return {**_prediction_fields(predictions), "outputs": written, "warning": warning,
                 "extra": {"evaluation": evaluation, "positive_class": target}}
 
     return _resumable("evaluate", slide_path, out_dir, overwrite, {"heatmap": heatmap}, work,
@@ -568,19 +626,18 @@ def _safe_ratio(numerator: float, denominator: float) -> float | None:
 
 # -- training ---------------------------------------------------------------------------
 
-TRAIN_KEYS = ("model", "backend", "epochs", "batch_size", "lr", "folds", "group_column",
-              "weights", "seed", "patience", "test_fraction", "max_tiles", "workers",
-              "positive_class", "optimizer")
-
-
 def train_task(data: str | Path, out_dir: str | Path, options: dict[str, Any],
                show_progress: bool = True):
     """Train from CLI-style options (see :func:`histotile.models.train`)."""
+    import dataclasses
+
     from histotile.models import TrainSettings, train
 
-    values = {k: options[k] for k in TRAIN_KEYS if options.get(k) is not None}
+    # Every training setting is accepted (flags and --config alike).
+    names = {f.name for f in dataclasses.fields(TrainSettings)}
+    values = {k: v for k, v in options.items() if k in names and v is not None}
     if options.get("patch_size"):
-        values.update(patchify=True, tile_size=options["patch_size"])
+        values["patchify"] = True
     settings = TrainSettings(**values)
     if not show_progress:
         return train(data, out_dir, settings, overwrite=bool(options.get("overwrite")))
