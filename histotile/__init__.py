@@ -53,6 +53,7 @@ _EXPORTS = {
     "slide_decision": "histotile.postprocess",
     "threshold_sweep": "histotile.postprocess",
     "evaluate_slide": "histotile.postprocess",
+    "write_qupath": "histotile.postprocess.qupath",
     # stage 5: workflows
     "run_batch": "histotile.workflows.api",
     "tile_batch": "histotile.workflows.api",

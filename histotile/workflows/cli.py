@@ -261,6 +261,8 @@ def train(data: str, out_dir: str, **options: Any) -> None:
               required=True, help="Model folder written by 'histotile train'.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--batch-size", type=click.IntRange(1), default=None)
+@click.option("--no-geojson", is_flag=True,
+              help="Skip predictions.geojson and regions.geojson (QuPath objects).")
 @tiling_options
 @execution_options
 @overwrite_option
@@ -335,6 +337,8 @@ def evaluate(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
 @click.option("--annotations", type=click.Path(exists=True), default=None,
               help="Evaluate slides that have annotations (folder, default: beside slides).")
 @click.option("--batch-size", type=click.IntRange(1), default=None)
+@click.option("--no-geojson", is_flag=True,
+              help="Skip predictions.geojson and regions.geojson (QuPath objects).")
 @heatmap_options
 @tiling_options
 @execution_options

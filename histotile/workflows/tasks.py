@@ -368,16 +368,35 @@ def _predict_on_cluster(slide_path: str, model_dir: str, tiling: dict[str, Any] 
 def predict_task(slide_path: str, out_dir: str, model_dir: str,
                  tiling: dict[str, Any] | None = None, batch_size: int | None = None,
                  overwrite: bool = False,
-                 region_megapixels: float | None = None) -> dict[str, Any]:
-    """Predict one slide: ``OUT/<slide>/predictions.csv`` (+ ``.json`` sidecar). On a
-    cluster, slides over ``region_megapixels`` are predicted in parts on several workers."""
+                 region_megapixels: float | None = None,
+                 geojson: bool = True) -> dict[str, Any]:
+    """Predict one slide: ``OUT/<slide>/predictions.csv`` (+ ``.json`` sidecar) and, with
+    ``geojson``, the QuPath files. On a cluster, slides over ``region_megapixels`` are
+    predicted in parts on several workers."""
     def work(outputs, _prepared) -> dict[str, Any]:
         predictions, written, parts = _predict(slide_path, model_dir, tiling, batch_size,
                                                outputs, region_megapixels)
+        if geojson:
+            written.update(_qupath(predictions, outputs, {}))
         return {**_prediction_fields(predictions, parts), "outputs": written}
 
     return _resumable("predict", slide_path, out_dir, overwrite, {"tiling": tiling}, work,
-                      model_dir=model_dir)
+                      model_dir=model_dir, extra=None if geojson else {"geojson": False})
+
+
+def _qupath(predictions, outputs, heatmap: dict[str, Any]) -> dict[str, str]:
+    """``predictions.geojson`` and ``regions.geojson`` (of the positive class; none when
+    the model has several classes and none was chosen) for QuPath."""
+    from histotile.errors import ModelError
+    from histotile.postprocess.qupath import write_qupath
+
+    try:
+        target = positive_class(list(predictions.classes), predictions.model,
+                                heatmap.get("class_name"))
+    except ModelError:
+        target = None
+    return write_qupath(predictions, outputs.folder, class_name=target,
+                        threshold=heatmap.get("threshold", 0.5), overwrite=True)
 
 
 def _heatmap_and_decision(slide_path: str, predictions, heatmap: dict[str, Any],
@@ -435,12 +454,16 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
              tiling: dict[str, Any] | None = None, heatmap: dict[str, Any] | None = None,
              annotation: str | None = None, batch_size: int | None = None,
              overwrite: bool = False,
-             region_megapixels: float | None = None) -> dict[str, Any]:
+             region_megapixels: float | None = None,
+             geojson: bool = True) -> dict[str, Any]:
     """Predict, heatmap, decide and (with an annotation) evaluate one slide (prediction
-    in parts over the cluster for slides over ``region_megapixels``)."""
+    in parts over the cluster for slides over ``region_megapixels``); with ``geojson``
+    also the QuPath files."""
     def work(outputs, _prepared) -> dict[str, Any]:
         predictions, written, parts = _predict(slide_path, model_dir, tiling, batch_size,
                                                outputs, region_megapixels)
+        if geojson:
+            written.update(_qupath(predictions, outputs, heatmap or {}))
         more, decision, extra = _heatmap_and_decision(slide_path, predictions,
                                                       heatmap or {}, outputs)
         written.update(more)
@@ -456,7 +479,8 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
 
     return _resumable("run", slide_path, out_dir, overwrite,
                       {"tiling": tiling, "heatmap": heatmap}, work, model_dir=model_dir,
-                      extra={"annotation": _file_identity(annotation)})
+                      extra={"annotation": _file_identity(annotation),
+                             **({} if geojson else {"geojson": False})})
 
 
 def _evaluate(slide_path: str, predictions, annotation: str, target: str,
