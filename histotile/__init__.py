@@ -54,6 +54,7 @@ _EXPORTS = {
     "threshold_sweep": "histotile.postprocess",
     "evaluate_slide": "histotile.postprocess",
     "write_qupath": "histotile.postprocess.qupath",
+    "write_probability_slide": "histotile.postprocess.probability_slide",
     # stage 5: workflows
     "run_batch": "histotile.workflows.api",
     "tile_batch": "histotile.workflows.api",

@@ -68,3 +68,17 @@ def test_predict_no_geojson_skips_qupath_files(pipeline):
     assert code == 0, output
     assert (out / "with" / "case1" / "predictions.geojson").exists()
     assert np.isfinite(pd.read_csv(out / "with" / "case1" / "predictions.csv")["x"]).all()
+
+
+def test_heatmap_probability_tiff_opens_in_openslide(pipeline):
+    import openslide
+
+    predictions = pipeline / "results"
+    out = pipeline / "heatmaps"
+    code, output = invoke("heatmap", pipeline / "slides" / "case0.tif", "--predictions",
+                          predictions, "--out", out, "--probability-tiff")
+    assert code == 0, output
+    with openslide.OpenSlide(str(out / "case0" / "probability.tif")) as slide:
+        assert slide.dimensions[0] < 1024
+        assert float(slide.properties["openslide.mpp-x"]) == pytest.approx(
+            0.5 * 1024 / slide.dimensions[0])

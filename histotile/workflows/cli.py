@@ -288,6 +288,9 @@ heatmap_options = _options(
     click.option("--decision-threshold", type=click.FloatRange(0, 1), default=0.5,
                  show_default=True,
                  help="Slide is positive when more than this fraction of tiles is positive."),
+    click.option("--probability-tiff", is_flag=True,
+                 help="Also write probability.tif: the class probability as a one-channel "
+                      "uint8 pyramid (0-255 = 0-1) for QuPath and slide viewers."),
 )
 
 

@@ -417,6 +417,14 @@ def _heatmap_and_decision(slide_path: str, predictions, heatmap: dict[str, Any],
                               tile_threshold=options.get("threshold", 0.5),
                               fraction_threshold=options.get("decision_threshold", 0.5))
     written = {"heatmap": str(result.path), "preview": str(result.preview_path)}
+    if options.get("probability_tiff"):
+        from histotile.postprocess.probability_slide import (
+            PROBABILITY_FILE,
+            write_probability_slide,
+        )
+
+        written["probability"] = str(write_probability_slide(
+            outputs.path(PROBABILITY_FILE), predictions, target, overwrite=True))
     label = "positive" if decision.positive else "negative"
     return written, f"{label} ({decision.fraction:.1%} {target})", {
         "positive_class": target, "decision": decision.to_dict(),
