@@ -55,6 +55,7 @@ _EXPORTS = {
     "evaluate_slide": "histotile.postprocess",
     "write_qupath": "histotile.postprocess.qupath",
     "write_probability_slide": "histotile.postprocess.probability_slide",
+    "write_montage": "histotile.postprocess.montage",
     # stage 5: workflows
     "run_batch": "histotile.workflows.api",
     "tile_batch": "histotile.workflows.api",

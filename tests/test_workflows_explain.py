@@ -82,3 +82,18 @@ def test_heatmap_probability_tiff_opens_in_openslide(pipeline):
         assert slide.dimensions[0] < 1024
         assert float(slide.properties["openslide.mpp-x"]) == pytest.approx(
             0.5 * 1024 / slide.dimensions[0])
+
+
+def test_heatmap_continuous_viridis_with_montage(pipeline):
+    out = pipeline / "continuous"
+    code, output = invoke("heatmap", pipeline / "slides" / "case1.tif", "--predictions",
+                          pipeline / "predicted" / "with", "--out", out, "--mode",
+                          "continuous", "--colormap", "cividis", "--floor", "0.2")
+    assert code == 0, output
+    record = json.loads((out / "heatmap-report.json").read_text())["records"][0]
+    assert record["outputs"]["montage"].endswith("montage.png")
+    assert (out / "case1" / "montage.png").stat().st_size > 1000
+    code, output = invoke("heatmap", pipeline / "slides" / "case1.tif", "--predictions",
+                          pipeline / "predicted" / "with", "--out", out / "bad", "--mode",
+                          "continuous", "--colormap", "rainbow-unicorn")
+    assert code != 0 and "colormap" in output

@@ -389,7 +389,8 @@ def write_side_by_side(
                     f"  specificity {evaluation.specificity:.3f}")
     image = with_legend(side_by_side([left, right], [f"annotation: {class_name}",
                                                      f"prediction: {class_name}"]),
-                        style, class_name, caption)
+                        style, class_name, caption, mpp=None if predictions.mpp is None
+                        else predictions.mpp * predictions.dimensions[0] / right.shape[1])
     with atomic_path(out_path, overwrite=overwrite) as tmp:
         write_png(tmp, image)
     return Path(out_path)

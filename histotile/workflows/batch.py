@@ -21,7 +21,7 @@ from histotile.workflows.report import SlideRecord
 TILING_KEYS = ("tile_size", "stride", "magnification", "mpp", "level", "min_tissue",
                "keep_background", "seed", "min_label_fraction")
 HEATMAP_KEYS = ("class_name", "mode", "threshold", "alpha", "color", "downsample",
-                "decision_threshold", "probability_tiff")
+                "decision_threshold", "probability_tiff", "colormap", "floor")
 
 
 def _pick(options: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:

@@ -291,6 +291,11 @@ heatmap_options = _options(
     click.option("--probability-tiff", is_flag=True,
                  help="Also write probability.tif: the class probability as a one-channel "
                       "uint8 pyramid (0-255 = 0-1) for QuPath and slide viewers."),
+    click.option("--colormap", default="viridis", show_default=True,
+                 help="Colour map of --mode continuous (any matplotlib map; viridis and "
+                      "cividis are colour-blind safe)."),
+    click.option("--floor", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+                 help="In --mode continuous, leave tiles below this probability uncoloured."),
 )
 
 

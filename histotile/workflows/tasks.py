@@ -412,11 +412,17 @@ def _heatmap_and_decision(slide_path: str, predictions, heatmap: dict[str, Any],
         mode=options.get("mode", "threshold"), threshold=options.get("threshold", 0.5),
         color=parse_colour(colour) if isinstance(colour, str) else tuple(colour),
         alpha=options.get("alpha", 0.4), downsample=options.get("downsample"),
+        colormap=options.get("colormap", "viridis"), floor=options.get("floor", 0.0),
         preview_path=outputs.path("preview.png"), overwrite=True)
     decision = slide_decision(predictions, target,
                               tile_threshold=options.get("threshold", 0.5),
                               fraction_threshold=options.get("decision_threshold", 0.5))
     written = {"heatmap": str(result.path), "preview": str(result.preview_path)}
+    from histotile.postprocess.montage import MONTAGE_FILE, write_montage
+
+    written["montage"] = str(write_montage(
+        slide_path, predictions, outputs.path(MONTAGE_FILE), class_name=target,
+        threshold=options.get("threshold", 0.5), overwrite=True))
     if options.get("probability_tiff"):
         from histotile.postprocess.probability_slide import (
             PROBABILITY_FILE,
