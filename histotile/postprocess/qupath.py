@@ -151,7 +151,16 @@ def write_qupath(predictions: SlidePredictions, out_dir: str | Path, *,
                                             tile_features(predictions),
                                             overwrite=overwrite))}
     if class_name is not None:
+        _require_shapely()
         regions = region_features(predictions, class_name, threshold, tolerance_um)
         written["regions"] = str(write_geojson(out_dir / REGIONS_FILE, regions,
                                                overwrite=overwrite))
     return written
+
+
+def _require_shapely() -> None:
+    try:
+        import shapely  # noqa: F401
+    except ImportError:
+        raise ConfigError("regions.geojson needs shapely: pip install 'histotile[qupath]' "
+                          "(or skip the QuPath files with --no-geojson)") from None
