@@ -97,3 +97,46 @@ def test_heatmap_continuous_viridis_with_montage(pipeline):
                           pipeline / "predicted" / "with", "--out", out / "bad", "--mode",
                           "continuous", "--colormap", "rainbow-unicorn")
     assert code != 0 and "colormap" in output
+
+
+def test_explain_gallery_and_page_with_mistakes(pipeline):
+    out = pipeline / "explained"
+    code, output = invoke("explain", pipeline / "slides" / "case0.tif", "--model",
+                          pipeline / "model", "--predictions", pipeline / "results", "--out",
+                          out, "--top", "3")
+    assert code == 0, output
+    page = (out / "case0" / "explanations.html").read_text()
+    for title in ("most confidently tumour", "most confidently not tumour",
+                  "most uncertain"):
+        assert title in page
+    table = pd.read_csv(pipeline / "results" / "case0" / "predictions.csv")
+    best = table.sort_values("prob_tumour", ascending=False, kind="stable").iloc[0]
+    assert f'data-x="{best.x}" data-y="{best.y}"' in page
+    assert f"tumour: {best.prob_tumour:.3f}" in page or \
+        f"tumour: {best.prob_tumour:.2f}" in page  # read again from the slide
+    assert page.count("<figure") >= 9 and "http" not in page  # nothing fetched
+    # The overlay beside each slide supplies the truth: the mistakes are shown too.
+    mistakes = ("worst false positives" in page) or ("worst false negatives" in page)
+    record = json.loads((out / "explain-report.json").read_text())["records"][0]
+    assert record["extra"]["annotation"] is not None and mistakes
+    import cv2
+
+    gallery = cv2.imread(str(out / "case0" / "explanations.png"))
+    assert gallery.shape[1] >= 3 * 2 * 128
+
+
+def test_explain_api_on_any_tiles(pipeline):
+    from histotile.models import Predictor
+    from histotile.postprocess import load_predictions
+    from histotile.postprocess.explain import explain_tiles
+
+    predictions = load_predictions(pipeline / "results" / "case0" / "predictions.csv")
+    predictor = Predictor(pipeline / "model")
+    explained = explain_tiles(pipeline / "slides" / "case0.tif", predictions, predictor,
+                              [0, 2, 5], "tumour")
+    assert explained.tiles.shape == (3, 64, 64, 3)
+    assert explained.maps.shape == (3, 64, 64)
+    assert 0 <= explained.maps.min() and explained.maps.max() <= 1
+    # The tiles read for explaining are the tiles predicted: same probabilities.
+    expected = predictions.probability_matrix()[[0, 2, 5]]
+    np.testing.assert_allclose(explained.probabilities, expected, atol=2e-3)

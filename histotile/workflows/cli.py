@@ -30,6 +30,9 @@ EXAMPLES = {
                 "--class tumour --alpha 0.4"),
     "evaluate": ("histotile evaluate slides/ --predictions predictions/ --annotations marks/ "
                  "--out evaluation/"),
+    "explain": ("histotile explain slides/ --model model/ --out explanations/ --top 8\n"
+                "  histotile explain slides/ --model model/ --predictions results/ "
+                "--out explanations/ --class tumour"),
     "run": ("histotile run slides/ --model model/ --out results/\n"
             "  histotile run slides/ --model model/ --out results/ --workers 4\n"
             "  histotile run slides/ --model model/ --out results/ "
@@ -335,6 +338,34 @@ def evaluate(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
     records = evaluate_batch(slides, predictions_dir, out_dir, options,
                              execution=_execution(options))
     sys.exit(_finish(records, "evaluate", out_dir))
+
+
+@cli.command(epilog=_examples("explain"))
+@slides_argument
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
+              required=True, help="Model folder written by 'histotile train' (torch).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--predictions", "predictions_dir", type=click.Path(exists=True), default=None,
+              help="Saved predictions (from 'predict' or 'run'); default: predict again.")
+@click.option("--annotations", type=click.Path(exists=True), default=None,
+              help="Annotations (default: beside each slide); adds the worst false "
+                   "positives and negatives.")
+@click.option("--top", type=click.IntRange(1), default=8, show_default=True,
+              help="Tiles per group (most positive, most negative, most uncertain).")
+@click.option("--class", "class_name", default=None,
+              help="Class to explain (default: the model card's positive class).")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@execution_options
+@overwrite_option
+@config_option
+@handle_errors
+def explain(slides: tuple[str, ...], model_dir: str, out_dir: str, **options: Any) -> None:
+    """Galleries (PNG and HTML) of each slide's most telling tiles with their Grad-CAM."""
+    from histotile.workflows.explain import explain_batch
+
+    records = explain_batch(slides, model_dir, out_dir, options,
+                            execution=_execution(options))
+    sys.exit(_finish(records, "explain", out_dir))
 
 
 @cli.command(epilog=_examples("run"))
