@@ -51,6 +51,19 @@ def test_run_writes_qupath_files(pipeline):
     assert len(tiles) == len(table) > 0
     first = tiles[0]["properties"]["measurements"]
     assert first["tumour probability"] == pytest.approx(table["prob_tumour"][0], abs=1e-5)
+    evaluation = json.loads((out / "case0" / "evaluation.json").read_text())
+    assert (out / "case0" / "roc_pr.png").stat().st_size > 1000
+    from histotile.models.metrics import roc_auc
+    from histotile.postprocess import evaluate_slide, load_predictions
+
+    saved = load_predictions(out / "case0" / "predictions.csv")
+    truth = evaluate_slide(pipeline / "slides" / "case0.tif", saved,
+                           pipeline / "slides" / "case0.overlay.tif",
+                           positive_class="tumour").truth == 1
+    assert 0 < truth.sum() < truth.size
+    # The saved table rounds probabilities to 6 digits, which can break a few ties.
+    assert evaluation["roc_auc"] == pytest.approx(
+        roc_auc(truth, saved.probabilities("tumour")), abs=2e-3)
     regions = json.loads((out / "case0" / "regions.geojson").read_text())["features"]
     assert all(shapely.geometry.shape(f["geometry"]).is_valid for f in regions)
     assert bool(regions) == bool((table["prob_tumour"] >= 0.5).any())

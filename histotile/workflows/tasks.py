@@ -508,12 +508,17 @@ def _evaluate(slide_path: str, predictions, annotation: str, target: str,
                                 tile_threshold=threshold)
     summary = plain({**evaluation.row(), "classes": list(evaluation.classes),
                      "positive_class": target, "confusion": evaluation.confusion.tolist()})
+    from histotile.postprocess.evaluation import write_roc_pr
+
+    summary.update(plain(write_roc_pr(predictions, evaluation, outputs.path("roc_pr.png"),
+                                      overwrite=True)))
     json_path = write_text_atomic(outputs.path("evaluation.json"),
                                   json.dumps(summary, indent=2))
     image = write_side_by_side(slide_path, predictions, annotation,
                                outputs.path("side_by_side.png"), class_name=target,
                                threshold=threshold, evaluation=evaluation, overwrite=True)
-    return {**summary, "outputs": {"evaluation": str(json_path), "side_by_side": str(image)}}
+    return {**summary, "outputs": {"evaluation": str(json_path), "side_by_side": str(image),
+                                   "roc_pr": str(outputs.path("roc_pr.png"))}}
 
 
 def evaluate_task(slide_path: str, predictions_dir: str, out_dir: str,
