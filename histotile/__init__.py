@@ -45,6 +45,7 @@ _EXPORTS = {
     "TrainSettings": "histotile.models",
     "train": "histotile.models",
     "Predictor": "histotile.models",
+    "grad_cam": "histotile.models.cam",
     # stage 4: postprocess
     "predict_slide": "histotile.postprocess",
     "load_predictions": "histotile.postprocess",
@@ -53,6 +54,11 @@ _EXPORTS = {
     "slide_decision": "histotile.postprocess",
     "threshold_sweep": "histotile.postprocess",
     "evaluate_slide": "histotile.postprocess",
+    "write_qupath": "histotile.postprocess.qupath",
+    "write_probability_slide": "histotile.postprocess.probability_slide",
+    "write_montage": "histotile.postprocess.montage",
+    "write_explanations": "histotile.postprocess.explain",
+    "explain_tiles": "histotile.postprocess.explain",
     # stage 5: workflows
     "run_batch": "histotile.workflows.api",
     "tile_batch": "histotile.workflows.api",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -69,3 +70,63 @@ def confusion_matrices(matrices: dict[str, Sequence[Sequence[int]]], classes: Se
     fig.savefig(path, format="png")
     plt.close(fig)
     return path
+
+
+def curve_points(is_positive: np.ndarray, score: np.ndarray) -> dict[str, Any]:
+    """ROC and precision-recall points of ``score`` for the binary truth ``is_positive``
+    (scikit-learn), with ROC AUC and average precision (None when one class is absent)."""
+    from sklearn.metrics import (
+        average_precision_score,
+        precision_recall_curve,
+        roc_auc_score,
+        roc_curve,
+    )
+
+    truth = np.asarray(is_positive, bool)
+    score = np.asarray(score, np.float64)
+    if truth.all() or not truth.any():
+        return {"fpr": None, "tpr": None, "precision": None, "recall": None,
+                "roc_auc": None, "average_precision": None}
+    fpr, tpr, _ = roc_curve(truth, score)
+    precision, recall, _ = precision_recall_curve(truth, score)
+    return {"fpr": fpr, "tpr": tpr, "precision": precision, "recall": recall,
+            "roc_auc": float(roc_auc_score(truth, score)),
+            "average_precision": float(average_precision_score(truth, score))}
+
+
+def roc_pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], class_name: str,
+                  path: Path) -> dict[str, dict[str, float | None]]:
+    """ROC (left) and precision-recall (right) curves of ``class_name`` against the
+    rest, one line per entry of ``curves`` (title -> (is_positive, score)), the AUC and
+    average precision in the legends. Returns those figures per title."""
+    plt = _pyplot()
+    fig, (roc, pr) = plt.subplots(1, 2, figsize=(10, 4.4), dpi=100)
+    figures: dict[str, dict[str, float | None]] = {}
+    for title, (truth, score) in curves.items():
+        points = curve_points(truth, score)
+        figures[title] = {"roc_auc": points["roc_auc"],
+                          "average_precision": points["average_precision"],
+                          "tiles": int(np.asarray(truth).size),
+                          "positives": int(np.asarray(truth, bool).sum())}
+        if points["roc_auc"] is None:
+            continue
+        roc.plot(points["fpr"], points["tpr"], label=f"{title} (AUC {points['roc_auc']:.3f})")
+        pr.plot(points["recall"], points["precision"], drawstyle="steps-post",
+                label=f"{title} (AP {points['average_precision']:.3f})")
+    roc.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
+    roc.set_xlabel("false positive rate (1 - specificity)")
+    roc.set_ylabel("true positive rate (sensitivity)")
+    roc.set_title(f"ROC: {class_name} against the rest")
+    pr.set_xlabel("recall (sensitivity)")
+    pr.set_ylabel("precision")
+    pr.set_title(f"Precision-recall: {class_name}")
+    for ax in (roc, pr):
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="lower right" if ax is roc else "lower left")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return figures

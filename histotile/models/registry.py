@@ -28,6 +28,8 @@ class ModelSpec:
         channels_last: run in channels-last memory format (faster convolutions on CPU
             and on tensor-core GPUs).
         description: one line for ``--help`` texts and the model card.
+        cam_layer: the torch module (dotted name) whose activations Grad-CAM explains:
+            the last convolutional block, after its activation.
     """
 
     name: str
@@ -36,6 +38,7 @@ class ModelSpec:
     std: tuple[float, float, float]
     channels_last: bool
     description: str
+    cam_layer: str = ""
 
     def normalisation(self) -> dict[str, Any]:
         """The input transform, as stored in the model card: ``(x / 255 - mean) / std``
@@ -47,15 +50,16 @@ class ModelSpec:
 SPECS: dict[str, ModelSpec] = {
     "lenet": ModelSpec("lenet", ("torch", "mxnet"), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), True,
                        "LeNet-style CNN of the prostate-biopsy study: conv20-5, max-pool, "
-                       "conv50-5, max-pool, dense 500 and 84 (sigmoid), softmax; input / 255"),
+                       "conv50-5, max-pool, dense 500 and 84 (sigmoid), softmax; input / 255",
+                       cam_layer="features.4"),
     "squeezenet": ModelSpec("squeezenet", ("torch",), IMAGENET_MEAN, IMAGENET_STD, True,
-                            "torchvision SqueezeNet 1.1"),
+                            "torchvision SqueezeNet 1.1", cam_layer="features.12"),
     "resnet18": ModelSpec("resnet18", ("torch",), IMAGENET_MEAN, IMAGENET_STD, True,
-                          "torchvision ResNet-18"),
+                          "torchvision ResNet-18", cam_layer="layer4"),
     "alexnet": ModelSpec("alexnet", ("torch",), IMAGENET_MEAN, IMAGENET_STD, True,
-                         "torchvision AlexNet"),
+                         "torchvision AlexNet", cam_layer="features.11"),
     "shufflenet_v2": ModelSpec("shufflenet_v2", ("torch",), IMAGENET_MEAN, IMAGENET_STD, True,
-                               "torchvision ShuffleNet V2 x1.0"),
+                               "torchvision ShuffleNet V2 x1.0", cam_layer="conv5"),
 }
 
 

@@ -45,6 +45,7 @@ SPLITS_FILE = audit.SPLITS_FILE
 LOG_FILE = "train.log"
 CURVES_FILE = "learning_curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
+ROC_FILE = "roc_pr_curves.png"
 
 
 @dataclass
@@ -188,6 +189,7 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     fold_metrics: list[dict[str, Any]] = []
     histories: list[dict[str, Any]] = []
     audit_parts: list[tuple[str, np.ndarray, np.ndarray]] = []  # out-of-fold predictions
+    scores: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # for the ROC/PR plot
     for k, (train_rows, val_rows) in enumerate(splits.folds, start=1):
         tag = f"fold{k}"
         progress("fold_start", tag=tag, fold=k, folds=len(splits.folds),
@@ -206,6 +208,8 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
         audit_parts.append((tag, val_rows, proba))
         metrics = classification_metrics(targets[val_rows], proba, table.classes,
                                          settings.positive_class)
+        scores.setdefault("cross-validation (all folds)", []).append((targets[val_rows],
+                                                                      proba))
         metrics.update(fold=k, n_train=int(train_rows.size), n_val=int(val_rows.size),
                        train_groups=int(np.unique(groups[train_rows]).size),
                        val_groups=int(np.unique(groups[val_rows]).size),
@@ -245,6 +249,7 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
             audit_parts.append(("test", splits.test, proba))
             test_metrics = classification_metrics(targets[splits.test], proba, table.classes,
                                                   settings.positive_class)
+            scores["test (final model)"] = [(targets[splits.test], proba)]
             test_metrics.update(n_train=int(splits.development.size),
                                 train_seconds=fitted["train_seconds"],
                                 train_tiles_per_s=fitted["train_tiles_per_s"])
@@ -260,6 +265,7 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     for name, value in audit.write_audit(staging, table, splits, audit_parts,
                                          settings.positive_class).items():
         log.info("%s accuracy (patch majority): %.4f", name.replace("_", " "), value)
+    _roc_pr_plot(scores, table.classes, settings.positive_class, staging / ROC_FILE)
     return TrainResult(staging, table.classes, fold_metrics, summary, test_metrics, card, 0.0)
 
 
@@ -310,6 +316,22 @@ def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: Tr
         final_epochs=final_epochs if settings.final_model else None)
     cards.write_card(card, staging)
     return card
+
+
+def _roc_pr_plot(scores: dict[str, list[tuple[np.ndarray, np.ndarray]]],
+                 classes: list[str], positive_class: str | None, path: Path) -> None:
+    """ROC and precision-recall curves of the positive class (for two classes, the second
+    by default, as the metrics), cross-validation folds pooled, and test."""
+    from histotile.models import plots
+
+    positive = positive_class or (classes[1] if len(classes) == 2 else None)
+    if not scores or positive is None:
+        return  # several classes and no positive one: the per-class AUCs are in the metrics
+    index = list(classes).index(positive)
+    curves = {title: (np.concatenate([t for t, _ in parts]) == index,
+                      np.concatenate([p[:, index] for _, p in parts]))
+              for title, parts in scores.items()}
+    plots.roc_pr_curves(curves, positive, path)
 
 
 def _publish(staging: Path, out_dir: Path, overwrite: bool) -> None:

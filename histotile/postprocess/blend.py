@@ -8,6 +8,7 @@ sum for a colour map) give exactly the same values, which the tests check.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import cv2
@@ -15,7 +16,7 @@ import numpy as np
 
 from histotile.errors import ConfigError
 
-# Colour maps for the continuous mode: OpenCV's, so no matplotlib import is needed.
+# OpenCV's colour maps, for names matplotlib lacks (see colormap_lut).
 COLORMAPS = {
     "jet": cv2.COLORMAP_JET,
     "turbo": cv2.COLORMAP_TURBO,
@@ -50,16 +51,29 @@ def check_color(color: Sequence[int]) -> tuple[int, int, int]:
     return rgb  # type: ignore[return-value]
 
 
+@functools.lru_cache(maxsize=32)
 def colormap_lut(name: str) -> np.ndarray:
-    """The colour map ``name`` as an RGB lookup table, uint8 (256, 3): row ``i`` is the
-    colour of probability ``i / 255``."""
-    key = str(name).lower()
-    if key not in COLORMAPS:
-        raise ConfigError(f"colormap={name!r} is not known; choose one of "
-                          f"{', '.join(sorted(COLORMAPS))}")
-    ramp = np.arange(256, dtype=np.uint8)[:, None]
-    bgr = cv2.applyColorMap(ramp, COLORMAPS[key])  # (256, 1, 3) BGR
-    return np.ascontiguousarray(bgr[:, 0, ::-1])
+    """The colour map ``name`` as an RGB lookup table, uint8 (256, 3), read-only: row
+    ``i`` is the colour of probability ``i / 255``. Any matplotlib colour map (viridis,
+    cividis, magma, ...; sampled once into the table, so rendering never calls
+    matplotlib), or OpenCV's for the few matplotlib lacks (parula)."""
+    import matplotlib
+
+    key = str(name)
+    found = next((k for k in (key, key.lower()) if k in matplotlib.colormaps), None)
+    if found is not None:
+        rgba = matplotlib.colormaps[found](np.linspace(0.0, 1.0, 256))
+        table = np.rint(rgba[:, :3] * 255).astype(np.uint8)
+    elif key.lower() in COLORMAPS:
+        ramp = np.arange(256, dtype=np.uint8)[:, None]
+        table = cv2.applyColorMap(ramp, COLORMAPS[key.lower()])[:, 0, ::-1]  # BGR -> RGB
+    else:
+        raise ConfigError(f"colormap={name!r} is not known; choose a matplotlib colour map "
+                          "such as viridis (the default), cividis, magma, inferno or "
+                          "plasma (colour-blind safe), or turbo, jet")
+    table = np.ascontiguousarray(table)
+    table.setflags(write=False)
+    return table
 
 
 def probability_levels(probabilities: np.ndarray) -> np.ndarray:

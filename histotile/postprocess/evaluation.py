@@ -414,7 +414,25 @@ def write_side_by_side(
                     f"  specificity {evaluation.specificity:.3f}")
     image = with_legend(side_by_side([left, right], [f"annotation: {class_name}",
                                                      f"prediction: {class_name}"]),
-                        style, class_name, caption)
+                        style, class_name, caption, mpp=None if predictions.mpp is None
+                        else predictions.mpp * predictions.dimensions[0] / right.shape[1])
     with atomic_path(out_path, overwrite=overwrite) as tmp:
         write_png(tmp, image)
     return Path(out_path)
+
+
+def write_roc_pr(predictions: SlidePredictions, evaluation: SlideEvaluation,
+                 out_path: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+    """ROC and precision-recall curves (PNG) of the evaluated positive class's tile
+    probabilities against the annotation; returns ``roc_auc`` and
+    ``average_precision`` (None when the slide has tiles of one kind only)."""
+    from histotile.models.plots import roc_pr_curves
+
+    check_writable(out_path, overwrite)
+    truth = evaluation.truth == evaluation.classes.index(evaluation.positive_class)
+    score = predictions.probabilities(evaluation.positive_class)
+    with atomic_path(out_path, overwrite=overwrite) as tmp:
+        figures = roc_pr_curves({evaluation.slide_name: (truth, score)},
+                                evaluation.positive_class, tmp)
+    found = figures[evaluation.slide_name]
+    return {"roc_auc": found["roc_auc"], "average_precision": found["average_precision"]}

@@ -49,7 +49,7 @@ class HeatmapResult:
         mpp: microns per pixel of its level 0 (None when the slide records none).
         class_name, style: what was drawn and how.
         tiles_coloured: tiles whose probability reaches the threshold (threshold mode)
-            or predicted tiles (continuous mode).
+            or predicted tiles at or above the floor (continuous mode).
         preview_path, preview_size: the PNG preview and its (width, height), or None.
         probability_path: the probability-map TIFF, or None.
         seconds: wall time of the whole call.
@@ -195,7 +195,8 @@ def write_heatmap(
     threshold: float = 0.5,
     color: tuple[int, int, int] = (0, 255, 0),
     alpha: float = 0.4,
-    colormap: str = "jet",
+    colormap: str = "viridis",
+    floor: float = 0.0,
     level: int | None = None,
     downsample: float | None = None,
     tile_size: int = 512,
@@ -216,8 +217,8 @@ def write_heatmap(
         class_name: the class whose probability is drawn.
         mode: ``"threshold"``: ``color`` over tiles whose probability is at least
             ``threshold``; ``"continuous"``: ``colormap`` colour of the probability over
-            every predicted tile. Pixels of uncoloured tiles and background equal the
-            slide's (up to JPEG compression).
+            every predicted tile whose probability reaches ``floor``. Pixels of
+            uncoloured tiles and background equal the slide's (up to JPEG compression).
         alpha: colour opacity: ``out = round((1 - alpha) * pixel + alpha * colour)``.
         level, downsample: resolution of the heatmap's level 0: a stored slide level,
             or a downsample of slide level 0 (>= 1); default full resolution.
@@ -230,7 +231,7 @@ def write_heatmap(
         progress: ``progress(rows_done, rows_total)`` over all pyramid levels.
     """
     started = time.perf_counter()
-    style = BlendStyle(mode, threshold, color, alpha, colormap)
+    style = BlendStyle(mode, threshold, color, alpha, colormap, floor)
     predictions.check_class(class_name)
     outputs = [Path(out_path)] + [Path(p) for p in (preview_path, probability_path)
                                   if p is not None]
@@ -239,7 +240,7 @@ def write_heatmap(
     colorizer = Colorizer(grid, style)
     probabilities = predictions.probabilities(class_name)
     coloured = int(np.sum(probabilities >= style.threshold) if mode == "threshold"
-                   else np.sum(np.isfinite(probabilities)))
+                   else np.sum(np.nan_to_num(probabilities, nan=-1.0) >= style.floor))
     with open_slide(slide_path) as slide:
         predictions.check_slide(slide, match_name=match_name)
         (width, height), out_downsample = output_dimensions(slide, level, downsample)
@@ -277,7 +278,9 @@ def write_heatmap(
             preview = render_preview(slide, colorizer, preview_size)
             caption = (f"{predictions.slide_name}  |  {len(predictions)} tiles, "
                        f"{coloured} coloured  |  model {predictions.model.get('name', '?')}")
-            image = with_legend(preview, style, class_name, caption)
+            preview_mpp = None if slide.mpp is None else \
+                slide.mpp * slide.dimensions[0] / preview.shape[1]
+            image = with_legend(preview, style, class_name, caption, mpp=preview_mpp)
             with atomic_path(preview_path, overwrite=overwrite) as tmp:
                 write_png(tmp, image)
             preview_dims = (image.shape[1], image.shape[0])

@@ -13,6 +13,7 @@ import numpy as np
 
 from histotile.postprocess.blend import blend_reference, colormap_lut
 from histotile.postprocess.render import BlendStyle
+from histotile.postprocess.scalebar import draw_scale_bar
 
 LEGEND_HEIGHT = 64  # pixels added under a preview
 MIN_WIDTH = 420  # previews narrower than this are padded with white to fit the legend
@@ -47,20 +48,24 @@ def legend_strip(width: int, style: BlendStyle, class_name: str, caption: str = 
         cv2.rectangle(strip, (30, 10), (30 + bar_width, 32), _INK, 1)
         _text(strip, "0", (20, 27), 0.45)
         _text(strip, "1", (36 + bar_width, 27), 0.45)
-        _text(strip, f"{class_name} probability ({style.colormap})", (56 + bar_width, 27))
+        floor = f", from {style.floor:g}" if style.floor > 0 else ""
+        _text(strip, f"{class_name} probability ({style.colormap}{floor})",
+              (56 + bar_width, 27))
     if caption:
         _text(strip, caption, (10, 54), 0.42)
     return strip
 
 
-def with_legend(image: np.ndarray, style: BlendStyle, class_name: str, caption: str = ""
-                ) -> np.ndarray:
-    """``image`` (top-left, unchanged) with a legend strip under it; the canvas is
-    ``max(width, MIN_WIDTH)`` wide and ``height + LEGEND_HEIGHT`` tall."""
+def with_legend(image: np.ndarray, style: BlendStyle, class_name: str, caption: str = "",
+                mpp: float | None = None) -> np.ndarray:
+    """``image`` (top-left) with a legend strip under it; the canvas is
+    ``max(width, MIN_WIDTH)`` wide and ``height + LEGEND_HEIGHT`` tall. With ``mpp``
+    (microns per pixel of ``image``) a scale bar is drawn in its bottom-right corner."""
     height, width = image.shape[:2]
     canvas_width = max(width, MIN_WIDTH)
     canvas = np.full((height + LEGEND_HEIGHT, canvas_width, 3), _PAPER, np.uint8)
     canvas[:height, :width] = image
+    draw_scale_bar(canvas[:height, :width], mpp)
     canvas[height:] = legend_strip(canvas_width, style, class_name, caption)
     return canvas
 

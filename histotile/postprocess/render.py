@@ -42,14 +42,18 @@ class BlendStyle:
         threshold: probability from which a tile is coloured (threshold mode).
         color: RGB colour of the threshold mode.
         alpha: opacity of the colour, 0 (slide only) to 1 (colour only).
-        colormap: colour map of the continuous mode (see ``blend.COLORMAPS``).
+        colormap: colour map of the continuous mode (any matplotlib colour map;
+            viridis: perceptually uniform and colour-blind safe).
+        floor: continuous mode: tiles below this probability stay uncoloured, so the
+            H&E shows through where nothing was found.
     """
 
     mode: str = "threshold"
     threshold: float = 0.5
     color: tuple[int, int, int] = (0, 255, 0)
     alpha: float = 0.4
-    colormap: str = "jet"
+    colormap: str = "viridis"
+    floor: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -63,6 +67,11 @@ class BlendStyle:
         object.__setattr__(self, "alpha", check_alpha(self.alpha))
         object.__setattr__(self, "color", check_color(self.color))
         colormap_lut(self.colormap)  # validates the name
+        floor = float(self.floor)
+        if not 0.0 <= floor <= 1.0:
+            raise ConfigError(f"floor={self.floor}: the probability below which tiles stay "
+                              "uncoloured lies between 0 and 1 (e.g. 0.1)")
+        object.__setattr__(self, "floor", floor)
 
 
 class Colorizer:
@@ -84,7 +93,8 @@ class Colorizer:
         if self.style.mode == "threshold":
             return (finite & (np.nan_to_num(values, nan=-1.0) >= self.style.threshold)
                     ).astype(np.int16)
-        return np.where(finite, probability_levels(values).astype(np.int16) + 1, 0
+        shown = finite & (np.nan_to_num(values, nan=-1.0) >= self.style.floor)
+        return np.where(shown, probability_levels(values).astype(np.int16) + 1, 0
                         ).astype(np.int16)
 
     def _lut(self, key: int) -> np.ndarray:

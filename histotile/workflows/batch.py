@@ -23,7 +23,8 @@ TILING_KEYS = ("tile_size", "stride", "magnification", "mpp", "level", "min_tiss
 # Class roles given when tiling (recorded in manifest.json for training).
 CLASS_KEYS = ("default_class", "positive_class")
 HEATMAP_KEYS = ("class_name", "mode", "threshold", "alpha", "color", "downsample",
-                "decision_threshold", "default_class")
+                "decision_threshold", "default_class", "probability_tiff", "colormap",
+                "floor")
 
 
 def _pick(options: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
@@ -132,7 +133,8 @@ def slide_batch(kind: str, slides: Iterable[str | Path], out_dir: str | Path,
     if kind in ("predict", "run"):
         common.update(model_dir=str(model_dir), tiling=_pick(options, TILING_KEYS) or None,
                       batch_size=options.get("batch_size"),
-                      region_megapixels=(execution or Execution()).region_megapixels)
+                      region_megapixels=(execution or Execution()).region_megapixels,
+                      geojson=not options.get("no_geojson"))
     if kind in ("heatmap", "run"):
         common["heatmap"] = _pick(options, HEATMAP_KEYS)
     if kind == "heatmap":

@@ -30,6 +30,9 @@ EXAMPLES = {
                 "--class tumour --alpha 0.4"),
     "evaluate": ("histotile evaluate slides/ --predictions predictions/ --annotations marks/ "
                  "--out evaluation/"),
+    "explain": ("histotile explain slides/ --model model/ --out explanations/ --top 8\n"
+                "  histotile explain slides/ --model model/ --predictions results/ "
+                "--out explanations/ --class tumour"),
     "run": ("histotile run slides/ --model model/ --out results/\n"
             "  histotile run slides/ --model model/ --out results/ --workers 4\n"
             "  histotile run slides/ --model model/ --out results/ "
@@ -311,6 +314,8 @@ def train(data: str, out_dir: str, **options: Any) -> None:
               required=True, help="Model folder written by 'histotile train'.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--batch-size", type=click.IntRange(1), default=None)
+@click.option("--no-geojson", is_flag=True,
+              help="Skip predictions.geojson and regions.geojson (QuPath objects).")
 @tiling_options
 @execution_options
 @overwrite_option
@@ -337,6 +342,14 @@ heatmap_options = _options(
     click.option("--decision-threshold", type=click.FloatRange(0, 1), default=0.5,
                  show_default=True,
                  help="Slide is positive when more than this fraction of tiles is positive."),
+    click.option("--probability-tiff", is_flag=True,
+                 help="Also write probability.tif: the class probability as a one-channel "
+                      "uint8 pyramid (0-255 = 0-1) for QuPath and slide viewers."),
+    click.option("--colormap", default="viridis", show_default=True,
+                 help="Colour map of --mode continuous (any matplotlib map; viridis and "
+                      "cividis are colour-blind safe)."),
+    click.option("--floor", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+                 help="In --mode continuous, leave tiles below this probability uncoloured."),
 )
 
 
@@ -380,6 +393,34 @@ def evaluate(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
     sys.exit(_finish(records, "evaluate", out_dir))
 
 
+@cli.command(epilog=_examples("explain"))
+@slides_argument
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
+              required=True, help="Model folder written by 'histotile train' (torch).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--predictions", "predictions_dir", type=click.Path(exists=True), default=None,
+              help="Saved predictions (from 'predict' or 'run'); default: predict again.")
+@click.option("--annotations", type=click.Path(exists=True), default=None,
+              help="Annotations (default: beside each slide); adds the worst false "
+                   "positives and negatives.")
+@click.option("--top", type=click.IntRange(1), default=8, show_default=True,
+              help="Tiles per group (most positive, most negative, most uncertain).")
+@click.option("--class", "class_name", default=None,
+              help="Class to explain (default: the model card's positive class).")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@execution_options
+@overwrite_option
+@config_option
+@handle_errors
+def explain(slides: tuple[str, ...], model_dir: str, out_dir: str, **options: Any) -> None:
+    """Galleries (PNG and HTML) of each slide's most telling tiles with their Grad-CAM."""
+    from histotile.workflows.explain import explain_batch
+
+    records = explain_batch(slides, model_dir, out_dir, options,
+                            execution=_execution(options))
+    sys.exit(_finish(records, "explain", out_dir))
+
+
 @cli.command(epilog=_examples("run"))
 @slides_argument
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
@@ -390,6 +431,8 @@ def evaluate(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
 @click.option("--default-class", default=None,
               help="Truth of unannotated tiles (default: the model card's default class).")
 @click.option("--batch-size", type=click.IntRange(1), default=None)
+@click.option("--no-geojson", is_flag=True,
+              help="Skip predictions.geojson and regions.geojson (QuPath objects).")
 @heatmap_options
 @tiling_options
 @execution_options

@@ -423,16 +423,35 @@ def _predict_on_cluster(slide_path: str, model_dir: str, tiling: dict[str, Any] 
 def predict_task(slide_path: str, out_dir: str, model_dir: str,
                  tiling: dict[str, Any] | None = None, batch_size: int | None = None,
                  overwrite: bool = False,
-                 region_megapixels: float | None = None) -> dict[str, Any]:
-    """Predict one slide: ``OUT/<slide>/predictions.csv`` (+ ``.json`` sidecar). On a
-    cluster, slides over ``region_megapixels`` are predicted in parts on several workers."""
+                 region_megapixels: float | None = None,
+                 geojson: bool = True) -> dict[str, Any]:
+    """Predict one slide: ``OUT/<slide>/predictions.csv`` (+ ``.json`` sidecar) and, with
+    ``geojson``, the QuPath files. On a cluster, slides over ``region_megapixels`` are
+    predicted in parts on several workers."""
     def work(outputs, _prepared) -> dict[str, Any]:
         predictions, written, parts = _predict(slide_path, model_dir, tiling, batch_size,
                                                outputs, region_megapixels)
+        if geojson:
+            written.update(_qupath(predictions, outputs, {}))
         return {**_prediction_fields(predictions, parts), "outputs": written}
 
     return _resumable("predict", slide_path, out_dir, overwrite, {"tiling": tiling}, work,
-                      model_dir=model_dir)
+                      model_dir=model_dir, extra=None if geojson else {"geojson": False})
+
+
+def _qupath(predictions, outputs, heatmap: dict[str, Any]) -> dict[str, str]:
+    """``predictions.geojson`` and ``regions.geojson`` (of the positive class; none when
+    the model has several classes and none was chosen) for QuPath."""
+    from histotile.errors import ModelError
+    from histotile.postprocess.qupath import write_qupath
+
+    try:
+        target = positive_class(list(predictions.classes), predictions.model,
+                                heatmap.get("class_name"))
+    except ModelError:
+        target = None
+    return write_qupath(predictions, outputs.folder, class_name=target,
+                        threshold=heatmap.get("threshold", 0.5), overwrite=True)
 
 
 def _heatmap_and_decision(slide_path: str, predictions, heatmap: dict[str, Any],
@@ -449,11 +468,25 @@ def _heatmap_and_decision(slide_path: str, predictions, heatmap: dict[str, Any],
         mode=options.get("mode", "threshold"), threshold=options.get("threshold", 0.5),
         color=parse_colour(colour) if isinstance(colour, str) else tuple(colour),
         alpha=options.get("alpha", 0.4), downsample=options.get("downsample"),
+        colormap=options.get("colormap", "viridis"), floor=options.get("floor", 0.0),
         preview_path=outputs.path("preview.png"), overwrite=True)
     decision = slide_decision(predictions, target,
                               tile_threshold=options.get("threshold", 0.5),
                               fraction_threshold=options.get("decision_threshold", 0.5))
     written = {"heatmap": str(result.path), "preview": str(result.preview_path)}
+    from histotile.postprocess.montage import MONTAGE_FILE, write_montage
+
+    written["montage"] = str(write_montage(
+        slide_path, predictions, outputs.path(MONTAGE_FILE), class_name=target,
+        threshold=options.get("threshold", 0.5), overwrite=True))
+    if options.get("probability_tiff"):
+        from histotile.postprocess.probability_slide import (
+            PROBABILITY_FILE,
+            write_probability_slide,
+        )
+
+        written["probability"] = str(write_probability_slide(
+            outputs.path(PROBABILITY_FILE), predictions, target, overwrite=True))
     label = "positive" if decision.positive else "negative"
     verdict = f"{label} ({decision.fraction:.1%} {target})"
     if len(predictions) == 0:  # nothing was predicted: not evidence of a negative slide
@@ -495,12 +528,16 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
              tiling: dict[str, Any] | None = None, heatmap: dict[str, Any] | None = None,
              annotation: str | None = None, batch_size: int | None = None,
              overwrite: bool = False,
-             region_megapixels: float | None = None) -> dict[str, Any]:
+             region_megapixels: float | None = None,
+             geojson: bool = True) -> dict[str, Any]:
     """Predict, heatmap, decide and (with an annotation) evaluate one slide (prediction
-    in parts over the cluster for slides over ``region_megapixels``)."""
+    in parts over the cluster for slides over ``region_megapixels``); with ``geojson``
+    also the QuPath files."""
     def work(outputs, _prepared) -> dict[str, Any]:
         predictions, written, parts = _predict(slide_path, model_dir, tiling, batch_size,
                                                outputs, region_megapixels)
+        if geojson:
+            written.update(_qupath(predictions, outputs, heatmap or {}))
         more, decision, extra = _heatmap_and_decision(slide_path, predictions,
                                                       heatmap or {}, outputs)
         written.update(more)
@@ -517,7 +554,8 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
 
     return _resumable("run", slide_path, out_dir, overwrite,
                       {"tiling": tiling, "heatmap": heatmap}, work, model_dir=model_dir,
-                      extra={"annotation": _file_identity(annotation)})
+                      extra={"annotation": _file_identity(annotation),
+                             **({} if geojson else {"geojson": False})})
 
 
 def _evaluate(slide_path: str, predictions, annotation: str, target: str,
@@ -539,12 +577,17 @@ def _evaluate(slide_path: str, predictions, annotation: str, target: str,
     summary = plain({**evaluation.row(), "classes": list(evaluation.classes),
                      "positive_class": target, "default_class": evaluation.default_class,
                      "confusion": evaluation.confusion.tolist()})
+    from histotile.postprocess.evaluation import write_roc_pr
+
+    summary.update(plain(write_roc_pr(predictions, evaluation, outputs.path("roc_pr.png"),
+                                      overwrite=True)))
     json_path = write_text_atomic(outputs.path("evaluation.json"),
                                   json.dumps(summary, indent=2))
     image = write_side_by_side(slide_path, predictions, annotation,
                                outputs.path("side_by_side.png"), class_name=target,
                                threshold=threshold, evaluation=evaluation, overwrite=True)
-    return {**summary, "outputs": {"evaluation": str(json_path), "side_by_side": str(image)},
+    return {**summary, "outputs": {"evaluation": str(json_path), "side_by_side": str(image),
+                                   "roc_pr": str(outputs.path("roc_pr.png"))},
             "warning": _assumed(roles)}
 
 

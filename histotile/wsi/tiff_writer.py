@@ -21,7 +21,8 @@ from histotile._atomic import atomic_path
 from histotile._threads import thread_budget
 
 BandRenderer = Callable[[int, int, int], np.ndarray]
-"""``render(level, top, rows) -> (rows, level_width, 3) uint8``: rows in level pixels."""
+"""``render(level, top, rows) -> (rows, level_width, 3) uint8``: rows in level pixels
+((rows, level_width) for a single-channel pyramid)."""
 
 
 def pyramid_dimensions(width: int, height: int, tile_size: int = 512,
@@ -53,6 +54,7 @@ def write_pyramid_tiff(
     overwrite: bool = False,
     description: str | None = None,
     on_band: Callable[[int, int], None] | None = None,
+    channels: int = 3,
 ) -> Path:
     """Write a pyramidal tiled JPEG TIFF.
 
@@ -67,12 +69,16 @@ def write_pyramid_tiff(
         on_band: called with (level, rows written) after every band, for progress bars.
         description: the ImageDescription of level 0 (made ASCII-safe, see
             :func:`ascii_safe`).
+        channels: 3 (RGB, JPEG) or 1 (grey values such as a probability map, written
+            losslessly with deflate so values survive exactly).
     """
     import tifffile
 
     if tile_size % 16:
         raise ValueError(f"tile_size must be a multiple of 16, got {tile_size}")
     width0 = level_dimensions[0][0]
+    grey = channels == 1
+    shape_tail = () if grey else (3,)
     with atomic_path(path, overwrite=overwrite) as tmp:
         big = sum(w * h * 3 for w, h in level_dimensions) > 2**32 - 2**25
         with tifffile.TiffWriter(tmp, bigtiff=big) as writer:
@@ -84,13 +90,13 @@ def write_pyramid_tiff(
                     options = {"resolution": (pixels_per_cm, pixels_per_cm),
                                "resolutionunit": "CENTIMETER"}
                 writer.write(
-                    _tiles(level, width, height, render, tile_size, on_band),
-                    shape=(height, width, 3),
+                    _tiles(level, width, height, render, tile_size, on_band, shape_tail),
+                    shape=(height, width, *shape_tail),
                     dtype=np.uint8,
                     tile=(tile_size, tile_size),
-                    photometric="rgb",
-                    compression="jpeg",
-                    compressionargs={"level": quality},
+                    photometric="minisblack" if grey else "rgb",
+                    compression="zlib" if grey else "jpeg",
+                    compressionargs={"level": 6 if grey else quality},
                     subfiletype=0 if level == 0 else 1,
                     description=ascii_safe(description) if level == 0 else None,
                     metadata=None,
@@ -104,14 +110,16 @@ def write_pyramid_tiff(
 
 
 def _tiles(level: int, width: int, height: int, render: BandRenderer, tile_size: int,
-           on_band: Callable[[int, int], None] | None) -> Iterator[np.ndarray]:
+           on_band: Callable[[int, int], None] | None,
+           shape_tail: tuple[int, ...] = (3,)) -> Iterator[np.ndarray]:
     columns = -(-width // tile_size)
     for top in range(0, height, tile_size):
         rows = min(tile_size, height - top)
         band = render(level, top, rows)
-        if band.shape != (rows, width, 3) or band.dtype != np.uint8:
+        if band.shape != (rows, width, *shape_tail) or band.dtype != np.uint8:
             raise ValueError(f"renderer returned {band.shape} {band.dtype} for level {level}, "
-                             f"rows {top}..{top + rows}; expected ({rows}, {width}, 3) uint8")
+                             f"rows {top}..{top + rows}; expected "
+                             f"{(rows, width, *shape_tail)} uint8")
         # Reported once the band is rendered: tifffile stops pulling tiles after the
         # last one, so a call placed after the loop would never fire for the last band.
         if on_band is not None:
@@ -119,7 +127,8 @@ def _tiles(level: int, width: int, height: int, render: BandRenderer, tile_size:
         if rows == tile_size and width == columns * tile_size:
             padded = band  # no copy needed: the band is a whole number of tiles
         else:
-            padded = np.full((tile_size, columns * tile_size, 3), 255, dtype=np.uint8)
+            padded = np.full((tile_size, columns * tile_size, *shape_tail), 255,
+                             dtype=np.uint8)
             padded[:rows, :width] = band
         for column in range(columns):
             yield padded[:, column * tile_size:(column + 1) * tile_size]

@@ -1,0 +1,70 @@
+"""``histotile explain``: per slide, galleries of the tiles the model is surest and least
+sure about, with their Grad-CAM (and, with an annotation, its worst mistakes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from histotile.workflows import tasks
+from histotile.workflows.execution import Execution
+from histotile.workflows.report import SlideRecord
+
+
+def explain_task(slide_path: str, out_dir: str, model_dir: str,
+                 predictions_dir: str | None = None, annotation: str | None = None,
+                 class_name: str | None = None, top: int = 8, threshold: float = 0.5,
+                 overwrite: bool = False) -> dict[str, Any]:
+    """Explain one slide: ``OUT/<slide>/explanations.png`` and ``.html``. Uses the saved
+    predictions in ``predictions_dir`` when given, else predicts the slide first."""
+    from histotile.postprocess import evaluate_slide, load_predictions
+    from histotile.postprocess.explain import write_explanations
+
+    saved = None if predictions_dir is None else tasks._saved_predictions(slide_path,
+                                                                          predictions_dir)
+
+    def prepare():
+        return None if saved is None else load_predictions(saved)
+
+    def work(outputs, predictions) -> dict[str, Any]:
+        predictor = tasks.load_predictor(model_dir)
+        if predictions is None:
+            predictions = tasks.predict_part(slide_path, model_dir, None, None, None)
+        target = tasks.positive_class(list(predictions.classes), predictions.model,
+                                      class_name)
+        truth = None
+        if annotation is not None:
+            truth = evaluate_slide(slide_path, predictions, annotation, positive_class=target,
+                                   tile_threshold=threshold).truth
+        paths = write_explanations(slide_path, predictions, predictor, outputs.folder,
+                                   class_name=target, top=top, threshold=threshold,
+                                   truth=truth, overwrite=True)
+        return {**tasks._prediction_fields(predictions),
+                "outputs": {k: str(v) for k, v in paths.items()},
+                "extra": {"positive_class": target, "top": top,
+                          "annotation": annotation}}
+
+    return tasks._resumable(
+        "explain", slide_path, out_dir, overwrite,
+        {"class_name": class_name, "top": top, "threshold": threshold}, work,
+        model_dir=model_dir, prepare=prepare,
+        extra={"annotation": tasks._file_identity(annotation),
+               "predictions": tasks._file_identity(saved)})
+
+
+def explain_batch(slides: Iterable[str | Path], model_dir: str | Path, out_dir: str | Path,
+                  options: dict[str, Any], execution: Execution | None = None,
+                  show_progress: bool = True) -> list[SlideRecord]:
+    """Explain every slide (see :func:`explain_task`); annotations are used where found."""
+    from histotile.workflows.batch import _annotation, _run, resolve_slides
+
+    predictions_dir = options.get("predictions_dir")
+    jobs = [{"slide_path": str(path), "out_dir": str(out_dir), "model_dir": str(model_dir),
+             "predictions_dir": None if predictions_dir is None else str(predictions_dir),
+             "annotation": _annotation(path, options.get("annotations")),
+             "class_name": options.get("class_name"), "top": int(options.get("top") or 8),
+             "threshold": float(options.get("threshold", 0.5)),
+             "overwrite": bool(options.get("overwrite"))}
+            for path in resolve_slides(slides)]
+    return _run(explain_task, jobs, execution, "explain", show_progress)
