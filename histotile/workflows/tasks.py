@@ -561,7 +561,7 @@ TRAIN_KEYS = ("model", "backend", "epochs", "batch_size", "lr", "folds", "group_
 
 
 def train_task(data: str | Path, out_dir: str | Path, options: dict[str, Any],
-               show_progress: bool = True):
+               show_progress: bool = True, fold_runner: Any = None):
     """Train from CLI-style options (see :func:`histotile.models.train`)."""
     from histotile.models import TrainSettings, train
 
@@ -570,12 +570,13 @@ def train_task(data: str | Path, out_dir: str | Path, options: dict[str, Any],
         values.update(patchify=True, tile_size=options["patch_size"])
     settings = TrainSettings(**values)
     if not show_progress:
-        return train(data, out_dir, settings, overwrite=bool(options.get("overwrite")))
+        return train(data, out_dir, settings, overwrite=bool(options.get("overwrite")),
+                     fold_runner=fold_runner)
     from histotile.workflows.console import training_progress
 
     with training_progress() as progress:
         return train(data, out_dir, settings, progress=progress,
-                     overwrite=bool(options.get("overwrite")))
+                     overwrite=bool(options.get("overwrite")), fold_runner=fold_runner)
 
 
 def training_summary(result) -> Any:
