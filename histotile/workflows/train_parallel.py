@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from histotile._atomic import check_writable
 from histotile._threads import available_cores
 from histotile.errors import ConfigError, ModelError
 
@@ -41,6 +42,7 @@ def train_command(data: str | Path, out_dir: str | Path, options: dict[str, Any]
         if argv is None:
             raise ConfigError("--ddp relaunches the command line; from Python, start "
                               "torchrun yourself")
+        check_writable(out_dir, bool(options.get("overwrite")))  # before starting ranks
         return launch(ddp, argv)
     with fold_runner(execution) as runner:
         return train_model(data, out_dir, options, fold_runner=runner)
@@ -103,8 +105,11 @@ def launch(processes: int, argv: list[str]) -> None:
     try:
         run(args)
     except ChildFailedError as error:
-        rank, failure = min(error.failures.items())
-        message = (failure.message or "").strip().splitlines()
-        detail = message[-1] if message else f"exit code {failure.exitcode}"
+        rank, failure = error.get_first_failure()
+        message = failure.message
+        if isinstance(message, dict):  # torchrun's error-file record
+            message = message.get("message", "")
+        lines = str(message or "").strip().splitlines()
+        detail = lines[-1] if lines else f"exit code {failure.exitcode}"
         raise ModelError(f"data-parallel training on {processes} processes failed: rank "
                          f"{rank} stopped ({detail}); the other ranks were ended") from None
