@@ -115,3 +115,54 @@ def test_a_crashing_fold_is_retried_then_named(manifest, tmp_path, monkeypatch):
             DaskFolds(Execution(workers=1, retries=1)) as runner:
         train(manifest, tmp_path / "model", TrainSettings(**SETTINGS), fold_runner=runner)
     assert not (tmp_path / "model").exists()
+
+
+def _kill_once(client, match: str, stop, kills: list[str]) -> None:
+    """SIGKILL the worker process running a task whose key contains ``match``, once."""
+    import os
+    import signal
+    import time
+
+    while not stop.is_set() and not kills:
+        try:
+            for address, keys in client.processing().items():
+                if any(match in str(k) for k in keys):
+                    pid = client.run(os.getpid, workers=[address])[address]
+                    time.sleep(1.0)  # let the fold get under way
+                    os.kill(pid, signal.SIGKILL)
+                    kills.append(address)
+                    break
+        except Exception:  # noqa: BLE001 - the cluster is in flux while workers die
+            pass
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_has_its_fold_retried_with_the_same_result(manifest, sequential,
+                                                                    tmp_path):
+    import threading
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}), LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+            scheduler_kwargs={"allowed_failures": 2},
+            env={"HISTOTILE_THREADS": "1", "OMP_NUM_THREADS": "1"}) as cluster, \
+            Client(cluster) as watcher:
+        stop, kills = threading.Event(), []
+        killer = threading.Thread(target=_kill_once,
+                                  args=(watcher, "histotile-train-fold1", stop, kills))
+        killer.start()
+        try:
+            with DaskFolds(Execution(scheduler=cluster.scheduler_address)) as runner:
+                result = train(manifest, tmp_path / "model", TrainSettings(**SETTINGS),
+                               fold_runner=runner)
+        finally:
+            stop.set()
+            killer.join()
+    assert len(kills) == 1  # fold1's worker really died
+    assert _untimed(result.folds) == _untimed(sequential.folds)
+    wa = torch.load(sequential.model_dir / "model.pt", weights_only=True)
+    wb = torch.load(result.model_dir / "model.pt", weights_only=True)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
