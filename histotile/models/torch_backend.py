@@ -90,14 +90,18 @@ def _optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimiz
 def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarray,
         train_rows: np.ndarray, val_rows: np.ndarray | None, settings: TrainSettings, *,
         epochs: int, seed: int, device: torch.device, progress: Progress,
-        tag: str) -> dict[str, Any]:
+        tag: str, parallel: Any = None) -> dict[str, Any]:
     """Train ``model`` in place; with validation rows, stop early on the validation loss
     (``settings.patience``) and restore the best epoch's weights.
+
+    ``parallel``: this rank's :class:`histotile.models.distributed.DataParallel` when
+    training data-parallel, else None.
 
     Returns ``history`` (one dict per epoch), ``best_epoch`` (1-based), ``epochs_run``,
     ``train_seconds`` (training steps only) and ``train_tiles_per_s``.
     """
     model = prepare(model, spec, device)
+    net = model if parallel is None else parallel.wrap(model)
     transform = InputTransform(spec, device)
     optimizer = _optimizer(model, settings)
     loss_fn = nn.CrossEntropyLoss()
@@ -111,15 +115,20 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
         model.train()
         started = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
-        for step, (rows, tiles) in enumerate(source.batches(
-                train_rows, settings.batch_size, shuffle=True, rng=rng,
-                augment=settings.augment), start=1):
+        batches = (source.batches(train_rows, settings.batch_size, shuffle=True, rng=rng,
+                                  augment=settings.augment) if parallel is None else
+                   parallel.batches(source, train_rows, settings.batch_size, rng=rng,
+                                    augment=settings.augment))
+        for step, (rows, tiles) in enumerate(batches, start=1):
             x = transform(tiles)
             y = labels[rows].to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with autocast(device):
-                logits = model(x)
-                loss = loss_fn(logits.float(), y)
+                logits = net(x)
+                if parallel is None:
+                    loss = loss_fn(logits.float(), y)
+                else:
+                    loss, summed = parallel.loss(logits.float(), y)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -127,17 +136,23 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
             else:
                 loss.backward()
                 optimizer.step()
-            loss_sum += float(loss.detach()) * rows.size
+            loss_sum += (float(loss.detach()) * rows.size if parallel is None
+                         else float(summed))
             correct += int((logits.detach().argmax(1) == y).sum())
             seen += rows.size
             progress("batch", tag=tag, epoch=epoch, step=step, steps=steps)
         elapsed = time.perf_counter() - started  # training steps only, for tiles/s
+        if parallel is not None:
+            loss_sum, correct, seen = parallel.reduce(loss_sum, correct, seen)
         validating = val_rows is not None and val_rows.size > 0
-        proba = (predict_rows(model, spec, source, val_rows, settings.batch_size, device,
-                              transform=transform) if validating else None)
+        predict = predict_rows if parallel is None else parallel.predict_rows
+        proba = (predict(model, spec, source, val_rows, settings.batch_size, device,
+                         transform=transform) if validating else None)
         outcome = tracker.end_epoch(epoch, loss_sum=loss_sum, correct=correct, seen=seen,
                                     seconds=elapsed, val_proba=proba,
                                     val_targets=targets[val_rows] if validating else None)
+        if parallel is not None:
+            outcome = parallel.agree(outcome)
         if outcome == IMPROVED:
             best_weights = copy.deepcopy(model.state_dict())
         elif outcome == STOP:

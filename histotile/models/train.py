@@ -30,9 +30,10 @@ from histotile.class_roles import training_roles
 from histotile.errors import ModelError
 from histotile.models import audit
 from histotile.models import card as cards
-from histotile.models.data import TileSource, TileTable, load_tiles
-from histotile.models.metrics import classification_metrics, flat_row, summarise
-from histotile.models.registry import create, get_spec
+from histotile.models.data import TileTable
+from histotile.models.folds import FINAL, IN_PROCESS, FoldJob, FoldRunner, FoldSetup, load_table
+from histotile.models.metrics import flat_row, summarise
+from histotile.models.registry import get_spec
 from histotile.models.settings import TrainSettings
 from histotile.models.splits import Splits, check_disjoint, make_splits
 
@@ -78,7 +79,7 @@ def _no_progress(event: str, **info: Any) -> None:
 
 def train(data: str | Path | pd.DataFrame, out_dir: str | Path,
           settings: TrainSettings | None = None, *, progress: Progress | None = None,
-          overwrite: bool = False) -> TrainResult:
+          overwrite: bool = False, fold_runner: FoldRunner | None = None) -> TrainResult:
     """Cross-validate, train and save a tile classifier.
 
     Args:
@@ -96,6 +97,8 @@ def train(data: str | Path | pd.DataFrame, out_dir: str | Path,
             train_accuracy, val_accuracy, losses={"train": ..., "val": ...}),
             ``fold_end`` (tag, metrics), ``test`` (metrics), ``done`` (model_dir).
         overwrite: replace an existing ``out_dir`` (only once the new one is complete).
+        fold_runner: trains the folds and the final model (default: one after another in
+            this process; see :mod:`histotile.models.folds`).
 
     Raises:
         OutputExistsError: ``out_dir`` exists and ``overwrite`` is False (checked first).
@@ -121,7 +124,7 @@ def train(data: str | Path | pd.DataFrame, out_dir: str | Path,
         log.setLevel(logging.INFO)
     try:
         with _torch_threads(settings.threads):
-            result = _run(data, staging, settings, progress)
+            result = _run(data, staging, settings, progress, fold_runner)
         handler.close()
         log.removeHandler(handler)
         _publish(staging, out_dir, overwrite)
@@ -140,7 +143,7 @@ def train(data: str | Path | pd.DataFrame, out_dir: str | Path,
 
 
 def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings,
-         progress: Progress) -> TrainResult:
+         progress: Progress, fold_runner: FoldRunner | None = None) -> TrainResult:
     backend = _backend(settings.backend)
     spec = get_spec(settings.model, settings.backend)
     if settings.weights is not None and not Path(settings.weights).is_file():
@@ -148,12 +151,7 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
                          "file; histotile never downloads weights)")
     log.info("training %s (%s backend), settings: %s", spec.name, settings.backend,
              settings.to_dict())
-    table = load_tiles(data, group_column=settings.group_column,
-                       label_column=settings.label_column, classes=settings.classes,
-                       tile_size=settings.tile_size, patchify=settings.patchify,
-                       max_tiles=settings.max_tiles, seed=settings.seed,
-                       group_by=settings.group_by, group_pattern=settings.group_pattern,
-                       patch_size=settings.patch_size, patch_stride=settings.patch_stride)
+    table = load_table(data, settings)
     for note in table.notes:
         log.info("%s: %s", table.source, note)
     roles = training_roles(table.classes, table.geometry.get("tiling"),
@@ -175,93 +173,44 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     progress("start", tiles=int(len(targets)), folds=len(splits.folds),
              classes=table.classes, epochs=settings.epochs, device=str(device))
 
-    source = TileSource(table.reader(), workers=settings.workers, cache_mb=settings.cache_mb,
-                        disk_cache=settings.disk_cache, cache_dir=settings.cache_dir)
-    log.info("tiles %s", {"memory": "cached in memory",
-                          "disk": "cached in a temporary file (over cache_mb)",
-                          "streamed": "streamed from the slides every epoch"}[source.cache_kind])
+    setup = FoldSetup(data, settings, table)
+    runner = fold_runner or IN_PROCESS
+    jobs = [FoldJob(f"fold{k}", k, len(splits.folds), settings.seed * 1000 + k,
+                    settings.epochs, train_rows, val_rows)
+            for k, (train_rows, val_rows) in enumerate(splits.folds, start=1)]
+    final = None
+    try:
+        results = runner(setup, jobs, progress) if jobs else []
+        fold_metrics = [r.metrics for r in results]
+        histories = [h for r in results for h in r.fitted["history"]]
+        summary = summarise(fold_metrics) if fold_metrics else {}
+        final_epochs = (max(1, int(round(float(np.median([m["best_epoch"]
+                                                          for m in fold_metrics])))))
+                        if fold_metrics else settings.epochs)
+        if settings.final_model:
+            log.info("final model: %d epochs on %d development tiles", final_epochs,
+                     splits.development.size)
+            final = runner(setup, [FoldJob(FINAL, 0, len(splits.folds), settings.seed * 1000,
+                                           final_epochs, splits.development,
+                                           test_rows=splits.test)], progress)[0]
+            histories.extend(final.fitted["history"])
+    finally:
+        setup.close()
 
-    def new_model(seed: int):
-        backend.seed_everything(seed)
-        return create(spec.name, len(table.classes), table.tile_size, settings.backend,
-                      settings.weights)
-
-    fold_metrics: list[dict[str, Any]] = []
-    histories: list[dict[str, Any]] = []
-    audit_parts: list[tuple[str, np.ndarray, np.ndarray]] = []  # out-of-fold predictions
-    scores: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # for the ROC/PR plot
-    for k, (train_rows, val_rows) in enumerate(splits.folds, start=1):
-        tag = f"fold{k}"
-        progress("fold_start", tag=tag, fold=k, folds=len(splits.folds),
-                 epochs=settings.epochs, n_train=int(train_rows.size),
-                 n_val=int(val_rows.size))
-        seed = settings.seed * 1000 + k
-        model = new_model(seed)
-        fitted = backend.fit(model, spec, source, targets, train_rows, val_rows, settings,
-                             epochs=settings.epochs, seed=seed, device=device,
-                             progress=progress, tag=tag)
-        model = fitted.pop("model", model)
-        eval_started = time.perf_counter()
-        proba = backend.predict_rows(model, spec, source, val_rows, settings.batch_size,
-                                     device)
-        eval_seconds = time.perf_counter() - eval_started
-        audit_parts.append((tag, val_rows, proba))
-        metrics = classification_metrics(targets[val_rows], proba, table.classes,
-                                         settings.positive_class)
-        scores.setdefault("cross-validation (all folds)", []).append((targets[val_rows],
-                                                                      proba))
-        metrics.update(fold=k, n_train=int(train_rows.size), n_val=int(val_rows.size),
-                       train_groups=int(np.unique(groups[train_rows]).size),
-                       val_groups=int(np.unique(groups[val_rows]).size),
-                       best_epoch=fitted["best_epoch"], epochs_run=fitted["epochs_run"],
-                       train_seconds=fitted["train_seconds"],
-                       train_tiles_per_s=fitted["train_tiles_per_s"],
-                       inference_tiles_per_s=val_rows.size / eval_seconds if eval_seconds
-                       else None)
-        fold_metrics.append(metrics)
-        histories.extend(fitted["history"])
-        log.info("%s: accuracy %.4f, loss %.4f, sensitivity %.4f, specificity %.4f, "
-                 "F1 %.4f, AUC %s", tag, metrics["accuracy"], metrics["loss"],
-                 metrics["sensitivity"], metrics["specificity"], metrics["f1"],
-                 metrics["roc_auc"])
-        progress("fold_end", tag=tag, fold=k, metrics=metrics)
-        del model
-    summary = summarise(fold_metrics) if fold_metrics else {}
-
-    final_epochs = (max(1, int(round(float(np.median([m["best_epoch"] for m in fold_metrics])))))
-                    if fold_metrics else settings.epochs)
-    final_model = None
-    test_metrics = None
-    if settings.final_model:
-        progress("fold_start", tag="final", fold=0, folds=len(splits.folds),
-                 epochs=final_epochs, n_train=int(splits.development.size), n_val=0)
-        log.info("final model: %d epochs on %d development tiles", final_epochs,
-                 splits.development.size)
-        final_model = new_model(settings.seed * 1000)
-        fitted = backend.fit(final_model, spec, source, targets, splits.development, None,
-                             settings, epochs=final_epochs, seed=settings.seed * 1000,
-                             device=device, progress=progress, tag="final")
-        final_model = fitted.pop("model", final_model)
-        histories.extend(fitted["history"])
-        if splits.test.size:
-            proba = backend.predict_rows(final_model, spec, source, splits.test,
-                                         settings.batch_size, device)
-            audit_parts.append(("test", splits.test, proba))
-            test_metrics = classification_metrics(targets[splits.test], proba, table.classes,
-                                                  settings.positive_class)
-            scores["test (final model)"] = [(targets[splits.test], proba)]
-            test_metrics.update(n_train=int(splits.development.size),
-                                train_seconds=fitted["train_seconds"],
-                                train_tiles_per_s=fitted["train_tiles_per_s"])
-            log.info("test: accuracy %.4f, loss %.4f, F1 %.4f, AUC %s",
-                     test_metrics["accuracy"], test_metrics["loss"], test_metrics["f1"],
-                     test_metrics["roc_auc"])
-            progress("test", metrics=test_metrics)
-    source.close()
-
-    weights_file = backend.save(final_model, staging) if final_model is not None else None
+    weights_file = None
+    if final is not None and final.weights is not None:
+        weights_file, weights = final.weights
+        (staging / weights_file).write_bytes(weights)
+    test_metrics = final.metrics if final is not None else None
+    execution = {**runner.describe(), "device": str(device), "seed": settings.seed}
     card = _write_outputs(staging, table, splits, settings, spec, fold_metrics, summary,
-                          test_metrics, histories, final_epochs, weights_file)
+                          test_metrics, histories, final_epochs, weights_file, execution)
+    audit_parts = [(r.tag, job.val_rows, r.proba) for r, job in zip(results, jobs)]
+    scores = {"cross-validation (all folds)": [(targets[job.val_rows], r.proba)
+                                               for r, job in zip(results, jobs)]}
+    if final is not None and final.proba is not None:
+        audit_parts.append(("test", splits.test, final.proba))
+        scores["test (final model)"] = [(targets[splits.test], final.proba)]
     for name, value in audit.write_audit(staging, table, splits, audit_parts,
                                          settings.positive_class).items():
         log.info("%s accuracy (patch majority): %.4f", name.replace("_", " "), value)
@@ -272,7 +221,8 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
 def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: TrainSettings,
                    spec, fold_metrics: list[dict[str, Any]], summary: dict[str, Any],
                    test_metrics: dict[str, Any] | None, histories: list[dict[str, Any]],
-                   final_epochs: int, weights_file: str | None) -> dict[str, Any]:
+                   final_epochs: int, weights_file: str | None,
+                   execution: dict[str, Any] | None = None) -> dict[str, Any]:
     from histotile.models import plots
 
     classes = table.classes
@@ -314,6 +264,7 @@ def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: Tr
                         "folds": len(splits.folds), "group_column": settings.group_column}},
         metrics={"folds": fold_metrics, "cross_validation": summary, "test": test_metrics},
         final_epochs=final_epochs if settings.final_model else None)
+    card["execution"] = execution  # engine, world size, device, seed (see models.folds)
     cards.write_card(card, staging)
     return card
 

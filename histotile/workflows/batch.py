@@ -170,12 +170,14 @@ def evaluate_batch(slides: Iterable[str | Path], predictions_dir: str | Path,
 
 
 def train_model(data: str | Path, out_dir: str | Path, options: dict[str, Any],
-                show_progress: bool = True):
-    """Train from a manifest or image folder (see :func:`histotile.models.train`)."""
+                show_progress: bool = True, fold_runner: Any = None):
+    """Train from a manifest or image folder (see :func:`histotile.models.train`;
+    ``fold_runner``: where the folds train, default in this process)."""
     from histotile.workflows.console import out
 
     started = time.perf_counter()
-    result = tasks.train_task(data, out_dir, options, show_progress=show_progress)
+    result = tasks.train_task(data, out_dir, options, show_progress=show_progress,
+                              fold_runner=fold_runner)
     if show_progress:
         for note in (result.card.get("data") or {}).get("notes") or []:
             out.print(f"note: {note}")  # skipped images, left-out tiles

@@ -24,7 +24,9 @@ EXAMPLES = {
              "--magnification 20\n  histotile tile a.svs --out tiles/ --tile-size 225 "
              "--stride 112 --export-images"),
     "train": ("histotile train tiles/manifest.csv --out model/ --model lenet --folds 4\n"
-              "  histotile train tiles/manifest.csv --out model/ --model resnet18 --epochs 20"),
+              "  histotile train tiles/manifest.csv --out model/ --model resnet18 --epochs 20\n"
+              "  histotile train tiles/manifest.csv --out model/ --workers 2\n"
+              "  torchrun --nproc-per-node 2 -m histotile train tiles/manifest.csv --out model/"),
     "predict": "histotile predict slides/ --model model/ --out predictions/",
     "heatmap": ("histotile heatmap slides/ --predictions predictions/ --out heatmaps/ "
                 "--class tumour --alpha 0.4"),
@@ -297,15 +299,27 @@ def tile(slides: tuple[str, ...], out_dir: str, **options: Any) -> None:
               help="Step between patches (px; default: the patch size, i.e. no overlap; "
                    "225 at 117 gives 15 patches of a 700x460 image).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Train the folds (then the final model) as tasks on a local Dask cluster "
+                   "of this many worker processes.")
+@click.option("--scheduler", default=None,
+              help="Train the folds on a running Dask cluster, e.g. tcp://host:8786.")
+@click.option("--retries", type=click.IntRange(0), default=2, show_default=True,
+              help="Extra attempts for a fold whose Dask worker crashed.")
+@click.option("--ddp", type=click.IntRange(1), default=None,
+              help="Train each model data-parallel on this many processes of this machine "
+                   "(torchrun; gloo on CPU, NCCL on CUDA).")
+@click.option("--ddp-timeout", type=click.FloatRange(1), default=600, show_default=True,
+              help="Seconds a rank waits for the others before the job fails.")
 @overwrite_option
 @config_option
 @handle_errors
 def train(data: str, out_dir: str, **options: Any) -> None:
     """Train a tile classifier with grouped, stratified cross-validation."""
-    from histotile.workflows.batch import train_model
+    from histotile.workflows.train_parallel import train_command
 
     extra = click.get_current_context().meta.get("histotile.train_settings") or {}
-    train_model(data, out_dir, {**extra, **options})
+    train_command(data, out_dir, {**extra, **options}, argv=sys.argv[1:])
 
 
 @cli.command(epilog=_examples("predict"))

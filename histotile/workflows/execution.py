@@ -9,10 +9,11 @@ worker and then reported as failed, so a run always finishes with a full report.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,10 +117,12 @@ def _record(result: dict, progress: Progress | None) -> SlideRecord:
     return record
 
 
-def _run_dask(task: Task, jobs: list[dict[str, Any]], execution: Execution,
-              progress: Progress | None) -> list[SlideRecord]:
+@contextlib.contextmanager
+def open_client(execution: Execution) -> Iterator[Any]:
+    """A ``distributed.Client`` on the cluster ``execution`` names (a local one it starts,
+    or a running scheduler), configured for histotile's retry rules; closed on exit."""
     import dask
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, LocalCluster
 
     cluster = None
     # A worker that dies mid-task counts as a failure of that task; after this many the
@@ -148,22 +151,30 @@ def _run_dask(task: Task, jobs: list[dict[str, Any]], execution: Execution,
                               f"{error} (start one with 'dask scheduler' and workers with "
                               "'dask worker ADDRESS', or use --workers N)") from None
         try:
-            futures = {}
-            for index, job in enumerate(jobs):
-                future = client.submit(guarded, task, job, pure=False,
-                                       retries=execution.retries,
-                                       key=f"histotile-{Path(job['slide_path']).name}-{index}")
-                futures[future] = index
-            results: list[SlideRecord | None] = [None] * len(jobs)
-            for future in as_completed(futures):
-                index = futures[future]
-                try:
-                    result = future.result()
-                except Exception as error:  # noqa: BLE001 - KilledWorker, crashes: report
-                    result = _failure(jobs[index], error)
-                results[index] = _record(result, progress)
-            return [r for r in results if r is not None]
+            yield client
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+def _run_dask(task: Task, jobs: list[dict[str, Any]], execution: Execution,
+              progress: Progress | None) -> list[SlideRecord]:
+    from distributed import as_completed
+
+    with open_client(execution) as client:
+        futures = {}
+        for index, job in enumerate(jobs):
+            future = client.submit(guarded, task, job, pure=False,
+                                   retries=execution.retries,
+                                   key=f"histotile-{Path(job['slide_path']).name}-{index}")
+            futures[future] = index
+        results: list[SlideRecord | None] = [None] * len(jobs)
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                result = future.result()
+            except Exception as error:  # noqa: BLE001 - KilledWorker, crashes: report
+                result = _failure(jobs[index], error)
+            results[index] = _record(result, progress)
+        return [r for r in results if r is not None]

@@ -670,7 +670,7 @@ def _safe_ratio(numerator: float, denominator: float) -> float | None:
 # -- training ---------------------------------------------------------------------------
 
 def train_task(data: str | Path, out_dir: str | Path, options: dict[str, Any],
-               show_progress: bool = True):
+               show_progress: bool = True, fold_runner: Any = None):
     """Train from CLI-style options (see :func:`histotile.models.train`)."""
     import dataclasses
 
@@ -683,12 +683,13 @@ def train_task(data: str | Path, out_dir: str | Path, options: dict[str, Any],
         values["patchify"] = True
     settings = TrainSettings(**values)
     if not show_progress:
-        return train(data, out_dir, settings, overwrite=bool(options.get("overwrite")))
+        return train(data, out_dir, settings, overwrite=bool(options.get("overwrite")),
+                     fold_runner=fold_runner)
     from histotile.workflows.console import training_progress
 
     with training_progress() as progress:
         return train(data, out_dir, settings, progress=progress,
-                     overwrite=bool(options.get("overwrite")))
+                     overwrite=bool(options.get("overwrite")), fold_runner=fold_runner)
 
 
 def training_summary(result) -> Any:
