@@ -208,6 +208,7 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     audit_parts = [(r.tag, job.val_rows, r.proba) for r, job in zip(results, jobs)]
     scores = {"cross-validation (all folds)": [(targets[job.val_rows], r.proba)
                                                for r, job in zip(results, jobs)]}
+    scores = {title: parts for title, parts in scores.items() if parts}  # folds=0: none
     if final is not None and final.proba is not None:
         audit_parts.append(("test", splits.test, final.proba))
         scores["test (final model)"] = [(targets[splits.test], final.proba)]
