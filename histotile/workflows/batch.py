@@ -154,11 +154,14 @@ def evaluate_batch(slides: Iterable[str | Path], predictions_dir: str | Path,
 def train_model(data: str | Path, out_dir: str | Path, options: dict[str, Any],
                 show_progress: bool = True):
     """Train from a manifest or image folder (see :func:`histotile.models.train`)."""
+    from rich.markup import escape
+
     from histotile.workflows.console import out
 
     started = time.perf_counter()
     result = tasks.train_task(data, out_dir, options, show_progress=show_progress)
     if show_progress:
         out.print(tasks.training_summary(result))
-        out.print(f"model written to {out_dir} in {time.perf_counter() - started:.0f} s")
+        out.print(f"model written to {escape(str(out_dir))} in "
+                  f"{time.perf_counter() - started:.0f} s")
     return result
