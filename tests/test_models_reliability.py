@@ -68,3 +68,32 @@ def test_mxnet_card_holding_torch_weights_says_so(model, tmp_path):
     with pytest.raises(ModelError, match="this is a PyTorch weights file, not MXNet") as info:
         Predictor(copy)
     assert "Traceback" not in str(info.value)
+
+
+def test_run_reports_a_truncated_jpeg_and_finishes_the_others(model, tmp_path):
+    import cv2
+    import numpy as np
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from histotile.workflows.cli import cli
+
+    image = np.full((384, 512, 3), 240, np.uint8)
+    image[64:320, 64:448] = (180, 80, 150)
+    image += np.random.default_rng(0).integers(0, 20, image.shape, dtype=np.uint8)
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    cv2.imwrite(str(slides / "whole.jpg"), image)
+    data = (slides / "whole.jpg").read_bytes()
+    (slides / "cut.jpg").write_bytes(data[:len(data) // 2])
+    out = tmp_path / "results"
+    # An image-folder model records no tiling resolution: level 0 is used, loudly.
+    with pytest.warns(UserWarning, match="records no tiling resolution"):
+        result = CliRunner().invoke(cli, ["run", str(slides), "--model", str(model), "--out",
+                                          str(out)], catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    rows = pd.read_csv(out / "run-report.csv", keep_default_na=False).set_index("slide")
+    assert rows.loc["whole", "status"] == "ok" and int(rows.loc["whole", "tiles"]) > 0
+    assert rows.loc["cut", "status"] == "failed"
+    assert "cut.jpg: cannot decode image: image file is truncated" in rows.loc["cut", "error"]

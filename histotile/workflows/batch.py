@@ -173,6 +173,8 @@ def train_model(data: str | Path, out_dir: str | Path, options: dict[str, Any],
                 show_progress: bool = True, fold_runner: Any = None):
     """Train from a manifest or image folder (see :func:`histotile.models.train`;
     ``fold_runner``: where the folds train, default in this process)."""
+    from rich.markup import escape
+
     from histotile.workflows.console import out
 
     started = time.perf_counter()
@@ -180,7 +182,8 @@ def train_model(data: str | Path, out_dir: str | Path, options: dict[str, Any],
                               fold_runner=fold_runner)
     if show_progress:
         for note in (result.card.get("data") or {}).get("notes") or []:
-            out.print(f"note: {note}")  # skipped images, left-out tiles
+            out.print(f"note: {escape(str(note))}")  # skipped images, left-out tiles
         out.print(tasks.training_summary(result))
-        out.print(f"model written to {out_dir} in {time.perf_counter() - started:.0f} s")
+        out.print(f"model written to {escape(str(out_dir))} in "
+                  f"{time.perf_counter() - started:.0f} s")
     return result
