@@ -110,6 +110,7 @@ def slide_batch(kind: str, slides: Iterable[str | Path], out_dir: str | Path,
     if kind in ("predict", "run"):
         common.update(model_dir=str(model_dir), tiling=_pick(options, TILING_KEYS) or None,
                       batch_size=options.get("batch_size"),
+                      engine=options.get("engine") or "auto",
                       region_megapixels=(execution or Execution()).region_megapixels)
     if kind in ("heatmap", "run"):
         common["heatmap"] = _pick(options, HEATMAP_KEYS)

@@ -79,6 +79,12 @@ config_option = click.option(
 overwrite_option = click.option("--overwrite", is_flag=True,
                                 help="Redo slides whose outputs already exist.")
 slides_argument = click.argument("slides", nargs=-1, required=True)
+engine_option = click.option(
+    "--engine", type=click.Choice(["auto", "torch", "mxnet", "onnxruntime",
+                                   "onnxruntime-int8"]),
+    default="auto", show_default=True,
+    help="Inference engine: auto = the fastest installed for the device (onnxruntime on "
+         "CPU with the onnx extra); onnxruntime-int8 only when asked.")
 
 tiling_options = _options(
     click.option("--tile-size", type=click.IntRange(16), default=None,
@@ -261,6 +267,7 @@ def train(data: str, out_dir: str, **options: Any) -> None:
               required=True, help="Model folder written by 'histotile train'.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--batch-size", type=click.IntRange(1), default=None)
+@engine_option
 @tiling_options
 @execution_options
 @overwrite_option
@@ -335,6 +342,7 @@ def evaluate(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
 @click.option("--annotations", type=click.Path(exists=True), default=None,
               help="Evaluate slides that have annotations (folder, default: beside slides).")
 @click.option("--batch-size", type=click.IntRange(1), default=None)
+@engine_option
 @heatmap_options
 @tiling_options
 @execution_options
