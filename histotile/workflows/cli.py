@@ -35,6 +35,9 @@ EXAMPLES = {
             "  histotile run slides/ --model model/ --out results/ "
             "--scheduler tcp://scheduler:8786"),
     "demo": "histotile demo --out histotile-demo",
+    "export": ("histotile export model/ --format onnx --out lenet.onnx\n"
+               "  histotile export model/ --format torchscript --out lenet.pt\n"
+               "  histotile export model/ --format onnx --int8 --out lenet-int8.onnx"),
     "bench": ("histotile bench --quick\n"
               "  histotile bench --work /scratch/histotile-bench --out bench.md\n"
               "  histotile bench --device cuda --train-tiles 20000"),
@@ -367,6 +370,29 @@ def demo(out_dir: str, epochs: int | None, overwrite: bool) -> None:
     from histotile.workflows.demo import run_demo
 
     run_demo(out_dir, epochs=epochs, overwrite=overwrite)
+
+
+@cli.command(epilog=_examples("export"))
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx",
+              show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True,
+              help="The model file; its card is written beside it as OUT.card.json.")
+@click.option("--int8", is_flag=True,
+              help="ONNX: quantise to int8 (static, calibrated on the training tiles); the "
+                   "card reports its accuracy against float32.")
+@click.option("--calibration", type=click.Path(exists=True), default=None,
+              help="Tile manifest or image folder to calibrate --int8 on when the training "
+                   "tiles are not at hand.")
+@overwrite_option
+@handle_errors
+def export(model_dir: str, fmt: str, out_path: str, int8: bool, calibration: str | None,
+           overwrite: bool) -> None:
+    """Write a model as one self-contained ONNX or TorchScript file plus its card."""
+    from histotile.workflows.export import export_command
+
+    click.echo(export_command(model_dir, out_path, fmt, int8=int8, calibration=calibration,
+                              overwrite=overwrite))
 
 
 def _size(_ctx: click.Context, _param: click.Parameter,
