@@ -71,10 +71,9 @@ def _tiles(model_dir: Path, card: dict[str, Any], calibration: str | Path | None
     return table.reader(), calibrate, report, table.targets[report], what
 
 
-def quantise_model(model_dir: Path, card: dict[str, Any], float_path: Path, out: Path,
-                   calibration: str | Path | None = None) -> dict[str, Any]:
-    """Write the int8 model to ``out``; return the report (calibration, accuracy of both
-    models on the report tiles, their agreement and max |probability difference|)."""
+def quantise_onnx(float_path: Path, out: Path, calibration_tiles: np.ndarray) -> None:
+    """Write the int8 version of an exported ONNX model (uint8 tiles in) to ``out``,
+    calibrated on ``calibration_tiles`` (uint8 (N, T, T, 3)); the embedded card is kept."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -83,10 +82,6 @@ def quantise_model(model_dir: Path, card: dict[str, Any], float_path: Path, out:
     )
 
     from histotile._atomic import atomic_path
-    from histotile.models.engines import OnnxRuntimeEngine
-
-    reader, calibrate, report, labels, what = _tiles(model_dir, card, calibration)
-    calibration_tiles = _read(reader, calibrate)
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
@@ -103,6 +98,16 @@ def quantise_model(model_dir: Path, card: dict[str, Any], float_path: Path, out:
                         per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8)
         _copy_metadata(float_path, tmp)
+
+
+def quantise_model(model_dir: Path, card: dict[str, Any], float_path: Path, out: Path,
+                   calibration: str | Path | None = None) -> dict[str, Any]:
+    """Write the int8 model to ``out``; return the report (calibration, accuracy of both
+    models on the report tiles, their agreement and max |probability difference|)."""
+    from histotile.models.engines import OnnxRuntimeEngine
+
+    reader, calibrate, report, labels, what = _tiles(model_dir, card, calibration)
+    quantise_onnx(float_path, out, _read(reader, calibrate))
     tiles = _read(reader, report)
     full = OnnxRuntimeEngine(float_path, "cpu").predict(tiles, BATCH)
     small = OnnxRuntimeEngine(out, "cpu").predict(tiles, BATCH)
