@@ -45,6 +45,7 @@ _EXPORTS = {
     "TrainSettings": "histotile.models",
     "train": "histotile.models",
     "Predictor": "histotile.models",
+    "export_model": "histotile.models.export",
     # stage 4: postprocess
     "predict_slide": "histotile.postprocess",
     "load_predictions": "histotile.postprocess",
