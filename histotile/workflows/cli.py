@@ -384,7 +384,7 @@ def demo(out_dir: str, epochs: int | None, overwrite: bool) -> None:
 @click.option("--calibration", type=click.Path(exists=True), default=None,
               help="Tile manifest or image folder to calibrate --int8 on when the training "
                    "tiles are not at hand.")
-@overwrite_option
+@click.option("--overwrite", is_flag=True, help="Replace OUT and its card if they exist.")
 @handle_errors
 def export(model_dir: str, fmt: str, out_path: str, int8: bool, calibration: str | None,
            overwrite: bool) -> None:
