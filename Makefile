@@ -17,7 +17,7 @@ $(STAMP_RUN): setup.cfg pyproject.toml | $(BIN)/python
 	touch $@
 
 $(STAMP_TEST): setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[mxnet,dev]"
+	$(BIN)/pip install --quiet -e ".[mxnet,onnx,dev]"
 	touch $@ $(STAMP_RUN)
 
 ## make demo: install, then run the whole pipeline on the bundled real sample slide.

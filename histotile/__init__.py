@@ -46,6 +46,7 @@ _EXPORTS = {
     "train": "histotile.models",
     "Predictor": "histotile.models",
     "grad_cam": "histotile.models.cam",
+    "export_model": "histotile.models.export",
     # stage 4: postprocess
     "predict_slide": "histotile.postprocess",
     "load_predictions": "histotile.postprocess",

@@ -272,6 +272,8 @@ def save(model: Any, directory: Path) -> str:
 class MXNetRunner:
     """Inference half of :class:`Predictor` for MXNet models."""
 
+    name = "mxnet"  # the engine name (histotile.models.engines)
+
     def __init__(self, card: dict[str, Any], directory: Path, device: str | None) -> None:
         spec = get_spec(card["architecture"], "mxnet")
         self.device = resolve_device(device)

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from histotile.errors import ModelError
-from histotile.models.card import read_card
 
 
 class Predictor:
@@ -21,46 +20,59 @@ class Predictor:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; default CUDA when present (torch
             backend; mixed precision and channels-last on CUDA), else CPU.
         batch_size: tiles per forward pass (default 64 on CPU, 256 on CUDA).
+        engine: ``"auto"`` (the fastest installed engine for the device, see
+            :mod:`histotile.models.engines`), ``"torch"``, ``"mxnet"``, ``"onnxruntime"``
+            or ``"onnxruntime-int8"`` (explicit only). ``model_dir`` may also be a file
+            written by ``histotile export`` (ONNX or TorchScript).
 
     Attributes:
         classes: class names, the column order of :meth:`predict`.
         tile_size: the tile side the network expects (px).
         card: the model card (dict).
-        backend: ``"torch"`` or ``"mxnet"``.
+        backend: ``"torch"`` or ``"mxnet"`` (the framework that trained it).
+        engine: the engine that runs it (recorded in the predictions' JSON).
         tile_mpp, tile_downsample: the training tiles' geometry (um per tile px; level-0
             px per tile px), None when unknown: tile slides alike for prediction.
     """
 
     def __init__(self, model_dir: str | Path, device: str | None = None,
-                 batch_size: int | None = None) -> None:
+                 batch_size: int | None = None, engine: str = "auto") -> None:
+        from histotile.models.engines import load_engine
+
         self.model_dir = Path(model_dir)
-        self.card: dict[str, Any] = read_card(self.model_dir)
+        self.card, self._runner = load_engine(self.model_dir, engine, device)
         self.classes: list[str] = list(self.card["classes"])
         self.tile_size: int = int(self.card["tile_size"])
         self.backend: str = str(self.card["backend"])
-        if self.backend == "torch":
-            from histotile.models.torch_backend import TorchRunner
-
-            self._runner: Any = TorchRunner(self.card, self.model_dir, device)
-        elif self.backend == "mxnet":
-            from histotile.models.mxnet_backend import MXNetRunner
-
-            self._runner = MXNetRunner(self.card, self.model_dir, device)
-        else:
-            raise ModelError(f"{self.model_dir}: unknown backend {self.backend!r} in the "
-                             "model card (expected 'torch' or 'mxnet')")
+        self.engine: str = str(self._runner.name)
         self.device = str(self._runner.device)
         on_gpu = self.device.startswith(("cuda", "gpu"))
         self.batch_size = int(batch_size or (256 if on_gpu else 64))
+        self._network_runner: Any = None
+
+    def _network_source(self) -> Any:
+        """The runner holding the framework network: the engine itself (torch, mxnet),
+        else a torch runner loaded on first use (engines that run an exported graph)."""
+        if hasattr(self._runner, "transform"):
+            return self._runner
+        if self._network_runner is None:
+            if self.model_dir.is_file():
+                raise ModelError(f"{self.model_dir}: an exported model holds no framework "
+                                 "network; load the model folder for Grad-CAM or to "
+                                 "measure the bare network")
+            from histotile.models.torch_backend import TorchRunner
+
+            self._network_runner = TorchRunner(self.card, self.model_dir, self.device)
+        return self._network_runner
 
     @property
     def network(self) -> Any:
         """The loaded network (a torch module or MXNet block), for measuring it bare."""
-        return self._runner.model
+        return self._network_source().model
 
     def to_input(self, tiles: np.ndarray) -> Any:
         """uint8 RGB tiles (N, T, T, 3) as the network's normalised input on its device."""
-        return self._runner.transform(tiles)
+        return self._network_source().transform(tiles)
 
     @property
     def tile_mpp(self) -> float | None:
@@ -76,7 +88,8 @@ class Predictor:
 
     def __repr__(self) -> str:
         return (f"Predictor({str(self.model_dir)!r}, {self.architecture}/{self.backend}, "
-                f"classes={self.classes}, tile_size={self.tile_size}, device={self.device})")
+                f"classes={self.classes}, tile_size={self.tile_size}, engine={self.engine}, "
+                f"device={self.device})")
 
     def check_compatible(self, classes: Sequence[str] | None = None,
                          tile_size: int | None = None) -> None:

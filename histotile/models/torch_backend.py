@@ -217,6 +217,8 @@ def save(model: nn.Module, directory: Path) -> str:
 class TorchRunner:
     """Inference half of :class:`Predictor` for torch models."""
 
+    name = "torch"  # the engine name (histotile.models.engines)
+
     def __init__(self, card: dict[str, Any], directory: Path, device: str | None) -> None:
         from histotile.models import torch_nets
         from histotile.models.registry import get_spec

@@ -211,7 +211,8 @@ def predict_slide(
         run = {"tiling": settings.to_dict(), "level": int(grid.level),
                "read_size": int(grid.read_size), "size": int(grid.size),
                "extent": int(grid.extent), "stride": int(grid.stride),
-               "tissue_threshold": float(tissue.threshold), "batch_size": batch_size}
+               "tissue_threshold": float(tissue.threshold), "batch_size": batch_size,
+               "engine": getattr(predictor, "engine", None)}
         if part is not None:
             run["part"] = [int(part[0]), int(part[1])]
         return SlidePredictions(slide.name, str(slide_path), slide.dimensions, slide.mpp,

@@ -51,6 +51,7 @@ def run_batch(slides: Iterable[str | Path] | str | Path, model_dir: str | Path,
               threshold: float = 0.5, alpha: float = 0.4, color: str = "#00ff00",
               downsample: float | None = None, decision_threshold: float = 0.5,
               batch_size: int | None = None, tiling: dict[str, Any] | None = None,
+              engine: str = "auto",
               execution: Execution | None = None, overwrite: bool = False,
               progress: bool = False) -> list[SlideRecord]:
     """Predict, write heatmap slides, decide and (where annotated) evaluate every slide.
@@ -67,11 +68,13 @@ def run_batch(slides: Iterable[str | Path] | str | Path, model_dir: str | Path,
         decision_threshold: a slide is positive when more than this fraction of its
             tiles is positive.
         tiling: tiling overrides (default: tiles cut as in training).
+        engine: the inference engine (see :class:`histotile.models.Predictor`).
     """
     options = {"annotations": annotations, "class_name": class_name, "mode": mode,
                "threshold": threshold, "alpha": alpha, "color": color,
                "downsample": downsample, "decision_threshold": decision_threshold,
-               "batch_size": batch_size, "overwrite": overwrite, **(tiling or {})}
+               "batch_size": batch_size, "engine": engine, "overwrite": overwrite,
+               **(tiling or {})}
     records = slide_batch("run", _as_list(slides), out_dir, options, model_dir=model_dir,
                           execution=execution, show_progress=progress)
     write_report(records, out_dir, name="run-report")

@@ -134,7 +134,8 @@ def slide_batch(kind: str, slides: Iterable[str | Path], out_dir: str | Path,
         common.update(model_dir=str(model_dir), tiling=_pick(options, TILING_KEYS) or None,
                       batch_size=options.get("batch_size"),
                       region_megapixels=(execution or Execution()).region_megapixels,
-                      geojson=not options.get("no_geojson"))
+                      geojson=not options.get("no_geojson"),
+                      engine=options.get("engine") or "auto")
     if kind in ("heatmap", "run"):
         common["heatmap"] = _pick(options, HEATMAP_KEYS)
     if kind == "heatmap":

@@ -40,6 +40,9 @@ EXAMPLES = {
             "  histotile run slides/ --model model/ --out results/ "
             "--scheduler tcp://scheduler:8786"),
     "demo": "histotile demo --out histotile-demo",
+    "export": ("histotile export model/ --format onnx --out lenet.onnx\n"
+               "  histotile export model/ --format torchscript --out lenet.pt\n"
+               "  histotile export model/ --format onnx --int8 --out lenet-int8.onnx"),
     "bench": ("histotile bench --quick\n"
               "  histotile bench --work /scratch/histotile-bench --out bench.md\n"
               "  histotile bench --device cuda --train-tiles 20000"),
@@ -93,6 +96,12 @@ config_option = click.option(
 overwrite_option = click.option("--overwrite", is_flag=True,
                                 help="Redo slides whose outputs already exist.")
 slides_argument = click.argument("slides", nargs=-1, required=True)
+engine_option = click.option(
+    "--engine", type=click.Choice(["auto", "torch", "mxnet", "onnxruntime",
+                                   "onnxruntime-int8"]),
+    default="auto", show_default=True,
+    help="Inference engine: auto = the fastest installed for the device (onnxruntime on "
+         "CPU with the onnx extra); onnxruntime-int8 only when asked.")
 
 tiling_options = _options(
     click.option("--tile-size", type=click.IntRange(16), default=None,
@@ -330,6 +339,7 @@ def train(data: str, out_dir: str, **options: Any) -> None:
 @click.option("--batch-size", type=click.IntRange(1), default=None)
 @click.option("--no-geojson", is_flag=True,
               help="Skip predictions.geojson and regions.geojson (QuPath objects).")
+@engine_option
 @tiling_options
 @execution_options
 @overwrite_option
@@ -447,6 +457,7 @@ def explain(slides: tuple[str, ...], model_dir: str, out_dir: str, **options: An
 @click.option("--batch-size", type=click.IntRange(1), default=None)
 @click.option("--no-geojson", is_flag=True,
               help="Skip predictions.geojson and regions.geojson (QuPath objects).")
+@engine_option
 @heatmap_options
 @tiling_options
 @execution_options
@@ -471,6 +482,29 @@ def demo(out_dir: str, epochs: int | None, overwrite: bool) -> None:
     from histotile.workflows.demo import run_demo
 
     run_demo(out_dir, epochs=epochs, overwrite=overwrite)
+
+
+@cli.command(epilog=_examples("export"))
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx",
+              show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True,
+              help="The model file; its card is written beside it as OUT.card.json.")
+@click.option("--int8", is_flag=True,
+              help="ONNX: quantise to int8 (static, calibrated on the training tiles); the "
+                   "card reports its accuracy against float32.")
+@click.option("--calibration", type=click.Path(exists=True), default=None,
+              help="Tile manifest or image folder to calibrate --int8 on when the training "
+                   "tiles are not at hand.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT and its card if they exist.")
+@handle_errors
+def export(model_dir: str, fmt: str, out_path: str, int8: bool, calibration: str | None,
+           overwrite: bool) -> None:
+    """Write a model as one self-contained ONNX or TorchScript file plus its card."""
+    from histotile.workflows.export import export_command
+
+    click.echo(export_command(model_dir, out_path, fmt, int8=int8, calibration=calibration,
+                              overwrite=overwrite))
 
 
 def _size(_ctx: click.Context, _param: click.Parameter,

@@ -62,14 +62,15 @@ def _set_threads() -> None:
 _PREDICTORS: dict[str, Any] = {}
 
 
-def load_predictor(model_dir: str | Path, batch_size: int | None = None):
-    """A Predictor per model folder, kept per process: a worker serving many slides loads
-    the weights once."""
+def load_predictor(model_dir: str | Path, batch_size: int | None = None,
+                   engine: str = "auto"):
+    """A Predictor per model folder (and engine), kept per process: a worker serving many
+    slides loads the weights once."""
     from histotile.models import Predictor
 
-    key = f"{Path(model_dir).resolve()}|{batch_size}"
+    key = f"{Path(model_dir).resolve()}|{batch_size}|{engine}"
     if key not in _PREDICTORS:
-        _PREDICTORS[key] = Predictor(model_dir, batch_size=batch_size)
+        _PREDICTORS[key] = Predictor(model_dir, batch_size=batch_size, engine=engine)
         _set_threads()  # torch is loaded now: give it the task's thread budget too
     return _PREDICTORS[key]
 
@@ -364,26 +365,28 @@ def _merged_tiling(predictor, tiling: dict[str, Any] | None):
 
 def _predict(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
              batch_size: int | None, outputs,
-             region_megapixels: float | None = None
+             region_megapixels: float | None = None, engine: str = "auto"
              ) -> tuple[Any, dict[str, str], int]:
     """Predict (in parts over the cluster when large), save; return the predictions, the
     files written and the number of parts."""
     parts = _region_parts(slide_path, region_megapixels)
     if parts > 1:
-        predictions = _predict_on_cluster(slide_path, model_dir, tiling, batch_size, parts)
+        predictions = _predict_on_cluster(slide_path, model_dir, tiling, batch_size, parts,
+                                          engine)
     else:
-        predictions = predict_part(slide_path, model_dir, tiling, batch_size, None)
+        predictions = predict_part(slide_path, model_dir, tiling, batch_size, None, engine)
     path = predictions.save(outputs.path("predictions.csv"), overwrite=True)
     return predictions, {"predictions": str(path)}, parts
 
 
 def predict_part(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
-                 batch_size: int | None, part: tuple[int, int] | None):
+                 batch_size: int | None, part: tuple[int, int] | None,
+                 engine: str = "auto"):
     """Predictions of one slide, or of one part of it (a task of its own on a cluster)."""
     from histotile.postprocess import predict_slide
 
     _set_threads()
-    predictor = load_predictor(model_dir, batch_size)
+    predictor = load_predictor(model_dir, batch_size, engine)
     return predict_slide(slide_path, predictor, tiling=_merged_tiling(predictor, tiling),
                          batch_size=batch_size, part=part)
 
@@ -405,7 +408,7 @@ def _region_parts(slide_path: str, region_megapixels: float | None) -> int:
 
 
 def _predict_on_cluster(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
-                        batch_size: int | None, parts: int):
+                        batch_size: int | None, parts: int, engine: str = "auto"):
     """Spread the parts of a very large slide over the cluster: each part is a task that
     gets only paths and settings; the tables of probabilities come back and are joined.
     This task leaves its worker slot while waiting (worker_client secedes)."""
@@ -415,27 +418,34 @@ def _predict_on_cluster(slide_path: str, model_dir: str, tiling: dict[str, Any] 
 
     with worker_client() as client:
         futures = [client.submit(predict_part, slide_path, model_dir, tiling, batch_size,
-                                 (index, parts), pure=False, retries=2)
+                                 (index, parts), engine, pure=False, retries=2)
                    for index in range(parts)]
         return concat_predictions(client.gather(futures))
+
+
+def _engine_setting(engine: str) -> dict[str, str]:
+    """The engine as part of a task's fingerprint only when it changes the results
+    (int8); the float engines agree to about 1e-6, so finished slides stay finished."""
+    return {"engine": engine} if engine.endswith("int8") else {}
 
 
 def predict_task(slide_path: str, out_dir: str, model_dir: str,
                  tiling: dict[str, Any] | None = None, batch_size: int | None = None,
                  overwrite: bool = False,
                  region_megapixels: float | None = None,
-                 geojson: bool = True) -> dict[str, Any]:
+                 geojson: bool = True, engine: str = "auto") -> dict[str, Any]:
     """Predict one slide: ``OUT/<slide>/predictions.csv`` (+ ``.json`` sidecar) and, with
     ``geojson``, the QuPath files. On a cluster, slides over ``region_megapixels`` are
     predicted in parts on several workers."""
     def work(outputs, _prepared) -> dict[str, Any]:
         predictions, written, parts = _predict(slide_path, model_dir, tiling, batch_size,
-                                               outputs, region_megapixels)
+                                               outputs, region_megapixels, engine)
         if geojson:
             written.update(_qupath(predictions, outputs, {}))
         return {**_prediction_fields(predictions, parts), "outputs": written}
 
-    return _resumable("predict", slide_path, out_dir, overwrite, {"tiling": tiling}, work,
+    return _resumable("predict", slide_path, out_dir, overwrite,
+                      {"tiling": tiling, **_engine_setting(engine)}, work,
                       model_dir=model_dir, extra=None if geojson else {"geojson": False})
 
 
@@ -529,13 +539,13 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
              annotation: str | None = None, batch_size: int | None = None,
              overwrite: bool = False,
              region_megapixels: float | None = None,
-             geojson: bool = True) -> dict[str, Any]:
+             geojson: bool = True, engine: str = "auto") -> dict[str, Any]:
     """Predict, heatmap, decide and (with an annotation) evaluate one slide (prediction
     in parts over the cluster for slides over ``region_megapixels``); with ``geojson``
     also the QuPath files."""
     def work(outputs, _prepared) -> dict[str, Any]:
         predictions, written, parts = _predict(slide_path, model_dir, tiling, batch_size,
-                                               outputs, region_megapixels)
+                                               outputs, region_megapixels, engine)
         if geojson:
             written.update(_qupath(predictions, outputs, heatmap or {}))
         more, decision, extra = _heatmap_and_decision(slide_path, predictions,
@@ -553,7 +563,8 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
                 "extra": {**fields["extra"], **extra}}
 
     return _resumable("run", slide_path, out_dir, overwrite,
-                      {"tiling": tiling, "heatmap": heatmap}, work, model_dir=model_dir,
+                      {"tiling": tiling, "heatmap": heatmap, **_engine_setting(engine)}, work,
+                      model_dir=model_dir,
                       extra={"annotation": _file_identity(annotation),
                              **({} if geojson else {"geojson": False})})
 

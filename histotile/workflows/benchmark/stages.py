@@ -277,6 +277,7 @@ def predict(params: dict, meter: Meter) -> dict:
     model_dir = params["model_dir"]
     if params.get("architecture"):
         model_dir = untrained_model(params["architecture"], model_dir, params["device"])
+    # engine "auto": the fastest installed engine for the device (onnxruntime on CPU)
     predictor = Predictor(model_dir, device=params["device"])
     parts = int(params.get("parts") or 1)
     part = (parts // 2, parts) if parts > 1 else None
@@ -291,7 +292,8 @@ def predict(params: dict, meter: Meter) -> dict:
     if params.get("predictions"):
         result.save(params["predictions"], overwrite=True)
     tiles = len(result)
-    out = {"tiles": tiles, "device": predictor.device, "batch_size": predictor.batch_size}
+    out = {"tiles": tiles, "device": predictor.device, "batch_size": predictor.batch_size,
+           "engine": predictor.engine}
     if len(stamps) >= 3:
         (t0, n0), (t1, n1) = stamps[0], stamps[-1]
         out["steady_rate"] = (n1 - n0) / (t1 - t0)
@@ -309,7 +311,8 @@ def predict_baseline(params: dict, meter: Meter) -> dict:
     model_dir = params["model_dir"]
     if params.get("architecture"):
         model_dir = untrained_model(params["architecture"], model_dir, params["device"])
-    predictor = Predictor(model_dir, device=params["device"])
+    # The baseline stays the bare eager torch network, whatever engine predicts.
+    predictor = Predictor(model_dir, device=params["device"], engine="torch")
     device = torch.device(predictor.device)
     rng = np.random.default_rng(0)
     tiles = rng.integers(0, 256, (predictor.batch_size, TILE, TILE, 3), dtype=np.uint8)

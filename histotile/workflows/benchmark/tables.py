@@ -88,15 +88,19 @@ def stage_rows(measured: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         {"stage": "prediction: LeNet, every tissue tile", "key": "predict_lenet",
          "seconds": lenet["seconds"],
          "baseline_seconds": all_tiles / m["predict_lenet_baseline"]["rate"],
-         "baseline_extrapolated": True, "baseline": "bare forward pass on a ready tensor",
+         "baseline_extrapolated": True,
+         "baseline": "bare eager torch forward pass on a ready tensor",
          "tiles": all_tiles,
-         "note": f"{lenet['device']}, batch {lenet['batch_size']}; reading overlaps inference"},
+         "note": (f"{lenet['device']}, {lenet.get('engine', 'torch')}, batch "
+                  f"{lenet['batch_size']}; reading overlaps inference")},
         {"stage": "prediction: ResNet18, every tissue tile", "key": "predict_resnet18",
          "seconds": resnet_all, "extrapolated": True,
          "baseline_seconds": all_tiles / m["predict_resnet18_baseline"]["rate"],
-         "baseline_extrapolated": True, "baseline": "bare forward pass on a ready tensor",
+         "baseline_extrapolated": True,
+         "baseline": "bare eager torch forward pass on a ready tensor",
          "tiles": all_tiles,
-         "note": (f"{resnet['device']}; measured on {resnet['tiles']:,} tiles "
+         "note": (f"{resnet['device']}, {resnet.get('engine', 'torch')}; measured on "
+                  f"{resnet['tiles']:,} tiles "
                   f"({resnet['seconds']:.1f} s), the rest at its steady "
                   f"{resnet['steady_rate']:,.0f} tiles/s; untrained weights")},
         {"stage": "heatmap TIFF + PNG preview", "key": "heatmap", "seconds": heat["seconds"],
