@@ -20,6 +20,8 @@ from histotile.errors import ConfigError, HistotileError
 
 EXAMPLES = {
     "info": "histotile info slides/*.svs\n  histotile info slides/ --json",
+    "qc": ("histotile qc slides/ --out qc/\n"
+           "  histotile qc slides/*.svs --out qc/ --pen-fail 0.05 --blur-tiles 0"),
     "tile": ("histotile tile slides/ --annotations marks/ --out tiles/ --tile-size 128 "
              "--magnification 20\n  histotile tile a.svs --out tiles/ --tile-size 225 "
              "--stride 112 --export-images"),
@@ -191,6 +193,34 @@ def info(slides: tuple[str, ...], as_json: bool) -> None:
             print_info(result)
         out.print(f"{len(results)} slide(s), {failed} unreadable")
     sys.exit(1 if failed else 0)
+
+
+@cli.command(epilog=_examples("qc"))
+@slides_argument
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Output folder: OUT/<slide>/qc.png per slide, OUT/qc-report.csv/.json.")
+@click.option("--pen-fail", type=click.FloatRange(0, 1), default=None,
+              help="Share of the specimen in pen ink at which a slide fails (0.15).")
+@click.option("--blur-fail", type=click.FloatRange(0, 1), default=None,
+              help="Share of sampled tissue tiles out of focus at which a slide fails (0.30).")
+@click.option("--fold-fail", type=click.FloatRange(0, 1), default=None,
+              help="Share of the specimen folded at which a slide fails (0.20).")
+@click.option("--blur-tiles", type=click.IntRange(0), default=None,
+              help="Tissue tiles sampled for focus (48; 0 skips the focus check).")
+@execution_options
+@overwrite_option
+@config_option
+@handle_errors
+def qc(slides: tuple[str, ...], out_dir: str, **options: Any) -> None:
+    """Screen slides: tissue, pen ink, blur and fold fractions, a pass/warn/fail flag
+    and an outlined QC picture per slide."""
+    from histotile.workflows.qc import qc_batch
+
+    settings = {k: v for k, v in options.items() if v is not None
+                and k in ("pen_fail", "blur_fail", "fold_fail", "blur_tiles")}
+    records = qc_batch(slides, out_dir, settings, overwrite=bool(options.get("overwrite")),
+                       execution=_execution(options))
+    sys.exit(_finish(records, "qc", out_dir))
 
 
 @cli.command(epilog=_examples("tile"))
