@@ -230,6 +230,7 @@ def _geometry(frame: pd.DataFrame, sizes: np.ndarray, slide_mpp: dict[str, float
                     continue
                 if isinstance(info, dict) and "tiling" in info:
                     geometry["tiling"] = info["tiling"]
+                    geometry["stain"] = info.get("stain")  # the fitted stain normaliser
                     break
     return geometry
 
@@ -526,8 +527,14 @@ class TileSource:
 
     def __init__(self, reader: TileReader, *, workers: int = 1, cache_mb: float = 2048,
                  rows: np.ndarray | None = None, disk_cache: bool = True,
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None,
+                 stain: dict[str, Any] | None = None) -> None:
+        from histotile.tiling.stain import normaliser_from_dict
+
         self.reader = reader
+        # Tiles are stain-normalised as read (once, when cached); failures counted.
+        self.normaliser = normaliser_from_dict(stain)
+        self.stain_failures = 0
         self.workers = int(workers)
         self.cache: np.ndarray | DiskTiles | None = None
         self._cache_pos: np.ndarray | None = None
@@ -554,6 +561,15 @@ class TileSource:
 
     def _stream(self, rows: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray,
                                                                            np.ndarray]]:
+        from histotile.tiling.stain import normalise_tiles
+
+        for index, tiles in self._read(rows, batch_size):
+            tiles, failures = normalise_tiles(self.normaliser, tiles)
+            self.stain_failures += failures
+            yield index, tiles
+
+    def _read(self, rows: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray,
+                                                                         np.ndarray]]:
         from torch.utils.data import DataLoader
 
         if self.workers == 0:

@@ -157,7 +157,8 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
              classes=table.classes, epochs=settings.epochs, device=str(device))
 
     source = TileSource(table.reader(), workers=settings.workers, cache_mb=settings.cache_mb,
-                        disk_cache=settings.disk_cache, cache_dir=settings.cache_dir)
+                        disk_cache=settings.disk_cache, cache_dir=settings.cache_dir,
+                        stain=table.geometry.get("stain"))
     log.info("tiles %s", {"memory": "cached in memory",
                           "disk": "cached in a temporary file (over cache_mb)",
                           "streamed": "streamed from the slides every epoch"}[source.cache_kind])

@@ -239,6 +239,15 @@ def qc(slides: tuple[str, ...], out_dir: str, **options: Any) -> None:
               help="Undersample to class ratios, e.g. 'normal=1,tumour=1'.")
 @click.option("--export-images", is_flag=True,
               help="Also write tile PNGs in an ImageFolder layout (OUT/images/<label>/).")
+@click.option("--keep-artefacts", is_flag=True, default=None,
+              help="Keep tiles mostly pen ink, fold or blur (dropped by default; the "
+                   "manifest's artefact column says how much).")
+@click.option("--stain-normalise", type=click.Choice(["macenko", "reinhard"]), default=None,
+              help="Fit a stain normaliser (recorded in OUT/manifest.json; training puts "
+                   "it in the model card and prediction applies it to every tile).")
+@click.option("--stain-reference", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="Reference image of the normaliser (default: a sample "
+                                 "of the tiled tissue tiles).")
 @tiling_options
 @execution_options
 @overwrite_option
