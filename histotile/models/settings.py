@@ -55,7 +55,9 @@ class TrainSettings:
         classes: class order (default: sorted class names found in the data).
         seed: seeds the split, the weight initialisation, shuffling and augmentation.
         augment: random flips and 90-degree rotations (the dihedral group, which keeps
-            histology plausible) of training tiles.
+            histology plausible) of training tiles; or names, e.g. ``"colour,blur"``:
+            flips plus HED/HSV colour jitter, brightness/contrast and Gaussian blur
+            (:mod:`histotile.models.augment`); ``False`` or ``"none"``: none.
         workers: DataLoader worker processes reading tiles (None: CPU cores - 1, 1 at
             least; 0 reads in the training process).
         threads: torch intra-op threads of the training process (None: CPU cores).
@@ -89,7 +91,7 @@ class TrainSettings:
     positive_class: str | None = None
     classes: list[str] | None = None
     seed: int = 0
-    augment: bool = True
+    augment: bool | str = True
     workers: int | None = None
     threads: int | None = None
     device: str | None = None
@@ -165,6 +167,9 @@ class TrainSettings:
             raise bad("max_tiles", "must be at least 2")
         if self.patchify and self.tile_size is None:
             raise bad("patchify", "patchify=True needs tile_size (the patch side in pixels)")
+        from histotile.models.augment import augmentation_names
+
+        augmentation_names(self.augment)  # unknown names fail before training
         if self.folds == 0 and not self.final_model:
             raise bad("final_model", "with folds=0 the final model is the only model to "
                       "train; set final_model=True or folds>=2")
