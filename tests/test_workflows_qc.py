@@ -71,3 +71,15 @@ def test_qc_command_writes_pictures_and_report(tmp_path):
         picture = cv2.imread(str(out / name / "qc.png"))
         assert picture is not None and picture.shape[0] > 1000
     assert "fail" in result.output
+
+
+def test_tile_report_records_the_qc_figures(tmp_path):
+    from histotile.workflows.tasks import tile_task
+
+    record = tile_task(str(SAMPLE), str(tmp_path / "tiles"), {"tile_size": 128})
+    qc = record["extra"]["qc"]
+    assert qc["flag"] == PASS
+    assert set(qc) == {"flag", "reasons", "tissue", "pen", "fold"}  # blur: not measured
+    assert qc["tissue"] == pytest.approx(slide_qc(SAMPLE).fractions["tissue"])
+    manifest = pd.read_csv(record["outputs"]["manifest"])
+    assert "artefact" in manifest.columns and (manifest["artefact"] < 0.5).all()
