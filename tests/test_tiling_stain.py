@@ -109,7 +109,10 @@ def test_failures_fall_back_to_the_untouched_tile_and_are_counted(pixels, method
     out, failures = normalise_tiles(normaliser, np.stack([tissue, blank, tissue]))
     assert failures == 1
     assert (out[1] == blank).all()
-    assert (out[0] == normaliser.transform(tissue)).all() and not (out[0] == tissue).all()
+    # Batches are normalised at once: the same estimate as tile by tile, which samples
+    # the pixels of large tiles.
+    assert np.abs(out[0].astype(int) - normaliser.transform(tissue)).mean() < 1.0
+    assert np.abs(out[0].astype(int) - tissue).mean() > 5
 
 
 @pytest.mark.parametrize("method", ["macenko", "reinhard"])
@@ -181,6 +184,16 @@ def test_tile_command_records_the_normaliser_beside_the_manifest(tmp_path, pixel
 
 def test_reinhard_batch_equals_tile_by_tile(pixels):
     normaliser = ReinhardNormaliser().fit(pixels[1600:1856, 800:1056])
+    tiles = np.stack([pixels[y:y + 64, x:x + 64] for y in (900, 1000, 1100)
+                      for x in (900, 1000)] + [np.full((64, 64, 3), 240, np.uint8)])
+    out, failures = normalise_tiles(normaliser, tiles)
+    assert failures == 1 and (out[-1] == tiles[-1]).all()
+    for tile, got in zip(tiles[:-1], out[:-1]):
+        assert np.abs(normaliser.transform(tile).astype(int) - got).max() <= 1
+
+
+def test_macenko_batch_equals_tile_by_tile(pixels):
+    normaliser = MacenkoNormaliser().fit(pixels[1600:1856, 800:1056])
     tiles = np.stack([pixels[y:y + 64, x:x + 64] for y in (900, 1000, 1100)
                       for x in (900, 1000)] + [np.full((64, 64, 3), 240, np.uint8)])
     out, failures = normalise_tiles(normaliser, tiles)

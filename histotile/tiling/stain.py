@@ -142,10 +142,63 @@ class MacenkoNormaliser:
         out = cv2.exp(-od) * np.float32(self.io)
         return np.clip(out + 0.5, 0, 255).astype(np.uint8).reshape(tile.shape)
 
+    def transform_batch(self, tiles: np.ndarray) -> tuple[np.ndarray, int]:
+        """:meth:`transform` of every tile of a uint8 batch (n, h, w, 3) at once: the
+        same estimate per tile, as stacked arrays (batched covariance, eigenvectors and
+        pseudo-inverses; percentiles by one sort) instead of some thirty small numpy
+        calls per tile. Tiles with too little stain stay untouched. Returns (tiles,
+        how many stayed untouched)."""
+        n = len(tiles)
+        od = self._od(np.asarray(tiles)).reshape(n, -1, 3)
+        mask = (od >= self.beta).all(axis=2)
+        counts = mask.sum(axis=1)
+        weights = mask[..., None]
+        mean = (od * weights).sum(axis=1) / np.maximum(counts, 1)[:, None]
+        centred = (od - mean[:, None]) * weights
+        cov = np.einsum("npi,npj->nij", centred, centred) / np.maximum(counts - 1, 1)[:, None,
+                                                                                      None]
+        _, vectors = np.linalg.eigh(cov)
+        plane = vectors[:, :, 1:3]
+        plane = plane * np.where(plane.sum(axis=1, keepdims=True) < 0, -1.0, 1.0)
+        projected = np.einsum("npi,nik->npk", od, plane)
+        phi = np.arctan2(projected[..., 1], projected[..., 0])
+        phi = np.sort(np.where(mask, phi, np.inf), axis=1)  # stained angles first
+        low = _percentile_sorted(phi, counts, self.alpha)
+        high = _percentile_sorted(phi, counts, 100 - self.alpha)
+        low, high = (np.where(np.isfinite(v), v, 0.0) for v in (low, high))  # blank tiles
+        v_low = np.einsum("nik,nk->ni", plane, np.stack([np.cos(low), np.sin(low)], 1))
+        v_high = np.einsum("nik,nk->ni", plane, np.stack([np.cos(high), np.sin(high)], 1))
+        first = (v_low[:, 0] > v_high[:, 0])[:, None]
+        matrix = np.stack([np.where(first, v_low, v_high), np.where(first, v_high, v_low)], 2)
+        good = (counts >= self.min_pixels) & np.isfinite(matrix).all(axis=(1, 2))
+        matrix[~good] = self.stain_matrix  # placeholders, never used
+        good &= np.abs(np.linalg.det(np.einsum("nik,nil->nkl", matrix, matrix))) >= 1e-6
+        concentrations = np.linalg.pinv(matrix) @ od.transpose(0, 2, 1)
+        maxima = np.percentile(concentrations, 99, axis=2)
+        good &= (maxima > 1e-6).all(axis=1)
+        scale = self.max_concentrations / np.where(maxima > 1e-6, maxima, 1.0)
+        out_od = np.einsum("ik,nkp->npi", self.stain_matrix, concentrations * scale[..., None])
+        out = cv2.exp(-out_od.astype(np.float32).reshape(n, -1)) * np.float32(self.io)
+        out = np.clip(out + 0.5, 0, 255).astype(np.uint8).reshape(tiles.shape)
+        out[~good] = tiles[~good]
+        return out, int((~good).sum())
+
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "stain_matrix": self.stain_matrix.tolist(),
                 "max_concentrations": self.max_concentrations.tolist(), "io": self.io,
                 "alpha": self.alpha, "beta": self.beta, "min_pixels": self.min_pixels}
+
+
+def _percentile_sorted(values: np.ndarray, counts: np.ndarray, q: float) -> np.ndarray:
+    """Per row, numpy's (linear) ``q`` percentile of the first ``counts`` values of rows
+    sorted ascending."""
+    position = q / 100.0 * np.maximum(counts - 1, 0)
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, np.maximum(counts - 1, 0))
+    rows = np.arange(len(values))
+    a, b = values[rows, below], values[rows, above]
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(b), a + (b - a) * (position - below), a)
 
 
 # -- Reinhard ----------------------------------------------------------------------------
