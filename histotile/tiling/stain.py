@@ -155,30 +155,31 @@ class MacenkoNormaliser:
         weights = mask[..., None]
         mean = (od * weights).sum(axis=1) / np.maximum(counts, 1)[:, None]
         centred = (od - mean[:, None]) * weights
-        cov = np.einsum("npi,npj->nij", centred, centred) / np.maximum(counts - 1, 1)[:, None,
-                                                                                      None]
+        # Batched matrix products (BLAS), not einsum, which was half the time.
+        cov = centred.transpose(0, 2, 1) @ centred / np.maximum(counts - 1, 1)[:, None, None]
         _, vectors = np.linalg.eigh(cov)
         plane = vectors[:, :, 1:3]
         plane = plane * np.where(plane.sum(axis=1, keepdims=True) < 0, -1.0, 1.0)
-        projected = np.einsum("npi,nik->npk", od, plane)
+        projected = od @ plane
         phi = np.arctan2(projected[..., 1], projected[..., 0])
         phi = np.sort(np.where(mask, phi, np.inf), axis=1)  # stained angles first
         low = _percentile_sorted(phi, counts, self.alpha)
         high = _percentile_sorted(phi, counts, 100 - self.alpha)
         low, high = (np.where(np.isfinite(v), v, 0.0) for v in (low, high))  # blank tiles
-        v_low = np.einsum("nik,nk->ni", plane, np.stack([np.cos(low), np.sin(low)], 1))
-        v_high = np.einsum("nik,nk->ni", plane, np.stack([np.cos(high), np.sin(high)], 1))
+        v_low = (plane @ np.stack([np.cos(low), np.sin(low)], 1)[..., None])[..., 0]
+        v_high = (plane @ np.stack([np.cos(high), np.sin(high)], 1)[..., None])[..., 0]
         first = (v_low[:, 0] > v_high[:, 0])[:, None]
         matrix = np.stack([np.where(first, v_low, v_high), np.where(first, v_high, v_low)], 2)
         good = (counts >= self.min_pixels) & np.isfinite(matrix).all(axis=(1, 2))
         matrix[~good] = self.stain_matrix  # placeholders, never used
-        good &= np.abs(np.linalg.det(np.einsum("nik,nil->nkl", matrix, matrix))) >= 1e-6
+        good &= np.abs(np.linalg.det(matrix.transpose(0, 2, 1) @ matrix)) >= 1e-6
         concentrations = np.linalg.pinv(matrix) @ od.transpose(0, 2, 1)
         maxima = np.percentile(concentrations, 99, axis=2)
         good &= (maxima > 1e-6).all(axis=1)
         scale = self.max_concentrations / np.where(maxima > 1e-6, maxima, 1.0)
-        out_od = np.einsum("ik,nkp->npi", self.stain_matrix, concentrations * scale[..., None])
-        out = cv2.exp(-out_od.astype(np.float32).reshape(n, -1)) * np.float32(self.io)
+        out_od = (self.stain_matrix @ (concentrations * scale[..., None])).transpose(0, 2, 1)
+        out = cv2.exp(-np.ascontiguousarray(out_od, np.float32).reshape(n, -1))
+        out *= np.float32(self.io)
         out = np.clip(out + 0.5, 0, 255).astype(np.uint8).reshape(tiles.shape)
         out[~good] = tiles[~good]
         return out, int((~good).sum())
