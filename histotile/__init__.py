@@ -40,6 +40,9 @@ _EXPORTS = {
     "balance": "histotile.tiling",
     "patchify_image": "histotile.tiling",
     "load_annotation": "histotile.tiling",
+    "artefact_masks": "histotile.tiling.artefacts",
+    "slide_qc": "histotile.tiling.qc",
+    "QCSettings": "histotile.tiling.qc",
     # stage 3: models
     "create_model": ("histotile.models", "create"),
     "TrainSettings": "histotile.models",

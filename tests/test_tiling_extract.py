@@ -52,7 +52,7 @@ def overlay(slide_path, tmp_path_factory):
 def test_manifest_columns_and_contents(slide_path, overlay):
     settings = TilingSettings(tile_size=128, classes=CLASSES, keep_background=0.0)
     df = extract_tiles(slide_path, settings, annotation=PaintedOverlay(overlay))
-    assert list(df.columns) == [*MANIFEST_COLUMNS, "frac_normal", "frac_tumour"]
+    assert list(df.columns) == [*MANIFEST_COLUMNS, "artefact", "frac_normal", "frac_tumour"]
     assert (df["slide"] == "slide").all() and (df["group"] == "slide").all()
     assert (df[["extent", "level", "read_size", "size"]] == (128, 0, 128, 128)).all().all()
     assert (df["tissue_fraction"] >= settings.min_tissue).all()

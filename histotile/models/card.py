@@ -70,6 +70,8 @@ def build_card(*, architecture: str, backend: str, description: str, classes: Se
             "settings": geometry.get("tiling"),
             "manifest": geometry.get("manifest"),
         },
+        # Applied to every tile before the network, in training and prediction.
+        "stain_normaliser": geometry.get("stain"),
         "training": settings,
         "final_epochs": final_epochs,
         "data": data,

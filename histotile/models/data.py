@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 
 from histotile.errors import DatasetError, HistotileError
+from histotile.models.augment import augment as augment_tiles
+from histotile.models.augment import flip
 
 log = logging.getLogger("histotile.models")
 
@@ -257,6 +259,7 @@ def _geometry(frame: pd.DataFrame, sizes: np.ndarray, slide_mpp: dict[str, float
                     continue
                 if isinstance(info, dict) and "tiling" in info:
                     geometry["tiling"] = info["tiling"]
+                    geometry["stain"] = info.get("stain")  # the fitted stain normaliser
                     break
     return geometry
 
@@ -411,20 +414,8 @@ class TileReader:
         self._slides.clear()
 
 
-def augment_batch(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random element of the dihedral group (flips and 90-degree rotations) per tile of a
-    uint8 batch (N, H, W, 3): orientation carries no meaning in histology."""
-    choice = rng.integers(0, 8, size=batch.shape[0])
-    out = np.empty_like(batch)
-    for k in range(8):
-        rows = np.flatnonzero(choice == k)
-        if rows.size == 0:
-            continue
-        part = np.rot90(batch[rows], k % 4, axes=(1, 2))
-        if k >= 4:
-            part = part[:, :, ::-1]
-        out[rows] = part
-    return out
+augment_batch = flip
+"""Flips and 90-degree rotations of a batch (see :mod:`histotile.models.augment`)."""
 
 
 def worker_init(_worker_id: int) -> None:
@@ -533,8 +524,14 @@ class TileSource:
 
     def __init__(self, reader: TileReader, *, workers: int = 1, cache_mb: float = 2048,
                  rows: np.ndarray | None = None, disk_cache: bool = True,
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None,
+                 stain: dict[str, Any] | None = None) -> None:
+        from histotile.tiling.stain import normaliser_from_dict
+
         self.reader = reader
+        # Tiles are stain-normalised as read (once, when cached); failures counted.
+        self.normaliser = normaliser_from_dict(stain)
+        self.stain_failures = 0
         self.workers = int(workers)
         self.cache: np.ndarray | DiskTiles | None = None
         self._cache_pos: np.ndarray | None = None
@@ -561,6 +558,15 @@ class TileSource:
 
     def _stream(self, rows: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray,
                                                                            np.ndarray]]:
+        from histotile.tiling.stain import normalise_tiles
+
+        for index, tiles in self._read(rows, batch_size):
+            tiles, failures = normalise_tiles(self.normaliser, tiles)
+            self.stain_failures += failures
+            yield index, tiles
+
+    def _read(self, rows: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray,
+                                                                         np.ndarray]]:
         from torch.utils.data import DataLoader
 
         if self.workers == 0:
@@ -576,9 +582,11 @@ class TileSource:
 
     def batches(self, rows: np.ndarray, batch_size: int, *, shuffle: bool = False,
                 rng: np.random.Generator | None = None,
-                augment: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                augment: bool | str | Sequence[str] = False,
+                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(rows, tiles)`` batches over ``rows`` (in a seeded random order when
-        ``shuffle``); ``tiles`` is uint8 (n, T, T, 3), augmented when asked."""
+        ``shuffle``); ``tiles`` is uint8 (n, T, T, 3), augmented when asked (``True``:
+        flips; names such as ``"colour,blur"``: see :mod:`histotile.models.augment`)."""
         rows = np.asarray(rows, np.int64)
         if shuffle:
             assert rng is not None
@@ -593,5 +601,5 @@ class TileSource:
         for index, tiles in stream:
             if augment:
                 assert rng is not None
-                tiles = augment_batch(tiles, rng)
+                tiles = augment_tiles(tiles, rng, augment)
             yield index, tiles

@@ -107,7 +107,8 @@ class FoldSetup:
             s = self.settings
             self._source = TileSource(self.table.reader(), workers=s.workers,
                                       cache_mb=s.cache_mb, rows=self.rows,
-                                      disk_cache=s.disk_cache, cache_dir=s.cache_dir)
+                                      disk_cache=s.disk_cache, cache_dir=s.cache_dir,
+                                      stain=self.table.geometry.get("stain"))
             log.info("tiles %s", {"memory": "cached in memory",
                                   "disk": "cached in a temporary file (over cache_mb)",
                                   "streamed": "streamed from the slides every epoch"}[

@@ -46,6 +46,11 @@ class Predictor:
         self.backend: str = str(self.card["backend"])
         self.engine: str = str(self._runner.name)
         self.device = str(self._runner.device)
+        from histotile.tiling.stain import normaliser_from_dict
+
+        # The training tiles' stain normaliser (model card), applied to every tile.
+        self.normaliser = normaliser_from_dict(self.card.get("stain_normaliser"))
+        self.stain_failures = 0
         on_gpu = self.device.startswith(("cuda", "gpu"))
         self.batch_size = int(batch_size or (256 if on_gpu else 64))
         self._network_runner: Any = None
@@ -71,8 +76,9 @@ class Predictor:
         return self._network_source().model
 
     def to_input(self, tiles: np.ndarray) -> Any:
-        """uint8 RGB tiles (N, T, T, 3) as the network's normalised input on its device."""
-        return self._network_source().transform(tiles)
+        """uint8 RGB tiles (N, T, T, 3) as the network's normalised input on its device
+        (stain-normalised first, as in :meth:`predict`)."""
+        return self._network_source().transform(self.normalise(tiles))
 
     @property
     def tile_mpp(self) -> float | None:
@@ -129,4 +135,15 @@ class Predictor:
                              f"{tiles.dtype}")
         if tiles.shape[0] == 0:
             return np.zeros((0, len(self.classes)), np.float32)
+        tiles = self.normalise(tiles)
         return self._runner.predict(tiles, self.batch_size)
+
+    def normalise(self, tiles: np.ndarray) -> np.ndarray:
+        """uint8 RGB tiles (N, T, T, 3) stain-normalised as the training tiles were
+        (unchanged without a normaliser; tiles it cannot handle stay as they are and
+        are counted in ``stain_failures``)."""
+        from histotile.tiling.stain import normalise_tiles
+
+        tiles, failures = normalise_tiles(self.normaliser, tiles)
+        self.stain_failures += failures
+        return tiles

@@ -61,7 +61,9 @@ class TrainSettings:
         classes: class order (default: the order the data declares; never sorted).
         seed: seeds the split, the weight initialisation, shuffling and augmentation.
         augment: random flips and 90-degree rotations (the dihedral group, which keeps
-            histology plausible) of training tiles.
+            histology plausible) of training tiles; or names, e.g. ``"colour,blur"``:
+            flips plus HED/HSV colour jitter, brightness/contrast and Gaussian blur
+            (:mod:`histotile.models.augment`); ``False`` or ``"none"``: none.
         workers: DataLoader worker processes reading tiles (None: CPU cores - 1, 1 at
             least; 0 reads in the training process).
         threads: torch intra-op threads of the training process (None: CPU cores).
@@ -105,7 +107,7 @@ class TrainSettings:
     default_class: str | None = None
     classes: list[str] | None = None
     seed: int = 0
-    augment: bool = True
+    augment: bool | str = True
     workers: int | None = None
     threads: int | None = None
     device: str | None = None
@@ -197,6 +199,9 @@ class TrainSettings:
         if self.patchify and self.tile_size is None and self.patch_size is None:
             raise bad("patchify", "patchify=True needs tile_size or patch_size (the patch "
                       "side in pixels)")
+        from histotile.models.augment import augmentation_names
+
+        augmentation_names(self.augment)  # unknown names fail before training
         if self.folds == 0 and not self.final_model:
             raise bad("final_model", "with folds=0 the final model is the only model to "
                       "train; set final_model=True or folds>=2")

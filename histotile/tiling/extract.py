@@ -26,6 +26,7 @@ from histotile.tiling.annotations import (
     load_annotation,
     warn_unused_palette,
 )
+from histotile.tiling.artefacts import tile_artefacts
 from histotile.tiling.grid import TileGrid, make_grid
 from histotile.tiling.manifest import class_columns
 from histotile.tiling.reader import DEFAULT_BLOCK, iter_tile_batches, plan_blocks
@@ -45,6 +46,7 @@ class _Task:
     threshold: float
     annotation: Annotation | None
     block_size: int
+    mpp: float | None  # microns per tile pixel (None: unknown)
 
 
 def _init_worker() -> None:
@@ -53,20 +55,23 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)  # one process per core already; no oversubscription
 
 
-def _run_task(task: _Task) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _run_task(task: _Task) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     from histotile.wsi import open_slide
 
     settings = task.grid.settings
     with open_slide(task.slide_path) as slide:
         tissue = np.zeros(len(task.grid))
+        artefact = np.zeros(len(task.grid))
         for idx, tiles in iter_tile_batches(slide, task.grid, batch_size=256,
                                             block_size=task.block_size):
-            tissue[idx] = tissue_fractions(tiles, task.threshold)
+            tissue[idx] = tissue_fractions(tiles, task.threshold, task.mpp)
+            artefact[idx] = tile_artefacts(tiles, task.mpp, tissue[idx],
+                                           settings.min_tissue).artefact
         fractions = None
         if task.annotation is not None:
             fractions = class_fractions(task.annotation, slide, task.grid, settings.classes,
                                         settings)
-    return task.indices, tissue, fractions
+    return task.indices, tissue, fractions, artefact
 
 
 def _regions(grid: TileGrid, indices: np.ndarray, block_size: int) -> list[np.ndarray]:
@@ -85,21 +90,24 @@ def _regions(grid: TileGrid, indices: np.ndarray, block_size: int) -> list[np.nd
 
 def _measure(slide_path: str, grid: TileGrid, indices: np.ndarray, threshold: float,
              annotation: Annotation | None, pool: ProcessPoolExecutor | None,
-             block_size: int, progress: Callable[[int], None] | None,
-             ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Tissue fraction (and class fractions) of the tiles ``indices`` of ``grid``, region
-    by region, in ``pool`` when given (results placed by index: order-independent)."""
+             block_size: int, progress: Callable[[int], None] | None, mpp: float | None,
+             ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Tissue fraction, class fractions (or None) and artefact fraction of the tiles
+    ``indices`` of ``grid``, region by region, in ``pool`` when given (results placed by
+    index: order-independent)."""
     n_classes = len(grid.settings.classes)
     tissue = np.zeros(len(indices))
+    artefact = np.zeros(len(indices))
     fractions = np.zeros((len(indices), n_classes)) if annotation is not None else None
     where = np.full(len(grid), -1, dtype=np.int64)
     where[indices] = np.arange(len(indices))
-    tasks = [_Task(slide_path, grid.subset(r), r, threshold, annotation, block_size)
+    tasks = [_Task(slide_path, grid.subset(r), r, threshold, annotation, block_size, mpp)
              for r in _regions(grid, indices, block_size)]
 
     def collect(result) -> None:
-        idx, tis, frac = result
+        idx, tis, frac, art = result
         tissue[where[idx]] = tis
+        artefact[where[idx]] = art
         if fractions is not None and frac is not None:
             fractions[where[idx]] = frac
         if progress is not None:
@@ -108,7 +116,7 @@ def _measure(slide_path: str, grid: TileGrid, indices: np.ndarray, threshold: fl
     if pool is None or len(tasks) <= 1:
         for task in tasks:
             collect(_run_task(task))
-        return tissue, fractions
+        return tissue, fractions, artefact
     try:
         for result in pool.map(_run_task, tasks):
             collect(result)
@@ -117,7 +125,7 @@ def _measure(slide_path: str, grid: TileGrid, indices: np.ndarray, threshold: fl
             f"{slide_path}: a tiling worker process died (out of memory, or a script "
             "that calls extract_tiles(workers>1) outside `if __name__ == '__main__':`); "
             "use fewer workers or guard the script's entry point") from None
-    return tissue, fractions
+    return tissue, fractions, artefact
 
 
 def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None, *,
@@ -165,6 +173,7 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
                              min_area_um2=settings.mask_min_area_um2)
         grid = make_grid(slide, settings, mask, all_tiles=True)
         name = slide.name
+        mpp = slide.mpp * grid.extent / grid.size if slide.mpp else None
     threshold = mask.threshold
     touching = mask.dilated(1).fraction(grid.xs, grid.ys, grid.extent) > 0
     candidates = np.flatnonzero(touching)
@@ -173,13 +182,19 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
         pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
                                    mp_context=multiprocessing.get_context("spawn"))
     try:
-        tissue, fractions = _measure(str(slide_path), grid, candidates, threshold,
-                                     annotation, pool, block_size, progress)
+        tissue, fractions, artefact = _measure(str(slide_path), grid, candidates,
+                                               threshold, annotation, pool, block_size,
+                                               progress, mpp)
         if progress is not None and len(grid) > len(candidates):
             progress(len(grid) - len(candidates))
 
+        # A tile mostly artefact (ink, fold, blur) is dropped, or kept on request; ink is
+        # not tissue, but an inked tile is never sampled as background (glass) either.
+        spoilt = artefact >= settings.max_artefact
         is_tissue = tissue >= settings.min_tissue
-        background = np.concatenate([candidates[~is_tissue], np.flatnonzero(~touching)])
+        background = np.concatenate([candidates[~is_tissue & ~spoilt],
+                                     np.flatnonzero(~touching)])
+        is_tissue = (is_tissue | spoilt) if settings.keep_artefacts else is_tissue & ~spoilt
         background.sort()
         rng = np.random.default_rng(settings.seed)
         n_keep = int(round(settings.keep_background * len(background)))
@@ -187,8 +202,8 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
                    else np.zeros(0, dtype=np.int64))
         # Background tiles far from tissue were not read: measure the sampled ones now.
         far = kept_bg[~touching[kept_bg]]
-        far_tissue, far_fractions = _measure(str(slide_path), grid, far, threshold,
-                                             annotation, pool, block_size, None)
+        far_tissue, far_fractions, far_artefact = _measure(
+            str(slide_path), grid, far, threshold, annotation, pool, block_size, None, mpp)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -199,6 +214,9 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
     tissue_all = np.zeros(len(grid))
     tissue_all[candidates] = tissue
     tissue_all[far] = far_tissue
+    artefact_all = np.zeros(len(grid))
+    artefact_all[candidates] = artefact
+    artefact_all[far] = far_artefact
     n_classes = len(settings.classes)
     frac_all = np.zeros((len(grid), n_classes))
     if annotation is not None:
@@ -222,6 +240,7 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
         "tissue_fraction": tissue_all[keep],
         "label": labels,
     }, columns=list(MANIFEST_COLUMNS))
+    df["artefact"] = artefact_all[keep]
     for column, values in zip(class_columns(settings.classes), frac_all[keep].T):
         df[column] = values if annotation is not None else np.nan
     return df

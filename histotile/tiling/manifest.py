@@ -56,7 +56,8 @@ def read_manifest(path: str | Path):
         except (ValueError, TypeError):
             raise DatasetError(f"{path}: column {column!r} must hold whole numbers; the "
                                "file was edited or is damaged, regenerate it") from None
-    for column in ["tissue_fraction", *[c for c in df.columns if c.startswith("frac_")]]:
+    optional = [c for c in df.columns if c.startswith("frac_") or c == "artefact"]
+    for column in ["tissue_fraction", *optional]:
         try:
             df[column] = pd.to_numeric(df[column].replace("", np.nan)).astype("float64")
         except (ValueError, TypeError):

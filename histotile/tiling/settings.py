@@ -38,6 +38,11 @@ class TilingSettings:
             up to 32, at least 2048 px on the longer side).
         mask_min_area_um2: tissue-mask components smaller than this (square microns) are
             dropped as dust and specks.
+        max_artefact: tiles whose artefact fraction (pen ink, fold, or 1 when out of
+            focus; the manifest's ``artefact`` column) reaches this are dropped, and
+            never sampled as background.
+        keep_artefacts: keep those tiles anyway (ink over glass included; their
+            ``artefact`` column says why).
 
     Labels:
         classes: class names; the order gives the ``frac_<class>`` columns and the pixel
@@ -69,6 +74,8 @@ class TilingSettings:
     tissue_threshold: float | None = None
     tissue_downsample: float | None = None
     mask_min_area_um2: float = 5_000.0
+    max_artefact: float = 0.5
+    keep_artefacts: bool = False
     classes: tuple[str, ...] = ("normal", "tumour")
     default_class: str | None = None
     positive_class: str | None = None
@@ -134,7 +141,7 @@ class TilingSettings:
         if self.level is not None and (not isinstance(self.level, numbers.Integral)
                                        or self.level < 0):
             raise bad("level", "must be a pyramid level number (0, 1, ...)")
-        for name in ("min_tissue", "keep_background", "min_label_fraction"):
+        for name in ("min_tissue", "keep_background", "min_label_fraction", "max_artefact"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise bad(name, "must be a fraction between 0 and 1")

@@ -115,23 +115,32 @@ def tissue_pixels(rgb: np.ndarray, threshold: float | None = None) -> np.ndarray
     return out.reshape(shape)
 
 
-def tissue_fraction(tile_rgb: np.ndarray, threshold: float | None = None) -> float:
+def tissue_fraction(tile_rgb: np.ndarray, threshold: float | None = None,
+                    mpp: float | None = None) -> float:
     """Fraction (0-1) of a tile's pixels that are tissue. ``tile_rgb``: RGB uint8
-    (h, w, 3). Glass, ink and pen marks, dust and black count as background."""
+    (h, w, 3) of ``mpp`` um/px (None: 0.5). Glass, ink and pen marks (including ink
+    over tissue, see :func:`~histotile.tiling.artefacts.pen_mask`), dust and black count
+    as background."""
     tile_rgb = np.asarray(tile_rgb)
     if tile_rgb.ndim != 3:
         raise ValueError(f"expected one RGB tile (h, w, 3), got shape {tile_rgb.shape}")
-    return float(tissue_pixels(tile_rgb, threshold).mean())
+    return float(tissue_fractions(tile_rgb[None], threshold, mpp)[0])
 
 
-def tissue_fractions(tiles: np.ndarray, threshold: float | None = None) -> np.ndarray:
+def tissue_fractions(tiles: np.ndarray, threshold: float | None = None,
+                     mpp: float | None = None) -> np.ndarray:
     """Vectorised :func:`tissue_fraction` for a batch (n, h, w, 3) -> float64 (n,)."""
+    from histotile.tiling.artefacts import pen_mask
+
     tiles = np.asarray(tiles)
     if tiles.ndim != 4:
         raise ValueError(f"expected a batch of RGB tiles (n, h, w, 3), got {tiles.shape}")
     if len(tiles) == 0:
         return np.zeros(0)
-    mask = tissue_pixels(tiles, threshold).reshape(len(tiles), -1)
+    mask = tissue_pixels(tiles, threshold)
+    for i, tile in enumerate(tiles):  # ink is judged on the region: one tile at a time
+        mask[i] &= ~pen_mask(tile, mpp)
+    mask = mask.reshape(len(tiles), -1)
     return np.count_nonzero(mask, axis=1) / mask.shape[1]
 
 

@@ -19,7 +19,7 @@ from histotile.workflows.inputs import expand_slides, find_annotation, slide_ste
 from histotile.workflows.report import SlideRecord
 
 TILING_KEYS = ("tile_size", "stride", "magnification", "mpp", "level", "min_tissue",
-               "keep_background", "seed", "min_label_fraction")
+               "keep_background", "seed", "min_label_fraction", "keep_artefacts")
 # Class roles given when tiling (recorded in manifest.json for training).
 CLASS_KEYS = ("default_class", "positive_class")
 HEATMAP_KEYS = ("class_name", "mode", "threshold", "alpha", "color", "downsample",
@@ -100,6 +100,11 @@ def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[
     records = _run(tasks.tile_task, jobs, execution, "tiling", show_progress)
     tasks.combine_manifests(records, out_dir, balance=options.get("balance"),
                             seed=options.get("seed") or 0)
+    if options.get("stain_normalise") and any(r.status != "failed" for r in records):
+        from histotile.workflows.stain import record_stain
+
+        record_stain(out_dir, options["stain_normalise"], options.get("stain_reference"),
+                     seed=options.get("seed") or 0)
     return records
 
 

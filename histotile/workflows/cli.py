@@ -20,6 +20,8 @@ from histotile.errors import ConfigError, HistotileError
 
 EXAMPLES = {
     "info": "histotile info slides/*.svs\n  histotile info slides/ --json",
+    "qc": ("histotile qc slides/ --out qc/\n"
+           "  histotile qc slides/*.svs --out qc/ --pen-fail 0.05 --blur-tiles 0"),
     "tile": ("histotile tile slides/ --annotations marks/ --out tiles/ --tile-size 128 "
              "--magnification 20\n  histotile tile a.svs --out tiles/ --tile-size 225 "
              "--stride 112 --export-images"),
@@ -216,6 +218,34 @@ def info(slides: tuple[str, ...], as_json: bool) -> None:
     sys.exit(1 if failed else 0)
 
 
+@cli.command(epilog=_examples("qc"))
+@slides_argument
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Output folder: OUT/<slide>/qc.png per slide, OUT/qc-report.csv/.json.")
+@click.option("--pen-fail", type=click.FloatRange(0, 1), default=None,
+              help="Share of the specimen in pen ink at which a slide fails (0.15).")
+@click.option("--blur-fail", type=click.FloatRange(0, 1), default=None,
+              help="Share of sampled tissue tiles out of focus at which a slide fails (0.30).")
+@click.option("--fold-fail", type=click.FloatRange(0, 1), default=None,
+              help="Share of the specimen folded at which a slide fails (0.20).")
+@click.option("--blur-tiles", type=click.IntRange(0), default=None,
+              help="Tissue tiles sampled for focus (48; 0 skips the focus check).")
+@execution_options
+@overwrite_option
+@config_option
+@handle_errors
+def qc(slides: tuple[str, ...], out_dir: str, **options: Any) -> None:
+    """Screen slides: tissue, pen ink, blur and fold fractions, a pass/warn/fail flag
+    and an outlined QC picture per slide."""
+    from histotile.workflows.qc import qc_batch
+
+    settings = {k: v for k, v in options.items() if v is not None
+                and k in ("pen_fail", "blur_fail", "fold_fail", "blur_tiles")}
+    records = qc_batch(slides, out_dir, settings, overwrite=bool(options.get("overwrite")),
+                       execution=_execution(options))
+    sys.exit(_finish(records, "qc", out_dir))
+
+
 @cli.command(epilog=_examples("tile"))
 @slides_argument
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
@@ -241,6 +271,15 @@ def info(slides: tuple[str, ...], as_json: bool) -> None:
                    "names) instead of warning.")
 @click.option("--export-images", is_flag=True,
               help="Also write tile PNGs in an ImageFolder layout (OUT/images/<label>/).")
+@click.option("--keep-artefacts", is_flag=True, default=None,
+              help="Keep tiles mostly pen ink, fold or blur (dropped by default; the "
+                   "manifest's artefact column says how much).")
+@click.option("--stain-normalise", type=click.Choice(["macenko", "reinhard"]), default=None,
+              help="Fit a stain normaliser (recorded in OUT/manifest.json; training puts "
+                   "it in the model card and prediction applies it to every tile).")
+@click.option("--stain-reference", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="Reference image of the normaliser (default: a sample "
+                                 "of the tiled tissue tiles).")
 @tiling_options
 @execution_options
 @overwrite_option

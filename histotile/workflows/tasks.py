@@ -300,11 +300,22 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
                 "class_fractions": {c: float(counts.get(c, 0)) / max(len(manifest), 1)
                                     for c in settings.classes},
                 "outputs": {"manifest": str(path)}, "warning": "; ".join(found) or None,
-                "extra": {"annotation": annotation, "tiling": settings.to_dict()}}
+                "extra": {"annotation": annotation, "tiling": settings.to_dict(),
+                          "qc": _slide_qc_figures(slide_path)}}
 
     return _resumable("tile", slide_path, out_dir, overwrite, settings.to_dict(), work,
                       extra={"annotation": _file_identity(annotation),
                              "export_images": export_images, "strict": strict})
+
+
+def _slide_qc_figures(slide_path: str) -> dict[str, Any]:
+    """The QC fractions (tissue, pen, fold) and flag of a slide, from its low-resolution
+    view only (the focus check reads tiles: left to ``histotile qc``)."""
+    from histotile.tiling.qc import QCSettings, slide_qc
+
+    result = slide_qc(slide_path, QCSettings(blur_tiles=0))
+    return {"flag": result.flag, "reasons": result.reasons,
+            **{k: v for k, v in result.fractions.items() if v == v}}  # NaN: not measured
 
 
 def combine_manifests(records, out_dir: str | Path, balance: str | dict | None = None,

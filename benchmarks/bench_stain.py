@@ -1,0 +1,131 @@
+"""Stain: accuracy of a tile classifier on a stain-shifted copy of its test tiles, with and
+without stain normalisation and colour augmentation; and prediction throughput with a
+normaliser against without.
+
+* Data: synthetic stain slides (:func:`histotile.models.synthetic.write_stain_slides`,
+  the class is the share of haematoxylin-stained nuclei), 64-px tiles; LeNet trained on
+  one set of patients, tested on tiles of other patients (another seed).
+* The shift (documented, deterministic): every test tile's colour deconvolution (Ruifrok
+  HED) is changed to H x 1.6 + 0.1, E x 0.55, DAB unchanged, then recomposed: a
+  darker, bluer haematoxylin and a paler eosin, as another lab's staining would give.
+* Cases: ``plain`` (flips only), ``macenko`` / ``reinhard`` (normaliser fitted to a
+  mosaic of training tiles, applied in training and by the Predictor), ``colour`` (flips
+  plus HED/HSV/brightness-contrast jitter and blur), ``macenko+colour``.
+* Throughput: Predictor.predict on the test tiles with the fitted Macenko (Reinhard)
+  normaliser against the same model without it (best of 3 rounds), on this CPU.
+
+Run: ``.venv/bin/python benchmarks/bench_stain.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+from _common import WORK  # noqa: E402
+
+from histotile.models import Predictor, TrainSettings, load_tiles, train  # noqa: E402
+from histotile.models.augment import _HED_FROM_RGB, _RGB_FROM_HED  # noqa: E402
+from histotile.models.synthetic import write_stain_slides  # noqa: E402
+from histotile.tiling.stain import fit_to_manifest  # noqa: E402
+
+SHIFT_SCALE = np.array([1.6, 0.55, 1.0], np.float32)
+SHIFT_OFFSET = np.array([0.1, 0.0, 0.0], np.float32)
+CASES = {"plain": (None, True), "macenko": ("macenko", True),
+         "reinhard": ("reinhard", True), "colour": (None, "colour,blur"),
+         "macenko+colour": ("macenko", "colour,blur")}
+
+
+def shift_stain(tiles: np.ndarray) -> np.ndarray:
+    """The documented HED perturbation of the module docstring."""
+    od = -np.log(np.maximum(tiles.astype(np.float32), 1.0) / 255.0)
+    hed = (od @ _HED_FROM_RGB) * SHIFT_SCALE + SHIFT_OFFSET
+    return np.clip(255.0 * np.exp(-(np.maximum(hed, 0) @ _RGB_FROM_HED)) + 0.5,
+                   0, 255).astype(np.uint8)
+
+
+def test_tiles(directory: Path, patients: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    table = load_tiles(write_stain_slides(directory, patients=patients, grid=(6, 5),
+                                          tile_size=64, seed=99))
+    reader = table.reader()
+    return np.stack([reader[i] for i in range(len(reader))]), table.targets, table.classes
+
+
+def train_case(root: Path, manifest: Path, normaliser: str | None, augment, epochs: int,
+               name: str) -> Path:
+    sidecar = manifest.with_suffix(".json")
+    info = json.loads(sidecar.read_text())
+    info.pop("stain", None)
+    if normaliser:
+        import pandas as pd
+
+        frame = pd.read_csv(manifest)
+        frame["path"] = [str(manifest.parent / p) for p in frame["path"]]
+        info["stain"] = fit_to_manifest(normaliser, frame, max_tiles=64).to_dict()
+    sidecar.write_text(json.dumps(info))
+    out = root / f"model-{name}"
+    shutil.rmtree(out, ignore_errors=True)
+    train(manifest, out, TrainSettings(model="lenet", epochs=epochs, folds=0,
+                                       test_fraction=0.0, batch_size=16, optimizer="adam",
+                                       lr=1e-3, workers=0, seed=0, augment=augment))
+    return out
+
+
+def accuracy(predictor: Predictor, tiles: np.ndarray, targets: np.ndarray) -> float:
+    return float((predictor.predict(tiles).argmax(1) == targets).mean())
+
+
+def rate(predictor: Predictor, tiles: np.ndarray, rounds: int = 3) -> float:
+    best = 0.0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        predictor.predict(tiles)
+        best = max(best, len(tiles) / (time.perf_counter() - started))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer patients and epochs")
+    args = parser.parse_args()
+    patients, epochs = (4, 4) if args.quick else (8, 8)
+    root = WORK / "stain"
+    shutil.rmtree(root, ignore_errors=True)
+    manifest = write_stain_slides(root / "train", patients=patients, grid=(6, 5),
+                                  tile_size=64, seed=5)
+    tiles, targets, _classes = test_tiles(root / "test", max(2, patients // 2))
+    shifted = shift_stain(tiles)
+    print(f"{len(targets)} test tiles; shift changes them by "
+          f"{np.abs(shifted.astype(int) - tiles).mean():.1f} grey levels on average")
+    print("| case | accuracy, test tiles | accuracy, stain-shifted copy | stain fallbacks |")
+    print("|---|---|---|---|")
+    models = {}
+    for name, (normaliser, augment) in CASES.items():
+        models[name] = train_case(root, manifest, normaliser, augment, epochs, name)
+        predictor = Predictor(models[name], device="cpu")
+        same = accuracy(predictor, tiles, targets)
+        moved = accuracy(predictor, shifted, targets)
+        print(f"| {name} | {same:.3f} | {moved:.3f} | {predictor.stain_failures} |")
+    print()
+    for name in ("macenko", "reinhard"):
+        predictor = Predictor(models[name], device="cpu")
+        with_rate = rate(predictor, tiles)
+        predictor.normaliser = None
+        without_rate = rate(predictor, tiles)
+        print(f"prediction (LeNet, 64 px, CPU): {without_rate:,.0f} tiles/s without "
+              f"normalisation, {with_rate:,.0f} tiles/s with {name} "
+              f"({with_rate / without_rate:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

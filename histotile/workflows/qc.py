@@ -1,0 +1,49 @@
+"""``histotile qc``: quality control of a batch of slides before training: per slide a
+QC picture (``OUT/<slide>/qc.png``) and record; for the batch ``OUT/qc-report.csv`` and
+``.json`` (tissue/pen/blur/fold fractions and the pass/warn/fail flag of every slide)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from histotile.workflows.execution import Execution
+from histotile.workflows.report import SlideRecord
+
+
+def qc_task(slide_path: str, out_dir: str, qc: dict[str, Any] | None = None,
+            overwrite: bool = False) -> dict[str, Any]:
+    """QC of one slide (resumable like every per-slide task): the picture and the record
+    (``class_fractions``: the fractions, blur left out when it could not be judged;
+    ``decision``: the flag; ``extra``: the reasons and the settings)."""
+    from histotile.tiling.qc import QCSettings, slide_qc, write_picture
+    from histotile.workflows.tasks import _resumable
+
+    settings = QCSettings.from_dict(qc or {})
+
+    def work(outputs, _prepared) -> dict[str, Any]:
+        result = slide_qc(slide_path, settings)
+        picture = write_picture(result.picture, outputs.path("qc.png"))
+        fractions = {k: v for k, v in result.fractions.items() if not math.isnan(v)}
+        return {"class_fractions": fractions, "decision": result.flag,
+                "outputs": {"qc_picture": str(picture)},
+                "extra": {"reasons": result.reasons, "view_mpp": result.view_mpp,
+                          "qc": settings.to_dict()}}
+
+    return _resumable("qc", slide_path, out_dir, overwrite, settings.to_dict(), work)
+
+
+def qc_batch(slides: Iterable[str | Path], out_dir: str | Path, qc: dict[str, Any] | None = None,
+             *, overwrite: bool = False, execution: Execution | None = None,
+             show_progress: bool = True) -> list[SlideRecord]:
+    """QC every slide; return the records (write the report with
+    :func:`~histotile.workflows.report.write_report`)."""
+    from histotile.tiling.qc import QCSettings
+    from histotile.workflows.batch import _run, resolve_slides
+
+    QCSettings.from_dict(qc or {})  # bad settings fail once, before any slide
+    jobs = [{"slide_path": str(p), "out_dir": str(out_dir), "qc": qc,
+             "overwrite": overwrite} for p in resolve_slides(slides)]
+    return _run(qc_task, jobs, execution, "qc", show_progress)

@@ -1,0 +1,85 @@
+"""`histotile qc`: per-slide QC pictures, fractions and flags, and the batch report."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from tiling_fixtures import RED_PEN, SAMPLE, copy_with
+
+from histotile.errors import ConfigError
+from histotile.tiling.qc import COLOURS, FAIL, PASS, QCSettings, slide_qc
+from histotile.workflows.cli import cli
+
+
+def inked_copy(tmp_path):
+    """The sample slide with a wide red stroke across its tissue (rows 600-1400)."""
+    def paint(band, y0, ds):
+        top, bottom = int(max(0, (600 - y0) / ds)), int(max(0, (1400 - y0) / ds))
+        if bottom > top:
+            region = band[top:bottom].astype(np.float64) * (np.asarray(RED_PEN) / 243.0)
+            band[top:bottom] = np.clip(region, 0, 255).astype(np.uint8)
+        return band
+
+    return copy_with(SAMPLE, tmp_path / "inked.tif", paint)
+
+
+def test_qc_flags_an_inked_slide_and_passes_the_clean_one(tmp_path):
+    clean = slide_qc(SAMPLE, QCSettings(blur_tiles=8))
+    assert clean.flag == PASS, clean.reasons
+    assert clean.fractions["pen"] < 0.01
+    assert 0.2 < clean.fractions["tissue"] < 0.6
+    assert clean.fractions["blur"] == 0.0
+    inked = slide_qc(inked_copy(tmp_path), QCSettings(blur_tiles=0))
+    assert inked.fractions["pen"] > 0.15
+    assert inked.flag == FAIL and any(r.startswith("pen") for r in inked.reasons)
+    assert np.isnan(inked.fractions["blur"])
+    # The stroke is outlined in the pen colour on the picture.
+    assert (inked.picture == COLOURS["pen"]).all(axis=-1).sum() > 100
+    assert (clean.picture == COLOURS["pen"]).all(axis=-1).sum() <= 15 * 15  # the legend
+
+
+def test_qc_settings_reject_unknown_and_inconsistent_values():
+    with pytest.raises(ConfigError, match="pen_limit"):
+        QCSettings.from_dict({"pen_limit": 0.1})
+    with pytest.raises(ConfigError, match="blur_warn"):
+        QCSettings(blur_warn=0.5, blur_fail=0.2)
+
+
+def test_qc_command_writes_pictures_and_report(tmp_path):
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    inked_copy(slides)
+    out = tmp_path / "qc"
+    result = CliRunner().invoke(cli, ["qc", str(SAMPLE), str(slides / "inked.tif"),
+                                      "--out", str(out), "--blur-tiles", "4"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = pd.read_csv(out / "qc-report.csv")
+    flags = dict(zip(report.slide, report.decision))
+    assert flags == {"CMU-1-Small-Region": "pass", "inked": "fail"}
+    assert {"fraction_tissue", "fraction_pen", "fraction_fold", "fraction_blur"} <= set(
+        report.columns)
+    records = json.loads((out / "qc-report.json").read_text())["records"]
+    reasons = {r["slide"]: r["extra"]["reasons"] for r in records}
+    assert reasons["inked"] and not reasons["CMU-1-Small-Region"]
+    for name in ("CMU-1-Small-Region", "inked"):
+        picture = cv2.imread(str(out / name / "qc.png"))
+        assert picture is not None and picture.shape[0] > 1000
+    assert "fail" in result.output
+
+
+def test_tile_report_records_the_qc_figures(tmp_path):
+    from histotile.workflows.tasks import tile_task
+
+    record = tile_task(str(SAMPLE), str(tmp_path / "tiles"), {"tile_size": 128})
+    qc = record["extra"]["qc"]
+    assert qc["flag"] == PASS
+    assert set(qc) == {"flag", "reasons", "tissue", "pen", "fold"}  # blur: not measured
+    assert qc["tissue"] == pytest.approx(slide_qc(SAMPLE).fractions["tissue"])
+    manifest = pd.read_csv(record["outputs"]["manifest"])
+    assert "artefact" in manifest.columns and (manifest["artefact"] < 0.5).all()
