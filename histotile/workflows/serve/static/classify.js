@@ -27,6 +27,7 @@ function verdict(threshold) {
 function drawImage(threshold) {
   const canvas = $("image-canvas");
   canvas.width = picture.naturalWidth; canvas.height = picture.naturalHeight;
+  canvas.classList.toggle("small", canvas.width < 480);  // small tiles shown enlarged
   const ctx = canvas.getContext("2d");
   ctx.drawImage(picture, 0, 0);
   // Patches overlap (half a patch apart): colour each step-sized cell by the mean

@@ -6,7 +6,7 @@ const slideName = decodeURIComponent(location.pathname.split("/").pop());
 const $ = (id) => document.getElementById(id);
 const state = { heatmap: null, annotation: null, annotationImage: null, pinned: -1,
                 mpp: null, dims: null };
-window.histotileViewer = { ready: false, drawn: false, overlayDrawn: 0 };
+window.histotileViewer = { ready: false, drawn: false, overlayDrawn: 0, viewer: null };
 
 const viewer = OpenSeadragon({
   id: "viewer",
@@ -17,6 +17,10 @@ const viewer = OpenSeadragon({
   maxZoomPixelRatio: 2,
   crossOriginPolicy: false,
 });
+window.histotileViewer.viewer = viewer;
+// The overlay canvas goes inside OpenSeadragon's drawing area: above the slide, below
+// the navigator and the zoom buttons.
+viewer.canvas.appendChild($("overlay"));
 viewer.addHandler("open", () => { window.histotileViewer.ready = true; });
 viewer.addHandler("tile-drawn", () => { window.histotileViewer.drawn = true; });
 viewer.addHandler("open-failed", (e) => { $("info").textContent = "Cannot open the slide: " + e.message; });
@@ -27,7 +31,7 @@ function imageToScreen(x, y) {
 
 function redraw() {
   const canvas = $("overlay");
-  const stage = $("stage");
+  const stage = viewer.canvas;
   const ratio = window.devicePixelRatio || 1;
   if (canvas.width !== Math.round(stage.clientWidth * ratio) || canvas.height !== Math.round(stage.clientHeight * ratio)) {
     canvas.width = Math.round(stage.clientWidth * ratio);
