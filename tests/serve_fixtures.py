@@ -64,6 +64,11 @@ def serve_world(tmp_path_factory) -> ServeWorld:
     write_synthetic_slide(slides / "case.tif", *CASE_SIZE, seed=7, mpp=0.5, tile_size=256,
                           levels=3, tissue_fraction=0.6)
     _case_predictions(slides, results)
+    # A pathologist's outline of the positive (left) half, as QuPath exports it.
+    (slides / "case.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"classification": {"name": "haematoxylin"}},
+         "geometry": {"type": "Polygon", "coordinates": [[[100, 100], [900, 100], [900, 1400],
+                                                          [100, 1400], [100, 100]]]}}]}))
     rng = np.random.default_rng(1)
     plain = rng.integers(120, 230, (300, 400, 3), dtype=np.uint8)
     cv2.imwrite(str(slides / "plain.png"), plain)

@@ -63,6 +63,32 @@ def test_slide_detail_has_levels_and_mpp_but_no_path(client):
     assert detail["dimensions"] == [2048, 1536] and detail["mpp"] == pytest.approx(0.5)
     assert len(detail["levels"]) == 3 and "path" not in detail
     assert detail["results"]["positive_class"] == "haematoxylin"
+    assert detail["annotation"] == "geojson"
+    outline = client.get("/api/slides/case/annotation").json()
+    assert outline["features"][0]["geometry"]["coordinates"][0][1] == [900, 100]
+    assert client.get("/api/slides/plain/annotation").status_code == 404
+
+
+def test_mask_annotations_are_coloured_per_class(tmp_path):
+    from histotile.workflows.serve.tiles import thumbnail_png
+
+    mask = np.zeros((40, 60), np.uint8)
+    mask[:, 30:] = 1
+    cv2.imwrite(str(tmp_path / "s.mask.png"), mask)
+    layer = np.asarray(Image.open(io.BytesIO(thumbnail_png(tmp_path / "s.mask.png"))))
+    assert layer.shape == (40, 60, 4)
+    assert (layer[:, :30, 3] == 0).all() and (layer[:, 31:, 3] == 255).all()
+    assert tuple(layer[0, 59, :3]) == (230, 159, 0)
+
+
+def test_positive_class_comes_from_the_card():
+    from histotile.workflows.serve.results import default_positive
+
+    classes = ["normal", "tumour", "other"]
+    assert default_positive(classes, {"positive_class": "tumour"}) == "tumour"
+    assert default_positive(classes, {"training": {"positive_class": "normal"}}) == "normal"
+    assert default_positive(classes, {"positive_class": "missing"}) == "other"
+    assert default_positive(classes, None) == "other"
 
 
 def test_deep_zoom_tiles_match_the_slide(client, serve_world):

@@ -84,6 +84,15 @@ def yellow_share(png: bytes, box: tuple[float, float, float, float]) -> float:
     return float(((region[..., 1] - region[..., 2]) > 60).mean())
 
 
+def blue_share(png: bytes, box: tuple[float, float, float, float]) -> float:
+    """Share of pixels in ``box`` of the outline's blue (0, 114, 178): far bluer than red,
+    which no H&E colour is (purple nuclei have blue - red < 60)."""
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    region = pixels[max(y0, 0):y1, max(x0, 0):x1]
+    return float(((region[..., 2] - region[..., 0]) > 120).mean())
+
+
 def screen_box(page, x0: float, y0: float, x1: float, y1: float) -> tuple[float, ...]:
     """A level-0 image box in the stage's screenshot pixels."""
     return tuple(page.evaluate(
@@ -144,6 +153,16 @@ def test_slide_list_viewer_and_heatmap(server, browser, shots):
     page.check("#heatmap-toggle")
     again = stage.screenshot()
     assert yellow_share(again, left) > 0.8
+
+    # The annotation (a GeoJSON outline of x 100-900) as a second layer: blue lines.
+    page.uncheck("#heatmap-toggle")
+    page.check("#annotation-toggle")
+    outline = stage.screenshot(path=shots / "viewer-annotation.png")
+    edge = screen_box(page, 860, 300, 940, 1200)
+    inside = screen_box(page, 300, 300, 700, 1200)
+    assert blue_share(outline, edge) > 0.05 and blue_share(outline, inside) < 0.01
+    page.uncheck("#annotation-toggle")
+    assert blue_share(stage.screenshot(), edge) < 0.01
     assert errors == []
     page.close()
 

@@ -15,10 +15,16 @@ _STATE_FILES = (".histotile-run.json", ".histotile-heatmap.json",
 
 
 def default_positive(classes: list[str], card: dict[str, Any] | None) -> str:
-    """The class a decision is about: the model card's ``positive_class`` when it names
-    one of ``classes``, else the last class (the training default for two classes)."""
-    declared = (card or {}).get("positive_class")
-    return declared if declared in classes else classes[-1]
+    """The class a decision is about: the card's ``positive_class`` (or the one training
+    recorded, ``training.positive_class``; a predictions' model reference carries it at
+    the top) when it names one of ``classes``, else the last class (the training default
+    for two classes)."""
+    card = card or {}
+    for declared in (card.get("positive_class"),
+                     (card.get("training") or {}).get("positive_class")):
+        if declared in classes:
+            return declared
+    return classes[-1]
 
 
 def predictions_path(results: Path | None, name: str) -> Path | None:

@@ -175,12 +175,27 @@ def make_generator(slide: Slide, tile_size: int = 254, overlap: int = 1):
     return DeepZoomGenerator(source, tile_size=tile_size, overlap=overlap, limit_bounds=False)
 
 
+# Okabe-Ito colours (colour-blind safe) for the classes of a label mask, value 1 onwards.
+_MASK_COLOURS = np.array([(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66),
+                          (0, 114, 178), (213, 94, 0), (204, 121, 167)], np.uint8)
+
+
 def thumbnail_png(path: Path, max_size: int = 1024) -> bytes:
-    """A PNG of the whole image shrunk to ``max_size`` px (annotation layers)."""
+    """A PNG of an annotation image shrunk to ``max_size`` px: a painted overlay as it
+    is; a label mask (``*.mask.*``, one value per class) coloured per value, value 0
+    (the first class) transparent."""
     from PIL import Image
 
     with open_slide(path) as slide:
         pixels = slide.thumbnail(max_size)
+    if ".mask." in path.name.lower():
+        labels = pixels[..., 0]
+        rgba = np.zeros((*labels.shape, 4), np.uint8)
+        marked = labels > 0
+        rgba[marked, :3] = _MASK_COLOURS[(labels[marked].astype(np.int64) - 1)
+                                         % len(_MASK_COLOURS)]
+        rgba[marked, 3] = 255
+        pixels = rgba
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, "PNG")
     return buffer.getvalue()
