@@ -266,3 +266,14 @@ def test_pages_are_served_with_security_headers(client):
         assert response.headers["x-content-type-options"] == "nosniff"
     assert "script-src 'self'" in client.get("/").headers["content-security-policy"]
     assert client.get("/view/nosuch").status_code == 404
+
+
+def test_cli_refuses_an_open_host_without_a_token(serve_world):
+    from click.testing import CliRunner
+
+    from histotile.workflows.cli import cli
+
+    result = CliRunner().invoke(cli, ["serve", str(serve_world.slides), "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "--token" in result.output
+    result = CliRunner().invoke(cli, ["serve", str(serve_world.root / "nowhere")])
+    assert result.exit_code == 2 and "nowhere" in result.output
