@@ -13,7 +13,8 @@ class Heatmap {
     const xs = Array.from(new Set(data.x)).sort((a, b) => a - b);
     const ys = Array.from(new Set(data.y)).sort((a, b) => a - b);
     for (const list of [xs, ys]) for (let i = 1; i < list.length; i++) step = Math.min(step, list[i] - list[i - 1]);
-    const minExtent = n ? Math.min(...data.extent) : 1;
+    let minExtent = n ? Infinity : 1;  // a loop: spreading 100k values overflows the stack
+    for (let i = 0; i < n; i++) minExtent = Math.min(minExtent, data.extent[i]);
     this.step = Math.max(1, Math.min(step, minExtent));
     this.cols = Math.max(1, Math.ceil(data.dimensions[0] / this.step));
     this.rows = Math.max(1, Math.ceil(data.dimensions[1] / this.step));
