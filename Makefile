@@ -6,7 +6,9 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench bench-quick bench-all clean
+.PHONY: demo test lint bench bench-quick bench-all clean vendor chromium
+# OpenSeadragon for the web viewer, fetched from the npm registry (never committed).
+OSD := histotile/workflows/serve/static/vendor/openseadragon/openseadragon.min.js
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,15 +19,27 @@ $(STAMP_RUN): setup.cfg pyproject.toml | $(BIN)/python
 	touch $@
 
 $(STAMP_TEST): setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[mxnet,onnx,dev]"
+	$(BIN)/pip install --quiet -e ".[all,mxnet,dev]"
 	touch $@ $(STAMP_RUN)
 
 ## make demo: install, then run the whole pipeline on the bundled real sample slide.
 demo: $(STAMP_RUN)
 	$(BIN)/histotile demo --out histotile-demo --overwrite
 
+$(OSD): scripts/vendor_openseadragon.sh
+	sh scripts/vendor_openseadragon.sh
+
+## make vendor: OpenSeadragon (npm pack) into the package, for histotile serve.
+vendor: $(OSD)
+
+## make chromium: Debian's chromium for the web-page tests (apt-get when root).
+chromium:
+	@test -x /usr/bin/chromium || { if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "chromium missing: the browser tests will skip (sudo apt-get install chromium)"; fi; }
+
 ## make test: install (with the mxnet extra and test tools), lint, then run the test suite.
-test: $(STAMP_TEST)
+test: $(STAMP_TEST) $(OSD) chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

@@ -68,6 +68,7 @@ _EXPORTS = {
     "tile_batch": "histotile.workflows.api",
     "Execution": "histotile.workflows.execution",
     "spatial_groups": "histotile.workflows.demo",
+    "ServeSettings": "histotile.workflows.serve",
     # errors
     "HistotileError": "histotile.errors",
 }

@@ -24,3 +24,6 @@ def synthetic_pyramid(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("slides") / "synthetic.tif"
     write_synthetic_slide(path, 3000, 2000, seed=3, mpp=0.5, tile_size=256, levels=3)
     return path
+
+
+from serve_fixtures import serve_world  # noqa: E402,F401 - the serve tests' session fixture

@@ -48,6 +48,8 @@ EXAMPLES = {
     "bench": ("histotile bench --quick\n"
               "  histotile bench --work /scratch/histotile-bench --out bench.md\n"
               "  histotile bench --device cuda --train-tiles 20000"),
+    "serve": ("histotile serve slides/ --results results/ --model model/\n"
+              "  histotile serve slides/ --host 0.0.0.0 --port 8080 --token \"$SECRET\""),
 }
 
 
@@ -614,6 +616,30 @@ def bench(quick: bool, work: str, out_path: str | None, size: tuple[int, int] | 
     # Plain text, never wrapped: the table is meant to be pasted into Markdown.
     click.echo(result.markdown)
     click.echo(f"table: {result.markdown_path}\nevery figure: {result.json_path}")
+
+
+@cli.command(epilog=_examples("serve"))
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--results", type=click.Path(file_okay=False), default=None,
+              help="Results folder of 'histotile run' (heatmaps, decisions); jobs write here.")
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
+              default=None, help="Model folder for the classify page, :predict and jobs.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; beyond loopback needs --token or --insecure.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--token", default=None, envvar="HISTOTILE_TOKEN",
+              help="Bearer token required on every request [env HISTOTILE_TOKEN].")
+@click.option("--insecure", is_flag=True, help="Allow --host beyond loopback without a token.")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=50.0,
+              show_default=True, help="Largest upload accepted (413 above).")
+@config_option
+@handle_errors
+def serve(paths: tuple[str, ...], model_dir: str | None, **options: Any) -> None:
+    """Serve slides (PATHS: files or folders), their heatmaps and results in a web viewer,
+    and the model as a REST service (OpenAPI at /openapi.json)."""
+    from histotile.workflows.serve import serve_paths
+
+    serve_paths(paths, model=model_dir, echo=click.echo, **options)
 
 
 def _slide_batch(kind: str, slides: tuple[str, ...], out_dir: str, options: dict[str, Any],

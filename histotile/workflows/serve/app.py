@@ -1,0 +1,83 @@
+"""The FastAPI application of ``histotile serve``: pages, Deep Zoom tiles, the slide
+API, classification and jobs. :func:`create_app` builds it from :class:`ServeSettings`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from histotile.errors import HistotileError
+from histotile.workflows.serve.settings import ServeSettings
+
+STATIC = Path(__file__).parent / "static"
+VENDOR = STATIC / "vendor" / "openseadragon" / "openseadragon.min.js"
+_BODY_MARGIN = 1024 * 1024  # multipart headers around the file
+
+
+class State:
+    """Everything the routes share, built once per app."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        import anyio
+
+        from histotile.workflows.serve.catalog import SlideCatalog
+        from histotile.workflows.serve.classify import Classifier
+        from histotile.workflows.serve.jobs import Jobs
+        from histotile.workflows.serve.tiles import DeepZoomTiles
+
+        self.settings = settings
+        self.catalog = SlideCatalog(settings.roots)
+        self.tiles = DeepZoomTiles(settings.tile_size, settings.overlap, settings.jpeg_quality,
+                                   int(settings.tile_cache_mb * 1024 * 1024))
+        self.tile_limiter = anyio.CapacityLimiter(settings.tile_threads)
+        self.classifier = (Classifier(settings.model, settings.max_pixels)
+                           if settings.model is not None else None)
+        self.jobs = (Jobs(settings.results, settings.model)
+                     if settings.model is not None and settings.results is not None else None)
+
+
+def create_app(settings: ServeSettings):
+    """The ASGI app serving ``settings.roots`` (validated first)."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+    from fastapi.staticfiles import StaticFiles
+
+    from histotile import __version__
+    from histotile.workflows.serve import routes_api, routes_pages, routes_tiles
+    from histotile.workflows.serve.security import Guard
+
+    settings.validate()
+    state = State(settings)
+    app = FastAPI(title="histotile serve", version=__version__,
+                  description="Deep Zoom slides, tile-prediction heatmaps, slide results, "
+                              "image classification (also TensorFlow-Serving style) and "
+                              "run jobs of histotile.")
+    app.state.histotile = state
+
+    @app.exception_handler(HistotileError)
+    async def histotile_error(_request: Request, error: HistotileError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, error: Exception) -> JSONResponse:
+        # Never a bare crash: the server keeps running and says what happened.
+        return JSONResponse({"detail": f"internal error: {type(error).__name__}: {error}"},
+                            status_code=500)
+
+    app.include_router(routes_tiles.router)
+    app.include_router(routes_api.router)
+    app.include_router(routes_pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(Guard, token=settings.token,
+                       max_body=settings.max_upload_bytes + _BODY_MARGIN)
+    return app
+
+
+def serve(settings: ServeSettings, on_ready: Any = None) -> None:
+    """Run the server until interrupted (uvicorn, one process)."""
+    import uvicorn
+
+    app = create_app(settings)
+    if on_ready is not None:
+        on_ready(f"http://{settings.host}:{settings.port}/")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")

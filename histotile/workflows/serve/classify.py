@@ -1,0 +1,175 @@
+"""Classifying uploaded images with the served model: decoded within limits, cut into
+patches like training (``patchify``), each patch predicted by the :class:`Predictor`,
+and the patch-majority verdict."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from histotile.workflows.serve.results import default_positive
+
+
+class ImageRefused(Exception):
+    """An upload the service will not classify; ``status`` is the HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def decode_image(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    """RGB uint8 (h, w, 3) of a PNG, JPEG or TIFF upload.
+
+    Raises :class:`ImageRefused`: 415 when it is not an image, 413 when it has more than
+    ``max_pixels`` pixels (checked from the header, before decoding), 422 when damaged."""
+    from PIL import Image, UnidentifiedImageError
+
+    from histotile.wsi.backends import to_rgb
+
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageRefused(415, f"{name}: not an image (send a PNG, JPEG or TIFF)") from None
+    except Image.DecompressionBombError as error:
+        raise ImageRefused(413, f"{name}: {error}") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ImageRefused(422, f"{name}: damaged image header ({error})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageRefused(413, f"{name}: {width} x {height} px is over the limit of "
+                                f"{max_pixels:,} pixels (send a smaller image or tile)")
+    try:
+        image.load()
+        if image.mode not in ("RGB", "RGBA", "L", "LA", "I;16"):
+            image = image.convert("RGBA" if "A" in image.mode else "RGB")
+        pixels = to_rgb(np.asarray(image))
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise ImageRefused(422, f"{name}: the image is damaged or truncated "
+                                f"({type(error).__name__}: {error})") from None
+    return np.ascontiguousarray(pixels)
+
+
+class Classifier:
+    """The served model: loaded on first use, one prediction at a time."""
+
+    def __init__(self, model_dir: Path, max_pixels: int) -> None:
+        self.model_dir = Path(model_dir)
+        self.max_pixels = max_pixels
+        self._predictor = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.model_dir.name
+
+    @property
+    def predictor(self):
+        with self._lock:
+            if self._predictor is None:
+                from histotile.workflows.tasks import load_predictor
+
+                self._predictor = load_predictor(self.model_dir)
+            return self._predictor
+
+    def describe(self) -> dict[str, Any]:
+        """Name, classes, positive class and patch geometry of the model."""
+        predictor = self.predictor
+        classes = list(predictor.classes)
+        return {"name": self.name, "classes": classes,
+                "positive_class": default_positive(classes, predictor.card),
+                "patch_size": predictor.tile_size, "step": self.step,
+                "architecture": predictor.architecture, "backend": predictor.backend}
+
+    @property
+    def step(self) -> int:
+        """Patch step (px): the training stride in the card, else half a patch."""
+        from histotile.tiling.patches import default_step
+
+        predictor = self.predictor
+        settings = (predictor.card.get("tiling") or {}).get("settings") or {}
+        stride = settings.get("stride") if isinstance(settings, dict) else None
+        return int(stride) if stride else default_step(predictor.tile_size)
+
+    def patches(self, image: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Patches (n, T, T, 3) cut like training and their boxes (n, 4) x, y, w, h."""
+        from histotile.tiling import patchify_image
+        from histotile.tiling.patches import patch_positions
+
+        size = self.predictor.tile_size
+        height, width = image.shape[:2]
+        if width < size or height < size:
+            raise ImageRefused(422, f"{name}: {width} x {height} px is smaller than one "
+                                    f"{size} x {size} px patch of the model (send a larger "
+                                    "image)")
+        tiles = patchify_image(image, size, self.step)
+        xs, ys = patch_positions(width, height, size, self.step)
+        boxes = np.stack([xs, ys, np.full_like(xs, size), np.full_like(xs, size)], axis=1)
+        return tiles, boxes
+
+    def probabilities(self, tiles: np.ndarray) -> np.ndarray:
+        predictor = self.predictor
+        with self._lock:
+            return predictor.predict(tiles)
+
+    def classify(self, image: np.ndarray, name: str, threshold: float) -> dict[str, Any]:
+        """Per-patch probabilities, class fractions and the patch-majority decision."""
+        from histotile.postprocess import slide_decision
+
+        tiles, boxes = self.patches(image, name)
+        probabilities = self.probabilities(tiles)
+        classes = list(self.predictor.classes)
+        positive = default_positive(classes, self.predictor.card)
+        column = classes.index(positive)
+        decision = slide_decision(probabilities[:, column].astype(np.float64),
+                                  tile_threshold=threshold, fraction_threshold=0.5)
+        winners = np.bincount(probabilities.argmax(axis=1), minlength=len(classes))
+        others = [c for c in classes if c != positive]
+        negative = others[0] if len(others) == 1 else f"not {positive}"
+        return {
+            "classes": classes,
+            "positive_class": positive,
+            "threshold": threshold,
+            "image": {"width": int(image.shape[1]), "height": int(image.shape[0])},
+            "patch_size": int(self.predictor.tile_size),
+            "step": self.step,
+            "probabilities": [
+                {"box": [int(v) for v in box],
+                 "probabilities": {c: round(float(p), 6) for c, p in zip(classes, row)}}
+                for box, row in zip(boxes, probabilities)],
+            "fraction": {c: float(n) / len(tiles) for c, n in zip(classes, winners)},
+            "decision": {"label": positive if decision.positive else negative,
+                         "positive": bool(decision.positive),
+                         "positive_fraction": float(decision.fraction),
+                         "positive_patches": int(decision.positive_tiles),
+                         "patches": int(decision.tiles)},
+        }
+
+    def predict_instances(self, instances: list[Any], max_bytes: int) -> list[list[float]]:
+        """TensorFlow-Serving ``:predict``: each instance a base64 image (a string or
+        ``{"b64": ...}``); its prediction the mean class probabilities of its patches."""
+        out = []
+        for index, instance in enumerate(instances):
+            label = f"instances[{index}]"
+            encoded = instance.get("b64") if isinstance(instance, dict) else instance
+            if not isinstance(encoded, str):
+                raise ImageRefused(422, f"{label}: expected a base64 string or "
+                                        '{"b64": "..."}')
+            if len(encoded) * 3 // 4 > max_bytes:
+                raise ImageRefused(413, f"{label}: over the upload limit of {max_bytes:,} "
+                                        "bytes")
+            try:
+                data = base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                raise ImageRefused(422, f"{label}: not valid base64") from None
+            image = decode_image(data, label, self.max_pixels)
+            tiles, _ = self.patches(image, label)
+            out.append([round(float(p), 6) for p in self.probabilities(tiles).mean(axis=0)])
+        return out

@@ -1,0 +1,88 @@
+"""Jobs started from the pages: ``histotile run`` on one slide the server already shows,
+one job at a time in a background thread, its state polled by the page."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+MAX_WAITING = 16
+
+
+@dataclass
+class Job:
+    """One run. ``state``: queued, running, done or failed."""
+
+    id: str
+    slide: str
+    state: str = "queued"
+    stage: str = "waiting for the previous job"
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+    decision: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        end = self.finished or time.time()
+        data["seconds"] = None if self.started is None else round(end - self.started, 2)
+        return data
+
+
+class JobsFull(Exception):
+    """Too many jobs are waiting."""
+
+
+class Jobs:
+    """Runs ``run_task`` for slides into the results folder with the served model."""
+
+    def __init__(self, results: Path, model: Path) -> None:
+        self.results = Path(results)
+        self.model = Path(model)
+        self._jobs: dict[str, Job] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="histotile-job")
+
+    def start(self, slide: str, path: Path, annotation: Path | None) -> Job:
+        with self._lock:
+            waiting = sum(j.state in ("queued", "running") for j in self._jobs.values())
+            if waiting >= MAX_WAITING:
+                raise JobsFull(f"{waiting} jobs are waiting; try again when some finish")
+            job = Job(id=f"job{next(self._ids)}", slide=slide)
+            self._jobs[job.id] = job
+        self._pool.submit(self._run, job, path, annotation)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def all(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    def _run(self, job: Job, path: Path, annotation: Path | None) -> None:
+        from histotile.workflows.tasks import run_task
+
+        job.state, job.stage, job.started = "running", "predicting, heatmap, decision", time.time()
+        try:
+            self.results.mkdir(parents=True, exist_ok=True)
+            record = run_task(str(path), str(self.results), str(self.model),
+                              annotation=None if annotation is None else str(annotation))
+            job.decision = record.get("decision")
+            job.state, job.stage = "done", "finished"
+        except Exception as error:  # noqa: BLE001 - a failed job is reported, never raised
+            job.state, job.stage = "failed", "failed"
+            job.error = f"{type(error).__name__}: {error}"
+        finally:
+            job.finished = time.time()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

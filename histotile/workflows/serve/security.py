@@ -1,0 +1,110 @@
+"""Request guards: the bearer token, the upload size limit and response headers, as
+plain ASGI middleware (they run before any route and never read a slide)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs
+
+COOKIE = "histotile_token"
+# Pages load only their own scripts, styles and images (no CDN, no inline script).
+HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy",
+     b"default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+     b"script-src 'self'; frame-ancestors 'none'"),
+]
+
+
+async def _reply(send, status: int, message: str, extra: list | None = None) -> None:
+    body = json.dumps({"detail": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *(extra or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    """Token check (header ``Authorization: Bearer T``, the cookie set by opening a page
+    with ``?token=T``, or that query itself), body size limit (413 before the route sees
+    the body) and security headers on every response."""
+
+    def __init__(self, app: Any, token: str | None, max_body: int) -> None:
+        self.app = app
+        self.token = token
+        self.max_body = max_body
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        set_cookie = []
+        if self.token:
+            granted, from_query = self._granted(scope)
+            if not granted:
+                await _reply(send, 401, "missing or wrong token (send 'Authorization: "
+                                        "Bearer TOKEN', or open the page with ?token=TOKEN)",
+                             [(b"www-authenticate", b"Bearer")])
+                return
+            if from_query:
+                set_cookie = [(b"set-cookie", f"{COOKIE}={self.token}; HttpOnly; "
+                               "SameSite=Strict; Path=/".encode())]
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await _reply(send, 413, f"the request body is over the limit of "
+                                    f"{self.max_body:,} bytes (send a smaller file)")
+            return
+        receive = self._limited(receive)
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *HEADERS,
+                                                  *set_cookie]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except _TooLarge:
+            await _reply(send, 413, f"the request body is over the limit of "
+                                    f"{self.max_body:,} bytes (send a smaller file)")
+
+    def _limited(self, receive):
+        seen = 0
+
+        async def wrapped():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise _TooLarge
+            return message
+        return wrapped
+
+    def _granted(self, scope) -> tuple[bool, bool]:
+        token = self.token or ""
+        headers = dict(scope.get("headers") or [])
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        if auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip(), token):
+            return True, False
+        cookie = SimpleCookie()
+        try:
+            cookie.load(headers.get(b"cookie", b"").decode("latin-1"))
+        except CookieError:
+            cookie = SimpleCookie()
+        if COOKIE in cookie and hmac.compare_digest(cookie[COOKIE].value, token):
+            return True, False
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if any(hmac.compare_digest(value, token) for value in query.get("token", [])):
+            return True, True
+        return False, False
+
+
+class _TooLarge(Exception):
+    pass
