@@ -73,8 +73,8 @@ def dask_folds(manifest: Path, args: argparse.Namespace, out: Path) -> dict:
 
     started = time.perf_counter()
     with DaskFolds(Execution(workers=args.processes)) as runner:
-        # The workers import torch and histotile once, as the other two configurations'
-        # processes have before their clocks start; a long-lived cluster has done so too.
+        # The workers import torch and torchvision once, as the other two configurations'
+        # processes do before their clocks start (and a long-lived cluster has).
         runner.client.run(_warm)
         warm = time.perf_counter()
         result = train(manifest, out / "dask", TrainSettings(**settings(args, 1)),
@@ -106,6 +106,7 @@ def as_rank(manifest: str, out: str, values: str, report: str) -> None:
     """One torchrun rank of the DDP measurement; rank 0 writes the figures."""
     from histotile.models import distributed
 
+    _warm()
     started = time.perf_counter()
     info = distributed.RankInfo.from_environment()
     parallel = distributed.start(info, None)  # counted: the group is part of the run
@@ -142,6 +143,7 @@ def main() -> None:
     else:
         epochs, args.folds, manifest = 3, 4, dataset(12, (12, 10), 128)
     args.epochs = args.epochs or epochs
+    _warm()  # torch and torchvision imported before any clock starts
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-training-") as folder:
         out = Path(folder)
