@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from histotile._atomic import atomic_path
+from histotile._atomic import atomic_path, check_writable
 from histotile.errors import ConfigError
 from histotile.postprocess.maps import runs
 from histotile.postprocess.predictions import SlidePredictions
@@ -143,6 +143,9 @@ def write_qupath(predictions: SlidePredictions, out_dir: str | Path, *,
     ``regions.geojson`` (its positive regions) in ``out_dir``; returns the paths written
     by output name."""
     out_dir = Path(out_dir)
+    for name in (PREDICTIONS_FILE, REGIONS_FILE if class_name is not None else None):
+        if name is not None:
+            check_writable(out_dir / name, overwrite)  # refuse before writing either
     written = {"geojson": str(write_geojson(out_dir / PREDICTIONS_FILE,
                                             tile_features(predictions),
                                             overwrite=overwrite))}
