@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import shapely
 
-from histotile.errors import ConfigError
+from histotile.errors import ConfigError, OutputExistsError
 from histotile.postprocess import SlidePredictions
 from histotile.postprocess.qupath import (
     positive_cells,
@@ -113,6 +113,11 @@ def test_round_trip_through_histotile_reader(predictions, slide_path, tmp_path):
         list(np.where(positive, "tumour", "normal"))
     data = json.loads((tmp_path / "predictions.geojson").read_text())
     assert data["type"] == "FeatureCollection"
+    # Existing files are refused before either is rewritten.
+    (tmp_path / "predictions.geojson").unlink()
+    with pytest.raises(OutputExistsError):
+        write_qupath(predictions, tmp_path, class_name="tumour")
+    assert not (tmp_path / "predictions.geojson").exists()
 
 
 def test_bad_region_settings_are_refused(predictions):

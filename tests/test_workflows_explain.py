@@ -153,3 +153,24 @@ def test_explain_api_on_any_tiles(pipeline):
     # The tiles read for explaining are the tiles predicted: same probabilities.
     expected = predictions.probability_matrix()[[0, 2, 5]]
     np.testing.assert_allclose(explained.probabilities, expected, atol=2e-3)
+
+
+def test_explanations_page_renders_in_a_browser(pipeline):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    page_path = pipeline / "explained" / "case0" / "explanations.html"
+    if not page_path.exists():
+        pytest.skip("the explain test did not run")
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"]
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        try:
+            page = browser.new_page()
+            page.goto(page_path.as_uri())
+            sizes = page.eval_on_selector_all(
+                "img", "images => images.map(i => [i.complete, i.naturalWidth])")
+            headings = page.eval_on_selector_all("h2", "hs => hs.map(h => h.textContent)")
+        finally:
+            browser.close()
+    assert sizes and all(done and width == 64 for done, width in sizes)
+    assert "most confidently tumour" in headings

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from histotile._atomic import atomic_path
+from histotile._atomic import atomic_path, check_writable
 from histotile.errors import ConfigError
 from histotile.postprocess.maps import runs
 from histotile.postprocess.predictions import SlidePredictions
@@ -41,29 +41,25 @@ def class_color(index: int) -> list[int]:
 def tile_features(predictions: SlidePredictions) -> dict[str, Any]:
     """A FeatureCollection with one detection per tile (level-0 pixel squares)."""
     tiles = predictions.tiles
-    x = tiles["x"].to_numpy(np.float64)
-    y = tiles["y"].to_numpy(np.float64)
-    extent = tiles["extent"].to_numpy(np.float64)
-    matrix = predictions.probability_matrix().astype(np.float64)
-    labels = predictions.predicted_labels()
+    x0 = tiles["x"].to_numpy(np.float64)
+    y0 = tiles["y"].to_numpy(np.float64)
+    x1 = x0 + tiles["extent"].to_numpy(np.float64)
+    y1 = y0 + tiles["extent"].to_numpy(np.float64)
+    corners = np.stack([x0, y0, x1, y0, x1, y1, x0, y1, x0, y0], axis=1).reshape(-1, 5, 2)
     classes = predictions.classes
-    colors = [class_color(i) for i in range(len(classes))]
-    features = []
-    # One dict per tile is unavoidable for JSON; everything numeric is computed above.
-    for i, (x0, y0, side, label) in enumerate(zip(x.tolist(), y.tolist(), extent.tolist(),
-                                                  labels.tolist())):
-        x1, y1 = x0 + side, y0 + side
-        features.append({
-            "type": "Feature",
-            "geometry": {"type": "Polygon",
-                         "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]},
-            "properties": {
-                "objectType": "detection",
-                "classification": {"name": classes[label], "color": colors[label]},
-                "measurements": {f"{c} probability": round(float(p), 6)
-                                 for c, p in zip(classes, matrix[i])},
-            },
-        })
+    names = [f"{c} probability" for c in classes]
+    classifications = [{"name": c, "color": class_color(i)} for i, c in enumerate(classes)]
+    # One dict per tile is unavoidable for JSON; the numbers become Python lists in bulk
+    # (per-element conversions took most of the time: 6.6 s for 76,000 tiles).
+    probabilities = np.round(predictions.probability_matrix().astype(np.float64), 6).tolist()
+    features = [{
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "properties": {"objectType": "detection",
+                       "classification": classifications[label],
+                       "measurements": dict(zip(names, row))},
+    } for ring, label, row in zip(corners.tolist(), predictions.predicted_labels().tolist(),
+                                  probabilities)]
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -147,6 +143,9 @@ def write_qupath(predictions: SlidePredictions, out_dir: str | Path, *,
     ``regions.geojson`` (its positive regions) in ``out_dir``; returns the paths written
     by output name."""
     out_dir = Path(out_dir)
+    for name in (PREDICTIONS_FILE, REGIONS_FILE if class_name is not None else None):
+        if name is not None:
+            check_writable(out_dir / name, overwrite)  # refuse before writing either
     written = {"geojson": str(write_geojson(out_dir / PREDICTIONS_FILE,
                                             tile_features(predictions),
                                             overwrite=overwrite))}
