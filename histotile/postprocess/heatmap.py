@@ -28,7 +28,7 @@ from histotile.errors import ConfigError, LevelError
 from histotile.postprocess.legend import with_legend, write_png
 from histotile.postprocess.maps import ProbabilityGrid
 from histotile.postprocess.predictions import SlidePredictions
-from histotile.postprocess.render import BlendStyle, Colorizer
+from histotile.postprocess.render import DEFAULT_FLOOR, BlendStyle, Colorizer
 from histotile.wsi import Slide, open_slide
 from histotile.wsi.tiff_writer import pyramid_dimensions, write_pyramid_tiff
 
@@ -196,7 +196,7 @@ def write_heatmap(
     color: tuple[int, int, int] = (0, 255, 0),
     alpha: float = 0.4,
     colormap: str = "viridis",
-    floor: float = 0.0,
+    floor: float = DEFAULT_FLOOR,
     level: int | None = None,
     downsample: float | None = None,
     tile_size: int = 512,

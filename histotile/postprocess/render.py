@@ -31,6 +31,11 @@ MODES = ("threshold", "continuous")
 _MIN_RUN_PIXELS = 1024
 
 
+# Continuous heatmaps leave tiles under this probability uncoloured, so the H&E of tissue
+# the model calls negative stays readable (the one default, for the API and the CLI).
+DEFAULT_FLOOR = 0.1
+
+
 @dataclass(frozen=True)
 class BlendStyle:
     """How probabilities become colour.
@@ -53,7 +58,7 @@ class BlendStyle:
     color: tuple[int, int, int] = (0, 255, 0)
     alpha: float = 0.4
     colormap: str = "viridis"
-    floor: float = 0.0
+    floor: float = DEFAULT_FLOOR
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

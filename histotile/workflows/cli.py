@@ -413,8 +413,9 @@ heatmap_options = _options(
     click.option("--colormap", default="viridis", show_default=True,
                  help="Colour map of --mode continuous (any matplotlib map; viridis and "
                       "cividis are colour-blind safe)."),
-    click.option("--floor", type=click.FloatRange(0, 1), default=0.1, show_default=True,
-                 help="In --mode continuous, leave tiles below this probability uncoloured."),
+    click.option("--floor", type=click.FloatRange(0, 1), default=None,
+                 help="In --mode continuous, leave tiles below this probability uncoloured "
+                      "[default: 0.1]."),
 )
 
 

@@ -478,6 +478,7 @@ def _qupath(predictions, outputs, heatmap: dict[str, Any]) -> dict[str, str]:
 def _heatmap_and_decision(slide_path: str, predictions, heatmap: dict[str, Any],
                           outputs) -> tuple[dict[str, str], str, dict[str, Any]]:
     from histotile.postprocess import slide_decision, write_heatmap
+    from histotile.postprocess.render import DEFAULT_FLOOR
 
     options = dict(heatmap or {})
     roles = model_roles(list(predictions.classes), predictions.model,
@@ -489,7 +490,7 @@ def _heatmap_and_decision(slide_path: str, predictions, heatmap: dict[str, Any],
         mode=options.get("mode", "threshold"), threshold=options.get("threshold", 0.5),
         color=parse_colour(colour) if isinstance(colour, str) else tuple(colour),
         alpha=options.get("alpha", 0.4), downsample=options.get("downsample"),
-        colormap=options.get("colormap", "viridis"), floor=options.get("floor", 0.0),
+        colormap=options.get("colormap", "viridis"), floor=options.get("floor", DEFAULT_FLOOR),
         preview_path=outputs.path("preview.png"), overwrite=True)
     decision = slide_decision(predictions, target,
                               tile_threshold=options.get("threshold", 0.5),
