@@ -106,11 +106,17 @@ def test_continuous_blend_uses_colormap_of_probability(slide_path, predictions):
     style = BlendStyle("continuous", alpha=0.5, colormap="viridis")
     rendered, original = render_level(slide_path, predictions, style, 0)
     lut = colormap_lut("viridis")
+    below = 0
     for x, y, p in predictions.tiles[["x", "y", "prob_tumour"]].head(40).itertuples(
             index=False):
         box = np.s_[y:y + TILE, x:x + TILE]
+        if p < style.floor:  # under the default floor (0.1) the H&E stays untouched
+            below += 1
+            np.testing.assert_array_equal(rendered[box], original[box])
+            continue
         expected = blend_reference(original[box], lut[int(round(p * 255))], 0.5)
         np.testing.assert_array_equal(rendered[box], expected)
+    assert style.floor == 0.1 and 0 < below < 40
 
 
 def test_overlapping_tiles_are_averaged_before_thresholding(slide_path):
