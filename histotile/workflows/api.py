@@ -64,7 +64,7 @@ def run_batch(slides: Iterable[str | Path] | str | Path, model_dir: str | Path,
         class_name: the class shown and decided on (default: the model's positive class).
         mode, threshold, alpha, color, downsample: heatmap style (see
             :func:`histotile.postprocess.write_heatmap`).
-        decision_threshold: a slide is positive when more than this fraction of its
+        decision_threshold: a slide is positive when at least this fraction of its
             tiles is positive.
         tiling: tiling overrides (default: tiles cut as in training).
     """

@@ -173,3 +173,21 @@ def train_model(data: str | Path, out_dir: str | Path, options: dict[str, Any],
         out.print(tasks.training_summary(result))
         out.print(f"model written to {out_dir} in {time.perf_counter() - started:.0f} s")
     return result
+
+
+def evaluate_image_folder(model_dir: str | Path, folder: str | Path, out_dir: str | Path,
+                          options: dict[str, Any], show_progress: bool = True):
+    """``histotile evaluate-images`` (see :mod:`histotile.workflows.image_evaluation`)."""
+    from histotile.workflows.image_evaluation import evaluate_images
+
+    predictor = tasks.load_predictor(model_dir, options.get("batch_size"))
+    keys = ("positive_class", "patch_size", "patch_stride", "target_sensitivity")
+    result = evaluate_images(predictor, folder, out_dir, **_pick(options, keys))
+    if show_progress:
+        from histotile.workflows.console import out
+
+        out.print(Path(result.outputs["markdown"]).read_text(encoding="utf-8"), markup=False,
+                  highlight=False)
+        out.print(f"written to {out_dir}: " + ", ".join(
+            Path(p).name for p in result.outputs.values()))
+    return result
