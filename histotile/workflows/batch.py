@@ -47,12 +47,17 @@ def _progress(description: str, total: int):
 
     bar = progress_bar(description, total, "slides")
     advance = bar.__enter__()
+    done = [0]
 
     def on_record(record: SlideRecord) -> None:
         if record.status == "failed":
             console.print(f"[red]failed[/] {record.slide}: {record.error}")
         elif record.warning:
             console.print(f"[yellow]warning[/] {record.slide}: {record.warning}")
+        if not console.is_terminal:  # no bar in a log: one line per slide
+            done[0] += 1
+            console.print(f"{description} {done[0]}/{total}: {record.slide} {record.status} "
+                          f"({record.tiles} tiles, {record.seconds:.1f} s)", markup=False)
         advance(1)
 
     return bar, on_record
