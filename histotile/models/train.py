@@ -31,7 +31,7 @@ from histotile.models import audit
 from histotile.models import card as cards
 from histotile.models.data import TileSource, TileTable, load_tiles
 from histotile.models.metrics import classification_metrics, flat_row, summarise
-from histotile.models.registry import create, get_spec
+from histotile.models.registry import check_tile_size, create, get_spec
 from histotile.models.settings import TrainSettings
 from histotile.models.splits import Splits, check_disjoint, make_splits
 
@@ -146,6 +146,7 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
                        max_tiles=settings.max_tiles, seed=settings.seed,
                        group_by=settings.group_by, group_pattern=settings.group_pattern,
                        patch_size=settings.patch_size, patch_stride=settings.patch_stride)
+    check_tile_size(table.tile_size)  # before any tile is read, not after caching them
     for note in table.notes:
         log.info("%s: %s", table.source, note)
     roles = training_roles(table.classes, table.geometry.get("tiling"),
