@@ -170,6 +170,7 @@ def test_old_model_folder_without_roles_keeps_working_and_says_what_it_assumed(f
     invoke("run", SLIDE, "--model", old, "--out", out, "--annotations", OVERLAY)
     report = pd.read_csv(out / "run-report.csv", keep_default_na=False)
     assert "assumed the last class 'epithelium'" in report["warning"][0]
+    assert "unannotated tiles were taken as 'other'" in report["warning"][0]
     stem = SLIDE.name.split(".")[0]
     evaluation = json.loads((out / stem / "evaluation.json").read_text())
     # The default class is the one that is not positive, never the first by order.
