@@ -87,7 +87,7 @@ def train(data: str | Path | pd.DataFrame, out_dir: str | Path,
             (every tile's part and fold), ``predictions_oof.csv`` (out-of-fold and test
             predictions), ``image_level.csv`` (patch majority per image and group),
             ``learning_curves.png``, ``confusion_matrix.png``, ``train.log``).
-        settings: :class:`TrainSettings` (defaults: LeNet, the study's optimiser).
+        settings: :class:`TrainSettings` (defaults: LeNet, Adam at lr 1e-3).
         progress: optional ``callable(event, **info)``; events ``start`` (tiles, folds,
             classes), ``fold_start`` (tag, fold, epochs, n_train, n_val), ``batch`` (tag,
             epoch, step, steps), ``epoch`` (tag, epoch, epochs, train_loss, val_loss,
