@@ -29,6 +29,8 @@ _EXPORTS = {
     "write_synthetic_slide": "histotile.wsi.synthetic",
     "write_overlay": "histotile.wsi.synthetic",
     "Mark": "histotile.wsi.synthetic",
+    # class order, default and positive class (every stage)
+    "ClassRoles": "histotile.class_roles",
     # stage 2: tiling
     "TilingSettings": "histotile.tiling",
     "detect_tissue": "histotile.tiling",
@@ -69,6 +71,7 @@ _EXPORTS = {
     "Execution": "histotile.workflows.execution",
     "spatial_groups": "histotile.workflows.demo",
     "ServeSettings": "histotile.workflows.serve",
+    "evaluate_images": "histotile.workflows.image_evaluation",
     # errors
     "HistotileError": "histotile.errors",
 }

@@ -80,9 +80,9 @@ def card_roles(card: dict[str, Any], *, default_class: str | None = None,
         raise ModelError(f"{source}: the model card lists no classes; retrain the model")
     for role, name in (("default", default_class), ("positive", positive_class)):
         if name is not None and name not in classes:
-            flag = "--default-class" if role == "default" else "--positive-class (or --class)"
+            flag = "--default-class" if role == "default" else "--class (--positive-class)"
             raise ModelError(f"{source}: {role} class {name!r} is not one of the model's "
-                             f"classes {list(classes)} (pass {flag} with one of them)")
+                             f"classes {list(classes)} (choose {flag} among them)")
     assumed: list[str] = []
     positive = positive_class or _recorded_positive(card, classes)
     if positive is None:

@@ -5,6 +5,8 @@ results)."""
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -81,12 +83,20 @@ def test_grouped_test_split_draws_close_to_the_requested_tile_fraction():
 @pytest.mark.slow
 def test_cli_train_keeps_patients_apart_and_writes_the_audit_trail(breakhis, tmp_path):
     out = tmp_path / "model"
+    config = tmp_path / "train.toml"  # settings without a flag go through --config
+    config.write_text("momentum = 0.5\nweight_decay = 0.001\nepochs = 3\n")
     result = CliRunner().invoke(cli, [
         "train", str(breakhis), "--out", str(out), "--patchify", "225", "--patch-stride",
         "117", "--tile-size", "64", "--group-by", "patient", "--folds", "2", "--epochs",
-        "1", "--test-fraction", "0.25", "--threads", "1"], catch_exceptions=False)
+        "1", "--test-fraction", "0.25", "--threads", "1", "--config", str(config)],
+        catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "smaller than one 225 px patch skipped" in result.output
+    assert "fold2 epoch 1/1" in result.output  # one line per epoch without a terminal
+    training = json.loads((out / "model_card.json").read_text())["training"]
+    assert (training["momentum"], training["weight_decay"]) == (0.5, 0.001)
+    assert training["epochs"] == 1  # the command line wins over the file
+    assert (training["patch_size"], training["patch_stride"]) == (225, 117)
     splits = pd.read_csv(out / "splits.csv")
     assert len(splits) == 24 * 15 and splits["tile"].is_unique
     # No patient in two folds, nor in development and test.

@@ -30,7 +30,7 @@ def test_decision_counts_tiles_at_or_above_tile_threshold():
     decision = slide_decision(predictions("img", probs), "malignant")
     assert (decision.tiles, decision.positive_tiles) == (15, 6)
     assert decision.fraction == pytest.approx(0.4)
-    assert decision.positive is False  # 0.4 does not exceed 0.5
+    assert decision.positive is False  # 0.4 does not reach 0.5
     assert slide_decision(predictions("img", probs), "malignant",
                           fraction_threshold=0.25).positive is True
     # Raising the tile threshold to 0.75 leaves 2 positive patches.
@@ -38,10 +38,13 @@ def test_decision_counts_tiles_at_or_above_tile_threshold():
     assert strict.positive_tiles == 2 and strict.fraction == pytest.approx(2 / 15)
 
 
-def test_decision_needs_fraction_strictly_above_threshold():
+def test_decision_needs_fraction_at_or_above_threshold():
+    # The rule is ">= t", shared with the threshold table (called_positive).
     decision = slide_decision([0.9, 0.9, 0.1, 0.1], fraction_threshold=0.5)
-    assert decision.fraction == 0.5 and decision.positive is False
-    assert slide_decision([0.9, 0.9, 0.9, 0.1]).positive is True
+    assert decision.fraction == 0.5 and decision.positive is True
+    assert slide_decision([0.9, 0.1, 0.1, 0.1]).positive is False
+    six_of_fifteen = slide_decision([0.9] * 6 + [0.1] * 9, fraction_threshold=0.4)
+    assert six_of_fifteen.positive is True
 
 
 def test_decision_accepts_table_and_array_alike():

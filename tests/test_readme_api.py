@@ -22,6 +22,10 @@ def test_readme_api_example_runs(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "(2220, 2967) 0.499 20.0" in printed
     assert (tmp_path / "model" / "model_card.json").exists()
+    # The example says plainly that it is a smoke run (2 epochs do not learn), and the
+    # class order it gives makes epithelium, the last class, the positive class.
+    assert "SMOKE RUN" in api_example()
+    assert "\nepithelium\n" in printed
     with openslide.OpenSlide(str(tmp_path / "heatmap.tif")) as heatmap:
         assert heatmap.dimensions == (2220, 2967)
 

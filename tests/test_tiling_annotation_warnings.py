@@ -51,6 +51,7 @@ def test_missing_annotation_warns_and_strict_fails(slide, tmp_path):
     assert result.exit_code == 0 and row["status"] == "ok"
     assert "no annotation found" in row["warning"]
     assert "no annotation found" in result.output  # on the console too
+    assert "tiling 1/1: case ok" in result.output  # one line per slide without a terminal
     result, row = tile(slide, empty, tmp_path / "b", "--strict")
     assert result.exit_code == 1 and row["status"] == "failed"
     assert "no annotation found" in row["error"]

@@ -153,5 +153,9 @@ def test_heatmaps_and_decisions_default_to_the_class_the_model_detects():
     assert positive_class(list(Trained.classes), reference, "other") == "other"
     with pytest.raises(ModelError, match="choose --class"):
         positive_class(list(Trained.classes), reference, "tumour")
-    with pytest.raises(ModelError, match="3 classes"):
-        positive_class(["a", "b", "c"], {}, None)
+    # Without a recorded positive class the documented default, the last class, applies
+    # (whatever the number of classes), and the roles say it was assumed.
+    from histotile.workflows.tasks import model_roles
+
+    assert positive_class(["a", "b", "c"], {}, None) == "c"
+    assert "assumed the last class 'c'" in model_roles(["a", "b", "c"], {}).assumed[0]

@@ -139,6 +139,7 @@ def test_api_trained_model_and_explicit_override(forward, tmp_path):
         group_by="region"))
     assert result.card["classes"] == ["other", "epithelium"]
     assert result.card["positive_class"] == "epithelium"
+    assert histotile.Predictor(result.model_dir).roles.positive_class == "epithelium"
     evaluation = predict_and_evaluate(tmp_path, result.model_dir, "api")
     assert evaluation["TP"] + evaluation["FN"] == first["TP"] + first["FN"]
     # An explicit class the model does not have is a clear error.
@@ -149,3 +150,30 @@ def test_api_trained_model_and_explicit_override(forward, tmp_path):
     assert outcome.exit_code == 1
     report = pd.read_csv(tmp_path / "e2" / "evaluate-report.csv")
     assert "not one of the model's classes" in report["error"][0]
+
+
+@pytest.mark.slow
+def test_old_model_folder_without_roles_keeps_working_and_says_what_it_assumed(forward,
+                                                                               tmp_path):
+    import shutil
+
+    root, model, first = forward
+    old = tmp_path / "old-model"
+    shutil.copytree(model, old)
+    card = json.loads((old / "model_card.json").read_text())
+    for key in ("positive_class", "default_class"):
+        card.pop(key)
+        card["training"].pop(key)
+    card["tiling"]["settings"] = None  # and no tiler settings to read the default from
+    (old / "model_card.json").write_text(json.dumps(card))
+    out = tmp_path / "run"
+    invoke("run", SLIDE, "--model", old, "--out", out, "--annotations", OVERLAY)
+    report = pd.read_csv(out / "run-report.csv", keep_default_na=False)
+    assert "assumed the last class 'epithelium'" in report["warning"][0]
+    assert "unannotated tiles were taken as 'other'" in report["warning"][0]
+    stem = SLIDE.name.split(".")[0]
+    evaluation = json.loads((out / stem / "evaluation.json").read_text())
+    # The default class is the one that is not positive, never the first by order.
+    assert evaluation["default_class"] == "other"
+    assert evaluation["TP"] + evaluation["FN"] == epithelium_tiles(
+        pd.read_csv(out / stem / "predictions.csv"))

@@ -92,6 +92,15 @@ class Predictor:
     def architecture(self) -> str:
         return str(self.card["architecture"])
 
+    @property
+    def roles(self):
+        """The model's class order, default and positive class
+        (:class:`~histotile.class_roles.ClassRoles`; ``assumed`` says what an old card
+        lacked)."""
+        from histotile.class_roles import card_roles
+
+        return card_roles(self.card, source=str(self.model_dir))
+
     def __repr__(self) -> str:
         return (f"Predictor({str(self.model_dir)!r}, {self.architecture}/{self.backend}, "
                 f"classes={self.classes}, tile_size={self.tile_size}, engine={self.engine}, "

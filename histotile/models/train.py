@@ -33,7 +33,7 @@ from histotile.models import card as cards
 from histotile.models.data import TileTable
 from histotile.models.folds import FINAL, IN_PROCESS, FoldJob, FoldRunner, FoldSetup, load_table
 from histotile.models.metrics import flat_row, summarise
-from histotile.models.registry import get_spec
+from histotile.models.registry import check_tile_size, get_spec
 from histotile.models.settings import TrainSettings
 from histotile.models.splits import Splits, check_disjoint, make_splits
 
@@ -90,7 +90,7 @@ def train(data: str | Path | pd.DataFrame, out_dir: str | Path,
             (every tile's part and fold), ``predictions_oof.csv`` (out-of-fold and test
             predictions), ``image_level.csv`` (patch majority per image and group),
             ``learning_curves.png``, ``confusion_matrix.png``, ``train.log``).
-        settings: :class:`TrainSettings` (defaults: LeNet, the study's optimiser).
+        settings: :class:`TrainSettings` (defaults: LeNet, Adam at lr 1e-3).
         progress: optional ``callable(event, **info)``; events ``start`` (tiles, folds,
             classes), ``fold_start`` (tag, fold, epochs, n_train, n_val), ``batch`` (tag,
             epoch, step, steps), ``epoch`` (tag, epoch, epochs, train_loss, val_loss,
@@ -152,6 +152,7 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     log.info("training %s (%s backend), settings: %s", spec.name, settings.backend,
              settings.to_dict())
     table = load_table(data, settings)
+    check_tile_size(table.tile_size)  # before any tile is read, not after caching them
     for note in table.notes:
         log.info("%s: %s", table.source, note)
     roles = training_roles(table.classes, table.geometry.get("tiling"),

@@ -1,7 +1,8 @@
 """Patch-majority decisions and the threshold sweep that chooses their threshold.
 
 A slide (or an image cut into patches, as in the BreakHis study) is called positive when
-the fraction of its tiles called positive *exceeds* ``fraction_threshold``; a tile is
+the fraction of its tiles called positive is *at least* ``fraction_threshold``
+(:func:`called_positive`, the one function for the rule: ``fraction >= t``); a tile is
 called positive when its positive-class probability is at least ``tile_threshold``.
 :func:`threshold_sweep` tabulates TN, FP, FN, TP, sensitivity, specificity and the
 precision of each class over a set of slides for several fraction thresholds, and names
@@ -24,6 +25,15 @@ from histotile.errors import ConfigError, DatasetError, ModelError
 from histotile.postprocess.predictions import PROB_PREFIX, SlidePredictions, prob_column
 
 DEFAULT_THRESHOLDS = (0.10, 0.25, 0.50, 0.75, 0.90)
+RULE = "positive when at least t of its tiles are (fraction >= t)"
+
+
+def called_positive(fraction: float | np.ndarray, threshold: float) -> bool | np.ndarray:
+    """The decision rule of slides and images: positive when the fraction of positive
+    tiles is at least ``threshold`` (``>=``; 1e-12 absorbs the rounding of k/n, so that
+    6 of 15 tiles meets 0.4)."""
+    result = np.asarray(fraction, dtype=np.float64) >= float(threshold) - 1e-12
+    return bool(result) if result.ndim == 0 else result
 SWEEP_COLUMNS = ("threshold", "TN", "FP", "FN", "TP", "sensitivity", "specificity",
                  "precision_negative", "precision_positive", "accuracy", "meets_target")
 
@@ -33,7 +43,7 @@ class Decision:
     """The patch-majority call of one slide or image.
 
     Attributes:
-        positive: True when ``fraction > fraction_threshold``.
+        positive: True when ``fraction >= fraction_threshold`` (:func:`called_positive`).
         fraction: fraction of tiles called positive (0.0 when there are no tiles).
         tiles, positive_tiles: tile counts.
         positive_class: the class called positive.
@@ -97,8 +107,8 @@ def slide_decision(predictions: Any, positive_class: str | None = None, *,
             positive-class probability of each tile (1-D array).
         positive_class: the class called positive (needed unless probabilities given).
         tile_threshold: probability from which a tile counts as positive.
-        fraction_threshold: the slide is positive when its positive fraction exceeds
-            this.
+        fraction_threshold: the slide is positive when its positive fraction is at
+            least this (:func:`called_positive`).
     """
     tile_threshold = _check_unit("tile_threshold", tile_threshold)
     fraction_threshold = _check_unit("fraction_threshold", fraction_threshold)
@@ -107,7 +117,8 @@ def slide_decision(predictions: Any, positive_class: str | None = None, *,
     tiles = int(probabilities.size)
     positive_tiles = int(np.count_nonzero(probabilities >= tile_threshold))
     fraction = positive_tiles / tiles if tiles else 0.0
-    return Decision(bool(fraction > fraction_threshold), fraction, tiles, positive_tiles,
+    return Decision(called_positive(fraction, fraction_threshold), fraction, tiles,
+                    positive_tiles,
                     positive_class or "positive", tile_threshold, fraction_threshold)
 
 
@@ -151,6 +162,8 @@ class SweepResult:
             lines.append("| " + " | ".join(cells) + " |")
         target = f"sensitivity >= {self.target_sensitivity:g}"
         lines.append("")
+        lines.append(f"Rule: a slide or image is {RULE}; a tile is positive when its "
+                     f"{self.positive_class} probability is >= {self.tile_threshold:g}.")
         lines.append(f"Chosen fraction threshold for {target}: "
                      + (f"{self.chosen_threshold:.2f}" if self.chosen_threshold is not None
                         else "none of the thresholds reaches it"))
@@ -205,8 +218,8 @@ def threshold_sweep(
             image (or a mapping ``name -> (predictions, truth)``); ``predictions`` is
             anything :func:`slide_decision` takes, a :class:`Decision`, or the positive
             fraction itself (a float); ``truth`` is True for a positive slide.
-        thresholds: fraction thresholds (a slide is positive when its fraction exceeds
-            the threshold).
+        thresholds: fraction thresholds (a slide is positive when its fraction is at
+            least the threshold: :func:`called_positive`).
         target_sensitivity: the sensitivity the chosen threshold must reach.
         positive_class, tile_threshold: as in :func:`slide_decision`.
     """
@@ -232,7 +245,7 @@ def threshold_sweep(
     truth_array = np.asarray(truths, dtype=bool)
     rows = []
     for threshold in thresholds:
-        called = fraction_array > threshold
+        called = called_positive(fraction_array, threshold)
         tp = int(np.count_nonzero(called & truth_array))
         fp = int(np.count_nonzero(called & ~truth_array))
         fn = int(np.count_nonzero(~called & truth_array))

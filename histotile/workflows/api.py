@@ -47,7 +47,8 @@ def tile_batch(slides: Iterable[str | Path] | str | Path, out_dir: str | Path, *
 
 def run_batch(slides: Iterable[str | Path] | str | Path, model_dir: str | Path,
               out_dir: str | Path, *, annotations: str | Path | None = None,
-              class_name: str | None = None, mode: str = "threshold",
+              class_name: str | None = None, default_class: str | None = None,
+              mode: str = "threshold",
               threshold: float = 0.5, alpha: float = 0.4, color: str = "#00ff00",
               downsample: float | None = None, decision_threshold: float = 0.5,
               batch_size: int | None = None, tiling: dict[str, Any] | None = None,
@@ -63,14 +64,17 @@ def run_batch(slides: Iterable[str | Path] | str | Path, model_dir: str | Path,
 
     Args:
         class_name: the class shown and decided on (default: the model's positive class).
+        default_class: the truth of unannotated tiles for evaluation (default: the
+            model card's; see :mod:`histotile.class_roles`).
         mode, threshold, alpha, color, downsample: heatmap style (see
             :func:`histotile.postprocess.write_heatmap`).
-        decision_threshold: a slide is positive when more than this fraction of its
+        decision_threshold: a slide is positive when at least this fraction of its
             tiles is positive.
         tiling: tiling overrides (default: tiles cut as in training).
         engine: the inference engine (see :class:`histotile.models.Predictor`).
     """
-    options = {"annotations": annotations, "class_name": class_name, "mode": mode,
+    options = {"annotations": annotations, "class_name": class_name,
+               "default_class": default_class, "mode": mode,
                "threshold": threshold, "alpha": alpha, "color": color,
                "downsample": downsample, "decision_threshold": decision_threshold,
                "batch_size": batch_size, "engine": engine, "overwrite": overwrite,

@@ -51,6 +51,7 @@ def _progress(description: str, total: int):
 
     bar = progress_bar(description, total, "slides")
     advance = bar.__enter__()
+    done = [0]
 
     def on_record(record: SlideRecord) -> None:
         if record.status == "failed":  # names and errors come from files: never markup
@@ -60,6 +61,10 @@ def _progress(description: str, total: int):
         elif record.warning:
             console.print(f"[yellow]warning[/] {escape(record.slide)}: "
                           f"{escape(record.warning)}")
+        if not console.is_terminal:  # no bar in a log: one line per slide
+            done[0] += 1
+            console.print(f"{description} {done[0]}/{total}: {record.slide} {record.status} "
+                          f"({record.tiles} tiles, {record.seconds:.1f} s)", markup=False)
         advance(1)
 
     return bar, on_record
@@ -192,4 +197,22 @@ def train_model(data: str | Path, out_dir: str | Path, options: dict[str, Any],
         out.print(tasks.training_summary(result))
         out.print(f"model written to {escape(str(out_dir))} in "
                   f"{time.perf_counter() - started:.0f} s")
+    return result
+
+
+def evaluate_image_folder(model_dir: str | Path, folder: str | Path, out_dir: str | Path,
+                          options: dict[str, Any], show_progress: bool = True):
+    """``histotile evaluate-images`` (see :mod:`histotile.workflows.image_evaluation`)."""
+    from histotile.workflows.image_evaluation import evaluate_images
+
+    predictor = tasks.load_predictor(model_dir, options.get("batch_size"))
+    keys = ("positive_class", "patch_size", "patch_stride", "target_sensitivity")
+    result = evaluate_images(predictor, folder, out_dir, **_pick(options, keys))
+    if show_progress:
+        from histotile.workflows.console import out
+
+        out.print(Path(result.outputs["markdown"]).read_text(encoding="utf-8"), markup=False,
+                  highlight=False)
+        out.print(f"written to {out_dir}: " + ", ".join(
+            Path(p).name for p in result.outputs.values()))
     return result

@@ -29,6 +29,9 @@ EXAMPLES = {
               "  histotile train tiles/manifest.csv --out model/ --model resnet18 --epochs 20\n"
               "  histotile train tiles/manifest.csv --out model/ --workers 2\n"
               "  torchrun --nproc-per-node 2 -m histotile train tiles/manifest.csv --out model/"),
+    "evaluate-images": ("histotile evaluate-images model/ breakhis-test/ --out image-eval/\n"
+                        "  histotile evaluate-images model/ test/ --out e/ "
+                        "--target-sensitivity 0.95"),
     "predict": "histotile predict slides/ --model model/ --out predictions/",
     "heatmap": ("histotile heatmap slides/ --predictions predictions/ --out heatmaps/ "
                 "--class tumour --alpha 0.4"),
@@ -372,6 +375,32 @@ def train(data: str, out_dir: str, **options: Any) -> None:
     train_command(data, out_dir, {**extra, **options}, argv=sys.argv[1:])
 
 
+@cli.command("evaluate-images", epilog=_examples("evaluate-images"))
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Folder for images.csv, thresholds.csv/.md and thresholds.png.")
+@click.option("--positive-class", default=None,
+              help="The class called positive (default: the model card's).")
+@click.option("--patchify", "patch_size", type=click.IntRange(16), default=None,
+              help="Patch side in pixels (default: as the model was trained).")
+@click.option("--patch-stride", type=click.IntRange(1), default=None,
+              help="Step between patches (default: as trained, else the patch size).")
+@click.option("--target-sensitivity", type=click.FloatRange(0, 1), default=1.0,
+              show_default=True, help="Choose the highest t whose sensitivity reaches this.")
+@click.option("--batch-size", type=click.IntRange(1), default=None)
+@config_option
+@handle_errors
+def evaluate_images(model_dir: str, folder: str, out_dir: str, **options: Any) -> None:
+    """Image-level decisions by patch majority and the threshold table: for t = 0.10 ...
+    0.90, accuracy, sensitivity and specificity of "an image is positive when at least t
+    of its patches are" (>= t, the rule slide decisions use too). FOLDER holds one
+    sub-folder of images per class."""
+    from histotile.workflows.batch import evaluate_image_folder
+
+    evaluate_image_folder(model_dir, folder, out_dir, options)
+
+
 @cli.command(epilog=_examples("predict"))
 @slides_argument
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
@@ -406,7 +435,8 @@ heatmap_options = _options(
                  help="Heatmap resolution as a downsample of level 0 (default: automatic)."),
     click.option("--decision-threshold", type=click.FloatRange(0, 1), default=0.5,
                  show_default=True,
-                 help="Slide is positive when more than this fraction of tiles is positive."),
+                 help="Slide is positive when at least this fraction of tiles is positive "
+                      "(>=)."),
     click.option("--probability-tiff", is_flag=True,
                  help="Also write probability.tif: the class probability as a one-channel "
                       "uint8 pyramid (0-255 = 0-1) for QuPath and slide viewers."),

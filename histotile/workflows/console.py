@@ -117,6 +117,9 @@ def training_progress() -> Iterator[Callable[..., None]]:
                 losses = info.get("losses") or {}
                 status = "  ".join(f"{k} loss {v:.3f}" for k, v in losses.items()
                                    if isinstance(v, float))
+                if not console.is_terminal:  # no bar in a log: one line per epoch
+                    console.print(f"{tag} epoch {info.get('epoch')}/{info.get('epochs')}: "
+                                  f"{status}", markup=False)
                 bar.update(tasks[tag], completed=info.get("epoch"),
                            total=info.get("epochs"), status=status)
             elif event == "fold_end" and tag in tasks:

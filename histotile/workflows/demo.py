@@ -108,12 +108,12 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
         predictions = predict_slide(SLIDE, predictor, tiling=settings,
                                     progress=lambda done, total: advance(0) or None)
     outputs["predictions"] = str(predictions.save(out_dir / "predictions.csv"))
-    # Screening-style patch-majority rule: positive when more than 10 % of the tiles are.
+    # Screening-style patch-majority rule: positive when at least 10 % of the tiles are.
     decision = slide_decision(predictions, POSITIVE, tile_threshold=0.5,
                               fraction_threshold=0.1)
     say(f"   {len(predictions)} tiles; slide decision: "
         f"{'positive' if decision.positive else 'negative'} for {POSITIVE} "
-        f"({decision.fraction:.1%} of tiles at probability >= 0.5; positive above 10 %)")
+        f"({decision.fraction:.1%} of tiles at probability >= 0.5; positive from 10 %)")
 
     say("[bold]4/5 heatmap slides[/] (pyramidal JPEG TIFF for OpenSlide/QuPath + PNG preview)")
     threshold = write_heatmap(SLIDE, predictions, out_dir / "heatmap.tif", class_name=POSITIVE,

@@ -101,9 +101,10 @@ def model_roles(classes: list[str], model: dict[str, Any], *, positive: str | No
     return dataclasses.replace(roles, assumed=tuple(dict.fromkeys([*earlier, *roles.assumed])))
 
 
-def _assumed(roles, *, default_needed: bool = False) -> str | None:
-    """The roles' assumptions as one warning (None when nothing was assumed)."""
-    notes = [n for n in roles.assumed if default_needed or "default class" not in n]
+def _assumed(roles, *extra: str) -> str | None:
+    """The roles' assumptions about the positive class, and ``extra`` notes, as one
+    warning (None when nothing was assumed)."""
+    notes = [n for n in roles.assumed if "default class" not in n] + list(extra)
     return "; ".join(notes) or None
 
 
@@ -609,9 +610,13 @@ def _evaluate(slide_path: str, predictions, annotation: str, target: str,
     image = write_side_by_side(slide_path, predictions, annotation,
                                outputs.path("side_by_side.png"), class_name=target,
                                threshold=threshold, evaluation=evaluation, overwrite=True)
+    guessed = () if recorded else (
+        f"the model records no default class: unannotated tiles were taken as "
+        f"{evaluation.default_class!r}, the class that is not positive (pass "
+        "--default-class to choose)",)
     return {**summary, "outputs": {"evaluation": str(json_path), "side_by_side": str(image),
                                    "roc_pr": str(outputs.path("roc_pr.png"))},
-            "warning": _assumed(roles)}
+            "warning": _assumed(roles, *guessed)}
 
 
 def evaluate_task(slide_path: str, predictions_dir: str, out_dir: str,
