@@ -244,3 +244,21 @@ def test_predicted_tiles_are_the_tilers_tissue_tiles(slide):
     assert predicted[["x", "y"]].values.tolist() == tiled[["x", "y"]].values.tolist()
     np.testing.assert_allclose(predicted["tissue_fraction"], tiled["tissue_fraction"],
                                atol=1e-5)
+
+
+def test_cards_of_image_folders_tile_slides_at_the_model_tile_size():
+    # An image-folder model records its patchify geometry, not slide tiling settings: it is
+    # predicted on slides with the card's tile size (and a warning that level 0 is used)
+    # instead of failing on keys TilingSettings does not know.
+    import types
+
+    from histotile.postprocess.predict import settings_from_card
+
+    predictor = types.SimpleNamespace(
+        card={"tiling": {"settings": {"patchify": True, "tile_size": 64, "step": 64}},
+              "default_class": "benign"},
+        classes=("benign", "malignant"), tile_size=64, model_dir="folder-model")
+    with pytest.warns(UserWarning, match="folder-model: the model card records no tiling"):
+        settings = settings_from_card(predictor)
+    assert settings.tile_size == 64 and settings.level is None and settings.mpp is None
+    assert settings.classes == ("benign", "malignant")

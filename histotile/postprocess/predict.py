@@ -60,6 +60,10 @@ def settings_from_card(predictor: TilePredictor) -> TilingSettings:
 
     geometry = predictor.card.get("tiling") or {}
     saved = geometry.get("settings")
+    if saved and not set(saved) <= {f.name for f in dataclasses.fields(TilingSettings)}:
+        # Not a slide tiling: an image folder's patchify settings, or synthetic tiles'
+        # own geometry. Tiles are then cut from the card's tile size and resolution.
+        saved = None
     if saved:
         settings = TilingSettings.from_dict(saved)
     else:
