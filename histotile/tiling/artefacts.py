@@ -74,6 +74,10 @@ tissue tiles of the bundled slide score 0.26-1.7; blurred by a 1-um Gaussian 0.0
 BLUR_BLOCK_UM = 128.0
 """Side of the blocks of the blur mask, in microns."""
 _FALLBACK_MPP = 0.5
+ANALYSIS_MPP = 2.0
+"""Ink and folds are judged at about this resolution (um/px): both are averaged over
+16 um or more, so finer pixels add cost, not information (a 0.5-um tile is shrunk 4x
+before the test and the mask brought back to its pixels)."""
 
 ARTEFACTS = ("pen", "blur", "fold")
 """The artefact kinds :func:`artefact_masks` returns, in drawing order."""
@@ -127,10 +131,22 @@ def ink_lut() -> np.ndarray:
 
 
 def _lookup(table: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """``table`` at each pixel of uint8 RGB (..., 3): each pixel's 3 bytes (and the next
+    pixel's first, masked off) read as one little-endian uint32, as the tissue test does:
+    no per-channel arithmetic."""
     rgb = np.ascontiguousarray(rgb)
-    code = (rgb[..., 0].astype(np.uint32) | (rgb[..., 1].astype(np.uint32) << 8)
-            | (rgb[..., 2].astype(np.uint32) << 16))
-    return table[code]
+    shape = rgb.shape[:-1]
+    count = int(np.prod(shape))
+    out = np.empty(count, dtype=table.dtype)
+    if count == 0:
+        return out.reshape(shape)
+    flat = rgb.reshape(-1)
+    if count > 1:
+        words = np.ndarray((count - 1,), dtype="<u4", buffer=flat, offset=0, strides=(3,))
+        np.take(table, words & np.uint32(0xFFFFFF), out=out[:-1])
+    last = flat[-3:].astype(np.uint32)
+    out[-1] = table[int(last[0] | (last[1] << 8) | (last[2] << 16))]
+    return out.reshape(shape)
 
 
 def _window(mpp: float | None, um: float) -> int:
@@ -145,21 +161,53 @@ def _check(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def _shrink_factor(mpp: float | None) -> int:
+    return max(1, int(ANALYSIS_MPP // (mpp or _FALLBACK_MPP)))
+
+
+def _coarse(image: np.ndarray, factor: int) -> np.ndarray:
+    if factor == 1:
+        return image
+    h, w = image.shape[:2]
+    size = (max(1, round(w / factor)), max(1, round(h / factor)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _full(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if mask.shape == tuple(shape[:2]):
+        return mask
+    return cv2.resize(mask.view(np.uint8), (shape[1], shape[0]),
+                      interpolation=cv2.INTER_NEAREST).view(bool)
+
+
 def pen_mask(image: np.ndarray, mpp: float | None = None) -> np.ndarray:
     """Bool (h, w) mask of marker ink of any colour on an RGB uint8 image whose pixels are
     ``mpp`` microns (None: 0.5). The colour is averaged over :data:`WINDOW_UM` first
     (box filter, in transmission: cheap on uint8 and close to the OD mean for
-    classification), then tested against the ink table."""
+    classification), then tested against the ink table, at :data:`ANALYSIS_MPP`."""
     image = _check(image)
-    k = _window(mpp, WINDOW_UM)
-    smooth = cv2.blur(image, (k, k), borderType=cv2.BORDER_REFLECT) if k > 1 else image
-    return _lookup(ink_lut(), smooth)
+    factor = _shrink_factor(mpp)
+    small = _coarse(image, factor)
+    k = _window((mpp or _FALLBACK_MPP) * factor, WINDOW_UM)
+    smooth = cv2.blur(small, (k, k), borderType=cv2.BORDER_REFLECT) if k > 1 else small
+    return _full(_lookup(ink_lut(), smooth), image.shape)
 
 
-def pen_fractions(tiles: np.ndarray, mpp: float | None = None) -> np.ndarray:
-    """Fraction (0-1) of each tile of a uint8 batch (n, h, w, 3) covered by ink."""
+def pen_masks(tiles: np.ndarray, mpp: float | None = None) -> np.ndarray:
+    """:func:`pen_mask` of each tile of a uint8 batch (n, h, w, 3): bool (n, h, w). The
+    tiles are smoothed one by one (a window must not cross tiles) and looked up at once."""
     tiles = np.asarray(tiles)
-    return np.array([pen_mask(t, mpp).mean() for t in tiles], dtype=np.float64)
+    if len(tiles) == 0:
+        return np.zeros(tiles.shape[:3], bool)
+    factor = _shrink_factor(mpp)
+    k = _window((mpp or _FALLBACK_MPP) * factor, WINDOW_UM)
+    small = [_coarse(tile, factor) for tile in tiles]
+    smooth = np.stack([cv2.blur(s, (k, k), borderType=cv2.BORDER_REFLECT) if k > 1 else s
+                       for s in small])
+    ink = _lookup(ink_lut(), smooth)
+    if ink.shape[1:] == tiles.shape[1:3]:
+        return ink
+    return np.stack([_full(mask, tiles.shape[1:3]) for mask in ink])
 
 
 def fold_mask(image: np.ndarray, mpp: float | None = None,
@@ -169,25 +217,33 @@ def fold_mask(image: np.ndarray, mpp: float | None = None,
     :data:`FOLD_MIN_OD`, not ink, and wider than :data:`FOLD_MIN_UM`. Typical tissue is
     ``tissue_od`` (an OD norm measured at the same resolution) or this image's median."""
     image = _check(image)
+    if pen is None:
+        pen = pen_mask(image, mpp)
     od = optical_density(image)
     norm = np.sqrt((od * od).sum(axis=-1))
+    # Judged at ANALYSIS_MPP: the OD (not the colour, whose average would be paler) is
+    # averaged down, and the mask brought back to the image's pixels at the end.
+    factor = _shrink_factor(mpp)
+    norm = _coarse(norm, factor)
+    pen = _coarse(pen.view(np.uint8), factor) > 0 if factor > 1 else pen
+    mpp = (mpp or _FALLBACK_MPP) * factor
     tissue = cv2.blur(norm, (_window(mpp, WINDOW_UM),) * 2,
                       borderType=cv2.BORDER_REFLECT) >= GLASS_OD
     # Density averaged like the pen test's colour: single dark nuclei average out with
     # the paler tissue around them; the opening below drops clusters of them.
     k = _window(mpp, WINDOW_UM)
     norm = cv2.blur(norm, (k, k), borderType=cv2.BORDER_REFLECT)
-    if pen is None:
-        pen = pen_mask(image, mpp)
     tissue &= ~pen
     if not tissue.any():
         return np.zeros(image.shape[:2], dtype=bool)
     typical = float(np.median(norm[tissue])) if tissue_od is None else tissue_od
     level = max(FOLD_FACTOR * typical, FOLD_MIN_OD)
     dense = ((norm >= level) & tissue).view(np.uint8)
+    if not dense.any():
+        return np.zeros(image.shape[:2], dtype=bool)
     side = _window(mpp, FOLD_MIN_UM)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
-    return cv2.morphologyEx(dense, cv2.MORPH_OPEN, kernel).astype(bool)
+    return _full(cv2.morphologyEx(dense, cv2.MORPH_OPEN, kernel).view(bool), image.shape)
 
 
 def focus_measure(image: np.ndarray, mpp: float | None = None) -> float:
@@ -261,18 +317,21 @@ class TileArtefacts:
 
 def tile_artefacts(tiles: np.ndarray, mpp: float | None = None,
                    tissue: np.ndarray | None = None, min_tissue: float = 0.25,
-                   tissue_od: float | None = None) -> TileArtefacts:
+                   tissue_od: float | None = None,
+                   pen: np.ndarray | None = None) -> TileArtefacts:
     """:class:`TileArtefacts` of a uint8 batch (n, h, w, 3) of ``mpp`` um/px tiles. Focus
     is judged only on tiles whose ``tissue`` fraction (given) reaches ``min_tissue``:
-    glass has no focus to measure. ``tissue_od``: the typical tissue density against
-    which folds are judged (None: each tile's own median)."""
+    glass has no focus to measure, nor folds. ``tissue_od``: the typical tissue
+    density against which folds are judged (None: each tile's own median). ``pen``: the
+    tiles' :func:`pen_masks` when already computed."""
     tiles = np.asarray(tiles)
     n = len(tiles)
-    pen, fold, blurry = np.zeros(n), np.zeros(n), np.zeros(n)
-    for i, tile in enumerate(tiles):
-        ink = pen_mask(tile, mpp)
-        pen[i] = ink.mean()
-        fold[i] = fold_mask(tile, mpp, ink, tissue_od).mean()
-        if tissue is not None and tissue[i] >= min_tissue:
-            blurry[i] = float(focus_measure(tile, mpp) < BLUR_THRESHOLD)
-    return TileArtefacts(pen, fold, blurry)
+    ink = pen_masks(tiles, mpp) if pen is None else pen
+    share = ink.reshape(n, -1).mean(axis=1)
+    fold, blurry = np.zeros(n), np.zeros(n)
+    judged = np.ones(n, bool) if tissue is None else np.asarray(tissue) >= min_tissue
+    for i in np.flatnonzero(judged):
+        fold[i] = fold_mask(tiles[i], mpp, ink[i], tissue_od).mean()
+        if tissue is not None:
+            blurry[i] = float(focus_measure(tiles[i], mpp) < BLUR_THRESHOLD)
+    return TileArtefacts(share, fold, blurry)

@@ -26,7 +26,7 @@ from histotile.tiling.annotations import (
     load_annotation,
     warn_unused_palette,
 )
-from histotile.tiling.artefacts import tile_artefacts
+from histotile.tiling.artefacts import pen_masks, tile_artefacts
 from histotile.tiling.grid import TileGrid, make_grid
 from histotile.tiling.manifest import class_columns
 from histotile.tiling.reader import DEFAULT_BLOCK, iter_tile_batches, plan_blocks
@@ -64,9 +64,10 @@ def _run_task(task: _Task) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, n
         artefact = np.zeros(len(task.grid))
         for idx, tiles in iter_tile_batches(slide, task.grid, batch_size=256,
                                             block_size=task.block_size):
-            tissue[idx] = tissue_fractions(tiles, task.threshold, task.mpp)
-            artefact[idx] = tile_artefacts(tiles, task.mpp, tissue[idx],
-                                           settings.min_tissue).artefact
+            pen = pen_masks(tiles, task.mpp)
+            tissue[idx] = tissue_fractions(tiles, task.threshold, task.mpp, pen)
+            artefact[idx] = tile_artefacts(tiles, task.mpp, tissue[idx], settings.min_tissue,
+                                           pen=pen).artefact
         fractions = None
         if task.annotation is not None:
             fractions = class_fractions(task.annotation, slide, task.grid, settings.classes,

@@ -128,18 +128,17 @@ def tissue_fraction(tile_rgb: np.ndarray, threshold: float | None = None,
 
 
 def tissue_fractions(tiles: np.ndarray, threshold: float | None = None,
-                     mpp: float | None = None) -> np.ndarray:
-    """Vectorised :func:`tissue_fraction` for a batch (n, h, w, 3) -> float64 (n,)."""
-    from histotile.tiling.artefacts import pen_mask
+                     mpp: float | None = None, pen: np.ndarray | None = None) -> np.ndarray:
+    """Vectorised :func:`tissue_fraction` for a batch (n, h, w, 3) -> float64 (n,).
+    ``pen``: the tiles' ink masks (bool (n, h, w)) when already computed."""
+    from histotile.tiling.artefacts import pen_masks
 
     tiles = np.asarray(tiles)
     if tiles.ndim != 4:
         raise ValueError(f"expected a batch of RGB tiles (n, h, w, 3), got {tiles.shape}")
     if len(tiles) == 0:
         return np.zeros(0)
-    mask = tissue_pixels(tiles, threshold)
-    for i, tile in enumerate(tiles):  # ink is judged on the region: one tile at a time
-        mask[i] &= ~pen_mask(tile, mpp)
+    mask = tissue_pixels(tiles, threshold) & ~(pen_masks(tiles, mpp) if pen is None else pen)
     mask = mask.reshape(len(tiles), -1)
     return np.count_nonzero(mask, axis=1) / mask.shape[1]
 
