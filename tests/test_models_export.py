@@ -125,6 +125,7 @@ def trained(tmp_path_factory):
     return result.model_dir, data
 
 
+@pytest.mark.slow
 def test_int8_engine_calibrates_on_training_tiles_and_reports_test_accuracy(trained,
                                                                             tmp_path):
     model, _data = trained
@@ -151,6 +152,7 @@ def test_int8_engine_calibrates_on_training_tiles_and_reports_test_accuracy(trai
     assert np.abs(loaded.predict(batch) - full).max() < 0.1
 
 
+@pytest.mark.slow
 def test_int8_without_training_tiles_needs_calibration(trained, tmp_path):
     model, data = trained
     moved = tmp_path / "elsewhere"

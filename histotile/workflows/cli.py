@@ -107,8 +107,9 @@ engine_option = click.option(
     "--engine", type=click.Choice(["auto", "torch", "mxnet", "onnxruntime",
                                    "onnxruntime-int8"]),
     default="auto", show_default=True,
-    help="Inference engine: auto = the fastest installed for the device (onnxruntime on "
-         "CPU with the onnx extra); onnxruntime-int8 only when asked.")
+    help="Inference engine: auto = the fastest installed for the device and model "
+         "(onnxruntime on CPU for most models, with the onnx extra); onnxruntime-int8 "
+         "only when asked.")
 
 tiling_options = _options(
     click.option("--tile-size", type=click.IntRange(16), default=None,
