@@ -108,22 +108,35 @@ def remove_stale_staging(folder: str | Path, name: str) -> list[Path]:
 def folder_lock(folder: str | Path, name: str = LOCK_NAME) -> Iterator[Path]:
     """Hold an exclusive lock on ``folder`` (a ``.histotile.lock`` file in it) or raise
     :class:`FolderBusyError` at once when another process (or another open in this one)
-    holds it. The lock goes with the process: a killed run never leaves it held."""
+    holds it. The lock goes with the process: a killed run never leaves it held. The
+    file is removed when the lock is released, so finished folders hold no lock file."""
     import fcntl
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    handle = open(path, "a+b")  # held open for the lock's lifetime
-    try:
+    while True:
+        handle = open(path, "a+b")  # held open for the lock's lifetime
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
+            handle.close()
             if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
             raise FolderBusyError(
                 f"{folder}: another histotile run is working in this folder (it holds "
                 f"{path}); skipped here: run the command again once it has finished") from None
+        # The holder before us may have removed the file between our open and our lock:
+        # then we hold a lock on a file nobody else can find, so open the path again.
+        try:
+            same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()
+    try:
         yield path
     finally:
+        path.unlink(missing_ok=True)  # while still locked: the next holder makes its own
         handle.close()

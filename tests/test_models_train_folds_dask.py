@@ -100,7 +100,7 @@ def test_a_fold_that_keeps_failing_fails_the_run_by_name(manifest, tmp_path, mon
             DaskFolds(Execution(workers=1, retries=1)) as runner:
         train(manifest, tmp_path / "model", TrainSettings(**SETTINGS), fold_runner=runner)
     assert not (tmp_path / "model").exists()
-    assert not list(tmp_path.glob(".model*.partial"))  # (the lock file .model.lock stays)
+    assert not list(tmp_path.glob(".model*"))
 
 
 def test_a_crashing_fold_is_retried_then_named(manifest, tmp_path, monkeypatch):

@@ -193,6 +193,20 @@ def test_a_second_run_skips_a_folder_another_run_holds(tmp_path):
     # Once the other run is gone, the folder is worked on as usual.
     assert invoke("tile", first, "--out", out, "--tile-size", "64")[0] == 0
     assert (out / "one" / "manifest.csv").is_file()
+    assert not list(out.glob("*/.histotile.lock"))  # released locks leave no file
+
+
+def test_a_lock_whose_file_was_removed_by_its_last_holder_is_taken_again(tmp_path):
+    from histotile._files import FolderBusyError, folder_lock
+
+    with folder_lock(tmp_path) as path:
+        assert path.exists()
+        with pytest.raises(FolderBusyError, match="another histotile run is working"):
+            with folder_lock(tmp_path):
+                pass
+    assert not path.exists()
+    with folder_lock(tmp_path) as again:  # a new holder makes its own file
+        assert again.exists()
 
 
 def test_hidden_slide_and_missing_slide_fail_alone(tmp_path):
