@@ -26,7 +26,6 @@ from histotile.models.augment import flip
 
 log = logging.getLogger("histotile.models")
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 # Columns a manifest needs for training (besides the group column).
 REQUIRED_COLUMNS = ("path", "x", "y", "extent", "level", "read_size", "size")
 _SLIDE_CACHE = 16  # open slides kept per reading process
