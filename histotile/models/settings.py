@@ -127,7 +127,7 @@ class TrainSettings:
     def resolved(self) -> TrainSettings:
         """A copy with every ``None`` default filled in from the model's defaults and the
         machine, validated. Raises :class:`ConfigError` naming the bad setting."""
-        from histotile.models.registry import available_models
+        from histotile.models.specs import available_models
 
         name = self.model.lower()
         if name not in MODEL_DEFAULTS:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from histotile.errors import ModelError
-from histotile.models.registry import lenet_feature_side
+from histotile.models.specs import lenet_feature_side
 
 log = logging.getLogger("histotile.models")
 
