@@ -49,7 +49,7 @@ def create(name: str, num_classes: int, tile_size: int, backend: str = "torch",
         ModelError: unknown name/backend, tile size below 64, unusable weights file.
     """
     spec = get_spec(name, backend)
-    tile_size = check_tile_size(tile_size)
+    tile_size = check_tile_size(tile_size, spec.min_tile_size)
     if int(num_classes) < 2:
         raise ModelError(f"num_classes={num_classes!r}: a classifier needs at least 2 classes")
     if weights is not None and not Path(weights).is_file():
