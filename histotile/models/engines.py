@@ -35,7 +35,7 @@ __all__ = ["ENGINES", "FASTEST", "INSTALL_ONNX", "MXNET_ONNX", "ONNX_MODULES", "
            "OnnxRuntimeEngine", "TorchScriptEngine", "choose_engine", "load_engine",
            "onnx_installed"]
 
-ENGINES = ("auto", "torch", "mxnet", "onnxruntime", "onnxruntime-int8")
+ENGINES = ("auto", *BACKENDS, "onnxruntime", "onnxruntime-int8")
 """Engine names a model folder accepts (an exported file runs on its own format's)."""
 
 # The fastest engine per device and registry model. First choice from the workplace's
@@ -62,7 +62,7 @@ def choose_engine(engine: str, card: dict[str, Any], device: str | None,
             return backend  # MXNet models run on MXNet (see MXNET_ONNX)
         fastest = FASTEST.get(_device_kind(device), {}).get(str(card.get("architecture")))
         return fastest if fastest is not None and onnx_installed() else "torch"
-    if engine in ("torch", "mxnet") and engine != backend:
+    if engine in BACKENDS and engine != backend:
         raise ModelError(f"{source}: the model was trained with {backend}, so engine="
                          f"{engine!r} cannot run it; use engine={backend!r} or 'auto'")
     if engine.startswith("onnxruntime"):
