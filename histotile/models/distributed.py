@@ -31,9 +31,9 @@ import torch.distributed as dist
 from torch import nn
 
 from histotile.errors import ConfigError
-from histotile.models.data import TileSource
 from histotile.models.epochs import CONTINUE, IMPROVED, STOP
 from histotile.models.folds import FoldJob, FoldResult, FoldSetup, train_fold
+from histotile.models.tile_source import TileSource
 
 log = logging.getLogger("histotile.models")
 _OUTCOMES = (IMPROVED, CONTINUE, STOP)

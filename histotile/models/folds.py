@@ -24,10 +24,11 @@ import numpy as np
 import pandas as pd
 
 from histotile.models.backends import Backend, load_backend
-from histotile.models.data import TileSource, TileTable, load_tiles
+from histotile.models.data import TileTable, load_tiles
 from histotile.models.metrics import classification_metrics
 from histotile.models.registry import create, get_spec
 from histotile.models.settings import TrainSettings
+from histotile.models.tile_source import TileSource
 
 log = logging.getLogger("histotile.models")
 Progress = Callable[..., None]

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from histotile.errors import ModelError
-from histotile.models.data import TileSource
 from histotile.models.epochs import IMPROVED, STOP, EpochTracker, Progress
 from histotile.models.settings import TrainSettings
 from histotile.models.specs import ModelSpec, get_spec
+from histotile.models.tile_source import TileSource
 
 log = logging.getLogger("histotile.models")
 WEIGHTS_FILE = "model.params"

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from histotile.errors import ModelError
-from histotile.models.data import TileSource
 from histotile.models.epochs import IMPROVED, STOP, EpochTracker, Progress
 from histotile.models.settings import TrainSettings
 from histotile.models.specs import ModelSpec, get_spec
+from histotile.models.tile_source import TileSource
 
 log = logging.getLogger("histotile.models")
 WEIGHTS_FILE = "model.pt"
