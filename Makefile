@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench bench-quick bench-all clean vendor chromium
+.PHONY: demo test test-fast lint bench bench-quick bench-all clean vendor chromium
 # OpenSeadragon for the web viewer, fetched from the npm registry (never committed).
 OSD := histotile/workflows/serve/static/vendor/openseadragon/openseadragon.min.js
 
@@ -42,6 +42,10 @@ chromium:
 test: $(STAMP_TEST) $(OSD) chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+## make test-fast: the quick tier, every test not marked slow (no lint, no browser setup).
+test-fast: $(STAMP_TEST)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check .

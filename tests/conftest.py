@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,21 @@ def synthetic_pyramid(tmp_path_factory) -> Path:
 
 
 from serve_fixtures import serve_world  # noqa: E402,F401 - the serve tests' session fixture
+
+
+def _mxnet_installed() -> bool:
+    """True when the optional mxnet extra is installed; found without importing it, so
+    collection stays fast and the test process keeps its threads and numpy untouched."""
+    return importlib.util.find_spec("mxnet") is not None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `mxnet` skip, with a reason, when the mxnet extra is not importable."""
+    if not any(item.get_closest_marker("mxnet") for item in items):
+        return
+    if _mxnet_installed():
+        return
+    skip = pytest.mark.skip(reason="needs the mxnet extra (pip install 'histotile[mxnet]')")
+    for item in items:
+        if item.get_closest_marker("mxnet"):
+            item.add_marker(skip)

@@ -84,8 +84,9 @@ def test_flip_only_moves_pixels(tiles):
 
 
 def test_training_batches_are_augmented_on_the_fly_by_name(tmp_path):
-    from histotile.models.data import TileSource, load_tiles
+    from histotile.models.data import load_tiles
     from histotile.models.synthetic import write_stain_slides
+    from histotile.models.tile_source import TileSource
 
     table = load_tiles(write_stain_slides(tmp_path, patients=2, grid=(3, 2), tile_size=64))
     source = TileSource(table.reader(), workers=0)

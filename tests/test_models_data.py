@@ -10,8 +10,9 @@ import pytest
 
 import histotile
 from histotile.errors import DatasetError
-from histotile.models.data import TileSource, augment_batch, load_tiles
+from histotile.models.data import load_tiles
 from histotile.models.synthetic import write_stain_imagefolder, write_stain_slides
+from histotile.models.tile_source import TileSource, augment_batch
 from histotile.tiling.tile_io import MANIFEST_COLUMNS, read_tile
 from histotile.wsi import open_slide
 
@@ -71,7 +72,7 @@ def test_tiles_are_read_like_the_tiler_contract_on_the_real_slide(tmp_path):
 
 
 def test_disk_tiles_read_back_what_was_written_in_any_order(tmp_path):
-    from histotile.models.data import DiskTiles
+    from histotile.models.tile_source import DiskTiles
 
     rng = np.random.default_rng(0)
     tiles = rng.integers(0, 256, (10, 8, 8, 3), dtype=np.uint8)

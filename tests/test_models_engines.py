@@ -11,7 +11,7 @@ import pytest
 from engine_fixtures import CLASSES, SIDE, make_model, tiles
 
 from histotile.errors import ModelError
-from histotile.models import Predictor, available_models, engines, export
+from histotile.models import Predictor, available_models, engines, export, runtimes
 
 
 @pytest.fixture(autouse=True)
@@ -56,8 +56,8 @@ def test_unknown_or_mismatched_engine_is_a_clear_error(tmp_path):
 
 def test_cuda_provider_absent_is_a_clear_error(tmp_path):
     with pytest.raises(ModelError, match="onnxruntime-gpu"):
-        engines._providers("cuda:0", ["CPUExecutionProvider"])
-    providers, device = engines._providers("cuda:1", ["CUDAExecutionProvider",
+        runtimes._providers("cuda:0", ["CPUExecutionProvider"])
+    providers, device = runtimes._providers("cuda:1", ["CUDAExecutionProvider",
                                                       "CPUExecutionProvider"])
     assert device == "cuda:1" and providers[0] == ("CUDAExecutionProvider", {"device_id": 1})
 

@@ -100,15 +100,6 @@ def test_bad_settings_name_the_setting(change, message):
         TrainSettings(**change).resolved()
 
 
-def test_importing_models_does_not_import_torch_or_mxnet():
-    code = ("import sys, histotile.models, histotile.models.train, histotile.models.predict;"
-            "print(sorted(m for m in ('torch', 'mxnet', 'torchvision', 'matplotlib') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.strip() == "[]"
-
-
 def test_missing_mxnet_extra_is_a_clear_error(monkeypatch):
     from histotile.models import mxnet_backend
 

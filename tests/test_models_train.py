@@ -220,10 +220,11 @@ def test_imagefolder_patchified_training(tmp_path):
 LEARNERS = [
     # LeNet's sigmoid layers sit on a plateau for a seed-dependent number of steps.
     ("lenet", "torch", {"epochs": 6}),
-    ("squeezenet", "torch", {"lr": 3e-4}),
-    ("resnet18", "torch", {}),
-    ("alexnet", "torch", {"lr": 1e-4, "batch_size": 32}),
-    ("shufflenet_v2", "torch", {}),
+    # The four larger networks train for minutes on two cores: the slow tier.
+    pytest.param("squeezenet", "torch", {"lr": 3e-4}, marks=pytest.mark.slow),
+    pytest.param("resnet18", "torch", {}, marks=pytest.mark.slow),
+    pytest.param("alexnet", "torch", {"lr": 1e-4, "batch_size": 32}, marks=pytest.mark.slow),
+    pytest.param("shufflenet_v2", "torch", {}, marks=pytest.mark.slow),
     pytest.param("lenet", "mxnet", {"epochs": 6}, marks=pytest.mark.mxnet),
 ]
 

@@ -30,12 +30,12 @@ def test_readme_api_example_runs(tmp_path, monkeypatch, capsys):
         assert heatmap.dimensions == (2220, 2967)
 
 
-def test_every_public_name_resolves_and_import_is_light():
+def test_every_public_name_resolves():
+    """(That `import histotile` itself is light is checked in test_light_imports.py.)"""
     import subprocess
     import sys
 
     code = ("import sys, histotile\n"
-            "assert not any(m in sys.modules for m in ('torch', 'dask', 'matplotlib'))\n"
             "for name in histotile.__all__:\n"
             "    assert getattr(histotile, name) is not None, name\n"
             "print(len(histotile.__all__))")

@@ -33,7 +33,7 @@ def server(serve_world):
     import uvicorn
 
     from histotile.workflows.serve import ServeSettings, create_app
-    from histotile.workflows.serve.app import VENDOR
+    from histotile.workflows.serve.static_files import VENDOR
 
     assert VENDOR.is_file(), f"{VENDOR} is missing: run 'make vendor' (npm pack openseadragon)"
     with socket.socket() as probe:

@@ -31,9 +31,9 @@ import torch.distributed as dist
 from torch import nn
 
 from histotile.errors import ConfigError
-from histotile.models.data import TileSource
 from histotile.models.epochs import CONTINUE, IMPROVED, STOP
 from histotile.models.folds import FoldJob, FoldResult, FoldSetup, train_fold
+from histotile.models.tile_source import TileSource
 
 log = logging.getLogger("histotile.models")
 _OUTCOMES = (IMPROVED, CONTINUE, STOP)
@@ -162,12 +162,12 @@ class DataParallel:
                      transform: Any = None) -> np.ndarray:
         """Class probabilities of ``rows`` (in order) on every rank: each predicts every
         ``world``-th row, then the shares are gathered."""
-        from histotile.models import torch_backend
+        from histotile.models.torch_backend import predict_rows
 
         model = getattr(model, "module", model)
         rows = np.asarray(rows, np.int64)
         mine = rows[self.rank::self.world]
-        proba = (torch_backend.predict_rows(model, spec, source, mine, batch_size, device,
+        proba = (predict_rows(model, spec, source, mine, batch_size, device,
                                             transform=transform) if mine.size else None)
         classes = torch.tensor([0 if proba is None else proba.shape[1]], device=self._comm)
         dist.all_reduce(classes, op=dist.ReduceOp.MAX)

@@ -127,7 +127,7 @@ def _example(card: dict[str, Any]) -> Any:
 
 def _refuse_mxnet(card: dict[str, Any], model_dir: Path, what: str) -> None:
     if card.get("backend") != "torch":
-        from histotile.models.engines import MXNET_ONNX
+        from histotile.models.runtimes import MXNET_ONNX
 
         raise ModelError(f"{model_dir}: an {card.get('backend')} model cannot be exported "
                          f"to {what}: {MXNET_ONNX}; run it with engine='mxnet', or train "
@@ -273,10 +273,10 @@ def cached_onnx(model_dir: Path, card: dict[str, Any], int8: bool = False) -> Pa
     if not int8:
         write_onnx(card, model_dir, target / name)
         return target / name
-    from histotile.models import quantise
+    from histotile.models.quantise import quantise_model
 
     float_path = cached_onnx(model_dir, card)
-    report = quantise.quantise_model(model_dir, card, float_path, target / name)
+    report = quantise_model(model_dir, card, float_path, target / name)
     write_text_atomic(target / f"{name}.json", json.dumps(report, indent=2) + "\n")
     return target / name
 
@@ -316,13 +316,13 @@ def export_model(model: str | Path, out: str | Path, fmt: str = "onnx", *, int8:
     elif not int8:
         write_onnx(card, model_dir, out)
     else:
-        from histotile.models import quantise
+        from histotile.models.quantise import quantise_model
 
         _refuse_mxnet(card, model_dir, "ONNX")
         with tempfile.TemporaryDirectory() as scratch:
             float_path = Path(scratch) / "float.onnx"
             write_onnx(card, model_dir, float_path)
-            quantisation = quantise.quantise_model(model_dir, card, float_path, out,
+            quantisation = quantise_model(model_dir, card, float_path, out,
                                                    calibration=calibration)
     exported = exported_card(card, model_dir, out, fmt, quantisation)
     _embed_in_file(out, fmt, exported)

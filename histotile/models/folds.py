@@ -18,16 +18,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from histotile.models.data import TileSource, TileTable, load_tiles
+from histotile.models.backends import Backend, load_backend
+from histotile.models.data import TileTable, load_tiles
 from histotile.models.metrics import classification_metrics
 from histotile.models.registry import create, get_spec
 from histotile.models.settings import TrainSettings
+from histotile.models.tile_source import TileSource
 
 log = logging.getLogger("histotile.models")
 Progress = Callable[..., None]
@@ -157,16 +158,6 @@ class InProcess:
 IN_PROCESS = InProcess()
 
 
-def backend_module(name: str) -> ModuleType:
-    if name == "mxnet":
-        from histotile.models import mxnet_backend
-
-        return mxnet_backend
-    from histotile.models import torch_backend
-
-    return torch_backend
-
-
 def train_fold(setup: FoldSetup, job: FoldJob, progress: Progress, *,
                parallel: Any = None) -> FoldResult:
     """Train and evaluate one job with the tile source of ``setup``.
@@ -175,7 +166,7 @@ def train_fold(setup: FoldSetup, job: FoldJob, progress: Progress, *,
     one rank of a data-parallel job (torch only), else None.
     """
     settings, table = setup.settings, setup.table
-    backend = backend_module(settings.backend)
+    backend = load_backend(settings.backend)
     spec = get_spec(settings.model, settings.backend)
     device = backend.resolve_device(settings.device)
     source = setup.tile_source()
@@ -236,7 +227,7 @@ def _test_metrics(predict: Callable[..., np.ndarray], model: Any, spec: Any, sou
     return metrics, proba
 
 
-def _weights(backend: ModuleType, model: Any) -> tuple[str, bytes]:
+def _weights(backend: Backend, model: Any) -> tuple[str, bytes]:
     """The backend's weights file, as bytes (it travels back from a worker)."""
     with tempfile.TemporaryDirectory(prefix="histotile-weights-") as folder:
         name = backend.save(model, Path(folder))

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from histotile.errors import DatasetError, HistotileError
-from histotile.models.data import IMAGE_SUFFIXES
+from histotile.tiling.patches import IMAGE_SUFFIXES
 
 COLUMNS = ["path", "x", "y", "extent", "level", "read_size", "label", "group"]
 

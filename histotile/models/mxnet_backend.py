@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from histotile.errors import ModelError
-from histotile.models.data import TileSource
 from histotile.models.epochs import IMPROVED, STOP, EpochTracker, Progress
-from histotile.models.registry import ModelSpec, get_spec
 from histotile.models.settings import TrainSettings
+from histotile.models.specs import ModelSpec, get_spec
+from histotile.models.tile_source import TileSource
 
 log = logging.getLogger("histotile.models")
 WEIGHTS_FILE = "model.params"
@@ -287,3 +287,14 @@ class MXNetRunner:
     def predict(self, tiles: np.ndarray, batch_size: int) -> np.ndarray:
         batches = (tiles[s:s + batch_size] for s in range(0, tiles.shape[0], batch_size))
         return np.concatenate(list(_predict_batches(self.model, self.transform, batches)))
+
+
+def build(name: str, num_classes: int, tile_size: int,
+          weights: str | Path | None = None) -> Any:
+    """The registry network ``name`` on MXNet (LeNet only: the registry checked it)."""
+    return build_lenet(num_classes, tile_size, weights)
+
+
+def load(card: dict[str, Any], directory: Path, device: str | None) -> MXNetRunner:
+    """The inference runner of an MXNet model folder."""
+    return MXNetRunner(card, directory, device)

@@ -104,7 +104,7 @@ def quantise_model(model_dir: Path, card: dict[str, Any], float_path: Path, out:
                    calibration: str | Path | None = None) -> dict[str, Any]:
     """Write the int8 model to ``out``; return the report (calibration, accuracy of both
     models on the report tiles, their agreement and max |probability difference|)."""
-    from histotile.models.engines import OnnxRuntimeEngine
+    from histotile.models.runtimes import OnnxRuntimeEngine
 
     reader, calibrate, report, labels, what = _tiles(model_dir, card, calibration)
     quantise_onnx(float_path, out, _read(reader, calibrate))

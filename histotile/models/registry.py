@@ -1,4 +1,5 @@
-"""The model registry: names, input normalisation, and :func:`create`.
+"""The model registry: :func:`create` builds a registry model on a backend. The specs
+live in :mod:`histotile.models.specs`, the backends in :mod:`histotile.models.backends`.
 
 Networks are built without pretrained weights (``weights=None`` for torchvision); starting
 weights come only from a local file the user names. Nothing is ever downloaded.
@@ -6,92 +7,26 @@ weights come only from a local file the user names. Nothing is ever downloaded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from histotile.errors import ModelError
+from histotile.models.backends import load_backend
+from histotile.models.specs import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MIN_TILE_SIZE,
+    SPECS,
+    ModelSpec,
+    available_models,
+    check_tile_size,
+    get_spec,
+    lenet_feature_side,
+)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-MIN_TILE_SIZE = 64
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MIN_TILE_SIZE", "SPECS", "ModelSpec",
+           "available_models", "check_tile_size", "create", "get_spec", "lenet_feature_side"]
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the registry knows about one architecture.
-
-    Attributes:
-        name: registry name.
-        backends: backends that provide it.
-        mean, std: per-channel normalisation applied after dividing by 255.
-        channels_last: run in channels-last memory format (faster convolutions on CPU
-            and on tensor-core GPUs).
-        description: one line for ``--help`` texts and the model card.
-        cam_layer: the torch module (dotted name) whose activations Grad-CAM explains:
-            the last convolutional block, after its activation.
-    """
-
-    name: str
-    backends: tuple[str, ...]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    channels_last: bool
-    description: str
-    cam_layer: str = ""
-
-    def normalisation(self) -> dict[str, Any]:
-        """The input transform, as stored in the model card: ``(x / 255 - mean) / std``
-        on RGB uint8 tiles."""
-        return {"divide_by": 255.0, "mean": list(self.mean), "std": list(self.std),
-                "channel_order": "RGB"}
-
-
-SPECS: dict[str, ModelSpec] = {
-    "lenet": ModelSpec("lenet", ("torch", "mxnet"), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), True,
-                       "LeNet-style CNN of the prostate-biopsy study: conv20-5, max-pool, "
-                       "conv50-5, max-pool, dense 500 and 84 (sigmoid), softmax; input / 255",
-                       cam_layer="features.4"),
-    "squeezenet": ModelSpec("squeezenet", ("torch",), IMAGENET_MEAN, IMAGENET_STD, True,
-                            "torchvision SqueezeNet 1.1", cam_layer="features.12"),
-    "resnet18": ModelSpec("resnet18", ("torch",), IMAGENET_MEAN, IMAGENET_STD, True,
-                          "torchvision ResNet-18", cam_layer="layer4"),
-    "alexnet": ModelSpec("alexnet", ("torch",), IMAGENET_MEAN, IMAGENET_STD, True,
-                         "torchvision AlexNet", cam_layer="features.11"),
-    "shufflenet_v2": ModelSpec("shufflenet_v2", ("torch",), IMAGENET_MEAN, IMAGENET_STD, True,
-                               "torchvision ShuffleNet V2 x1.0", cam_layer="conv5"),
-}
-
-
-def available_models(backend: str | None = None) -> list[str]:
-    """Registry names, optionally only those a backend provides."""
-    return [name for name, spec in SPECS.items() if backend is None or backend in spec.backends]
-
-
-def get_spec(name: str, backend: str = "torch") -> ModelSpec:
-    """The spec of ``name``; :class:`ModelError` for an unknown name or backend."""
-    spec = SPECS.get(str(name).lower())
-    if spec is None:
-        raise ModelError(f"model {name!r}: unknown architecture (choose one of "
-                         f"{', '.join(SPECS)})")
-    if backend not in spec.backends:
-        raise ModelError(f"model {name!r}: not available for backend {backend!r} "
-                         f"(available: {', '.join(spec.backends)})")
-    return spec
-
-
-def lenet_feature_side(tile_size: int) -> int:
-    """Side of LeNet's last feature map: two valid 5x5 convolutions, each followed by a
-    2x2 max-pool."""
-    side = (tile_size - 4) // 2
-    return (side - 4) // 2
-
-
-def check_tile_size(tile_size: int) -> int:
-    if int(tile_size) != tile_size or tile_size < MIN_TILE_SIZE:
-        raise ModelError(f"tile_size={tile_size!r}: the networks need square tiles of at "
-                         f"least {MIN_TILE_SIZE} px; tile with a larger size")
-    return int(tile_size)
 
 
 def create(name: str, num_classes: int, tile_size: int, backend: str = "torch",
@@ -114,16 +49,10 @@ def create(name: str, num_classes: int, tile_size: int, backend: str = "torch",
         ModelError: unknown name/backend, tile size below 64, unusable weights file.
     """
     spec = get_spec(name, backend)
-    tile_size = check_tile_size(tile_size)
+    tile_size = check_tile_size(tile_size, spec.min_tile_size)
     if int(num_classes) < 2:
         raise ModelError(f"num_classes={num_classes!r}: a classifier needs at least 2 classes")
     if weights is not None and not Path(weights).is_file():
         raise ModelError(f"{weights}: weights file not found (name a local file; histotile "
                          "never downloads weights)")
-    if backend == "mxnet":
-        from histotile.models import mxnet_backend
-
-        return mxnet_backend.build_lenet(int(num_classes), tile_size, weights)
-    from histotile.models import torch_nets
-
-    return torch_nets.build(spec.name, int(num_classes), tile_size, weights)
+    return load_backend(backend).build(spec.name, int(num_classes), tile_size, weights)

@@ -10,27 +10,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from histotile.errors import ConfigError
+from histotile.models.backends import BACKENDS as BACKEND_MODULES
+from histotile.models.specs import SPECS, available_models
 
-# Per-model optimiser defaults. Everything here can be overridden in TrainSettings.
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    # The LeNet study used SGD (lr 0.001, momentum 0.8, batch 32), which left LeNet's
-    # sigmoid layers at the majority-class accuracy for many epochs on real patches;
-    # Adam at the same learning rate learns in a few (what the demo shows), so it is the
-    # default. optimizer="sgd" restores the study's setting (momentum stays 0.8).
-    "lenet": {"optimizer": "adam", "lr": 0.001, "momentum": 0.8, "batch_size": 32,
-              "epochs": 20, "weight_decay": 0.0},
-    # The torchvision study: 20 epochs, learning rate 0.001, early stopping.
-    "squeezenet": {"optimizer": "sgd", "lr": 0.001, "momentum": 0.9, "batch_size": 32,
-                   "epochs": 20, "weight_decay": 1e-4},
-    "resnet18": {"optimizer": "sgd", "lr": 0.001, "momentum": 0.9, "batch_size": 32,
-                 "epochs": 20, "weight_decay": 1e-4},
-    "alexnet": {"optimizer": "sgd", "lr": 0.001, "momentum": 0.9, "batch_size": 32,
-                "epochs": 20, "weight_decay": 1e-4},
-    "shufflenet_v2": {"optimizer": "sgd", "lr": 0.001, "momentum": 0.9, "batch_size": 32,
-                      "epochs": 20, "weight_decay": 1e-4},
-}
+# Per-model optimiser defaults, read from each model's spec (the one place they are
+# written: histotile.models.specs). Everything here can be overridden in TrainSettings.
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {name: dict(spec.defaults)
+                                             for name, spec in SPECS.items()}
 OPTIMIZERS = ("sgd", "adam", "adamw")
-BACKENDS = ("torch", "mxnet")
+BACKENDS = tuple(BACKEND_MODULES)
 
 
 @dataclass
@@ -127,8 +115,6 @@ class TrainSettings:
     def resolved(self) -> TrainSettings:
         """A copy with every ``None`` default filled in from the model's defaults and the
         machine, validated. Raises :class:`ConfigError` naming the bad setting."""
-        from histotile.models.registry import available_models
-
         name = self.model.lower()
         if name not in MODEL_DEFAULTS:
             raise ConfigError(f"model={self.model!r}: unknown model (choose one of "
@@ -137,8 +123,9 @@ class TrainSettings:
         if backend not in BACKENDS:
             raise ConfigError(f"backend={self.backend!r}: unknown backend (choose one of "
                               f"{', '.join(BACKENDS)})")
-        if backend == "mxnet" and name != "lenet":
-            raise ConfigError(f"backend='mxnet' offers only model='lenet', not {name!r} "
+        if backend not in SPECS[name].backends:
+            offered = ", ".join(f"model={model!r}" for model in available_models(backend))
+            raise ConfigError(f"backend={backend!r} offers only {offered}, not {name!r} "
                               "(use backend='torch' for the torchvision networks)")
         values = dataclasses.asdict(self)
         values["model"], values["backend"] = name, backend
@@ -183,11 +170,12 @@ class TrainSettings:
             raise bad("test_fraction", "must be in [0, 1), e.g. 0.2 for a 20 % test split")
         if self.workers is not None and self.workers < 0:
             raise bad("workers", "must be >= 0")
-        if self.tile_size is not None and self.tile_size < 64:
-            raise bad("tile_size", "the networks need tiles of 64 px or more")
-        if self.tile_size is None and self.patchify and (self.patch_size or 64) < 64:
-            raise bad("patch_size", "the networks need tiles of 64 px or more: pass "
-                      "tile_size (--tile-size 64) to resize the patches")
+        minimum = SPECS[self.model].min_tile_size
+        if self.tile_size is not None and self.tile_size < minimum:
+            raise bad("tile_size", f"the networks need tiles of {minimum} px or more")
+        if self.tile_size is None and self.patchify and (self.patch_size or minimum) < minimum:
+            raise bad("patch_size", f"the networks need tiles of {minimum} px or more: pass "
+                      f"tile_size (--tile-size {minimum}) to resize the patches")
         if self.patch_stride is not None and self.patch_stride < 1:
             raise bad("patch_stride", "must be a positive number of pixels")
         if self.group_pattern is not None:

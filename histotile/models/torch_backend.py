@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from histotile.errors import ModelError
-from histotile.models.data import TileSource
 from histotile.models.epochs import IMPROVED, STOP, EpochTracker, Progress
-from histotile.models.registry import ModelSpec
 from histotile.models.settings import TrainSettings
+from histotile.models.specs import ModelSpec, get_spec
+from histotile.models.tile_source import TileSource
 
 log = logging.getLogger("histotile.models")
 WEIGHTS_FILE = "model.pt"
@@ -220,13 +220,13 @@ class TorchRunner:
     name = "torch"  # the engine name (histotile.models.engines)
 
     def __init__(self, card: dict[str, Any], directory: Path, device: str | None) -> None:
-        from histotile.models import torch_nets
-        from histotile.models.registry import get_spec
+        from histotile.models.torch_nets import build as build_net
+        from histotile.models.torch_nets import read_state_dict
 
         self.device = resolve_device(device)
         self.spec = get_spec(card["architecture"], "torch")
-        model = torch_nets.build(self.spec.name, len(card["classes"]), int(card["tile_size"]))
-        state = torch_nets.read_state_dict(directory / card.get("weights_file", WEIGHTS_FILE))
+        model = build_net(self.spec.name, len(card["classes"]), int(card["tile_size"]))
+        state = read_state_dict(directory / card.get("weights_file", WEIGHTS_FILE))
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as error:
@@ -245,3 +245,16 @@ class TorchRunner:
 def seed_everything(seed: int) -> None:
     """Seed torch's generators (weights initialisation, dropout)."""
     torch.manual_seed(seed)
+
+
+def build(name: str, num_classes: int, tile_size: int,
+          weights: str | Path | None = None) -> nn.Module:
+    """The registry network ``name`` (see :func:`histotile.models.torch_nets.build`)."""
+    from histotile.models.torch_nets import build as build_net
+
+    return build_net(name, num_classes, tile_size, weights)
+
+
+def load(card: dict[str, Any], directory: Path, device: str | None) -> TorchRunner:
+    """The inference runner of a torch model folder."""
+    return TorchRunner(card, directory, device)

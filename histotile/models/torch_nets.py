@@ -4,13 +4,14 @@ sized for the task. Imported only when a torch model is built (torch is heavy)."
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from histotile.errors import ModelError
-from histotile.models.registry import lenet_feature_side
+from histotile.models.specs import lenet_feature_side
 
 log = logging.getLogger("histotile.models")
 
@@ -46,24 +47,62 @@ class LeNet(nn.Module):
         return self.classifier(self.features(x))
 
 
+Builder = Callable[[int, int], nn.Module]  # (num_classes, tile_size) -> a fresh network
+BUILDERS: dict[str, Builder] = {}
+"""Registry name -> its torch builder; each builder registers itself with
+:func:`register_builder` (torchvision's ``register_model`` pattern), so adding a network
+is one decorated function here and one spec in :mod:`histotile.models.specs`."""
+
+
+def register_builder(name: str) -> Callable[[Builder], Builder]:
+    def register(builder: Builder) -> Builder:
+        BUILDERS[name] = builder
+        return builder
+
+    return register
+
+
+@register_builder("lenet")
+def _lenet(num_classes: int, tile_size: int) -> nn.Module:
+    return LeNet(num_classes, tile_size)
+
+
+@register_builder("squeezenet")
+def _squeezenet(num_classes: int, _tile_size: int) -> nn.Module:
+    from torchvision.models import squeezenet1_1
+
+    return squeezenet1_1(weights=None, num_classes=num_classes)
+
+
+@register_builder("resnet18")
+def _resnet18(num_classes: int, _tile_size: int) -> nn.Module:
+    from torchvision.models import resnet18
+
+    return resnet18(weights=None, num_classes=num_classes)
+
+
+@register_builder("alexnet")
+def _alexnet(num_classes: int, _tile_size: int) -> nn.Module:
+    from torchvision.models import alexnet
+
+    return alexnet(weights=None, num_classes=num_classes)
+
+
+@register_builder("shufflenet_v2")
+def _shufflenet_v2(num_classes: int, _tile_size: int) -> nn.Module:
+    from torchvision.models import shufflenet_v2_x1_0
+
+    return shufflenet_v2_x1_0(weights=None, num_classes=num_classes)
+
+
 def build(name: str, num_classes: int, tile_size: int,
           weights: str | Path | None = None) -> nn.Module:
     """A freshly initialised network (torchvision with ``weights=None``), then the
     optional local starting weights."""
-    import torchvision.models as tvm
-
-    if name == "lenet":
-        model: nn.Module = LeNet(num_classes, tile_size)
-    elif name == "squeezenet":
-        model = tvm.squeezenet1_1(weights=None, num_classes=num_classes)
-    elif name == "resnet18":
-        model = tvm.resnet18(weights=None, num_classes=num_classes)
-    elif name == "alexnet":
-        model = tvm.alexnet(weights=None, num_classes=num_classes)
-    elif name == "shufflenet_v2":
-        model = tvm.shufflenet_v2_x1_0(weights=None, num_classes=num_classes)
-    else:  # the registry checked the name
+    builder = BUILDERS.get(name)
+    if builder is None:  # the registry checked the name against the specs
         raise ModelError(f"model {name!r}: no torch builder")
+    model = builder(num_classes, tile_size)
     if weights is not None:
         load_starting_weights(model, Path(weights))
     return model

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -28,8 +27,9 @@ from histotile._atomic import check_writable
 from histotile._files import folder_lock, match_umask, remove_stale_staging
 from histotile.class_roles import training_roles
 from histotile.errors import ModelError
-from histotile.models import audit
-from histotile.models import card as cards
+from histotile.models.audit import write_audit
+from histotile.models.backends import load_backend
+from histotile.models.card import build_card, write_card
 from histotile.models.data import TileTable
 from histotile.models.folds import FINAL, IN_PROCESS, FoldJob, FoldRunner, FoldSetup, load_table
 from histotile.models.metrics import flat_row, summarise
@@ -42,7 +42,6 @@ Progress = Callable[..., None]
 
 METRICS_FILE = "metrics_folds.csv"
 HISTORY_FILE = "history.csv"
-SPLITS_FILE = audit.SPLITS_FILE
 LOG_FILE = "train.log"
 CURVES_FILE = "learning_curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -144,7 +143,7 @@ def train(data: str | Path | pd.DataFrame, out_dir: str | Path,
 
 def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings,
          progress: Progress, fold_runner: FoldRunner | None = None) -> TrainResult:
-    backend = _backend(settings.backend)
+    backend = load_backend(settings.backend)
     spec = get_spec(settings.model, settings.backend)
     if settings.weights is not None and not Path(settings.weights).is_file():
         raise ModelError(f"weights={settings.weights!r}: no such file (name a local weights "
@@ -213,7 +212,7 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     if final is not None and final.proba is not None:
         audit_parts.append(("test", splits.test, final.proba))
         scores["test (final model)"] = [(targets[splits.test], final.proba)]
-    for name, value in audit.write_audit(staging, table, splits, audit_parts,
+    for name, value in write_audit(staging, table, splits, audit_parts,
                                          settings.positive_class).items():
         log.info("%s accuracy (patch majority): %.4f", name.replace("_", " "), value)
     _roc_pr_plot(scores, table.classes, settings.positive_class, staging / ROC_FILE)
@@ -225,7 +224,7 @@ def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: Tr
                    test_metrics: dict[str, Any] | None, histories: list[dict[str, Any]],
                    final_epochs: int, weights_file: str | None,
                    execution: dict[str, Any] | None = None) -> dict[str, Any]:
-    from histotile.models import plots
+    from histotile.models.plots import confusion_matrices, learning_curves
 
     classes = table.classes
     rows = [{"part": f"fold{m['fold']}", **flat_row(m, classes),
@@ -244,7 +243,7 @@ def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: Tr
     history = pd.DataFrame(histories)
     history.to_csv(staging / HISTORY_FILE, index=False)
     if not history.empty:
-        plots.learning_curves(history, staging / CURVES_FILE)
+        learning_curves(history, staging / CURVES_FILE)
     matrices: dict[str, Any] = {}
     if fold_metrics:
         matrices["cross-validation (all folds)"] = np.sum(
@@ -252,8 +251,8 @@ def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: Tr
     if test_metrics is not None:
         matrices["test (final model)"] = test_metrics["confusion"]
     if matrices:
-        plots.confusion_matrices(matrices, classes, staging / CONFUSION_FILE)
-    card = cards.build_card(
+        confusion_matrices(matrices, classes, staging / CONFUSION_FILE)
+    card = build_card(
         architecture=spec.name, backend=settings.backend, description=spec.description,
         classes=classes, roles={"default_class": settings.default_class,
                                 "positive_class": settings.positive_class},
@@ -267,7 +266,7 @@ def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: Tr
         metrics={"folds": fold_metrics, "cross_validation": summary, "test": test_metrics},
         final_epochs=final_epochs if settings.final_model else None)
     card["execution"] = execution  # engine, world size, device, seed (see models.folds)
-    cards.write_card(card, staging)
+    write_card(card, staging)
     return card
 
 
@@ -275,7 +274,7 @@ def _roc_pr_plot(scores: dict[str, list[tuple[np.ndarray, np.ndarray]]],
                  classes: list[str], positive_class: str | None, path: Path) -> None:
     """ROC and precision-recall curves of the positive class (for two classes, the second
     by default, as the metrics), cross-validation folds pooled, and test."""
-    from histotile.models import plots
+    from histotile.models.plots import roc_pr_curves
 
     positive = positive_class or (classes[1] if len(classes) == 2 else None)
     if not scores or positive is None:
@@ -284,7 +283,7 @@ def _roc_pr_plot(scores: dict[str, list[tuple[np.ndarray, np.ndarray]]],
     curves = {title: (np.concatenate([t for t, _ in parts]) == index,
                       np.concatenate([p[:, index] for _, p in parts]))
               for title, parts in scores.items()}
-    plots.roc_pr_curves(curves, positive, path)
+    roc_pr_curves(curves, positive, path)
 
 
 def _publish(staging: Path, out_dir: Path, overwrite: bool) -> None:
@@ -301,16 +300,6 @@ def _publish(staging: Path, out_dir: Path, overwrite: bool) -> None:
             old.unlink(missing_ok=True)
     else:
         os.replace(staging, out_dir)
-
-
-def _backend(name: str) -> ModuleType:
-    if name == "mxnet":
-        from histotile.models import mxnet_backend
-
-        return mxnet_backend
-    from histotile.models import torch_backend
-
-    return torch_backend
 
 
 @contextlib.contextmanager

@@ -20,8 +20,8 @@ from histotile.postprocess.evaluation import (
     evaluate_slide,
     evaluate_slides,
     evaluate_tiles,
-    write_side_by_side,
 )
+from histotile.postprocess.evaluation_pictures import write_side_by_side
 from histotile.postprocess.heatmap import HeatmapRenderer, HeatmapResult, write_heatmap
 from histotile.postprocess.maps import ProbabilityGrid, probability_map
 from histotile.postprocess.predict import TilePredictor, predict_slide

@@ -10,6 +10,9 @@ as training tiles), so evaluation and training agree on what a tile "is".
 A tile is predicted positive when its positive-class probability is at least
 ``tile_threshold`` (as the heatmap colours it); otherwise it takes the most probable of
 the other classes.
+
+The truth of the tiles comes from :mod:`~histotile.postprocess.annotation_truth`; the
+side-by-side picture is drawn by :mod:`~histotile.postprocess.evaluation_pictures`.
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ import pandas as pd
 
 from histotile._atomic import atomic_path, check_writable
 from histotile.errors import ConfigError, DatasetError
-from histotile.postprocess.legend import side_by_side, with_legend, write_png
+from histotile.postprocess.annotation_truth import (
+    labelling_settings,
+    resolve_annotation,
+    tile_boxes,
+)
 from histotile.postprocess.predictions import SlidePredictions
-from histotile.postprocess.render import BlendStyle, Colorizer
 from histotile.wsi import open_slide
 
 
@@ -225,88 +231,6 @@ def evaluate_slides(evaluations: Sequence[SlideEvaluation]) -> EvaluationSummary
     return EvaluationSummary(table, confusion, first.classes, first.positive_class)
 
 
-def tile_boxes(predictions: SlidePredictions) -> np.ndarray:
-    """The predicted tiles as level-0 boxes, int64 (N, 4): x, y, width, height."""
-    tiles = predictions.tiles
-    extent = tiles["extent"].to_numpy(np.int64)
-    return np.stack([tiles["x"].to_numpy(np.int64), tiles["y"].to_numpy(np.int64),
-                     extent, extent], axis=1) if len(tiles) else np.zeros((0, 4), np.int64)
-
-
-def labelling_settings(predictions: SlidePredictions, *, positive_class: str,
-                       min_label_fraction: float | None = None,
-                       default_class: str | None = None,
-                       palette: dict[str, tuple[int, int, int]] | None = None):
-    """The tiling settings that label tiles from an annotation for evaluation: those the
-    predictions were made with (as in training), with the model's classes and any
-    override given. Without saved settings, a painted overlay is read with the positive
-    class painted green (the original workflow's convention).
-
-    The default class (the truth of unannotated tiles) is never taken from the class
-    order: ``default_class``, else the model card's (the predictions' model reference),
-    else the saved tiling's explicit one, else, for two classes, the one that is not
-    positive; otherwise :class:`ConfigError` asks for it."""
-
-    from histotile.tiling import TilingSettings
-
-    classes = tuple(predictions.classes)
-    saved = dict(predictions.settings.get("tiling") or {})
-    default = _default_class(predictions, saved, positive_class, default_class)
-    if saved:
-        saved["classes"] = list(classes)
-        saved["palette"] = {k: v for k, v in (saved.get("palette") or {}).items()
-                            if k in classes}
-        saved["positive_class"] = None
-        saved["default_class"] = default
-        settings = TilingSettings.from_dict(saved)
-    else:
-        settings = TilingSettings(classes=classes, palette={positive_class: (0, 255, 0)},
-                                  default_class=default)
-    changes: dict[str, Any] = {}
-    if min_label_fraction is not None:
-        changes["min_label_fraction"] = float(min_label_fraction)
-    if palette is not None:
-        changes["palette"] = dict(palette)
-    if not settings.palette and palette is None:
-        changes["palette"] = {positive_class: (0, 255, 0)}
-    settings = dataclasses.replace(settings, **changes) if changes else settings
-    if settings.default_label == positive_class and len(classes) > 1:
-        raise ConfigError(f"the default class (the label of unannotated tiles) is the "
-                          f"positive class {positive_class!r}; set default_class to the "
-                          "negative class")
-    return settings
-
-
-def _default_class(predictions: SlidePredictions, saved: dict[str, Any],
-                   positive_class: str, explicit: str | None) -> str:
-    """The truth of unannotated tiles (see :func:`labelling_settings`)."""
-    classes = tuple(predictions.classes)
-    candidates = (explicit, (predictions.model or {}).get("default_class"),
-                  saved.get("default_class"))
-    for name in candidates:
-        if name is not None:
-            if name not in classes:
-                raise ConfigError(f"default class {name!r} is not one of the model's "
-                                  f"classes {list(classes)} (pass --default-class with one "
-                                  "of them)")
-            return str(name)
-    if len(classes) == 2:
-        return next(c for c in classes if c != positive_class)
-    raise ConfigError(f"slide {predictions.slide_name!r}: the model does not record which "
-                      f"of {list(classes)} unannotated tiles belong to; pass "
-                      "--default-class (default_class=...) to evaluate")
-
-
-def _resolve_annotation(annotation: Any, settings) -> Any:
-    """A loaded annotation (a path is loaded through the tiling stage)."""
-    if isinstance(annotation, (str, Path)):
-        from histotile.tiling import load_annotation
-
-        return load_annotation(annotation, palette=settings.palette,
-                               classes=tuple(settings.classes))
-    return annotation
-
-
 def evaluate_slide(
     slide_path: str | Path,
     predictions: SlidePredictions,
@@ -342,7 +266,7 @@ def evaluate_slide(
                                   default_class=default_class, palette=palette)
     with open_slide(slide_path) as slide:
         predictions.check_slide(slide, match_name=match_name)
-        loaded = _resolve_annotation(annotation, settings)
+        loaded = resolve_annotation(annotation, settings)
         fractions = annotation_fractions(loaded, slide, tile_boxes(predictions),
                                          predictions.classes, settings)
     truth = assign_labels(fractions, predictions.classes, settings.default_label,
@@ -350,75 +274,6 @@ def evaluate_slide(
     result = evaluate_tiles(predictions, truth, positive_class=positive_class,
                             tile_threshold=tile_threshold)
     return dataclasses.replace(result, default_class=settings.default_label)
-
-
-def annotation_panel(slide, annotation: Any, settings, positive_class: str, size: int,
-                     color: tuple[int, int, int], alpha: float) -> np.ndarray:
-    """The slide's thumbnail (longest side ``size``) with the annotated
-    ``positive_class`` blended in ``color`` over every thumbnail pixel the class covers
-    at least half of."""
-    from histotile.postprocess.blend import blend_constant, constant_lut
-    from histotile.tiling.annotations import class_fractions
-
-    thumb = np.array(slide.thumbnail(size))
-    height, width = thumb.shape[:2]
-    width0, height0 = slide.dimensions
-    step_x, step_y = width0 / width, height0 / height
-    gx, gy = np.meshgrid(np.arange(width) * step_x, np.arange(height) * step_y)
-    boxes = np.stack([gx.ravel(), gy.ravel(), np.full(gx.size, step_x),
-                      np.full(gx.size, step_y)], axis=1)
-    # GeoJSON is rasterised at about the thumbnail's resolution, not the tiles'.
-    coarse = dataclasses.replace(settings, annotation_resolution=2)
-    fractions = class_fractions(annotation, slide, boxes, settings.classes, coarse)
-    covered = fractions[:, list(settings.classes).index(positive_class)]
-    return blend_constant(thumb, constant_lut(color, alpha),
-                          covered.reshape(height, width) >= 0.5)
-
-
-def write_side_by_side(
-    slide_path: str | Path,
-    predictions: SlidePredictions,
-    annotation: Any,
-    out_path: str | Path,
-    *,
-    class_name: str,
-    threshold: float = 0.5,
-    color: tuple[int, int, int] = (0, 255, 0),
-    alpha: float = 0.4,
-    size: int = 1024,
-    evaluation: SlideEvaluation | None = None,
-    palette: dict[str, tuple[int, int, int]] | None = None,
-    match_name: bool = True,
-    overwrite: bool = False,
-) -> Path:
-    """A PNG with the annotation overlay (left) next to the prediction heatmap (right),
-    both at ``size`` px on the longest side, the way the original study showed its test
-    slides; a legend (and the evaluation's counts, when given) under them."""
-    style = BlendStyle("threshold", threshold, color, alpha)
-    predictions.check_class(class_name)
-    check_writable(out_path, overwrite)
-    settings = labelling_settings(predictions, positive_class=class_name, palette=palette)
-    with open_slide(slide_path) as slide:
-        predictions.check_slide(slide, match_name=match_name)
-        loaded = _resolve_annotation(annotation, settings)
-        left = annotation_panel(slide, loaded, settings, class_name, size, style.color,
-                                style.alpha)
-        right = Colorizer(predictions.grid(class_name), style).blend_image(
-            np.array(slide.thumbnail(size)), slide.dimensions[0] / left.shape[1],
-            slide.dimensions[1] / left.shape[0])
-    caption = predictions.slide_name
-    if evaluation is not None:
-        c = evaluation.counts
-        caption += (f"  |  tiles TN {c['TN']}  FP {c['FP']}  FN {c['FN']}  TP {c['TP']}"
-                    f"  |  sensitivity {evaluation.sensitivity:.3f}"
-                    f"  specificity {evaluation.specificity:.3f}")
-    image = with_legend(side_by_side([left, right], [f"annotation: {class_name}",
-                                                     f"prediction: {class_name}"]),
-                        style, class_name, caption, mpp=None if predictions.mpp is None
-                        else predictions.mpp * predictions.dimensions[0] / right.shape[1])
-    with atomic_path(out_path, overwrite=overwrite) as tmp:
-        write_png(tmp, image)
-    return Path(out_path)
 
 
 def write_roc_pr(predictions: SlidePredictions, evaluation: SlideEvaluation,

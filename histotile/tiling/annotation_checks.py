@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from histotile.tiling.annotation_geojson import read_features
 from histotile.tiling.annotation_limits import geojson_problems
 from histotile.tiling.annotations import (
     Annotation,
     GeoJSONAnnotation,
     LabelMask,
     PaintedOverlay,
-    _features,
 )
 from histotile.tiling.settings import TilingSettings
 
@@ -35,7 +35,7 @@ def check_annotation(annotation: Annotation, dimensions: tuple[int, int],
     (``dimensions``: the slide's level-0 width and height)."""
     if not isinstance(annotation, GeoJSONAnnotation):
         return []
-    features = _features(annotation.path)
+    features = read_features(annotation.path)
     problems = geojson_problems(features, dimensions, annotation.path.name)
     if not features:
         return problems

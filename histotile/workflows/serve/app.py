@@ -3,14 +3,12 @@ API, classification and jobs. :func:`create_app` builds it from :class:`ServeSet
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from histotile.errors import HistotileError
 from histotile.workflows.serve.settings import ServeSettings
+from histotile.workflows.serve.static_files import STATIC
 
-STATIC = Path(__file__).parent / "static"
-VENDOR = STATIC / "vendor" / "openseadragon" / "openseadragon.min.js"
 _BODY_MARGIN = 1024 * 1024  # multipart headers around the file
 
 
@@ -43,7 +41,9 @@ def create_app(settings: ServeSettings):
     from fastapi.staticfiles import StaticFiles
 
     from histotile import __version__
-    from histotile.workflows.serve import routes_api, routes_pages, routes_tiles
+    from histotile.workflows.serve.routes_api import router as api_router
+    from histotile.workflows.serve.routes_pages import router as pages_router
+    from histotile.workflows.serve.routes_tiles import router as tiles_router
     from histotile.workflows.serve.security import Guard
 
     settings.validate()
@@ -64,9 +64,9 @@ def create_app(settings: ServeSettings):
         return JSONResponse({"detail": f"internal error: {type(error).__name__}: {error}"},
                             status_code=500)
 
-    app.include_router(routes_tiles.router)
-    app.include_router(routes_api.router)
-    app.include_router(routes_pages.router)
+    app.include_router(tiles_router)
+    app.include_router(api_router)
+    app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(Guard, token=settings.token,
                        max_body=settings.max_upload_bytes + _BODY_MARGIN)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from histotile.workflows.serve import results as results_module
+from histotile.workflows.serve.results import overlay_payload, predictions_path, slide_summary
 from histotile.workflows.serve.routes_tiles import slide_path
 
 router = APIRouter(prefix="", tags=["api"])
@@ -36,7 +36,7 @@ def list_slides(request: Request) -> list[dict[str, Any]]:
     """Every slide the server shows, with its results (decision, positive fraction,
     tiles, sensitivity and specificity) when the results folder has them."""
     state = _state(request)
-    return [results_module.slide_summary(state.settings.results, name)
+    return [slide_summary(state.settings.results, name)
             for name in state.catalog.names()]
 
 
@@ -51,7 +51,7 @@ async def slide_detail(request: Request, slide: str) -> dict[str, Any]:
     info.pop("path", None)  # never reveal where files live
     annotation = state.catalog.annotation(slide)
     return {**info, "name": slide,
-            "results": results_module.slide_summary(state.settings.results, slide),
+            "results": slide_summary(state.settings.results, slide),
             "annotation": None if annotation is None else _annotation_kind(annotation)}
 
 
@@ -60,11 +60,11 @@ async def slide_predictions(request: Request, slide: str) -> dict[str, Any]:
     """Tile boxes (x, y, extent in level-0 px) and per-class probabilities."""
     state = _state(request)
     slide_path(request, slide)
-    path = results_module.predictions_path(state.settings.results, slide)
+    path = predictions_path(state.settings.results, slide)
     if path is None:
         raise HTTPException(404, f"{slide}: no predictions in the results folder (run "
                                  "'histotile run' on it, or start a job from the page)")
-    return await anyio.to_thread.run_sync(results_module.overlay_payload, path)
+    return await anyio.to_thread.run_sync(overlay_payload, path)
 
 
 def _annotation_kind(path) -> str:

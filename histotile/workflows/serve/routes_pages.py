@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
-from histotile.workflows.serve.app import STATIC, VENDOR
+from histotile.workflows.serve.static_files import STATIC, VENDOR
 
 router = APIRouter(include_in_schema=False)
 

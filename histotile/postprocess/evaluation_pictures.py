@@ -1,0 +1,87 @@
+"""Pictures of an evaluation: the annotation overlay next to the prediction heatmap
+(:func:`write_side_by_side`), as the original study showed its test slides."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from histotile._atomic import atomic_path, check_writable
+from histotile.postprocess.annotation_truth import labelling_settings, resolve_annotation
+from histotile.postprocess.evaluation import SlideEvaluation
+from histotile.postprocess.legend import side_by_side, with_legend, write_png
+from histotile.postprocess.predictions import SlidePredictions
+from histotile.postprocess.render import BlendStyle, Colorizer
+from histotile.wsi import open_slide
+
+
+def annotation_panel(slide, annotation: Any, settings, positive_class: str, size: int,
+                     color: tuple[int, int, int], alpha: float) -> np.ndarray:
+    """The slide's thumbnail (longest side ``size``) with the annotated
+    ``positive_class`` blended in ``color`` over every thumbnail pixel the class covers
+    at least half of."""
+    from histotile.postprocess.blend import blend_constant, constant_lut
+    from histotile.tiling.annotations import class_fractions
+
+    thumb = np.array(slide.thumbnail(size))
+    height, width = thumb.shape[:2]
+    width0, height0 = slide.dimensions
+    step_x, step_y = width0 / width, height0 / height
+    gx, gy = np.meshgrid(np.arange(width) * step_x, np.arange(height) * step_y)
+    boxes = np.stack([gx.ravel(), gy.ravel(), np.full(gx.size, step_x),
+                      np.full(gx.size, step_y)], axis=1)
+    # GeoJSON is rasterised at about the thumbnail's resolution, not the tiles'.
+    coarse = dataclasses.replace(settings, annotation_resolution=2)
+    fractions = class_fractions(annotation, slide, boxes, settings.classes, coarse)
+    covered = fractions[:, list(settings.classes).index(positive_class)]
+    return blend_constant(thumb, constant_lut(color, alpha),
+                          covered.reshape(height, width) >= 0.5)
+
+
+def write_side_by_side(
+    slide_path: str | Path,
+    predictions: SlidePredictions,
+    annotation: Any,
+    out_path: str | Path,
+    *,
+    class_name: str,
+    threshold: float = 0.5,
+    color: tuple[int, int, int] = (0, 255, 0),
+    alpha: float = 0.4,
+    size: int = 1024,
+    evaluation: SlideEvaluation | None = None,
+    palette: dict[str, tuple[int, int, int]] | None = None,
+    match_name: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """A PNG with the annotation overlay (left) next to the prediction heatmap (right),
+    both at ``size`` px on the longest side, the way the original study showed its test
+    slides; a legend (and the evaluation's counts, when given) under them."""
+    style = BlendStyle("threshold", threshold, color, alpha)
+    predictions.check_class(class_name)
+    check_writable(out_path, overwrite)
+    settings = labelling_settings(predictions, positive_class=class_name, palette=palette)
+    with open_slide(slide_path) as slide:
+        predictions.check_slide(slide, match_name=match_name)
+        loaded = resolve_annotation(annotation, settings)
+        left = annotation_panel(slide, loaded, settings, class_name, size, style.color,
+                                style.alpha)
+        right = Colorizer(predictions.grid(class_name), style).blend_image(
+            np.array(slide.thumbnail(size)), slide.dimensions[0] / left.shape[1],
+            slide.dimensions[1] / left.shape[0])
+    caption = predictions.slide_name
+    if evaluation is not None:
+        c = evaluation.counts
+        caption += (f"  |  tiles TN {c['TN']}  FP {c['FP']}  FN {c['FN']}  TP {c['TP']}"
+                    f"  |  sensitivity {evaluation.sensitivity:.3f}"
+                    f"  specificity {evaluation.specificity:.3f}")
+    image = with_legend(side_by_side([left, right], [f"annotation: {class_name}",
+                                                     f"prediction: {class_name}"]),
+                        style, class_name, caption, mpp=None if predictions.mpp is None
+                        else predictions.mpp * predictions.dimensions[0] / right.shape[1])
+    with atomic_path(out_path, overwrite=overwrite) as tmp:
+        write_png(tmp, image)
+    return Path(out_path)
