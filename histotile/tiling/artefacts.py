@@ -202,7 +202,10 @@ def _shrink_tiles(tiles: np.ndarray, factor: float) -> np.ndarray:
     n, h, w = tiles.shape[:3]
     if factor == 1:
         return tiles
-    if factor != int(factor) or h % factor or w % factor or n == 0:
+    if n == 0:
+        return np.zeros((0, max(1, round(h / factor)), max(1, round(w / factor)),
+                         *tiles.shape[3:]), tiles.dtype)
+    if factor != int(factor) or h % factor or w % factor:
         return np.stack([_coarse(tile, factor) for tile in tiles])
     factor = int(factor)
     tall = np.ascontiguousarray(tiles).reshape(n * h, w, *tiles.shape[3:])
@@ -217,6 +220,8 @@ def _grow_tiles(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     n, h, w = masks.shape
     if (h, w) == tuple(shape):
         return masks
+    if not masks.any():  # the usual batch: np.zeros maps zero pages, it writes nothing
+        return np.zeros((n, *shape), bool)
     fy, fx = shape[0] // max(h, 1), shape[1] // max(w, 1)
     if (fy == fx and fy & (fy - 1) == 0 and fy * h == shape[0] and fx * w == shape[1]):
         return np.broadcast_to(masks[:, :, None, :, None], (n, h, fy, w, fx)).reshape(
@@ -352,14 +357,18 @@ class TileArtefacts:
 
 def _od_norms(tiles: np.ndarray) -> np.ndarray:
     """OD norm (float32 (..., h, w)) of uint8 RGB pixels, the same values as
-    ``sqrt((optical_density(x) ** 2).sum(-1))``: the squared OD read from a 256-entry
-    float32 table by ``cv2.LUT`` and the three channels added in the order numpy's sum
-    adds them (four times faster than the float OD array and its reduction over a
-    3-long axis, and no 2**24 table to hold)."""
+    ``sqrt((optical_density(x) ** 2).sum(-1))``: each channel's squared OD read from a
+    256-entry float32 table by ``cv2.LUT`` on the split planes, then added in place in
+    the order numpy's sum adds them (1.5x faster than one LUT on the interleaved pixels,
+    4x faster than the float OD array and its reduction over a 3-long axis; no 2**24
+    table to hold)."""
     od = optical_density(np.arange(256, dtype=np.uint8))
-    squared = cv2.LUT(np.ascontiguousarray(tiles).reshape(-1, tiles.shape[-2], 3), od * od)
-    squared = squared.reshape(tiles.shape)
-    return np.sqrt(squared[..., 0] + squared[..., 1] + squared[..., 2])
+    squared = od * od
+    red, green, blue = cv2.split(np.ascontiguousarray(tiles).reshape(-1, tiles.shape[-2], 3))
+    out = cv2.LUT(red, squared)
+    out += cv2.LUT(green, squared)
+    out += cv2.LUT(blue, squared)
+    return np.sqrt(out, out=out).reshape(tiles.shape[:-1])
 
 
 def _fold_fractions(tiles: np.ndarray, mpp: float | None, pen: np.ndarray,
@@ -375,7 +384,12 @@ def _fold_fractions(tiles: np.ndarray, mpp: float | None, pen: np.ndarray,
         return out
     factor = _shrink_factor(mpp)
     norm = _shrink_tiles(_od_norms(tiles), factor)
-    ink = _shrink_tiles(pen.view(np.uint8), factor) > 0 if factor > 1 else pen
+    if factor == 1:
+        ink = pen
+    else:  # shrunk only for the tiles with some ink (few)
+        ink = np.zeros((n, *norm.shape[1:]), bool)
+        inked = np.flatnonzero(pen.reshape(n, -1).any(axis=1))
+        ink[inked] = _shrink_tiles(pen[inked].view(np.uint8), factor) > 0
     step = (mpp or _FALLBACK_MPP) * factor
     k = _window(step, WINDOW_UM)
     # Per tile: a float box filter sums as it slides, so its rounding depends on where
@@ -440,7 +454,8 @@ def tile_artefacts(tiles: np.ndarray, mpp: float | None = None,
     tiles = np.asarray(tiles)
     n = len(tiles)
     ink = pen_masks(tiles, mpp) if pen is None else np.asarray(pen)
-    share = ink.reshape(n, -1).mean(axis=1) if n else np.zeros(0)
+    # A bool count divided by the size: mean()'s value, without its float64 cast.
+    share = np.count_nonzero(ink.reshape(n, -1), axis=1) / max(1, ink[0].size) if n else np.zeros(0)
     fold, blurry = np.zeros(n), np.zeros(n)
     judged = np.ones(n, bool) if tissue is None else np.asarray(tissue) >= min_tissue
     which = np.flatnonzero(judged)
