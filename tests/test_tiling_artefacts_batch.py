@@ -98,3 +98,32 @@ def test_batched_checks_on_empty_and_glass_batches():
     result = tile_artefacts(glass, MPP, np.ones(3))
     assert (result.blurry == [focus_measure(t, MPP) < BLUR_THRESHOLD for t in glass]).all()
     assert result.blurry.all() and (result.fold == 0).all() and (result.pen == 0).all()
+
+
+def angle_rule(rgb: np.ndarray) -> np.ndarray:
+    """The ink test with its angles computed (arctan2, arcsin in float64), as the module
+    docstring states it: the reference for the table's faster rule."""
+    from histotile.tiling.artefacts import INK_LIMITS, _frame, optical_density
+
+    od = optical_density(rgb).astype(np.float64)
+    h, e, n = _frame()
+    norm = np.linalg.norm(od, axis=-1)
+    phi = np.degrees(np.arctan2(od @ e, od @ h))
+    psi = np.degrees(np.arcsin(np.clip(od @ n / np.maximum(norm, 1e-9), -1, 1)))
+    ink = np.zeros(norm.shape, dtype=bool)
+    for low, (phi_min, phi_max), (psi_min, psi_max) in INK_LIMITS:
+        ink |= (norm >= low) & ((phi < phi_min) | (phi > phi_max) | (psi < psi_min)
+                                | (psi > psi_max))
+    return ink
+
+
+def test_ink_table_is_the_angle_rule_over_all_colours():
+    from histotile.tiling.artefacts import ink_lut
+
+    table = ink_lut()
+    chunk = 1 << 21
+    for start in range(0, 1 << 24, chunk):
+        code = np.arange(start, start + chunk, dtype=np.uint32)
+        rgb = np.stack([code & 255, (code >> 8) & 255, code >> 16], axis=-1).astype(np.uint8)
+        np.testing.assert_array_equal(table[start:start + chunk], angle_rule(rgb))
+    assert 0.5 < table.mean() < 0.95  # both inks and H&E colours exist

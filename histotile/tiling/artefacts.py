@@ -102,17 +102,22 @@ def optical_density(rgb: np.ndarray) -> np.ndarray:
 
 
 def _ink_rule(rgb: np.ndarray) -> np.ndarray:
-    """The ink test written out for uint8 RGB colours (..., 3) that are region averages:
-    True where the colour is ink (see the module docstring)."""
-    od = optical_density(rgb).astype(np.float64)
-    h, e, n = _frame()
-    norm = np.linalg.norm(od, axis=-1)
-    phi = np.degrees(np.arctan2(od @ e, od @ h))
-    psi = np.degrees(np.arcsin(np.clip(od @ n / np.maximum(norm, 1e-9), -1, 1)))
+    """The ink test for uint8 RGB colours (..., 3) that are region averages: True where
+    the colour is ink (see the module docstring). The angles are not computed: phi
+    outside (a, b) is ``y < x tan(a)`` or ``y > x tan(b)`` (x, the haematoxylin
+    component, is positive for any colour with OD), psi outside (c, d) is ``z < |od|
+    sin(c)`` or ``z > |od| sin(d)``, in float32: twice as fast as arctan2 and arcsin in
+    float64 with the same table over all 2**24 colours (a test compares them)."""
+    od = optical_density(rgb)
+    h, e, n = (v.astype(np.float32) for v in _frame())
+    x, y, z = od @ h, od @ e, od @ n
+    norm = np.sqrt(np.einsum("...i,...i->...", od, od))
     ink = np.zeros(norm.shape, dtype=bool)
-    for low, (phi_min, phi_max), (psi_min, psi_max) in INK_LIMITS:
-        ink |= (norm >= low) & ((phi < phi_min) | (phi > phi_max) | (psi < psi_min)
-                                | (psi > psi_max))
+    for low, phi, psi in INK_LIMITS:
+        tan = np.tan(np.radians(phi)).astype(np.float32)
+        sin = np.sin(np.radians(psi)).astype(np.float32)
+        ink |= (norm >= np.float32(low)) & ((y < x * tan[0]) | (y > x * tan[1])
+                                            | (z < norm * sin[0]) | (z > norm * sin[1]))
     return ink
 
 
@@ -124,7 +129,8 @@ def ink_lut() -> np.ndarray:
     chunk = 1 << 20
     for start in range(0, 1 << 24, chunk):
         code = np.arange(start, start + chunk, dtype=np.uint32)
-        rgb = np.stack([code & 255, (code >> 8) & 255, code >> 16], axis=-1).astype(np.uint8)
+        rgb = np.empty((chunk, 3), np.uint8)
+        rgb[:, 0], rgb[:, 1], rgb[:, 2] = code & 255, (code >> 8) & 255, code >> 16
         table[start:start + chunk] = _ink_rule(rgb)
     table.setflags(write=False)
     return table
