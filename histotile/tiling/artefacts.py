@@ -243,8 +243,25 @@ def _ink_small(tiles: np.ndarray, mpp: float | None) -> np.ndarray:
     k = _window((mpp or _FALLBACK_MPP) * factor, WINDOW_UM)
     small = _shrink_tiles(tiles, factor)
     if k > 1:
-        small = np.stack([cv2.blur(s, (k, k), borderType=cv2.BORDER_REFLECT) for s in small])
+        small = _blur_tiles(small, k)
     return _lookup(ink_lut(), small)
+
+
+def _blur_tiles(tiles: np.ndarray, k: int) -> np.ndarray:
+    """``cv2.blur`` (k x k, BORDER_REFLECT) of each uint8 tile of a batch (n, h, w, c), in
+    one call: each tile padded with its own reflection (numpy's ``symmetric`` is
+    OpenCV's REFLECT), the padded tiles stacked, blurred, and their insides cut out. A
+    uint8 box filter sums whole numbers, so a pixel's value does not depend on where its
+    tile sits in the stack (a float one would round differently)."""
+    n, h, w = tiles.shape[:3]
+    r = k // 2
+    if r >= min(h, w):  # a window wider than the tile: reflected more than once
+        return np.stack([cv2.blur(t, (k, k), borderType=cv2.BORDER_REFLECT) for t in tiles])
+    pad = ((0, 0), (r, r), (r, r)) + ((0, 0),) * (tiles.ndim - 3)
+    padded = np.pad(tiles, pad, mode="symmetric")
+    tall = padded.reshape(n * (h + 2 * r), w + 2 * r, *tiles.shape[3:])
+    smooth = cv2.blur(tall, (k, k)).reshape(padded.shape)
+    return np.ascontiguousarray(smooth[:, r:r + h, r:r + w])
 
 
 def pen_masks(tiles: np.ndarray, mpp: float | None = None) -> np.ndarray:
