@@ -127,3 +127,30 @@ def test_ink_table_is_the_angle_rule_over_all_colours():
         rgb = np.stack([code & 255, (code >> 8) & 255, code >> 16], axis=-1).astype(np.uint8)
         np.testing.assert_array_equal(table[start:start + chunk], angle_rule(rgb))
     assert 0.5 < table.mean() < 0.95  # both inks and H&E colours exist
+
+
+@pytest.mark.parametrize("side", [256, 250])
+def test_batched_steps_match_their_per_tile_opencv_calls(side):
+    """The float steps of the fold test, to the bit: OD norms, the shrink to 2 um/px and
+    the 16-um box filter on the stacked tiles, against the per-tile calls fold_mask
+    makes."""
+    from histotile.tiling.artefacts import (
+        _blur_tiles,
+        _coarse,
+        _od_norms,
+        _shrink_tiles,
+        optical_density,
+    )
+
+    tiles = batch(side)
+    od = optical_density(tiles)
+    norm = _od_norms(tiles)
+    np.testing.assert_array_equal(norm, np.sqrt((od * od).sum(axis=-1)))
+    small = _shrink_tiles(norm, 4)
+    np.testing.assert_array_equal(small, np.stack([_coarse(x, 4) for x in norm]))
+    for k in (9, 5):
+        want = np.stack([cv2.blur(x, (k, k), borderType=cv2.BORDER_REFLECT) for x in small])
+        np.testing.assert_array_equal(_blur_tiles(small, k), want)
+        rgb = _shrink_tiles(tiles, 4)
+        want = np.stack([cv2.blur(x, (k, k), borderType=cv2.BORDER_REFLECT) for x in rgb])
+        np.testing.assert_array_equal(_blur_tiles(rgb, k), want)

@@ -248,11 +248,13 @@ def _ink_small(tiles: np.ndarray, mpp: float | None) -> np.ndarray:
 
 
 def _blur_tiles(tiles: np.ndarray, k: int) -> np.ndarray:
-    """``cv2.blur`` (k x k, BORDER_REFLECT) of each uint8 tile of a batch (n, h, w, c), in
-    one call: each tile padded with its own reflection (numpy's ``symmetric`` is
-    OpenCV's REFLECT), the padded tiles stacked, blurred, and their insides cut out. A
-    uint8 box filter sums whole numbers, so a pixel's value does not depend on where its
-    tile sits in the stack (a float one would round differently)."""
+    """``cv2.blur`` (k x k, BORDER_REFLECT) of each tile of a batch (n, h, w[, c]) in one
+    call: each tile padded with its own reflection (numpy's ``symmetric`` is OpenCV's
+    REFLECT), the padded tiles stacked, blurred, and their insides cut out. A pixel's
+    value does not depend on where its tile sits in the stack: on uint8 the box filter
+    sums whole numbers; on float32 it keeps running sums in float64, exact for the OD
+    norms here (a float32 value carries 24 bits; all of them together span well under
+    float64's 53), so the sums, and the one scaling after them, are the same."""
     n, h, w = tiles.shape[:3]
     r = k // 2
     if r >= min(h, w):  # a window wider than the tile: reflected more than once
@@ -415,9 +417,7 @@ def _fold_fractions(tiles: np.ndarray, mpp: float | None, pen: np.ndarray,
         ink[inked] = _shrink_tiles(pen[inked].view(np.uint8), factor) > 0
     step = (mpp or _FALLBACK_MPP) * factor
     k = _window(step, WINDOW_UM)
-    # Per tile: a float box filter sums as it slides, so its rounding depends on where
-    # the image starts; tile by tile it matches fold_mask to the bit.
-    norm = np.stack([cv2.blur(x, (k, k), borderType=cv2.BORDER_REFLECT) for x in norm])
+    norm = _blur_tiles(norm, k)
     tissue = (norm >= GLASS_OD) & ~ink
     peak = np.where(tissue, norm, 0).reshape(n, -1).max(axis=1)
     side = _window(step, FOLD_MIN_UM)
