@@ -229,7 +229,7 @@ def _grow_tiles(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if not masks.any():  # the usual batch: np.zeros maps zero pages, it writes nothing
         return np.zeros((n, *shape), bool)
     fy, fx = shape[0] // max(h, 1), shape[1] // max(w, 1)
-    if (fy == fx and fy & (fy - 1) == 0 and fy * h == shape[0] and fx * w == shape[1]):
+    if fy == fx and (fy & (fy - 1)) == 0 and fy * h == shape[0] and fx * w == shape[1]:
         return np.broadcast_to(masks[:, :, None, :, None], (n, h, fy, w, fx)).reshape(
             n, *shape)
     return np.stack([_full(mask, shape) for mask in masks])
@@ -237,8 +237,8 @@ def _grow_tiles(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def _ink_small(tiles: np.ndarray, mpp: float | None) -> np.ndarray:
     """The ink test of each tile of a uint8 batch at :data:`ANALYSIS_MPP`: bool (n, H, W).
-    The box filter runs per tile (its window must not cross tiles; on uint8 it is an
-    exact integer sum, cheap at the reduced size); the table is read once per batch."""
+    One shrink, one box filter (:func:`_blur_tiles`: no window crosses two tiles) and one
+    table read for the whole batch."""
     factor = _shrink_factor(mpp)
     k = _window((mpp or _FALLBACK_MPP) * factor, WINDOW_UM)
     small = _shrink_tiles(tiles, factor)
