@@ -138,8 +138,12 @@ def tissue_fractions(tiles: np.ndarray, threshold: float | None = None,
         raise ValueError(f"expected a batch of RGB tiles (n, h, w, 3), got {tiles.shape}")
     if len(tiles) == 0:
         return np.zeros(0)
-    mask = tissue_pixels(tiles, threshold) & ~(pen_masks(tiles, mpp) if pen is None else pen)
-    mask = mask.reshape(len(tiles), -1)
+    mask = tissue_pixels(tiles, threshold).reshape(len(tiles), -1)
+    pen = (pen_masks(tiles, mpp) if pen is None else np.asarray(pen)).reshape(len(tiles), -1)
+    # Ink is taken out only of the tiles that have some (few): a pass over the bool ink
+    # masks is cheaper than writing the whole batch's mask again.
+    inked = np.flatnonzero(pen.any(axis=1))
+    mask[inked] &= ~pen[inked]
     return np.count_nonzero(mask, axis=1) / mask.shape[1]
 
 

@@ -91,9 +91,11 @@ def tissue_baseline(params: dict, meter: Meter) -> dict:
 
 def tiling(params: dict, meter: Meter) -> dict:
     from histotile.tiling import PaintedOverlay, extract_tiles, write_manifest
+    from histotile.tiling.artefacts import ink_lut
     from histotile.tiling.tissue import tissue_lut
 
     tissue_lut()
+    ink_lut()  # the ink test's once-per-process table, like the tissue one
     settings = tiling_settings()
     with meter:
         df = extract_tiles(params["slide"], settings, annotation=PaintedOverlay(params["overlay"]),
