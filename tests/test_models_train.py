@@ -151,6 +151,7 @@ def test_progress_events(trained):
     assert batches and all(1 <= b["step"] <= b["steps"] for b in batches)
 
 
+@pytest.mark.slow  # trains twice: ~25 s on two busy cores
 def test_same_seed_same_folds_and_metrics(stain, tmp_path):
     settings = TrainSettings(model="lenet", epochs=1, folds=2, test_fraction=0,
                              final_model=False, **FAST)

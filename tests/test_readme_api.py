@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import openslide
+import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -16,6 +17,7 @@ def api_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow  # tiles, trains and predicts the real slide: ~30 s on two cores
 def test_readme_api_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     exec(compile(api_example(), "README.md", "exec"), {})

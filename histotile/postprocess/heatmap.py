@@ -245,45 +245,16 @@ def write_heatmap(
         predictions.check_slide(slide, match_name=match_name)
         (width, height), out_downsample = output_dimensions(slide, level, downsample)
         sizes = pyramid_dimensions(width, height, tile_size)
-        renderer = HeatmapRenderer(slide, colorizer, sizes)
-        total_rows = sum(h for _, h in sizes)
-        done = [0]
-
-        def render(out_level: int, top: int, rows: int) -> np.ndarray:
-            # Counted as bands are handed to the writer (the writer's own on_band misses
-            # the last band of each level, which it never asks the generator past).
-            band = prefetch(out_level, top, rows)
-            done[0] += rows
-            if progress is not None:
-                progress(done[0], total_rows)
-            return band
-
-        calls = [(lv, top, min(tile_size, h - top)) for lv, (_, h) in enumerate(sizes)
-                 for top in range(0, h, tile_size)]
-        # Reading ahead in helper threads overlaps compression, unless this process may
-        # use only one core (a one-thread Dask worker): then bands render in turn.
-        prefetch = _Prefetcher(renderer.render, calls,
-                               workers=2 if thread_budget() >= 2 else 0)
-        mpp = None if slide.mpp is None else slide.mpp * slide.dimensions[0] / width
         description = (f"histotile heatmap of {predictions.slide_name}: {class_name} "
                        f"({style.mode}, threshold {style.threshold:g}, alpha {style.alpha:g})")
-        try:
-            write_pyramid_tiff(out_path, sizes, render, mpp=mpp, tile_size=tile_size,
-                               quality=quality, overwrite=overwrite, description=description)
-        finally:
-            prefetch.close()
-
+        mpp = _write_levels(slide, colorizer, sizes, out_path, description, tile_size,
+                            quality, overwrite, progress)
         preview_dims = None
         if preview_path is not None:
-            preview = render_preview(slide, colorizer, preview_size)
             caption = (f"{predictions.slide_name}  |  {len(predictions)} tiles, "
                        f"{coloured} coloured  |  model {predictions.model.get('name', '?')}")
-            preview_mpp = None if slide.mpp is None else \
-                slide.mpp * slide.dimensions[0] / preview.shape[1]
-            image = with_legend(preview, style, class_name, caption, mpp=preview_mpp)
-            with atomic_path(preview_path, overwrite=overwrite) as tmp:
-                write_png(tmp, image)
-            preview_dims = (image.shape[1], image.shape[0])
+            preview_dims = _write_preview(slide, colorizer, style, class_name, caption,
+                                          preview_path, preview_size, overwrite)
         if probability_path is not None:
             write_probability_tiff(probability_path, grid, slide.dimensions, slide.mpp,
                                    overwrite=overwrite)
@@ -292,6 +263,52 @@ def write_heatmap(
                          preview_dims,
                          None if probability_path is None else Path(probability_path),
                          time.perf_counter() - started)
+
+
+def _write_levels(slide: Slide, colorizer: Colorizer, sizes: list[tuple[int, int]],
+                  out_path: str | Path, description: str, tile_size: int, quality: int,
+                  overwrite: bool, progress: Progress | None) -> float | None:
+    """Render and write every pyramid level of the heatmap TIFF; returns its level-0
+    microns per pixel (None when the slide has none)."""
+    width = sizes[0][0]
+    renderer = HeatmapRenderer(slide, colorizer, sizes)
+    total_rows = sum(h for _, h in sizes)
+    done = [0]
+
+    def render(out_level: int, top: int, rows: int) -> np.ndarray:
+        # Counted as bands are handed to the writer (the writer's own on_band misses
+        # the last band of each level, which it never asks the generator past).
+        band = prefetch(out_level, top, rows)
+        done[0] += rows
+        if progress is not None:
+            progress(done[0], total_rows)
+        return band
+
+    calls = [(lv, top, min(tile_size, h - top)) for lv, (_, h) in enumerate(sizes)
+             for top in range(0, h, tile_size)]
+    # Reading ahead in helper threads overlaps compression, unless this process may
+    # use only one core (a one-thread Dask worker): then bands render in turn.
+    prefetch = _Prefetcher(renderer.render, calls, workers=2 if thread_budget() >= 2 else 0)
+    mpp = None if slide.mpp is None else slide.mpp * slide.dimensions[0] / width
+    try:
+        write_pyramid_tiff(out_path, sizes, render, mpp=mpp, tile_size=tile_size,
+                           quality=quality, overwrite=overwrite, description=description)
+    finally:
+        prefetch.close()
+    return mpp
+
+
+def _write_preview(slide: Slide, colorizer: Colorizer, style: BlendStyle, class_name: str,
+                   caption: str, preview_path: str | Path, preview_size: int,
+                   overwrite: bool) -> tuple[int, int]:
+    """The PNG preview with its legend; returns its width and height in pixels."""
+    preview = render_preview(slide, colorizer, preview_size)
+    preview_mpp = None if slide.mpp is None else \
+        slide.mpp * slide.dimensions[0] / preview.shape[1]
+    image = with_legend(preview, style, class_name, caption, mpp=preview_mpp)
+    with atomic_path(preview_path, overwrite=overwrite) as tmp:
+        write_png(tmp, image)
+    return (image.shape[1], image.shape[0])
 
 
 def render_preview(slide: Slide, colorizer: Colorizer, max_size: int) -> np.ndarray:

@@ -171,7 +171,7 @@ def predict_slide(
         :class:`SlidePredictions`: x, y, extent (level-0 px), tissue_fraction and
         ``prob_<class>`` per tile, with the slide, settings and model reference.
     """
-    from histotile.tiling import detect_tissue, iter_tile_batches, make_grid
+    from histotile.tiling import iter_tile_batches
 
     classes = _check_predictor(predictor)
     settings = tiling if tiling is not None else settings_from_card(predictor)
@@ -184,21 +184,7 @@ def predict_slide(
         raise ModelError(f"batch_size={batch_size}, queue_size={queue_size}: both must be "
                          "at least 1")
     with open_slide(slide_path) as slide:
-        tissue = detect_tissue(slide, downsample=settings.tissue_downsample,
-                               threshold=settings.tissue_threshold,
-                               min_area_um2=settings.mask_min_area_um2)
-        grid = make_grid(slide, settings, tissue)
-        # The tiler's rule, so the model sees the tiles it was trained on: every tile
-        # touching the (dilated) low-resolution mask is read, and its own per-pixel
-        # tissue fraction, with the slide's threshold, decides whether it is tissue.
-        touching = tissue.dilated(1).fraction(grid.xs, grid.ys, grid.extent) > 0
-        grid = grid.subset(np.flatnonzero(touching))
-        if part is not None:
-            index, count = int(part[0]), int(part[1])
-            if not 0 <= index < count:
-                raise ValueError(f"part={part}: need 0 <= index < count")
-            bounds = np.linspace(0, len(grid), count + 1).round().astype(np.int64)
-            grid = grid.subset(np.arange(bounds[index], bounds[index + 1]))
+        grid, tissue = _candidate_tiles(slide, settings, part)
         probabilities = np.full((len(grid), len(classes)), np.nan, np.float32)
         fraction = np.zeros(len(grid), np.float32)
         for indices, fractions, result in _classify(
@@ -221,6 +207,29 @@ def predict_slide(
             run["part"] = [int(part[0]), int(part[1])]
         return SlidePredictions(slide.name, str(slide_path), slide.dimensions, slide.mpp,
                                 classes, table, run, model_reference(predictor))
+
+def _candidate_tiles(slide, settings: TilingSettings, part: tuple[int, int] | None):
+    """The tiles to read and the tissue mask: every grid tile touching the (dilated)
+    low-resolution tissue mask, as the tiler reads them, optionally only the
+    ``part = (index, count)`` slice (raster order)."""
+    from histotile.tiling import detect_tissue, make_grid
+
+    tissue = detect_tissue(slide, downsample=settings.tissue_downsample,
+                           threshold=settings.tissue_threshold,
+                           min_area_um2=settings.mask_min_area_um2)
+    grid = make_grid(slide, settings, tissue)
+    # The tiler's rule, so the model sees the tiles it was trained on: every tile
+    # touching the (dilated) low-resolution mask is read, and its own per-pixel
+    # tissue fraction, with the slide's threshold, decides whether it is tissue.
+    touching = tissue.dilated(1).fraction(grid.xs, grid.ys, grid.extent) > 0
+    grid = grid.subset(np.flatnonzero(touching))
+    if part is not None:
+        index, count = int(part[0]), int(part[1])
+        if not 0 <= index < count:
+            raise ValueError(f"part={part}: need 0 <= index < count")
+        bounds = np.linspace(0, len(grid), count + 1).round().astype(np.int64)
+        grid = grid.subset(np.arange(bounds[index], bounds[index + 1]))
+    return grid, tissue
 
 
 _DONE = object()

@@ -159,8 +159,6 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
         DataFrame with :data:`MANIFEST_COLUMNS` and ``frac_<class>`` columns, one row per
         kept tile, in grid (raster) order. ``label`` is empty without an annotation.
     """
-    import pandas as pd
-
     from histotile.wsi import open_slide
 
     settings = settings or TilingSettings()
@@ -178,29 +176,16 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
     threshold = mask.threshold
     touching = mask.dilated(1).fraction(grid.xs, grid.ys, grid.extent) > 0
     candidates = np.flatnonzero(touching)
-    pool = None
-    if workers > 1:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
-                                   mp_context=multiprocessing.get_context("spawn"))
+    pool = (ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
+                                mp_context=multiprocessing.get_context("spawn"))
+            if workers > 1 else None)
     try:
         tissue, fractions, artefact = _measure(str(slide_path), grid, candidates,
                                                threshold, annotation, pool, block_size,
                                                progress, mpp)
         if progress is not None and len(grid) > len(candidates):
             progress(len(grid) - len(candidates))
-
-        # A tile mostly artefact (ink, fold, blur) is dropped, or kept on request; ink is
-        # not tissue, but an inked tile is never sampled as background (glass) either.
-        spoilt = artefact >= settings.max_artefact
-        is_tissue = tissue >= settings.min_tissue
-        background = np.concatenate([candidates[~is_tissue & ~spoilt],
-                                     np.flatnonzero(~touching)])
-        is_tissue = (is_tissue | spoilt) if settings.keep_artefacts else is_tissue & ~spoilt
-        background.sort()
-        rng = np.random.default_rng(settings.seed)
-        n_keep = int(round(settings.keep_background * len(background)))
-        kept_bg = (np.sort(rng.choice(background, size=n_keep, replace=False)) if n_keep
-                   else np.zeros(0, dtype=np.int64))
+        is_tissue, kept_bg = _select(settings, candidates, touching, tissue, artefact)
         # Background tiles far from tissue were not read: measure the sampled ones now.
         far = kept_bg[~touching[kept_bg]]
         far_tissue, far_fractions, far_artefact = _measure(
@@ -209,24 +194,54 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    keep = np.concatenate([candidates[is_tissue], kept_bg])
-    order = np.argsort(keep, kind="stable")
-    keep = keep[order]
-    tissue_all = np.zeros(len(grid))
-    tissue_all[candidates] = tissue
-    tissue_all[far] = far_tissue
-    artefact_all = np.zeros(len(grid))
-    artefact_all[candidates] = artefact
-    artefact_all[far] = far_artefact
-    n_classes = len(settings.classes)
-    frac_all = np.zeros((len(grid), n_classes))
+    keep = np.sort(np.concatenate([candidates[is_tissue], kept_bg]), kind="stable")
+    tissue_all = _scatter((len(grid),), (candidates, tissue), (far, far_tissue))
+    artefact_all = _scatter((len(grid),), (candidates, artefact), (far, far_artefact))
+    frac_all = np.zeros((len(grid), len(settings.classes)))
     if annotation is not None:
-        frac_all[candidates] = fractions
-        frac_all[far] = far_fractions
+        frac_all = _scatter(frac_all.shape, (candidates, fractions), (far, far_fractions))
         warn_unused_palette(annotation, frac_all[keep], settings.classes, settings)
     labels = (assign_labels(frac_all[keep], settings.classes, settings.default_label,
                             settings.min_label_fraction)
               if annotation is not None else np.full(len(keep), "", dtype=object))
+    fractions = frac_all[keep] if annotation is not None else None
+    return _manifest(name, slide_path, group, grid, keep, tissue_all[keep], labels,
+                     artefact_all[keep], fractions, settings)
+
+
+def _select(settings: TilingSettings, candidates: np.ndarray, touching: np.ndarray,
+            tissue: np.ndarray, artefact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which candidate tiles are kept as tissue, and the seeded sample of background
+    tiles kept (grid indices, sorted)."""
+    # A tile mostly artefact (ink, fold, blur) is dropped, or kept on request; ink is
+    # not tissue, but an inked tile is never sampled as background (glass) either.
+    spoilt = artefact >= settings.max_artefact
+    is_tissue = tissue >= settings.min_tissue
+    background = np.concatenate([candidates[~is_tissue & ~spoilt],
+                                 np.flatnonzero(~touching)])
+    is_tissue = (is_tissue | spoilt) if settings.keep_artefacts else is_tissue & ~spoilt
+    background.sort()
+    rng = np.random.default_rng(settings.seed)
+    n_keep = int(round(settings.keep_background * len(background)))
+    kept_bg = (np.sort(rng.choice(background, size=n_keep, replace=False)) if n_keep
+               else np.zeros(0, dtype=np.int64))
+    return is_tissue, kept_bg
+
+
+def _scatter(shape: tuple[int, ...], *parts: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Zeros of ``shape`` with each ``(indices, values)`` part written in, in turn."""
+    out = np.zeros(shape)
+    for indices, values in parts:
+        out[indices] = values
+    return out
+
+
+def _manifest(name: str, slide_path: Path, group: str | None, grid: TileGrid,
+              keep: np.ndarray, tissue: np.ndarray, labels: np.ndarray,
+              artefact: np.ndarray, fractions: np.ndarray | None, settings: TilingSettings):
+    """The manifest rows of the kept tiles (``frac_<class>`` NaN when ``fractions`` is
+    None, i.e. without an annotation)."""
+    import pandas as pd
 
     df = pd.DataFrame({
         "slide": name,
@@ -238,10 +253,11 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
         "level": grid.level,
         "read_size": grid.read_size,
         "size": grid.size,
-        "tissue_fraction": tissue_all[keep],
+        "tissue_fraction": tissue,
         "label": labels,
     }, columns=list(MANIFEST_COLUMNS))
-    df["artefact"] = artefact_all[keep]
-    for column, values in zip(class_columns(settings.classes), frac_all[keep].T):
-        df[column] = values if annotation is not None else np.nan
+    df["artefact"] = artefact
+    for column, index in zip(class_columns(settings.classes),
+                                  range(len(settings.classes))):
+        df[column] = fractions[:, index] if fractions is not None else np.nan
     return df
