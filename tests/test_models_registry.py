@@ -81,7 +81,7 @@ def test_settings_defaults_follow_the_studies_and_round_trip():
     assert (resnet.folds, resnet.test_fraction, resnet.group_column) == (4, 0.2, "group")
     again = TrainSettings.from_dict(resnet.to_dict())
     assert again == resnet
-    with pytest.raises(ConfigError, match="unknown setting.*colour"):
+    with pytest.raises(ConfigError, match="unknown training setting.*colour"):
         TrainSettings.from_dict({"model": "lenet", "colour": "pink"})
 
 

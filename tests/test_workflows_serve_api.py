@@ -257,7 +257,7 @@ def test_listening_beyond_loopback_needs_a_token_or_insecure(serve_world):
         ServeSettings(roots=[serve_world.slides], host="0.0.0.0").validate()
     ServeSettings(roots=[serve_world.slides], host="0.0.0.0", token="t").validate()
     ServeSettings(roots=[serve_world.slides], host="0.0.0.0", insecure=True).validate()
-    with pytest.raises(ConfigError, match="unknown setting"):
+    with pytest.raises(ConfigError, match="unknown serve setting"):
         ServeSettings.from_dict({"roots": [], "colour": "red"})
 
 

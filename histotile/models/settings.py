@@ -9,6 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from histotile._settings import refuse_unknown
 from histotile.errors import ConfigError
 from histotile.models.backends import BACKENDS as BACKEND_MODULES
 from histotile.models.specs import SPECS, available_models
@@ -202,9 +203,5 @@ class TrainSettings:
     def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
         """Build from a dict (e.g. a model card or YAML config); unknown keys are an error
         naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"training settings: unknown setting(s) {', '.join(unknown)} "
-                              f"(known: {', '.join(sorted(known))})")
+        refuse_unknown(cls, values, "training")
         return cls(**values)

@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from histotile._settings import refuse_unknown
 from histotile.errors import ConfigError, HistotileError
 from histotile.tiling.artefacts import (
     BLUR_THRESHOLD,
@@ -86,11 +87,7 @@ class QCSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QCSettings:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown QC setting(s) {', '.join(unknown)}; known: "
-                              f"{', '.join(sorted(names))}")
+        refuse_unknown(cls, data, "QC")
         return cls(**data)
 
 

@@ -8,6 +8,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
+from histotile._settings import refuse_unknown
 from histotile.errors import ConfigError
 
 RGB = tuple[int, int, int]
@@ -182,11 +183,7 @@ class TilingSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TilingSettings:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown tiling setting(s) {', '.join(unknown)}; "
-                              f"known: {', '.join(sorted(names))}")
+        refuse_unknown(cls, data, "tiling")
         values = dict(data)
         if "classes" in values:
             values["classes"] = tuple(values["classes"])

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from histotile._settings import refuse_unknown
 from histotile.errors import ConfigError
 
 LOOPBACK = "127.0.0.1"
@@ -101,9 +101,5 @@ class ServeSettings:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ServeSettings:
         """Settings from a plain dict; unknown keys are refused."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"serve: unknown setting(s) {', '.join(unknown)} (known: "
-                              f"{', '.join(sorted(known))})")
+        refuse_unknown(cls, values, "serve")
         return cls(**values)
