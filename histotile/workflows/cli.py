@@ -17,6 +17,7 @@ import click
 
 from histotile import __version__
 from histotile.errors import ConfigError, HistotileError
+from histotile.workflows.options import HeatmapOptions
 
 EXAMPLES = {
     "info": "histotile info slides/*.svs\n  histotile info slides/ --json",
@@ -202,8 +203,7 @@ def cli(verbose: int) -> None:
 @handle_errors
 def info(slides: tuple[str, ...], as_json: bool) -> None:
     """Show slides' metadata: size, pyramid levels, resolution, associated images."""
-    from histotile.workflows.inputs import expand_slides
-    from histotile.workflows.tasks import slide_info
+    from histotile.workflows.inputs import expand_slides, slide_info
 
     paths = expand_slides(slides)
     results, failed = [], 0
@@ -421,27 +421,32 @@ def predict(slides: tuple[str, ...], model_dir: str, out_dir: str, **options: An
     _slide_batch("predict", slides, out_dir, options, model_dir=model_dir)
 
 
+_HEATMAP = HeatmapOptions()  # the defaults shown and passed on
+
 heatmap_options = _options(
     click.option("--class", "--positive-class", "class_name", default=None,
                  help="Class to show and decide on (default: the model card's positive "
                       "class; must be one of the model's classes)."),
-    click.option("--mode", type=click.Choice(["threshold", "continuous"]), default="threshold",
+    click.option("--mode", type=click.Choice(["threshold", "continuous"]), default=_HEATMAP.mode,
                  show_default=True,
                  help="Colour tiles above --threshold, or a colour map of probability."),
-    click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True),
-    click.option("--alpha", type=click.FloatRange(0, 1), default=0.4, show_default=True),
-    click.option("--color", default="#00ff00", show_default=True,
+    click.option("--threshold", type=click.FloatRange(0, 1), default=_HEATMAP.threshold,
+                 show_default=True),
+    click.option("--alpha", type=click.FloatRange(0, 1), default=_HEATMAP.alpha,
+                 show_default=True),
+    click.option("--color", default=_HEATMAP.color, show_default=True,
                  help="Overlay colour in threshold mode."),
     click.option("--downsample", type=click.FloatRange(1), default=None,
                  help="Heatmap resolution as a downsample of level 0 (default: automatic)."),
-    click.option("--decision-threshold", type=click.FloatRange(0, 1), default=0.5,
+    click.option("--decision-threshold", type=click.FloatRange(0, 1),
+                 default=_HEATMAP.decision_threshold,
                  show_default=True,
                  help="Slide is positive when at least this fraction of tiles is positive "
                       "(>=)."),
     click.option("--probability-tiff", is_flag=True,
                  help="Also write probability.tif: the class probability as a one-channel "
                       "uint8 pyramid (0-255 = 0-1) for QuPath and slide viewers."),
-    click.option("--colormap", default="viridis", show_default=True,
+    click.option("--colormap", default=_HEATMAP.colormap, show_default=True,
                  help="Colour map of --mode continuous (any matplotlib map; viridis and "
                       "cividis are colour-blind safe)."),
     click.option("--floor", type=click.FloatRange(0, 1), default=None,
@@ -504,7 +509,8 @@ def evaluate(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
               help="Tiles per group (most positive, most negative, most uncertain).")
 @click.option("--class", "class_name", default=None,
               help="Class to explain (default: the model card's positive class).")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@click.option("--threshold", type=click.FloatRange(0, 1), default=_HEATMAP.threshold,
+              show_default=True)
 @execution_options
 @overwrite_option
 @config_option

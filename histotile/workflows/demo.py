@@ -11,7 +11,7 @@ from pathlib import Path
 import histotile
 from histotile._atomic import write_text_atomic
 from histotile.errors import OutputExistsError
-from histotile.workflows.tasks import plain
+from histotile.workflows.jsonable import plain
 
 DATA = Path(histotile.__file__).parent / "data"
 SLIDE = DATA / "CMU-1-Small-Region.svs"
@@ -98,7 +98,7 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
         result = train(balanced, out_dir / "model", train_settings, progress=progress)
     outputs["model"] = str(result.model_dir)
     if not quiet:
-        from histotile.workflows.tasks import training_summary
+        from histotile.workflows.console import training_summary
 
         out.print(training_summary(result))
 
