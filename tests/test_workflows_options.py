@@ -63,3 +63,16 @@ def test_cli_and_api_show_the_dataclass_defaults():
     signature = inspect.signature(run_batch).parameters
     for name in ("mode", "threshold", "alpha", "color", "decision_threshold"):
         assert signature[name].default == getattr(defaults, name), name
+
+
+def test_run_options_pick_the_prediction_options_once():
+    from histotile.workflows.options import RunOptions
+
+    run = RunOptions.pick({"tile_size": 64, "stride": None, "batch_size": 8,
+                           "engine": None, "no_geojson": True, "threshold": 0.5})
+    assert run == RunOptions(tiling={"tile_size": 64}, batch_size=8, engine="auto",
+                             geojson=False)
+    assert RunOptions.pick({}).tiling is None  # nothing given: tiles cut as in training
+    assert pickle.loads(pickle.dumps(run)) == run
+    with pytest.raises(ConfigError, match="engine 'tensorrt'"):
+        RunOptions.pick({"engine": "tensorrt"})

@@ -11,7 +11,7 @@ from typing import Any
 from histotile.workflows.batch import slide_batch
 from histotile.workflows.batch import tile_batch as _tile_batch
 from histotile.workflows.execution import Execution
-from histotile.workflows.options import HeatmapOptions
+from histotile.workflows.options import HeatmapOptions, RunOptions
 from histotile.workflows.report import SlideRecord, write_report
 
 _HEATMAP = HeatmapOptions()  # the defaults of run_batch's heatmap keywords
@@ -56,7 +56,7 @@ def run_batch(slides: Iterable[str | Path] | str | Path, model_dir: str | Path,
               downsample: float | None = None,
               decision_threshold: float = _HEATMAP.decision_threshold,
               batch_size: int | None = None, tiling: dict[str, Any] | None = None,
-              engine: str = "auto",
+              engine: str = RunOptions.engine,
               execution: Execution | None = None, overwrite: bool = False,
               progress: bool = False) -> list[SlideRecord]:
     """Predict, write heatmap slides, decide and (where annotated) evaluate every slide.

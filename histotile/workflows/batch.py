@@ -16,15 +16,18 @@ from histotile.errors import ConfigError
 from histotile.workflows.aggregate import combine_evaluations, combine_manifests
 from histotile.workflows.execution import Execution, run_tasks
 from histotile.workflows.inputs import expand_slides, find_annotation, slide_stem
-from histotile.workflows.options import HeatmapOptions, parse_classes
+from histotile.workflows.options import (
+    TILING_OPTIONS,
+    HeatmapOptions,
+    RunOptions,
+    parse_classes,
+)
 from histotile.workflows.process import load_predictor
 from histotile.workflows.report import SlideRecord
 from histotile.workflows.slide_predict import predict_task
 from histotile.workflows.slide_tasks import evaluate_task, heatmap_task, run_task, tile_task
 from histotile.workflows.training import train_task
 
-TILING_KEYS = ("tile_size", "stride", "magnification", "mpp", "level", "min_tissue",
-               "keep_background", "seed", "min_label_fraction", "keep_artefacts")
 # Class roles given when tiling (recorded in manifest.json for training).
 CLASS_KEYS = ("default_class", "positive_class")
 
@@ -90,7 +93,7 @@ def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[
     ``OUT/manifest.csv`` for all slides, balanced when ``options['balance']`` is set."""
     paths = resolve_slides(slides)
     parse_classes(options.get("classes"))  # a bad class list stops the batch at once
-    tiling = _pick(options, TILING_KEYS + CLASS_KEYS)
+    tiling = _pick(options, TILING_OPTIONS + CLASS_KEYS)
     annotations = options.get("annotations")
     execution = execution or Execution()
     # In-process, one slide at a time uses every core through region workers; on a
@@ -144,11 +147,10 @@ def slide_batch(kind: str, slides: Iterable[str | Path], out_dir: str | Path,
     common: dict[str, Any] = {"out_dir": str(out_dir),
                               "overwrite": bool(options.get("overwrite"))}
     if kind in ("predict", "run"):
-        common.update(model_dir=str(model_dir), tiling=_pick(options, TILING_KEYS) or None,
-                      batch_size=options.get("batch_size"),
+        run = RunOptions.pick(options)
+        common.update(model_dir=str(model_dir), tiling=run.tiling, batch_size=run.batch_size,
                       region_megapixels=(execution or Execution()).region_megapixels,
-                      geojson=not options.get("no_geojson"),
-                      engine=options.get("engine") or "auto")
+                      geojson=run.geojson, engine=run.engine)
     if kind in ("heatmap", "run"):
         common["heatmap"] = heatmap
     if kind == "heatmap":

@@ -153,3 +153,39 @@ class HeatmapOptions:
     def to_dict(self) -> dict[str, Any]:
         """The options given explicitly (what a slide's fingerprint records)."""
         return {k: getattr(self, k) for k in self.names() if k in self.given}
+
+
+# The CLI's tiling options (``--tile-size`` ...): given ones override a model's tiling.
+TILING_OPTIONS = ("tile_size", "stride", "magnification", "mpp", "level", "min_tissue",
+                  "keep_background", "seed", "min_label_fraction", "keep_artefacts")
+ENGINES = ("auto", "torch", "mxnet", "onnxruntime", "onnxruntime-int8")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How slides are predicted (``predict``, ``run``): built once by the CLI and the
+    API; the per-slide tasks get its fields as plain arguments (Dask jobs, the service).
+    Fingerprints record ``tiling`` and (int8 only) ``engine`` as before."""
+
+    tiling: dict[str, Any] | None = None  # tiling options given (None: as in training)
+    batch_size: int | None = None         # tiles per inference batch (None: the model's)
+    engine: str = "auto"                  # one of ENGINES (see histotile.models.Predictor)
+    geojson: bool = True                  # also the QuPath files
+
+    @classmethod
+    def pick(cls, options: dict[str, Any]) -> RunOptions:
+        """The prediction options among a command's options (the CLI's and the API's)."""
+        tiling = {k: options[k] for k in TILING_OPTIONS if options.get(k) is not None}
+        run = cls(tiling=tiling or None, batch_size=options.get("batch_size"),
+                  engine=options.get("engine") or cls.engine,
+                  geojson=not options.get("no_geojson"))
+        run.validate()
+        return run
+
+    def validate(self) -> None:
+        from histotile.errors import ConfigError
+
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine {self.engine!r}: use one of {', '.join(ENGINES)}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"batch size {self.batch_size}: use 1 or more")

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from histotile.workflows.options import RunOptions
+
 
 def set_threads() -> None:
     """Keep a task within its worker's share of the cores. On a Dask worker running N
@@ -38,7 +40,7 @@ _PREDICTORS: dict[str, Any] = {}
 
 
 def load_predictor(model_dir: str | Path, batch_size: int | None = None,
-                   engine: str = "auto"):
+                   engine: str = RunOptions.engine):
     """A Predictor per model folder (and engine), kept per process: a worker serving many
     slides loads the weights once."""
     from histotile.models import Predictor

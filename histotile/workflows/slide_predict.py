@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from histotile.workflows.options import HeatmapOptions
+from histotile.workflows.options import HeatmapOptions, RunOptions
 from histotile.workflows.process import load_predictor, set_threads
 from histotile.workflows.resumable import engine_setting, prediction_fields, resumable
 from histotile.workflows.roles import positive_class
@@ -29,7 +29,7 @@ def _merged_tiling(predictor, tiling: dict[str, Any] | None):
 
 def predict_and_save(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
              batch_size: int | None, outputs,
-             region_megapixels: float | None = None, engine: str = "auto"
+             region_megapixels: float | None = None, engine: str = RunOptions.engine
              ) -> tuple[Any, dict[str, str], int]:
     """Predict (in parts over the cluster when large), save; return the predictions, the
     files written and the number of parts."""
@@ -45,7 +45,7 @@ def predict_and_save(slide_path: str, model_dir: str, tiling: dict[str, Any] | N
 
 def predict_part(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
                  batch_size: int | None, part: tuple[int, int] | None,
-                 engine: str = "auto"):
+                 engine: str = RunOptions.engine):
     """Predictions of one slide, or of one part of it (a task of its own on a cluster)."""
     from histotile.postprocess import predict_slide
 
@@ -72,7 +72,7 @@ def _region_parts(slide_path: str, region_megapixels: float | None) -> int:
 
 
 def _predict_on_cluster(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
-                        batch_size: int | None, parts: int, engine: str = "auto"):
+                        batch_size: int | None, parts: int, engine: str = RunOptions.engine):
     """Spread the parts of a very large slide over the cluster: each part is a task that
     gets only paths and settings; the tables of probabilities come back and are joined.
     This task leaves its worker slot while waiting (worker_client secedes)."""
@@ -91,7 +91,7 @@ def predict_task(slide_path: str, out_dir: str, model_dir: str,
                  tiling: dict[str, Any] | None = None, batch_size: int | None = None,
                  overwrite: bool = False,
                  region_megapixels: float | None = None,
-                 geojson: bool = True, engine: str = "auto") -> dict[str, Any]:
+                 geojson: bool = True, engine: str = RunOptions.engine) -> dict[str, Any]:
     """Predict one slide: ``OUT/<slide>/predictions.csv`` (+ ``.json`` sidecar) and, with
     ``geojson``, the QuPath files. On a cluster, slides over ``region_megapixels`` are
     predicted in parts on several workers."""

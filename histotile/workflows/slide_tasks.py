@@ -10,7 +10,7 @@ from typing import Any
 
 from histotile.workflows.inputs import slide_stem
 from histotile.workflows.jsonable import plain
-from histotile.workflows.options import HeatmapOptions, tiling_settings
+from histotile.workflows.options import HeatmapOptions, RunOptions, tiling_settings
 from histotile.workflows.resumable import (
     engine_setting,
     file_identity,
@@ -167,7 +167,7 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
              annotation: str | None = None, batch_size: int | None = None,
              overwrite: bool = False,
              region_megapixels: float | None = None,
-             geojson: bool = True, engine: str = "auto") -> dict[str, Any]:
+             geojson: bool = True, engine: str = RunOptions.engine) -> dict[str, Any]:
     """Predict, heatmap, decide and (with an annotation) evaluate one slide (prediction
     in parts over the cluster for slides over ``region_megapixels``); with ``geojson``
     also the QuPath files."""
