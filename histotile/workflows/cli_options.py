@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from histotile.errors import ConfigError, HistotileError
+from histotile.workflows.execution import Execution  # light: no dask until a cluster starts
 from histotile.workflows.options import ENGINES, HeatmapOptions, RunOptions
 
 EXAMPLES = {
@@ -130,21 +131,23 @@ execution_options = option_group(
                  help="Start a local Dask cluster with this many worker processes."),
     click.option("--scheduler", default=None,
                  help="Address of a running Dask scheduler, e.g. tcp://host:8786."),
-    click.option("--retries", type=click.IntRange(0), default=2, show_default=True,
+    click.option("--retries", type=click.IntRange(0), default=Execution.retries,
+                 show_default=True,
                  help="Extra attempts for a slide whose worker crashed."),
-    click.option("--region-megapixels", type=click.FloatRange(1), default=2000,
+    click.option("--region-megapixels", type=click.FloatRange(1),
+                 default=Execution.region_megapixels,
                  show_default=True,
                  help="On a cluster, predict slides larger than this in parts of this size "
                       "on several workers."),
 )
 
 
-def execution_from(options: dict[str, Any]):
-    from histotile.workflows.execution import Execution
-
+def execution_from(options: dict[str, Any]) -> Execution:
+    """Where a command's slides run, from its execution options."""
     return Execution(scheduler=options.get("scheduler"), workers=options.get("workers"),
-                     retries=options.get("retries", 2),
-                     region_megapixels=options.get("region_megapixels") or 2000.0)
+                     retries=options.get("retries", Execution.retries),
+                     region_megapixels=(options.get("region_megapixels")
+                                        or Execution.region_megapixels))
 
 
 def handle_errors(function: Callable) -> Callable:
