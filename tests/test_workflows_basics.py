@@ -119,7 +119,7 @@ def test_heatmaps_and_decisions_default_to_the_class_the_model_detects():
     sorted class ('other' here)."""
     from histotile.errors import ModelError
     from histotile.postprocess.predict import model_reference
-    from histotile.workflows.tasks import positive_class
+    from histotile.workflows.roles import positive_class
 
     class Trained:
         classes = ("epithelium", "other")
@@ -133,7 +133,7 @@ def test_heatmaps_and_decisions_default_to_the_class_the_model_detects():
         positive_class(list(Trained.classes), reference, "tumour")
     # Without a recorded positive class the documented default, the last class, applies
     # (whatever the number of classes), and the roles say it was assumed.
-    from histotile.workflows.tasks import model_roles
+    from histotile.workflows.roles import model_roles
 
     assert positive_class(["a", "b", "c"], {}, None) == "c"
     assert "assumed the last class 'c'" in model_roles(["a", "b", "c"], {}).assumed[0]

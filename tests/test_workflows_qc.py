@@ -74,7 +74,7 @@ def test_qc_command_writes_pictures_and_report(tmp_path):
 
 
 def test_tile_report_records_the_qc_figures(tmp_path):
-    from histotile.workflows.tasks import tile_task
+    from histotile.workflows.slide_tasks import tile_task
 
     record = tile_task(str(SAMPLE), str(tmp_path / "tiles"), {"tile_size": 128})
     qc = record["extra"]["qc"]

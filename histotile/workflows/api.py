@@ -11,7 +11,10 @@ from typing import Any
 from histotile.workflows.batch import slide_batch
 from histotile.workflows.batch import tile_batch as _tile_batch
 from histotile.workflows.execution import Execution
+from histotile.workflows.options import HeatmapOptions, RunOptions
 from histotile.workflows.report import SlideRecord, write_report
+
+_HEATMAP = HeatmapOptions()  # the defaults of run_batch's heatmap keywords
 
 
 def tile_batch(slides: Iterable[str | Path] | str | Path, out_dir: str | Path, *,
@@ -48,11 +51,12 @@ def tile_batch(slides: Iterable[str | Path] | str | Path, out_dir: str | Path, *
 def run_batch(slides: Iterable[str | Path] | str | Path, model_dir: str | Path,
               out_dir: str | Path, *, annotations: str | Path | None = None,
               class_name: str | None = None, default_class: str | None = None,
-              mode: str = "threshold",
-              threshold: float = 0.5, alpha: float = 0.4, color: str = "#00ff00",
-              downsample: float | None = None, decision_threshold: float = 0.5,
+              mode: str = _HEATMAP.mode, threshold: float = _HEATMAP.threshold,
+              alpha: float = _HEATMAP.alpha, color: str = _HEATMAP.color,
+              downsample: float | None = None,
+              decision_threshold: float = _HEATMAP.decision_threshold,
               batch_size: int | None = None, tiling: dict[str, Any] | None = None,
-              engine: str = "auto",
+              engine: str = RunOptions.engine,
               execution: Execution | None = None, overwrite: bool = False,
               progress: bool = False) -> list[SlideRecord]:
     """Predict, write heatmap slides, decide and (where annotated) evaluate every slide.

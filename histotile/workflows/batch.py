@@ -13,18 +13,23 @@ from typing import Any
 
 from histotile._threads import thread_budget
 from histotile.errors import ConfigError
-from histotile.workflows import tasks
+from histotile.workflows.aggregate import combine_evaluations, combine_manifests
 from histotile.workflows.execution import Execution, run_tasks
 from histotile.workflows.inputs import expand_slides, find_annotation, slide_stem
+from histotile.workflows.options import (
+    TILING_OPTIONS,
+    HeatmapOptions,
+    RunOptions,
+    parse_classes,
+)
+from histotile.workflows.process import load_predictor
 from histotile.workflows.report import SlideRecord
+from histotile.workflows.slide_predict import predict_task
+from histotile.workflows.slide_tasks import evaluate_task, heatmap_task, run_task, tile_task
+from histotile.workflows.training import train_task
 
-TILING_KEYS = ("tile_size", "stride", "magnification", "mpp", "level", "min_tissue",
-               "keep_background", "seed", "min_label_fraction", "keep_artefacts")
 # Class roles given when tiling (recorded in manifest.json for training).
 CLASS_KEYS = ("default_class", "positive_class")
-HEATMAP_KEYS = ("class_name", "mode", "threshold", "alpha", "color", "downsample",
-                "decision_threshold", "default_class", "probability_tiff", "colormap",
-                "floor")
 
 
 def _pick(options: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
@@ -87,8 +92,8 @@ def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[
     """Tile every slide (with its annotation when found); write per-slide manifests and
     ``OUT/manifest.csv`` for all slides, balanced when ``options['balance']`` is set."""
     paths = resolve_slides(slides)
-    tasks.parse_classes(options.get("classes"))  # a bad class list stops the batch at once
-    tiling = _pick(options, TILING_KEYS + CLASS_KEYS)
+    parse_classes(options.get("classes"))  # a bad class list stops the batch at once
+    tiling = _pick(options, TILING_OPTIONS + CLASS_KEYS)
     annotations = options.get("annotations")
     execution = execution or Execution()
     # In-process, one slide at a time uses every core through region workers; on a
@@ -102,9 +107,9 @@ def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[
              "strict": bool(options.get("strict")),
              "export_images": bool(options.get("export_images")),
              "overwrite": bool(options.get("overwrite"))} for p in paths]
-    records = _run(tasks.tile_task, jobs, execution, "tiling", show_progress)
-    tasks.combine_manifests(records, out_dir, balance=options.get("balance"),
-                            seed=options.get("seed") or 0)
+    records = _run(tile_task, jobs, execution, "tiling", show_progress)
+    combine_manifests(records, out_dir, balance=options.get("balance"),
+                      seed=options.get("seed") or 0)
     if options.get("stain_normalise") and any(r.status != "failed" for r in records):
         from histotile.workflows.stain import record_stain
 
@@ -133,21 +138,21 @@ def slide_batch(kind: str, slides: Iterable[str | Path], out_dir: str | Path,
                 execution: Execution | None = None,
                 show_progress: bool = True) -> list[SlideRecord]:
     """``predict``, ``heatmap`` or ``run`` for every slide."""
-    task = {"predict": tasks.predict_task, "heatmap": tasks.heatmap_task,
-            "run": tasks.run_task}.get(kind)
+    task = {"predict": predict_task, "heatmap": heatmap_task,
+            "run": run_task}.get(kind)
     if task is None:
         raise ValueError(f"unknown batch kind {kind!r}")
+    heatmap = HeatmapOptions.pick(options)  # bad options stop the batch at once
     paths = resolve_slides(slides)
     common: dict[str, Any] = {"out_dir": str(out_dir),
                               "overwrite": bool(options.get("overwrite"))}
     if kind in ("predict", "run"):
-        common.update(model_dir=str(model_dir), tiling=_pick(options, TILING_KEYS) or None,
-                      batch_size=options.get("batch_size"),
+        run = RunOptions.pick(options)
+        common.update(model_dir=str(model_dir), tiling=run.tiling, batch_size=run.batch_size,
                       region_megapixels=(execution or Execution()).region_megapixels,
-                      geojson=not options.get("no_geojson"),
-                      engine=options.get("engine") or "auto")
+                      geojson=run.geojson, engine=run.engine)
     if kind in ("heatmap", "run"):
-        common["heatmap"] = _pick(options, HEATMAP_KEYS)
+        common["heatmap"] = heatmap
     if kind == "heatmap":
         common["predictions_dir"] = str(predictions_dir)
     jobs = []
@@ -158,7 +163,7 @@ def slide_batch(kind: str, slides: Iterable[str | Path], out_dir: str | Path,
         jobs.append(job)
     records = _run(task, jobs, execution, kind, show_progress)
     if kind == "run":
-        tasks.combine_evaluations(records, out_dir)
+        combine_evaluations(records, out_dir)
     return records
 
 
@@ -168,15 +173,16 @@ def evaluate_batch(slides: Iterable[str | Path], predictions_dir: str | Path,
                    show_progress: bool = True) -> list[SlideRecord]:
     """Evaluate every slide that has an annotation; write per-slide and overall results."""
     paths = resolve_slides(slides)
+    heatmap = HeatmapOptions.pick(options)
     jobs = []
     for path in paths:
         annotation = _annotation(path, options.get("annotations"))
         jobs.append({"slide_path": str(path), "predictions_dir": str(predictions_dir),
                      "out_dir": str(out_dir), "annotation": annotation,
-                     "heatmap": _pick(options, HEATMAP_KEYS),
+                     "heatmap": heatmap,
                      "overwrite": bool(options.get("overwrite"))})
-    records = _run(tasks.evaluate_task, jobs, execution, "evaluate", show_progress)
-    tasks.combine_evaluations(records, out_dir)
+    records = _run(evaluate_task, jobs, execution, "evaluate", show_progress)
+    combine_evaluations(records, out_dir)
     return records
 
 
@@ -186,15 +192,15 @@ def train_model(data: str | Path, out_dir: str | Path, options: dict[str, Any],
     ``fold_runner``: where the folds train, default in this process)."""
     from rich.markup import escape
 
-    from histotile.workflows.console import out
+    from histotile.workflows.console import out, training_summary
 
     started = time.perf_counter()
-    result = tasks.train_task(data, out_dir, options, show_progress=show_progress,
-                              fold_runner=fold_runner)
+    result = train_task(data, out_dir, options, show_progress=show_progress,
+                        fold_runner=fold_runner)
     if show_progress:
         for note in (result.card.get("data") or {}).get("notes") or []:
             out.print(f"note: {escape(str(note))}")  # skipped images, left-out tiles
-        out.print(tasks.training_summary(result))
+        out.print(training_summary(result))
         out.print(f"model written to {escape(str(out_dir))} in "
                   f"{time.perf_counter() - started:.0f} s")
     return result
@@ -205,7 +211,7 @@ def evaluate_image_folder(model_dir: str | Path, folder: str | Path, out_dir: st
     """``histotile evaluate-images`` (see :mod:`histotile.workflows.image_evaluation`)."""
     from histotile.workflows.image_evaluation import evaluate_images
 
-    predictor = tasks.load_predictor(model_dir, options.get("batch_size"))
+    predictor = load_predictor(model_dir, options.get("batch_size"))
     keys = ("positive_class", "patch_size", "patch_stride", "target_sensitivity")
     result = evaluate_images(predictor, folder, out_dir, **_pick(options, keys))
     if show_progress:

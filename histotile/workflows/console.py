@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -78,7 +79,7 @@ def print_summary(records: list[SlideRecord], title: str, report_paths=()) -> No
 
 
 def print_info(info: dict) -> None:
-    """A slide's metadata as a small table (see :func:`histotile.workflows.tasks.slide_info`)."""
+    """A slide's metadata as a small table (see :func:`histotile.workflows.inputs.slide_info`)."""
     if "error" in info:
         out.print(f"[red]error[/]: {escape(str(info['error']))}")
         return
@@ -158,3 +159,24 @@ def bench_progress() -> Iterator[Callable[..., None]]:
                 bar.advance(task[0])
 
         yield on_event
+
+
+def training_summary(result) -> Any:
+    """A rich table of cross-validation (mean +- std over folds) and test metrics."""
+    table = Table(title=f"cross-validation ({len(result.folds)} folds) and held-out test",
+                  title_justify="left")
+    table.add_column("metric")
+    table.add_column("folds: mean +- std", justify="right")
+    table.add_column("test", justify="right")
+    for name in ("accuracy", "loss", "sensitivity", "specificity", "precision", "f1",
+                 "roc_auc", "tiles_per_second"):
+        stats = result.summary.get(name)
+        test = (result.test or {}).get(name)
+        if not isinstance(test, (int, float)):
+            test = None
+        if not stats and test is None:
+            continue
+        mean = "-" if not stats or stats.get("mean") is None else (
+            f"{stats['mean']:.3f} +- {stats.get('std') or 0:.3f}")
+        table.add_row(name, mean, "-" if test is None else f"{test:.3f}")
+    return table

@@ -11,7 +11,7 @@ from pathlib import Path
 import histotile
 from histotile._atomic import write_text_atomic
 from histotile.errors import OutputExistsError
-from histotile.workflows.tasks import plain
+from histotile.workflows.jsonable import plain
 
 DATA = Path(histotile.__file__).parent / "data"
 SLIDE = DATA / "CMU-1-Small-Region.svs"
@@ -39,24 +39,24 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
              overwrite: bool = False, quiet: bool = False) -> dict[str, str]:
     """Tile, train (grouped cross-validation), predict, write heatmaps and evaluate on the
     bundled slide. Returns the outputs by name; prints where they are."""
-    from histotile.models import Predictor, TrainSettings, train
-    from histotile.postprocess import (
-        evaluate_slide,
-        predict_slide,
-        slide_decision,
-        write_heatmap,
-        write_side_by_side,
-    )
-    from histotile.tiling import (
-        TilingSettings,
-        balance,
-        extract_tiles,
-        load_annotation,
-        write_manifest,
-    )
-    from histotile.workflows.console import console, out, progress_bar, training_progress
+    from histotile.workflows.console import out
 
-    out_dir = Path(out_dir)
+    out_dir = _claim(Path(out_dir), overwrite)
+    say = (lambda *_: None) if quiet else out.print
+    started = time.perf_counter()
+    outputs: dict[str, str] = {}
+    settings, balanced = _tile(out_dir, say, outputs)
+    model_dir = _train(out_dir, balanced, epochs, say, quiet, outputs)
+    predictions = _predict(out_dir, model_dir, settings, say, outputs)
+    _heatmaps(out_dir, predictions, say, outputs)
+    _evaluate(out_dir, predictions, say, outputs)
+    if not quiet:
+        _show(outputs, time.perf_counter() - started)
+    return outputs
+
+
+def _claim(out_dir: Path, overwrite: bool) -> Path:
+    """The output folder, emptied of an earlier demo's outputs (only those) on request."""
     existing = [out_dir / name for name in DEMO_OUTPUTS if (out_dir / name).exists()]
     if existing and not overwrite:
         raise OutputExistsError(f"{out_dir}: holds outputs of an earlier demo (pass "
@@ -64,9 +64,19 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
     for path in existing:  # only the demo's own outputs, never anything else there
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
-    say = (lambda *_: None) if quiet else out.print
-    started = time.perf_counter()
-    outputs: dict[str, str] = {}
+    return out_dir
+
+
+def _tile(out_dir: Path, say, outputs: dict[str, str]):
+    """Step 1: tiles labelled from the painted overlay, balanced 1:1, grouped by region."""
+    from histotile.tiling import (
+        TilingSettings,
+        balance,
+        extract_tiles,
+        load_annotation,
+        write_manifest,
+    )
+    from histotile.workflows.console import progress_bar
 
     say(f"[bold]1/5 tiling[/] {SLIDE.name} (real H&E, 20x) with the painted overlay "
         f"{OVERLAY.name} (green = {POSITIVE})")
@@ -86,6 +96,14 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
     counts = manifest["label"].value_counts().to_dict()
     say(f"   {len(manifest)} tiles ({counts}); balanced 1:1 to {len(balanced)}, "
         f"{balanced['group'].nunique()} region groups")
+    return settings, balanced
+
+
+def _train(out_dir: Path, balanced, epochs: int | None, say, quiet: bool,
+           outputs: dict[str, str]) -> Path:
+    """Step 2: LeNet with grouped cross-validation; returns the model folder."""
+    from histotile.models import TrainSettings, train
+    from histotile.workflows.console import out, training_progress
 
     say("[bold]2/5 training[/] LeNet, 3-fold cross-validation grouped by region, "
         "20 % of regions held out for test, Adam lr 1e-3, up to 10 epochs")
@@ -98,12 +116,20 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
         result = train(balanced, out_dir / "model", train_settings, progress=progress)
     outputs["model"] = str(result.model_dir)
     if not quiet:
-        from histotile.workflows.tasks import training_summary
+        from histotile.workflows.console import training_summary
 
         out.print(training_summary(result))
+    return result.model_dir
+
+
+def _predict(out_dir: Path, model_dir: Path, settings, say, outputs: dict[str, str]):
+    """Step 3: every tissue tile predicted, the table saved and the slide decided."""
+    from histotile.models import Predictor
+    from histotile.postprocess import predict_slide, slide_decision
+    from histotile.workflows.console import progress_bar
 
     say("[bold]3/5 predicting[/] every tissue tile (128 px, stride 64: overlaps averaged)")
-    predictor = Predictor(result.model_dir)
+    predictor = Predictor(model_dir)
     with progress_bar("predicting", None, "tiles") as advance:
         predictions = predict_slide(SLIDE, predictor, tiling=settings,
                                     progress=lambda done, total: advance(0) or None)
@@ -114,6 +140,12 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
     say(f"   {len(predictions)} tiles; slide decision: "
         f"{'positive' if decision.positive else 'negative'} for {POSITIVE} "
         f"({decision.fraction:.1%} of tiles at probability >= 0.5; positive from 10 %)")
+    return predictions
+
+
+def _heatmaps(out_dir: Path, predictions, say, outputs: dict[str, str]) -> None:
+    """Step 4: the threshold and the continuous heatmap slides with their previews."""
+    from histotile.postprocess import write_heatmap
 
     say("[bold]4/5 heatmap slides[/] (pyramidal JPEG TIFF for OpenSlide/QuPath + PNG preview)")
     threshold = write_heatmap(SLIDE, predictions, out_dir / "heatmap.tif", class_name=POSITIVE,
@@ -124,6 +156,11 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
     outputs.update(heatmap=str(threshold.path), heatmap_preview=str(threshold.preview_path),
                    probability_heatmap=str(continuous.path),
                    probability_preview=str(continuous.preview_path))
+
+
+def _evaluate(out_dir: Path, predictions, say, outputs: dict[str, str]) -> None:
+    """Step 5: the tiles scored against the painted annotation, and the side-by-side."""
+    from histotile.postprocess import evaluate_slide, write_side_by_side
 
     say("[bold]5/5 evaluating[/] tiles against the painted annotation")
     evaluation = evaluate_slide(SLIDE, predictions, OVERLAY, positive_class=POSITIVE)
@@ -139,17 +176,19 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
         f"TN {row['TN']}; sensitivity {row['sensitivity']:.3f}, "
         f"specificity {row['specificity']:.3f}")
 
-    if not quiet:
-        from rich.markup import escape
-        from rich.table import Table
 
-        table = Table(title=f"demo outputs ({time.perf_counter() - started:.0f} s)",
-                      title_justify="left")
-        table.add_column("output")
-        table.add_column("where")
-        for name, path in outputs.items():
-            table.add_row(name, escape(str(path)))  # the --out folder may hold brackets
-        out.print(table)
-        console.print("Open heatmap.tif in QuPath or any OpenSlide viewer; "
-                      "side_by_side.png shows the annotation next to the prediction.")
-    return outputs
+def _show(outputs: dict[str, str], seconds: float) -> None:
+    """The table of outputs and where to look at them."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from histotile.workflows.console import console, out
+
+    table = Table(title=f"demo outputs ({seconds:.0f} s)", title_justify="left")
+    table.add_column("output")
+    table.add_column("where")
+    for name, path in outputs.items():
+        table.add_row(name, escape(str(path)))  # the --out folder may hold brackets
+    out.print(table)
+    console.print("Open heatmap.tif in QuPath or any OpenSlide viewer; "
+                  "side_by_side.png shows the annotation next to the prediction.")

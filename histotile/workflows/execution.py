@@ -20,6 +20,7 @@ from typing import Any
 
 from histotile._threads import available_cores
 from histotile.errors import ConfigError, HistotileError
+from histotile.workflows.inputs import slide_stem
 from histotile.workflows.report import FAILED, SlideRecord
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def guarded(task: Task, job: dict[str, Any]) -> dict:
     try:
         return task(**job)
     except HistotileError as error:
-        return SlideRecord(slide=Path(slide_path).name.split(".")[0], path=str(slide_path),
+        return SlideRecord(slide=slide_stem(Path(slide_path)), path=str(slide_path),
                            status=FAILED, error=str(error),
                            seconds=time.perf_counter() - started).to_dict()
 
@@ -106,7 +107,7 @@ def _failure(job: dict[str, Any], error: BaseException) -> dict:
         if frames:
             where = frames[-1]
             message += f" (at {Path(where.filename).name}:{where.lineno})"
-    return SlideRecord(slide=path.name.split(".")[0], path=str(path), status=FAILED,
+    return SlideRecord(slide=slide_stem(path), path=str(path), status=FAILED,
                        error=message).to_dict()
 
 

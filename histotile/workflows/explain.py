@@ -7,31 +7,41 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from histotile.workflows import tasks
 from histotile.workflows.execution import Execution
+from histotile.workflows.options import HeatmapOptions
+from histotile.workflows.process import load_predictor
 from histotile.workflows.report import SlideRecord
+from histotile.workflows.resumable import (
+    file_identity,
+    prediction_fields,
+    resumable,
+    saved_predictions,
+)
+from histotile.workflows.roles import positive_class
+from histotile.workflows.slide_predict import predict_part
 
 
 def explain_task(slide_path: str, out_dir: str, model_dir: str,
                  predictions_dir: str | None = None, annotation: str | None = None,
-                 class_name: str | None = None, top: int = 8, threshold: float = 0.5,
+                 class_name: str | None = None, top: int = 8,
+                 threshold: float = HeatmapOptions.threshold,
                  overwrite: bool = False) -> dict[str, Any]:
     """Explain one slide: ``OUT/<slide>/explanations.png`` and ``.html``. Uses the saved
     predictions in ``predictions_dir`` when given, else predicts the slide first."""
     from histotile.postprocess import evaluate_slide, load_predictions
     from histotile.postprocess.explain import write_explanations
 
-    saved = None if predictions_dir is None else tasks._saved_predictions(slide_path,
-                                                                          predictions_dir)
+    saved = None if predictions_dir is None else saved_predictions(slide_path,
+                                                                   predictions_dir)
 
     def prepare():
         return None if saved is None else load_predictions(saved)
 
     def work(outputs, predictions) -> dict[str, Any]:
-        predictor = tasks.load_predictor(model_dir)
+        predictor = load_predictor(model_dir)
         if predictions is None:
-            predictions = tasks.predict_part(slide_path, model_dir, None, None, None)
-        target = tasks.positive_class(list(predictions.classes), predictions.model,
+            predictions = predict_part(slide_path, model_dir, None, None, None)
+        target = positive_class(list(predictions.classes), predictions.model,
                                       class_name)
         truth = None
         if annotation is not None:
@@ -40,17 +50,17 @@ def explain_task(slide_path: str, out_dir: str, model_dir: str,
         paths = write_explanations(slide_path, predictions, predictor, outputs.folder,
                                    class_name=target, top=top, threshold=threshold,
                                    truth=truth, overwrite=True)
-        return {**tasks._prediction_fields(predictions),
+        return {**prediction_fields(predictions),
                 "outputs": {k: str(v) for k, v in paths.items()},
                 "extra": {"positive_class": target, "top": top,
                           "annotation": annotation}}
 
-    return tasks._resumable(
+    return resumable(
         "explain", slide_path, out_dir, overwrite,
         {"class_name": class_name, "top": top, "threshold": threshold}, work,
         model_dir=model_dir, prepare=prepare,
-        extra={"annotation": tasks._file_identity(annotation),
-               "predictions": tasks._file_identity(saved)})
+        extra={"annotation": file_identity(annotation),
+               "predictions": file_identity(saved)})
 
 
 def explain_batch(slides: Iterable[str | Path], model_dir: str | Path, out_dir: str | Path,
@@ -64,7 +74,7 @@ def explain_batch(slides: Iterable[str | Path], model_dir: str | Path, out_dir: 
              "predictions_dir": None if predictions_dir is None else str(predictions_dir),
              "annotation": _annotation(path, options.get("annotations")),
              "class_name": options.get("class_name"), "top": int(options.get("top") or 8),
-             "threshold": float(options.get("threshold", 0.5)),
+             "threshold": float(options.get("threshold", HeatmapOptions.threshold)),
              "overwrite": bool(options.get("overwrite"))}
             for path in resolve_slides(slides)]
     return _run(explain_task, jobs, execution, "explain", show_progress)

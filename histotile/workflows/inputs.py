@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from histotile.errors import ConfigError
 
@@ -87,3 +88,25 @@ def find_annotation(slide: Path, annotations: str | Path | None) -> Path | None:
         if matches:
             return matches[0]
     return None
+
+
+def slide_info(path: str | Path) -> dict[str, Any]:
+    """A slide's metadata as plain data (what ``histotile info`` prints)."""
+    from histotile.wsi import open_slide
+
+    with open_slide(path) as slide:
+        return {
+            "path": str(slide.path),
+            "name": slide.name,
+            "vendor": slide.vendor,
+            "dimensions": list(slide.dimensions),
+            "mpp": slide.mpp,
+            "objective_power": slide.objective_power,
+            "levels": [
+                {"level": i, "width": w, "height": h, "downsample": d,
+                 "mpp": slide.level_mpp(i)}
+                for i, ((w, h), d) in enumerate(zip(slide.level_dimensions,
+                                                    slide.level_downsamples))
+            ],
+            "associated_images": slide.associated_images,
+        }

@@ -19,7 +19,7 @@ def qc_task(slide_path: str, out_dir: str, qc: dict[str, Any] | None = None,
     (``class_fractions``: the fractions, blur left out when it could not be judged;
     ``decision``: the flag; ``extra``: the reasons and the settings)."""
     from histotile.tiling.qc import QCSettings, slide_qc, write_picture
-    from histotile.workflows.tasks import _resumable
+    from histotile.workflows.resumable import resumable
 
     settings = QCSettings.from_dict(qc or {})
 
@@ -32,7 +32,7 @@ def qc_task(slide_path: str, out_dir: str, qc: dict[str, Any] | None = None,
                 "extra": {"reasons": result.reasons, "view_mpp": result.view_mpp,
                           "qc": settings.to_dict()}}
 
-    return _resumable("qc", slide_path, out_dir, overwrite, settings.to_dict(), work)
+    return resumable("qc", slide_path, out_dir, overwrite, settings.to_dict(), work)
 
 
 def qc_batch(slides: Iterable[str | Path], out_dir: str | Path, qc: dict[str, Any] | None = None,

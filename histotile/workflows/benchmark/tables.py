@@ -142,12 +142,29 @@ def _cell(value: float | None, fmt: str, extrapolated: bool = False) -> str:
 
 def render_markdown(result) -> str:
     """The report of a :class:`~histotile.workflows.benchmark.suite.BenchmarkResult`."""
+    settings = result.settings
+    rows = stage_rows(result.measurements)
+    lines = _heading(result) + _stage_table(rows, settings["quick"])
+    if not settings["quick"]:
+        lines += _paths_against_original(rows)
+    lines += _notes(result.machine, settings["quick"])
+    if result.scaling and len(result.scaling) > 1:
+        lines += _scaling_table(result.scaling)
+    inputs_written = [i for i in result.inputs if i["seconds_written"] > 0.5]
+    if inputs_written:
+        lines += ["", "Synthetic inputs written in this run (cached for the next): " + "; ".join(
+            f"{i['width']:,} x {i['height']:,} in {duration(i['seconds_written'])}"
+            for i in inputs_written) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _heading(result) -> list[str]:
+    """The title and the machine the benchmark ran on."""
     machine, settings = result.machine, result.settings
     width, height = settings["size"]
-    rows = stage_rows(result.measurements)
     gpus = ", ".join(machine["gpus"]) or "none used"
     memory = machine["memory_gib"]
-    lines = [
+    return [
         f"## histotile benchmark: {width:,} x {height:,} px synthetic slide "
         f"({width * height / 1e9:.2f} GP, 0.5 um/px, 30 % tissue), 128-px tiles"
         + (" (quick)" if settings["quick"] else ""),
@@ -160,6 +177,12 @@ def render_markdown(result) -> str:
         f"before, {machine['load_average'][1]:.1f} after; {settings['workers']} tiling "
         f"processes. Whole benchmark {duration(result.seconds)}.",
         "",
+    ]
+
+
+def _stage_table(rows: list[dict], quick: bool) -> list[str]:
+    """One row per stage: histotile, its baseline and the original workflow."""
+    lines = [
         "| stage | histotile (s) | baseline (s) | ratio | original workflow | faster than "
         "original | CPU (s) | peak RSS (MiB) | tiles/s | baseline; notes |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|---|",
@@ -167,61 +190,69 @@ def render_markdown(result) -> str:
     for row in rows:
         original = row["original_seconds"]
         faster = (times(original / row["seconds"])
-                  if original and not settings["quick"] else ("n/a (quick)" if original else ""))
+                  if original and not quick else ("n/a (quick)" if original else ""))
         lines.append(
             f"| {row['stage']} | {_cell(row['seconds'], '.1f', row.get('extrapolated', False))}"
             f" | {_cell(row['baseline_seconds'], '.1f', row.get('baseline_extrapolated', False))}"
             f" | {row['ratio']:.2f}x | {row['original']} | {faster} "
             f"| {_cell(row['cpu_seconds'], '.1f')} | {row['peak_rss_mib']:,.0f} "
             f"| {_cell(row['tiles_per_s'], ',.0f')} | {row['baseline']}; {row['note']} |")
-    if not settings["quick"]:
-        by_key = {row["key"]: row for row in rows}
-        for label, keys in (("Slide to labelled training tiles (tissue detection + tiling)",
-                             ("tissue", "tiling")),
-                            ("Slide to heatmap (LeNet prediction + heatmap)",
-                             ("predict_lenet", "heatmap"))):
-            ours = sum(by_key[k]["seconds"] for k in keys)
-            theirs = sum(by_key[k]["original_seconds"] for k in keys)
-            lines += ["", f"**{label}: {duration(ours)}**, against {duration(theirs)} in the "
-                      f"original workflow: **{times(theirs / ours)} faster**."]
-    lines += [
+    return lines
+
+
+def _paths_against_original(rows: list[dict]) -> list[str]:
+    """Slide to tiles and slide to heatmap, summed, against the original workflow."""
+    lines: list[str] = []
+    by_key = {row["key"]: row for row in rows}
+    for label, keys in (("Slide to labelled training tiles (tissue detection + tiling)",
+                         ("tissue", "tiling")),
+                        ("Slide to heatmap (LeNet prediction + heatmap)",
+                         ("predict_lenet", "heatmap"))):
+        ours = sum(by_key[k]["seconds"] for k in keys)
+        theirs = sum(by_key[k]["original_seconds"] for k in keys)
+        lines += ["", f"**{label}: {duration(ours)}**, against {duration(theirs)} in the "
+                  f"original workflow: **{times(theirs / ours)} faster**."]
+    return lines
+
+
+def _notes(machine: dict, quick: bool) -> list[str]:
+    """What the columns mean, and what networks on CPU mean for the comparison."""
+    lines = [
         "",
         f"`{EXTRAPOLATED}` extrapolated: a bare network's steady rate (or ResNet18's measured "
         "sample) carried over to every tile. Ratio = histotile / baseline (1.00x: as fast "
         "as the bare reads or network). Peak RSS: the largest process of the stage. The "
         "original workflow's times are as published, per 5-10 GP slide, with its networks "
         "on a GTX 1080 GPU"
-        + ("; the quick slide is smaller, so no speed-up is claimed." if settings["quick"]
-           else "."),
+        + ("; the quick slide is smaller, so no speed-up is claimed." if quick else "."),
     ]
     if "cpu" in machine["network_devices"]:
         lines += ["", "The networks ran on CPU: training and prediction are compute-bound there "
                   "(their baseline is the bare network's own rate), so against the original's "
                   "GPU they are not faster; `--device cuda` measures them on a GPU the same "
                   "way."]
-    if result.scaling and len(result.scaling) > 1:
-        lines += ["", "### Tiling stage at three slide sizes", "",
-                  "| slide | GP | tissue tiles | seconds | tissue tiles/s | ms per tissue tile "
-                  "| peak RSS (MiB) |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-        for row in result.scaling:
-            lines.append(
-                f"| {row['width']:,} x {row['height']:,} | "
-                f"{row['width'] * row['height'] / 1e9:.2f} | {row['tissue_tiles']:,} | "
-                f"{row['seconds']:.1f} | {row['tissue_tiles'] / row['seconds']:,.0f} | "
-                f"{1e3 * row['seconds'] / row['tissue_tiles']:.3f} | {_peak(row):,.0f} |")
-        fit = scaling_fit(result.scaling)
-        if fit is not None:
-            fixed, per_tile, r2 = fit
-            lines += ["", f"Time is linear in tissue area: {fixed:.1f} s fixed (starting the "
-                      f"tiling processes, the mask) + {1e3 * per_tile:.3f} ms per tissue tile "
-                      f"(least squares over the three sizes, R^2 {r2:.4f}). "
-                      "Peak memory does not grow with the slide: tiles are cut from "
-                      "bounded blocks, never a whole level."]
-    inputs_written = [i for i in result.inputs if i["seconds_written"] > 0.5]
-    if inputs_written:
-        lines += ["", "Synthetic inputs written in this run (cached for the next): " + "; ".join(
-            f"{i['width']:,} x {i['height']:,} in {duration(i['seconds_written'])}"
-            for i in inputs_written) + "."]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _scaling_table(scaling: list[dict]) -> list[str]:
+    """The tiling stage at three slide sizes, and the linear fit through them."""
+    lines = ["", "### Tiling stage at three slide sizes", "",
+             "| slide | GP | tissue tiles | seconds | tissue tiles/s | ms per tissue tile "
+             "| peak RSS (MiB) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in scaling:
+        lines.append(
+            f"| {row['width']:,} x {row['height']:,} | "
+            f"{row['width'] * row['height'] / 1e9:.2f} | {row['tissue_tiles']:,} | "
+            f"{row['seconds']:.1f} | {row['tissue_tiles'] / row['seconds']:,.0f} | "
+            f"{1e3 * row['seconds'] / row['tissue_tiles']:.3f} | {_peak(row):,.0f} |")
+    fit = scaling_fit(scaling)
+    if fit is not None:
+        fixed, per_tile, r2 = fit
+        lines += ["", f"Time is linear in tissue area: {fixed:.1f} s fixed (starting the "
+                  f"tiling processes, the mask) + {1e3 * per_tile:.3f} ms per tissue tile "
+                  f"(least squares over the three sizes, R^2 {r2:.4f}). "
+                  "Peak memory does not grow with the slide: tiles are cut from "
+                  "bounded blocks, never a whole level."]
+    return lines
 

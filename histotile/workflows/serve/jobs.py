@@ -69,7 +69,7 @@ class Jobs:
             return list(self._jobs.values())
 
     def _run(self, job: Job, path: Path, annotation: Path | None) -> None:
-        from histotile.workflows.tasks import run_task
+        from histotile.workflows.slide_tasks import run_task
 
         job.state, job.stage, job.started = "running", "predicting, heatmap, decision", time.time()
         try:

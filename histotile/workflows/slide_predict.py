@@ -1,0 +1,123 @@
+"""Predicting one slide (in parts over the cluster when it is large) with the model's
+own tiling, and the per-slide ``predict`` task with its QuPath files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from histotile.workflows.options import HeatmapOptions, RunOptions
+from histotile.workflows.process import load_predictor, set_threads
+from histotile.workflows.resumable import engine_setting, prediction_fields, resumable
+from histotile.workflows.roles import positive_class
+from histotile.wsi import open_slide
+
+
+def _merged_tiling(predictor, tiling: dict[str, Any] | None):
+    """The model's own tiling (tiles cut the way it was trained) with any explicitly
+    given options on top; None when nothing was given (predict_slide's default)."""
+    if not tiling:
+        return None
+    from histotile.postprocess.predict import settings_from_card
+    from histotile.tiling import TilingSettings
+
+    base = settings_from_card(predictor).to_dict()
+    if any(k in tiling for k in ("magnification", "mpp", "level")):
+        base.update(magnification=None, mpp=None, level=None)
+    base.update(tiling)
+    return TilingSettings.from_dict(base)
+
+
+def predict_and_save(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
+             batch_size: int | None, outputs,
+             region_megapixels: float | None = None, engine: str = RunOptions.engine
+             ) -> tuple[Any, dict[str, str], int]:
+    """Predict (in parts over the cluster when large), save; return the predictions, the
+    files written and the number of parts."""
+    parts = _region_parts(slide_path, region_megapixels)
+    if parts > 1:
+        predictions = _predict_on_cluster(slide_path, model_dir, tiling, batch_size, parts,
+                                          engine)
+    else:
+        predictions = predict_part(slide_path, model_dir, tiling, batch_size, None, engine)
+    path = predictions.save(outputs.path("predictions.csv"), overwrite=True)
+    return predictions, {"predictions": str(path)}, parts
+
+
+def predict_part(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
+                 batch_size: int | None, part: tuple[int, int] | None,
+                 engine: str = RunOptions.engine):
+    """Predictions of one slide, or of one part of it (a task of its own on a cluster)."""
+    from histotile.postprocess import predict_slide
+
+    set_threads()
+    predictor = load_predictor(model_dir, batch_size, engine)
+    return predict_slide(slide_path, predictor, tiling=_merged_tiling(predictor, tiling),
+                         batch_size=batch_size, part=part)
+
+
+def _region_parts(slide_path: str, region_megapixels: float | None) -> int:
+    """How many parts to split a slide's prediction into: one unless this runs on a Dask
+    worker and the slide is larger than ``region_megapixels`` (level 0)."""
+    if not region_megapixels:
+        return 1
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return 1  # not on a cluster: one process predicts the whole slide
+    with open_slide(slide_path) as slide:
+        width, height = slide.dimensions
+    return max(1, int(-(-(width * height) // int(region_megapixels * 1e6))))
+
+
+def _predict_on_cluster(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
+                        batch_size: int | None, parts: int, engine: str = RunOptions.engine):
+    """Spread the parts of a very large slide over the cluster: each part is a task that
+    gets only paths and settings; the tables of probabilities come back and are joined.
+    This task leaves its worker slot while waiting (worker_client secedes)."""
+    from distributed import worker_client
+
+    from histotile.postprocess import concat_predictions
+
+    with worker_client() as client:
+        futures = [client.submit(predict_part, slide_path, model_dir, tiling, batch_size,
+                                 (index, parts), engine, pure=False, retries=2)
+                   for index in range(parts)]
+        return concat_predictions(client.gather(futures))
+
+
+def predict_task(slide_path: str, out_dir: str, model_dir: str,
+                 tiling: dict[str, Any] | None = None, batch_size: int | None = None,
+                 overwrite: bool = False,
+                 region_megapixels: float | None = None,
+                 geojson: bool = True, engine: str = RunOptions.engine) -> dict[str, Any]:
+    """Predict one slide: ``OUT/<slide>/predictions.csv`` (+ ``.json`` sidecar) and, with
+    ``geojson``, the QuPath files. On a cluster, slides over ``region_megapixels`` are
+    predicted in parts on several workers."""
+    def work(outputs, _prepared) -> dict[str, Any]:
+        predictions, written, parts = predict_and_save(slide_path, model_dir, tiling,
+                                                       batch_size, outputs,
+                                                       region_megapixels, engine)
+        if geojson:
+            written.update(qupath_files(predictions, outputs, HeatmapOptions()))
+        return {**prediction_fields(predictions, parts), "outputs": written}
+
+    return resumable("predict", slide_path, out_dir, overwrite,
+                     {"tiling": tiling, **engine_setting(engine)}, work,
+                     model_dir=model_dir, extra=None if geojson else {"geojson": False})
+
+
+def qupath_files(predictions, outputs, heatmap: HeatmapOptions) -> dict[str, str]:
+    """``predictions.geojson`` and ``regions.geojson`` (of the positive class; none when
+    the model has several classes and none was chosen) for QuPath."""
+    from histotile.errors import ModelError
+    from histotile.postprocess.qupath import write_qupath
+
+    try:
+        target = positive_class(list(predictions.classes), predictions.model,
+                                heatmap.class_name)
+    except ModelError:
+        target = None
+    return write_qupath(predictions, outputs.folder, class_name=target,
+                        threshold=heatmap.threshold, overwrite=True)

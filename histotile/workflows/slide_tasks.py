@@ -1,0 +1,277 @@
+"""Per-slide tasks: module-level functions of paths and plain settings dicts, so that a
+Dask worker can run them from nothing but their arguments. Each returns a
+:class:`~histotile.workflows.report.SlideRecord` as a dict. (``predict_task`` lives in
+:mod:`histotile.workflows.slide_predict`.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from histotile.workflows.inputs import slide_stem
+from histotile.workflows.jsonable import plain
+from histotile.workflows.options import HeatmapOptions, RunOptions, tiling_settings
+from histotile.workflows.resumable import (
+    engine_setting,
+    file_identity,
+    prediction_fields,
+    resumable,
+    saved_predictions,
+)
+from histotile.workflows.roles import assumed_note, model_roles, positive_class
+from histotile.workflows.slide_predict import predict_and_save, qupath_files
+from histotile.wsi import open_slide
+
+
+def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = None,
+              classes: str | None = None, annotation: str | None = None,
+              export_images: bool = False, overwrite: bool = False,
+              workers: int = 1, missing_annotation: str | None = None,
+              strict: bool = False) -> dict[str, Any]:
+    """Tile one slide: ``OUT/<slide>/manifest.csv`` (and tile PNGs when asked).
+    ``workers`` > 1 tiles the slide's regions in that many processes.
+
+    An annotation that labels nothing (``missing_annotation``: where one was looked for
+    in vain; see :mod:`histotile.tiling.annotation_checks`) is a warning in the record,
+    or with ``strict`` an :class:`AnnotationError`."""
+    from histotile.tiling import (
+        export_imagefolder,
+        extract_tiles,
+        load_annotation,
+        write_manifest,
+    )
+    from histotile.tiling.annotation_checks import (
+        check_annotation,
+        check_labels,
+        without_unknown_classes,
+    )
+
+    settings = tiling_settings(tiling, classes)
+
+    def warn(problems: list[str]) -> None:
+        if strict and problems:
+            from histotile.errors import AnnotationError
+
+            raise AnnotationError(f"{slide_path}: {'; '.join(problems)} (--strict)")
+        found.extend(problems)
+
+    found: list[str] = []
+
+    def work(outputs, _prepared) -> dict[str, Any]:
+        warn([missing_annotation] if missing_annotation else [])
+        loaded = None if annotation is None else load_annotation(
+            annotation, palette=settings.palette, classes=settings.classes)
+        if loaded is not None:
+            with open_slide(slide_path) as slide:
+                problems = check_annotation(loaded, slide.dimensions, settings)
+            warn(problems)
+            if any("not in --classes" in p for p in problems):
+                loaded = without_unknown_classes(loaded, settings.classes, outputs.path("."))
+        manifest = extract_tiles(slide_path, settings, annotation=loaded, workers=workers)
+        if loaded is not None:
+            with open_slide(slide_path) as slide:
+                warn(check_labels(loaded, manifest, slide, settings))
+        path = write_manifest(manifest, outputs.path("manifest.csv"), overwrite=True)
+        if export_images:
+            export_imagefolder(manifest, Path(out_dir) / "images", overwrite=True)
+        counts = manifest["label"].value_counts() if len(manifest) else {}
+        return {"tiles": len(manifest),
+                "class_fractions": {c: float(counts.get(c, 0)) / max(len(manifest), 1)
+                                    for c in settings.classes},
+                "outputs": {"manifest": str(path)}, "warning": "; ".join(found) or None,
+                "extra": {"annotation": annotation, "tiling": settings.to_dict(),
+                          "qc": _slide_qc_figures(slide_path)}}
+
+    return resumable("tile", slide_path, out_dir, overwrite, settings.to_dict(), work,
+                     extra={"annotation": file_identity(annotation),
+                            "export_images": export_images, "strict": strict})
+
+
+def _slide_qc_figures(slide_path: str) -> dict[str, Any]:
+    """The QC fractions (tissue, pen, fold) and flag of a slide, from its low-resolution
+    view only (the focus check reads tiles: left to ``histotile qc``)."""
+    from histotile.tiling.qc import QCSettings, slide_qc
+
+    result = slide_qc(slide_path, QCSettings(blur_tiles=0))
+    return {"flag": result.flag, "reasons": result.reasons,
+            **{k: v for k, v in result.fractions.items() if v == v}}  # NaN: not measured
+
+
+def _heatmap_and_decision(slide_path: str, predictions, options: HeatmapOptions,
+                          outputs) -> tuple[dict[str, str], str, dict[str, Any]]:
+    from histotile.postprocess import slide_decision, write_heatmap
+    from histotile.postprocess.render import DEFAULT_FLOOR
+
+    roles = model_roles(list(predictions.classes), predictions.model,
+                        positive=options.class_name)
+    target = roles.positive_class
+    result = write_heatmap(
+        slide_path, predictions, outputs.path("heatmap.tif"), class_name=target,
+        mode=options.mode, threshold=options.threshold, color=options.rgb(),
+        alpha=options.alpha, downsample=options.downsample, colormap=options.colormap,
+        floor=DEFAULT_FLOOR if options.floor is None else options.floor,
+        preview_path=outputs.path("preview.png"), overwrite=True)
+    decision = slide_decision(predictions, target, tile_threshold=options.threshold,
+                              fraction_threshold=options.decision_threshold)
+    written = {"heatmap": str(result.path), "preview": str(result.preview_path)}
+    from histotile.postprocess.montage import MONTAGE_FILE, write_montage
+
+    written["montage"] = str(write_montage(
+        slide_path, predictions, outputs.path(MONTAGE_FILE), class_name=target,
+        threshold=options.threshold, overwrite=True))
+    if options.probability_tiff:
+        from histotile.postprocess.probability_slide import (
+            PROBABILITY_FILE,
+            write_probability_slide,
+        )
+
+        written["probability"] = str(write_probability_slide(
+            outputs.path(PROBABILITY_FILE), predictions, target, overwrite=True))
+    label = "positive" if decision.positive else "negative"
+    verdict = f"{label} ({decision.fraction:.1%} {target})"
+    if len(predictions) == 0:  # nothing was predicted: not evidence of a negative slide
+        verdict = "no tissue (0 tiles; check the slide and the tissue settings)"
+    return written, verdict, {
+        "positive_class": target, "decision": decision.to_dict(),
+        "warning": assumed_note(roles),
+        "heatmap": {"mode": result.style.mode, "alpha": result.style.alpha,
+                    "threshold": result.style.threshold,
+                    "downsample": result.downsample}}
+
+
+def heatmap_task(slide_path: str, out_dir: str, predictions_dir: str,
+                 heatmap: HeatmapOptions | dict[str, Any] | None = None,
+                 overwrite: bool = False) -> dict[str, Any]:
+    """Heatmap slide and preview of one slide from its saved predictions."""
+    from histotile.postprocess import load_predictions
+
+    options = HeatmapOptions.of(heatmap)
+    saved = saved_predictions(slide_path, predictions_dir)
+
+    def work(outputs, predictions) -> dict[str, Any]:
+        written, decision, extra = _heatmap_and_decision(slide_path, predictions, options,
+                                                         outputs)
+        fields = prediction_fields(predictions)
+        return {**fields, "decision": decision, "outputs": written,
+                "warning": extra.pop("warning"), "extra": {**fields["extra"], **extra}}
+
+    return resumable("heatmap", slide_path, out_dir, overwrite,
+                     {"heatmap": _recorded(heatmap, options)}, work,
+                     extra={"predictions": file_identity(saved)},
+                     prepare=lambda: load_predictions(saved))
+
+
+def run_task(slide_path: str, out_dir: str, model_dir: str,
+             tiling: dict[str, Any] | None = None,
+             heatmap: HeatmapOptions | dict[str, Any] | None = None,
+             annotation: str | None = None, batch_size: int | None = None,
+             overwrite: bool = False,
+             region_megapixels: float | None = None,
+             geojson: bool = True, engine: str = RunOptions.engine) -> dict[str, Any]:
+    """Predict, heatmap, decide and (with an annotation) evaluate one slide (prediction
+    in parts over the cluster for slides over ``region_megapixels``); with ``geojson``
+    also the QuPath files."""
+    options = HeatmapOptions.of(heatmap)
+
+    def work(outputs, _prepared) -> dict[str, Any]:
+        predictions, written, parts = predict_and_save(slide_path, model_dir, tiling,
+                                                       batch_size, outputs,
+                                                       region_megapixels, engine)
+        if geojson:
+            written.update(qupath_files(predictions, outputs, options))
+        more, decision, extra = _heatmap_and_decision(slide_path, predictions, options,
+                                                      outputs)
+        written.update(more)
+        warning = extra.pop("warning")
+        if annotation is not None:
+            evaluation = _evaluate(slide_path, predictions, annotation,
+                                   extra["positive_class"], options, outputs)
+            written.update(evaluation.pop("outputs"))
+            warning = "; ".join(filter(None, (warning, evaluation.pop("warning")))) or None
+            extra["evaluation"] = evaluation
+        fields = prediction_fields(predictions, parts)
+        return {**fields, "decision": decision, "outputs": written, "warning": warning,
+                "extra": {**fields["extra"], **extra}}
+
+    return resumable("run", slide_path, out_dir, overwrite,
+                     {"tiling": tiling, "heatmap": _recorded(heatmap, options),
+                      **engine_setting(engine)}, work,
+                     model_dir=model_dir,
+                     extra={"annotation": file_identity(annotation),
+                            **({} if geojson else {"geojson": False})})
+
+
+def _evaluate(slide_path: str, predictions, annotation: str, target: str,
+              options: HeatmapOptions, outputs) -> dict[str, Any]:
+    """Evaluate against the annotation; the default class (the truth of unannotated
+    tiles) is ``--default-class``, else the model card's, never the class order."""
+    import json
+
+    from histotile._atomic import write_text_atomic
+    from histotile.postprocess import evaluate_slide, write_side_by_side
+
+    threshold = options.threshold
+    roles = model_roles(list(predictions.classes), predictions.model, positive=target,
+                        default=options.default_class)
+    recorded = not any("default class" in note for note in roles.assumed)
+    default = roles.default_class if recorded else None
+    evaluation = evaluate_slide(slide_path, predictions, annotation, positive_class=target,
+                                tile_threshold=threshold, default_class=default)
+    summary = plain({**evaluation.row(), "classes": list(evaluation.classes),
+                     "positive_class": target, "default_class": evaluation.default_class,
+                     "confusion": evaluation.confusion.tolist()})
+    from histotile.postprocess.evaluation import write_roc_pr
+
+    summary.update(plain(write_roc_pr(predictions, evaluation, outputs.path("roc_pr.png"),
+                                      overwrite=True)))
+    json_path = write_text_atomic(outputs.path("evaluation.json"),
+                                  json.dumps(summary, indent=2))
+    image = write_side_by_side(slide_path, predictions, annotation,
+                               outputs.path("side_by_side.png"), class_name=target,
+                               threshold=threshold, evaluation=evaluation, overwrite=True)
+    guessed = () if recorded else (
+        f"the model records no default class: unannotated tiles were taken as "
+        f"{evaluation.default_class!r}, the class that is not positive (pass "
+        "--default-class to choose)",)
+    return {**summary, "outputs": {"evaluation": str(json_path), "side_by_side": str(image),
+                                   "roc_pr": str(outputs.path("roc_pr.png"))},
+            "warning": assumed_note(roles, *guessed)}
+
+
+def evaluate_task(slide_path: str, predictions_dir: str, out_dir: str,
+                  annotation: str | None,
+                  heatmap: HeatmapOptions | dict[str, Any] | None = None,
+                  overwrite: bool = False) -> dict[str, Any]:
+    """Evaluate one slide's saved predictions against its annotation."""
+    from histotile.errors import AnnotationError
+    from histotile.postprocess import load_predictions
+
+    options = HeatmapOptions.of(heatmap)
+    name = slide_stem(Path(slide_path))
+    if annotation is None:
+        raise AnnotationError(f"{slide_path}: no annotation found (looked for {name}.geojson, "
+                              f"{name}.overlay.*, {name}.mask.*); pass --annotations FOLDER")
+    saved = saved_predictions(slide_path, predictions_dir)
+
+    def work(outputs, predictions) -> dict[str, Any]:
+        target = positive_class(list(predictions.classes), predictions.model,
+                                options.class_name)
+        evaluation = _evaluate(slide_path, predictions, annotation, target, options,
+                               outputs)
+        written = evaluation.pop("outputs")
+        warning = evaluation.pop("warning")
+        return {**prediction_fields(predictions), "outputs": written, "warning": warning,
+                "extra": {"evaluation": evaluation, "positive_class": target}}
+
+    return resumable("evaluate", slide_path, out_dir, overwrite,
+                     {"heatmap": _recorded(heatmap, options)}, work,
+                     extra={"annotation": file_identity(annotation),
+                            "predictions": file_identity(saved)},
+                     prepare=lambda: load_predictions(saved))
+
+
+def _recorded(given: HeatmapOptions | dict[str, Any] | None,
+              options: HeatmapOptions) -> dict[str, Any] | None:
+    """The heatmap options as a fingerprint records them: the options given explicitly
+    (None when a task was called without any), as before they were typed."""
+    return None if given is None else options.to_dict()
