@@ -39,23 +39,23 @@ ENGINES = ("auto", *BACKENDS, "onnxruntime", "onnxruntime-int8")
 """Engine names a model folder accepts (an exported file runs on its own format's)."""
 
 # The fastest engine per device and registry model, measured with
-# benchmarks/bench_engines.py (2 x86_64 cores with AVX-512 VNNI, shared: load average 12-17
-# while it ran, so take the figures as an order), 2026-11-30, 128-px tiles, batch 64, best
-# of 3 interleaved rounds, tiles/s with uint8 tiles in and probabilities out:
+# benchmarks/bench_engines.py on 2 x86_64 cores, 2026-11-30 01:02, quiet machine (load
+# average 1.2), 128-px tiles, batch 64, best of 3 interleaved rounds, tiles/s with uint8
+# tiles in and probabilities out (benchmarks/results/2026-11-30-2core-cpu-engines-quiet.json):
 #   model           torch eager  torch channels-last  onnxruntime  (int8)
-#   lenet                    29                   47           49     110
-#   squeezenet               19                   38           54     106
-#   resnet18                 17                   19           22      60
-#   alexnet                  50                   55           59     139
-#   shufflenet_v2           103                  164          113     151
-# "torch" is histotile's torch engine (channels-last). ShuffleNet V2 stays on torch; the
-# workplace's notes had onnxruntime ahead for LeNet (1.23x), ResNet18 (2.12x) and
-# SqueezeNet (4.2x) on a quieter machine too. On CUDA nothing was measured here (no GPU):
-# torch with fp16 autocast stays the choice. int8 is faster still but changes the
-# probabilities (up to about 1e-2 here), so auto never picks it.
+#   lenet                   172                  305          333     500
+#   squeezenet              170                  354          596     614
+#   resnet18                 98                  115          151     319
+#   alexnet                 182                  291          305     460
+#   shufflenet_v2           299                  469          551     438
+# "torch" is histotile's torch engine (channels-last): onnxruntime is ahead for every model
+# (ShuffleNet V2 was behind in an earlier run under a load of 12-17, ahead here; it follows
+# the quiet run). On CUDA nothing was measured here (no GPU): torch with fp16 autocast
+# stays the choice. int8 is faster still but changes the probabilities (up to about 1e-2
+# here), so auto never picks it.
 FASTEST: dict[str, dict[str, str]] = {
     "cpu": {"lenet": "onnxruntime", "squeezenet": "onnxruntime", "resnet18": "onnxruntime",
-            "alexnet": "onnxruntime", "shufflenet_v2": "torch"},
+            "alexnet": "onnxruntime", "shufflenet_v2": "onnxruntime"},
     "cuda": {},
 }
 def choose_engine(engine: str, card: dict[str, Any], device: str | None,
