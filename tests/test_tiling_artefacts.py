@@ -11,13 +11,8 @@ import pytest
 from tiling_fixtures import BLACK_INK, BLUE_PEN, GREEN_PEN, RED_PEN, SAMPLE, copy_with, read_all
 
 from histotile.tiling import TilingSettings, extract_tiles, tissue_fraction, tissue_pixels
-from histotile.tiling.artefacts import (
-    artefact_masks,
-    focus_measure,
-    fold_mask,
-    pen_mask,
-    tile_artefacts,
-)
+from histotile.tiling.artefact_batches import tile_artefacts
+from histotile.tiling.artefacts import artefact_masks, focus_measure, fold_mask, pen_mask
 
 GLASS = (243, 242, 240)
 PENS = {"green": GREEN_PEN, "blue": BLUE_PEN, "red": RED_PEN, "black": BLACK_INK}

@@ -11,15 +11,8 @@ import numpy as np
 import pytest
 from test_tiling_artefacts import BOX, PENS, ink, sample_pixels, tissue_region
 
-from histotile.tiling.artefacts import (
-    BLUR_THRESHOLD,
-    _focus_measures,
-    focus_measure,
-    fold_mask,
-    pen_mask,
-    pen_masks,
-    tile_artefacts,
-)
+from histotile.tiling.artefact_batches import _focus_measures, pen_masks, tile_artefacts
+from histotile.tiling.artefacts import BLUR_THRESHOLD, focus_measure, fold_mask, pen_mask
 from histotile.tiling.tissue import tissue_fractions
 
 MPP = 0.499
@@ -134,13 +127,8 @@ def test_batched_steps_match_their_per_tile_opencv_calls(side):
     """The float steps of the fold test, to the bit: OD norms, the shrink to 2 um/px and
     the 16-um box filter on the stacked tiles, against the per-tile calls fold_mask
     makes."""
-    from histotile.tiling.artefacts import (
-        _blur_tiles,
-        _coarse,
-        _od_norms,
-        _shrink_tiles,
-        optical_density,
-    )
+    from histotile.tiling.artefact_batches import _blur_tiles, _od_norms, _shrink_tiles
+    from histotile.tiling.artefacts import _coarse, optical_density
 
     tiles = batch(side)
     od = optical_density(tiles)

@@ -26,7 +26,7 @@ from histotile.tiling.annotations import (
     load_annotation,
     warn_unused_palette,
 )
-from histotile.tiling.artefacts import pen_masks, tile_artefacts
+from histotile.tiling.artefact_batches import pen_masks, tile_artefacts
 from histotile.tiling.grid import TileGrid, make_grid
 from histotile.tiling.manifest import class_columns
 from histotile.tiling.reader import DEFAULT_BLOCK, iter_tile_batches, plan_blocks

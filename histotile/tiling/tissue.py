@@ -131,7 +131,7 @@ def tissue_fractions(tiles: np.ndarray, threshold: float | None = None,
                      mpp: float | None = None, pen: np.ndarray | None = None) -> np.ndarray:
     """Vectorised :func:`tissue_fraction` for a batch (n, h, w, 3) -> float64 (n,).
     ``pen``: the tiles' ink masks (bool (n, h, w)) when already computed."""
-    from histotile.tiling.artefacts import pen_masks
+    from histotile.tiling.artefact_batches import pen_masks
 
     tiles = np.asarray(tiles)
     if tiles.ndim != 4:
