@@ -119,7 +119,8 @@ def test_worker_killed_mid_run_and_a_slide_that_keeps_failing(slide_folder, in_p
         # allowed-failures setting says: the first attempt plus that many.
         allowed = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures)
         assert len(kills) == allowed + 1
-        assert all(by_name[n].status == "ok" for n in ("slide0", "slide1", "slide3"))
+        for name in ("slide0", "slide1", "slide3"):
+            assert by_name[name].status == "ok", (name, by_name[name].error)
 
 
 def test_local_cluster_by_worker_count_and_resume(slide_folder, in_process, tmp_path):

@@ -164,18 +164,25 @@ def _run_dask(task: Task, jobs: list[dict[str, Any]], execution: Execution,
     from distributed import as_completed
 
     with open_client(execution) as client:
-        futures = {}
+        index_of: dict[str, int] = {}
+        pending = as_completed()
         for index, job in enumerate(jobs):
             future = client.submit(guarded, task, job, pure=False,
                                    retries=execution.retries,
                                    key=f"histotile-{Path(job['slide_path']).name}-{index}")
-            futures[future] = index
+            index_of[future.key] = index
+            pending.add(future)
+            del future  # only ``pending`` holds it, so releasing it below frees the result
         results: list[SlideRecord | None] = [None] * len(jobs)
-        for future in as_completed(futures):
-            index = futures[future]
+        for future in pending:
+            index = index_of[future.key]
             try:
                 result = future.result()
             except Exception as error:  # noqa: BLE001 - KilledWorker, crashes: report
                 result = _failure(jobs[index], error)
+            # Release the finished slide at once: a result left on a worker that later
+            # dies would be recomputed, and could fail with that worker's next task.
+            future.release()
+            del future
             results[index] = _record(result, progress)
         return [r for r in results if r is not None]
