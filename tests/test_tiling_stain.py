@@ -201,3 +201,23 @@ def test_macenko_batch_equals_tile_by_tile(pixels):
     assert failures == 1 and (out[-1] == tiles[-1]).all()
     for tile, got in zip(tiles[:-1], out[:-1]):
         assert np.abs(normaliser.transform(tile).astype(int) - got).max() <= 1
+
+
+def test_extreme_percentiles_match_numpy_on_the_masked_values():
+    # The batched Macenko's angle percentiles come from a partition of each row's head
+    # and tail; they must equal numpy's linear percentile of the kept values exactly.
+    from histotile.tiling.macenko import _extreme_percentiles
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        size = int(rng.integers(2, 400))
+        values = rng.normal(size=(4, size)).astype(np.float32)
+        mask = rng.random((4, size)) < rng.uniform(0.05, 1.0)
+        mask[0] = True
+        q = float(rng.choice([0.5, 1.0, 5.0, 30.0]))
+        low, high = _extreme_percentiles(values, mask, mask.sum(axis=1), q)
+        for row in range(4):
+            if mask[row].any():
+                expected = np.percentile(values[row][mask[row]].astype(np.float64),
+                                         [q, 100 - q])
+                np.testing.assert_allclose([low[row], high[row]], expected, atol=1e-6)
