@@ -2,7 +2,9 @@
 tiles, three ways, in one run.
 
 * ``1 process x N threads``: :func:`histotile.models.train`, folds one after another,
-  torch using every core (N = the cores).
+  torch using every core (N = the cores): the baseline.
+* ``1 process x 1 thread``: the same on one thread. N times its rate is the most that N
+  independent processes can reach, so it bounds the two parallel rows from above.
 * ``N processes x 1 thread (DDP)``: every fold trained data-parallel by N
   ``torch.distributed`` ranks (gloo on CPU, NCCL on CUDA), started with torchrun.
 * ``N Dask workers, folds in parallel``: a local Dask cluster of N one-thread workers,
@@ -59,9 +61,9 @@ def _rate(result) -> tuple[int, float]:
     return tiles, tiles / result.seconds
 
 
-def single(manifest: Path, args: argparse.Namespace, out: Path) -> dict:
+def single(manifest: Path, args: argparse.Namespace, out: Path, threads: int) -> dict:
     started = time.perf_counter()
-    result = train(manifest, out / "single", TrainSettings(**settings(args, args.processes)))
+    result = train(manifest, out / f"single-{threads}", TrainSettings(**settings(args, threads)))
     result.seconds = time.perf_counter() - started
     tiles, rate = _rate(result)
     return {"tiles": tiles, "seconds": result.seconds, "tiles_per_s": rate}
@@ -147,11 +149,17 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-training-") as folder:
         out = Path(folder)
-        rows = {f"1 process x {args.processes} threads": single(manifest, args, out),
+        rows = {f"1 process x {args.processes} threads": single(manifest, args, out,
+                                                                 args.processes),
+                "1 process x 1 thread": single(manifest, args, out, 1),
                 f"{args.processes} processes x 1 thread (DDP)": ddp(manifest, args, out),
                 f"{args.processes} Dask workers, folds in parallel":
                     dask_folds(manifest, args, out)}
     base = next(iter(rows.values()))["tiles_per_s"]
+    # What N independent one-thread processes could reach at best (perfect scaling, no
+    # shared memory bandwidth): N x the one-thread rate. Folds in parallel can beat the
+    # N-thread process only by as much as torch's own threads fall short of N x.
+    ceiling = args.processes * rows["1 process x 1 thread"]["tiles_per_s"] / base
     print(f"{args.model}, {args.folds} folds x {args.epochs} epochs, {manifest.parent.name}; "
           f"{cpu_count()} cores; load average before {load_before[0]:.2f}, after "
           f"{os.getloadavg()[0]:.2f}\n")
@@ -161,10 +169,13 @@ def main() -> None:
         row["speed_up"] = row["tiles_per_s"] / base
         print(f"| {name} | {row['tiles']:,} | {row['seconds']:.1f} | "
               f"{row['tiles_per_s']:.0f} | {row['speed_up']:.2f}x |")
+    print(f"\nceiling for {args.processes} one-thread processes: {ceiling:.2f}x "
+          f"({args.processes} x the one-thread rate)")
     if args.out:
         args.out.write_text(json.dumps({"model": args.model, "folds": args.folds,
                                         "epochs": args.epochs, "cores": cpu_count(),
-                                        "load_before": load_before, "results": rows},
+                                        "load_before": load_before, "results": rows,
+                                        "ceiling_speed_up": ceiling},
                                        indent=2))
 
 
