@@ -1,14 +1,16 @@
 """Deep Zoom tile requests answered as plain ASGI, ahead of FastAPI's routing.
 
-A viewer asks for tens of tiles a second per user. FastAPI's route matching, parameter
-validation and dependency solving cost more event-loop time than a cached tile itself
-(in a profile of 16 clients, four fifths of the loop's time; the loop is one thread that
-every request passes through). Requests of the exact tile form (non-negative integers) are
-answered here by :func:`~histotile.workflows.serve.routes_tiles.tile_bytes`, the code the
-FastAPI route runs too. Everything else (other numbers, unknown slides, tiles outside the
-pyramid, failures) goes on to that route, so errors keep one format and the OpenAPI
-document still describes the endpoint. It sits inside :class:`~.security.Guard`: the token
-and the security headers apply as to every request.
+A viewer asks for tens of tiles a second per user, and every request passes through the
+one event-loop thread. FastAPI's route matching, parameter validation and dependency
+solving cost more there than a cached tile itself: measured on 2 cores with 16 clients,
+0.21 ms of server CPU per cached tile through the route, 0.06 ms here (for uncached
+tiles, with the executor of :mod:`.app`, the loop's share fell from about 0.8 to 0.45 ms
+a tile). Requests of the exact tile form (non-negative integers) are answered here by
+:func:`~histotile.workflows.serve.routes_tiles.tile_bytes`, the code the FastAPI route
+runs too. Everything else (other numbers, unknown slides, tiles outside the pyramid,
+failures) goes on to that route, so errors keep one format and the OpenAPI document
+still describes the endpoint. It sits inside :class:`~.security.Guard`: the token and the
+security headers apply as to every request.
 """
 
 from __future__ import annotations
