@@ -4,6 +4,7 @@ the models (a workflow: no stage imports it).
 * :mod:`.settings`: the options (:class:`ServeSettings`).
 * :mod:`.catalog`: the slides under the given roots, looked up by name only.
 * :mod:`.tiles`: Deep Zoom tiles (OpenSlide's ``DeepZoomGenerator``) and their cache.
+* :mod:`.fast_tiles`: tile requests answered ahead of FastAPI's routing (plain ASGI).
 * :mod:`.results`: slide summaries and overlay data from a results folder.
 * :mod:`.classify`: uploads cut into patches and predicted; TF-Serving ``:predict``.
 * :mod:`.jobs`: ``run`` jobs started from the pages.

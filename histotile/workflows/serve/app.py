@@ -16,8 +16,9 @@ class State:
     """Everything the routes share, built once per app."""
 
     def __init__(self, settings: ServeSettings) -> None:
-        import anyio
+        from concurrent.futures import ThreadPoolExecutor
 
+        from histotile._threads import thread_budget
         from histotile.workflows.serve.catalog import SlideCatalog
         from histotile.workflows.serve.classify import Classifier
         from histotile.workflows.serve.jobs import Jobs
@@ -27,11 +28,21 @@ class State:
         self.catalog = SlideCatalog(settings.roots)
         self.tiles = DeepZoomTiles(settings.tile_size, settings.overlap, settings.jpeg_quality,
                                    int(settings.tile_cache_mb * 1024 * 1024))
-        self.tile_limiter = anyio.CapacityLimiter(settings.tile_threads)
+        # A plain executor rather than anyio.to_thread with a limiter: a hand-over costs
+        # ~13 us of event-loop time instead of ~40-75 us (measured), and its queue is FIFO.
+        self.tile_pool = ThreadPoolExecutor(settings.tile_threads or thread_budget(),
+                                            thread_name_prefix="histotile-tile")
         self.classifier = (Classifier(settings.model, settings.max_pixels)
                            if settings.model is not None else None)
         self.jobs = (Jobs(settings.results, settings.model)
                      if settings.model is not None and settings.results is not None else None)
+
+    async def in_tile_thread(self, function, *args):
+        """``function(*args)`` in a tile thread (slide I/O, encoding), awaited."""
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(self.tile_pool, function,
+                                                                *args)
 
 
 def create_app(settings: ServeSettings):
@@ -41,6 +52,7 @@ def create_app(settings: ServeSettings):
     from fastapi.staticfiles import StaticFiles
 
     from histotile import __version__
+    from histotile.workflows.serve.fast_tiles import FastTiles
     from histotile.workflows.serve.routes_api import router as api_router
     from histotile.workflows.serve.routes_pages import router as pages_router
     from histotile.workflows.serve.routes_tiles import router as tiles_router
@@ -68,6 +80,7 @@ def create_app(settings: ServeSettings):
     app.include_router(api_router)
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(FastTiles, state=state)  # inside Guard: added first
     app.add_middleware(Guard, token=settings.token,
                        max_body=settings.max_upload_bytes + _BODY_MARGIN)
     return app
@@ -80,4 +93,7 @@ def serve(settings: ServeSettings, on_ready: Any = None) -> None:
     app = create_app(settings)
     if on_ready is not None:
         on_ready(f"http://{settings.host}:{settings.port}/")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    # Access lines off (log_level warning would drop them anyway, after formatting);
+    # uvicorn picks uvloop and httptools when installed ('standard' extra).
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
+                access_log=False)

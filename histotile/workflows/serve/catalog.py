@@ -46,6 +46,14 @@ class SlideCatalog:
         with self._lock:
             return sorted(self._paths)
 
+    def known(self, name: str) -> Path | None:
+        """The file last found for ``name`` by a scan, without touching the file system
+        (for cache lookups on the event loop; :meth:`path` before opening anything)."""
+        if not isinstance(name, str) or not _NAME.match(name):
+            return None
+        with self._lock:
+            return self._paths.get(name)
+
     def path(self, name: str) -> Path | None:
         """The file of slide ``name``, or None (unknown, malformed, or now outside)."""
         if not isinstance(name, str) or not _NAME.match(name):

@@ -47,7 +47,7 @@ async def slide_detail(request: Request, slide: str) -> dict[str, Any]:
 
     state = _state(request)
     path = slide_path(request, slide)
-    info = await anyio.to_thread.run_sync(slide_info, path, limiter=state.tile_limiter)
+    info = await state.in_tile_thread(slide_info, path)
     info.pop("path", None)  # never reveal where files live
     annotation = state.catalog.annotation(slide)
     return {**info, "name": slide,
@@ -86,8 +86,7 @@ async def slide_annotation(request: Request, slide: str) -> Response:
         raise HTTPException(404, f"{slide}: no annotation beside the slide")
     if _annotation_kind(path) == "geojson":
         return Response(path.read_bytes(), media_type="application/geo+json")
-    data = await anyio.to_thread.run_sync(thumbnail_png, path, 2048,
-                                          limiter=state.tile_limiter)
+    data = await state.in_tile_thread(thumbnail_png, path, 2048)
     return Response(data, media_type="image/png")
 
 

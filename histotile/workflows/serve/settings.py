@@ -32,7 +32,9 @@ class ServeSettings:
         tile_size, overlap: Deep Zoom tile side and overlap (px); 254 + 2 x 1 = 256.
         jpeg_quality: quality of served tiles (1-100).
         threshold: the default tile threshold of the pages (probability).
-        tile_threads: threads that read slides for tiles (off the event loop).
+        tile_threads: threads that read slides and encode tiles (off the event loop);
+            None: one per core (``HISTOTILE_THREADS`` when set), as the work is
+            JPEG decoding and encoding that release the GIL.
     """
 
     roots: list[Path] = field(default_factory=list)
@@ -49,7 +51,7 @@ class ServeSettings:
     overlap: int = 1
     jpeg_quality: int = 80
     threshold: float = 0.5
-    tile_threads: int = 4
+    tile_threads: int | None = None
 
     def __post_init__(self) -> None:
         self.roots = [Path(r) for r in self.roots]
@@ -77,7 +79,7 @@ class ServeSettings:
         for name in ("max_upload_mb", "tile_cache_mb"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.max_pixels < 1 or self.tile_threads < 1:
+        if self.max_pixels < 1 or (self.tile_threads is not None and self.tile_threads < 1):
             raise ConfigError("max_pixels and tile_threads must be at least 1")
         if self.tile_size < 16 or not 0 <= self.overlap < self.tile_size // 2:
             raise ConfigError(f"tile_size {self.tile_size} / overlap {self.overlap}: use a "
