@@ -207,6 +207,12 @@ class TissueMask:
                         (ys + height_arr) / ds)
         return np.clip(sums / (width_arr * height_arr / ds**2), 0.0, 1.0)
 
+    def touches(self, xs: np.ndarray, ys: np.ndarray, extent: int) -> np.ndarray:
+        """bool (n,): whether each level-0 box (top-left ``(xs, ys)``, side ``extent``)
+        touches the mask grown by one mask pixel (a margin for rounding): the tiles worth
+        reading, since a tile touching no tissue at low resolution is background."""
+        return self.dilated(1).fraction(xs, ys, extent) > 0
+
     def dilated(self, pixels: int = 1) -> TissueMask:
         """The mask grown by ``pixels`` mask pixels (a safety margin for rounding)."""
         kernel = np.ones((2 * pixels + 1, 2 * pixels + 1), np.uint8)

@@ -118,26 +118,25 @@ def read_rects(args: tuple[str, list[tuple[int, int, int, int]]]) -> int:
 
 
 def read_plan(slide_path: str) -> tuple[list[list[tuple[int, int, int, int]]], int, int]:
-    """The rectangles the tiler reads (level-0 x, y, width, height), grouped by region as
-    it groups them for its workers; the grid's tile count and the number of tiles read."""
-    from histotile.tiling import detect_tissue, make_grid
-    from histotile.tiling.extract import _regions
-    from histotile.tiling.reader import DEFAULT_BLOCK, plan_blocks
+    """The rectangles the tiler reads (level-0 x, y, width, height), grouped by the read
+    regions of its plan (:func:`histotile.tiling.plan_tiles`), as it hands them to its
+    workers; the grid's tile count and the number of tiles read."""
+    from histotile.tiling import plan_tiles
+    from histotile.tiling.reader import plan_blocks
     from histotile.wsi import open_slide
 
     with open_slide(slide_path) as slide:
-        mask = detect_tissue(slide)
-        grid = make_grid(slide, tiling_settings(), mask, all_tiles=True)
-    candidates = np.flatnonzero(mask.dilated(1).fraction(grid.xs, grid.ys, grid.extent) > 0)
+        plan = plan_tiles(slide, tiling_settings())
+    grid = plan.grid
     regions = []
-    for region in _regions(grid, candidates, DEFAULT_BLOCK):
+    for region in plan.regions():
         rects = []
-        for block in plan_blocks(grid.subset(region), None, DEFAULT_BLOCK):
+        for block in plan_blocks(grid.subset(region), None, plan.block_size):
             xs, ys = grid.xs[region][block], grid.ys[region][block]
             rects.append((int(xs.min()), int(ys.min()), int(xs.max() - xs.min()) + grid.extent,
                           int(ys.max() - ys.min()) + grid.extent))
         regions.append(rects)
-    return regions, len(grid), len(candidates)
+    return regions, len(grid), len(plan.candidates)
 
 
 def tiling_baseline(params: dict, meter: Meter) -> dict:
