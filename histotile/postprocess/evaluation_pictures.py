@@ -24,7 +24,7 @@ def annotation_panel(slide, annotation: Any, settings, positive_class: str, size
     ``positive_class`` blended in ``color`` over every thumbnail pixel the class covers
     at least half of."""
     from histotile.postprocess.blend import blend_constant, constant_lut
-    from histotile.tiling.annotations import class_fractions
+    from histotile.tiling.annotations import annotation_fractions
 
     thumb = np.array(slide.thumbnail(size))
     height, width = thumb.shape[:2]
@@ -35,7 +35,8 @@ def annotation_panel(slide, annotation: Any, settings, positive_class: str, size
                       np.full(gx.size, step_y)], axis=1)
     # GeoJSON is rasterised at about the thumbnail's resolution, not the tiles'.
     coarse = dataclasses.replace(settings, annotation_resolution=2)
-    fractions = class_fractions(annotation, slide, boxes, settings.classes, coarse)
+    fractions = annotation_fractions(annotation, slide, boxes, settings.classes, coarse,
+                                     warn_unused=False)
     covered = fractions[:, list(settings.classes).index(positive_class)]
     return blend_constant(thumb, constant_lut(color, alpha),
                           covered.reshape(height, width) >= 0.5)

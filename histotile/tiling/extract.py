@@ -22,8 +22,8 @@ import numpy as np
 from histotile.errors import HistotileError
 from histotile.tiling.annotations import (
     Annotation,
+    annotation_fractions,
     assign_labels,
-    class_fractions,
     load_annotation,
     warn_unused_palette,
 )
@@ -69,8 +69,9 @@ def _run_task(task: _Task) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, n
                                            pen=pen).artefact
         fractions = None
         if task.annotation is not None:
-            fractions = class_fractions(task.annotation, slide, task.grid, settings.classes,
-                                        settings)
+            # The palette warning waits for every tile (extract_tiles gives it once).
+            fractions = annotation_fractions(task.annotation, slide, task.grid,
+                                             settings.classes, settings, warn_unused=False)
     return task.indices, tissue, fractions, artefact
 
 

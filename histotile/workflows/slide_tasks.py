@@ -76,7 +76,7 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
             export_imagefolder(manifest, Path(out_dir) / "images", overwrite=True)
         counts = manifest["label"].value_counts() if len(manifest) else {}
         return {"tiles": len(manifest),
-                "class_fractions": {c: float(counts.get(c, 0)) / max(len(manifest), 1)
+                "class_shares": {c: float(counts.get(c, 0)) / max(len(manifest), 1)
                                     for c in settings.classes},
                 "outputs": {"manifest": str(path)}, "warning": "; ".join(found) or None,
                 "extra": {"annotation": annotation, "tiling": settings.to_dict(),
