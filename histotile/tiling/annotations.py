@@ -75,8 +75,9 @@ class PaintedOverlay(_Kind):
         if len(fractions) == 0:
             return
         palette = self.palette if self.palette is not None else settings.palette
+        default = settings.roles.default_class
         for name, rgb in palette.items():
-            if name != settings.default_label and fractions[:, classes.index(name)].max() <= 0:
+            if name != default and fractions[:, classes.index(name)].max() <= 0:
                 warnings.warn(f"{self.path}: palette colour {tuple(rgb)} for class "
                               f"{name!r} was not found in any tile; check the palette against "
                               "the colours painted (and overlay_threshold)", stacklevel=4)
@@ -231,7 +232,8 @@ def _coverage(annotation: Annotation, slide, grid_or_boxes, classes: tuple[str, 
             integral = integral_image(cmap == value)
             out[group, int(value)] = box_sums(integral, bx0, by0, bx1, by1) / area
     out = np.clip(out, 0.0, 1.0)
-    default = classes.index(settings.default_label) if settings.default_label in classes else 0
+    default_class = settings.roles.default_class
+    default = classes.index(default_class) if default_class in classes else 0
     rest = np.clip(1.0 - out.sum(axis=1) + out[:, default], 0.0, 1.0)
     out[:, default] = rest
     return out

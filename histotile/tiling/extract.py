@@ -183,7 +183,7 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
     if annotation is not None:
         frac_all = _scatter(frac_all.shape, (candidates, fractions), (far, far_fractions))
         warn_unused_palette(annotation, frac_all[keep], settings.classes, settings)
-    labels = (assign_labels(frac_all[keep], settings.classes, settings.default_label,
+    labels = (assign_labels(frac_all[keep], settings.classes, settings.roles.default_class,
                             settings.min_label_fraction)
               if annotation is not None else np.full(len(keep), "", dtype=object))
     fractions = frac_all[keep] if annotation is not None else None
