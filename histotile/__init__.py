@@ -36,6 +36,7 @@ _EXPORTS = {
     "detect_tissue": "histotile.tiling",
     "tissue_fraction": "histotile.tiling",
     "make_grid": "histotile.tiling",
+    "plan_tiles": "histotile.tiling",
     "extract_tiles": "histotile.tiling",
     "read_manifest": "histotile.tiling",
     "write_manifest": "histotile.tiling",

@@ -26,9 +26,9 @@ from histotile.postprocess import (
     SlidePredictions,
     write_heatmap,
 )
-from histotile.postprocess.blend import blend_reference, colormap_lut
+from histotile.postprocess.blend import blend_reference, colour_map_lut
 from histotile.postprocess.legend import LEGEND_HEIGHT, MIN_WIDTH
-from histotile.postprocess.render import Colorizer
+from histotile.postprocess.render import Colouriser
 from histotile.wsi import open_slide
 from histotile.wsi.synthetic import write_synthetic_slide
 from histotile.wsi.tiff_writer import pyramid_dimensions
@@ -71,7 +71,7 @@ def render_level(slide_path: Path, predictions: SlidePredictions, style: BlendSt
     """(rendered heatmap level, the slide's own pixels of that level)."""
     sizes = pyramid_dimensions(WIDTH, HEIGHT, 512)
     with open_slide(slide_path) as slide:
-        renderer = HeatmapRenderer(slide, Colorizer(predictions.grid("tumour"), style), sizes)
+        renderer = HeatmapRenderer(slide, Colouriser(predictions.grid("tumour"), style), sizes)
         height = sizes[level][1]
         rendered = np.concatenate([renderer.render(level, top, min(512, height - top))
                                    for top in range(0, height, 512)])
@@ -105,7 +105,7 @@ def test_threshold_blend_equals_formula_and_untouched_pixels_equal_slide(
 def test_continuous_blend_uses_colormap_of_probability(slide_path, predictions):
     style = BlendStyle("continuous", alpha=0.5, colormap="viridis")
     rendered, original = render_level(slide_path, predictions, style, 0)
-    lut = colormap_lut("viridis")
+    lut = colour_map_lut("viridis")
     below = 0
     for x, y, p in predictions.tiles[["x", "y", "prob_tumour"]].head(40).itertuples(
             index=False):

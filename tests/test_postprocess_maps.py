@@ -9,13 +9,13 @@ import pytest
 from histotile.errors import ConfigError
 from histotile.postprocess import ProbabilityGrid, SlidePredictions, probability_map
 from histotile.postprocess.blend import (
-    blend_colors,
+    blend_colours,
     blend_constant,
     blend_reference,
-    colormap_lut,
+    colour_map_lut,
     constant_lut,
 )
-from histotile.postprocess.render import BlendStyle, Colorizer
+from histotile.postprocess.render import BlendStyle, Colouriser
 
 
 def preds(xs, ys, extent, p, dimensions=(512, 256)) -> SlidePredictions:
@@ -79,12 +79,12 @@ def test_grid_counts_and_empty_grid():
 def test_fast_blends_equal_reference_formula():
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
-    colors = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    colours = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
     mask = rng.random((64, 96)) > 0.5
     for alpha in (0.0, 0.25, 0.4, 0.5, 1.0):
-        expected = np.where(mask[..., None], blend_reference(pixels, colors, alpha), pixels)
-        np.testing.assert_array_equal(blend_colors(pixels.copy(), colors, alpha, mask),
-                                      expected)
+        expected = np.where(mask[..., None], blend_reference(pixels, colours, alpha), pixels)
+        np.testing.assert_array_equal(blend_colours(pixels.copy(), colours, alpha, mask),
+                                       expected)
     for alpha in (0.3, 0.4, 0.7, 0.123):
         lut = constant_lut((0, 255, 0), alpha)
         expected = np.where(mask[..., None],
@@ -93,7 +93,7 @@ def test_fast_blends_equal_reference_formula():
 
 
 @pytest.mark.parametrize("mode", ["threshold", "continuous"])
-def test_colorizer_paths_agree_with_per_pixel_formula(mode):
+def test_colouriser_paths_agree_with_per_pixel_formula(mode):
     """Both the run path (large cells) and the per-pixel path (cells a few pixels wide)
     give the formula applied to each pixel's averaged probability."""
     rng = np.random.default_rng(1)
@@ -102,8 +102,8 @@ def test_colorizer_paths_agree_with_per_pixel_formula(mode):
     p = rng.random(xs.size)
     style = BlendStyle(mode, threshold=0.4, alpha=0.3, color=(255, 0, 128),
                        colormap="magma")
-    colorizer = Colorizer(ProbabilityGrid.from_tiles(xs, ys, 64, p), style)
-    lut = colormap_lut("magma")
+    colouriser = Colouriser(ProbabilityGrid.from_tiles(xs, ys, 64, p), style)
+    lut = colour_map_lut("magma")
     for downsample in (1.0, 4.0, 16.0):
         width, height = int(512 / downsample), int(256 / downsample)
         pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -115,11 +115,11 @@ def test_colorizer_paths_agree_with_per_pixel_formula(mode):
             colours = lut[np.clip(np.rint(np.nan_to_num(prob) * 255), 0, 255).astype(int)]
             mask = ~np.isnan(prob)
         expected = np.where(mask[..., None], blend_reference(pixels, colours, 0.3), pixels)
-        np.testing.assert_array_equal(colorizer.blend_image(pixels.copy(), downsample),
-                                      expected)
+        np.testing.assert_array_equal(colouriser.blend_image(pixels.copy(), downsample),
+                                       expected)
         # Bands of the same image give the same pixels as the whole image.
         top = height // 3
-        band = colorizer.blend_band(pixels[top:top + 7].copy(), top, downsample)
+        band = colouriser.blend_band(pixels[top:top + 7].copy(), top, downsample)
         np.testing.assert_array_equal(band, expected[top:top + 7])
 
 

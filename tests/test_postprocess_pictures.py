@@ -10,11 +10,11 @@ import pytest
 
 from histotile.errors import ConfigError
 from histotile.postprocess import BlendStyle, SlidePredictions, write_heatmap
-from histotile.postprocess.blend import blend_reference, colormap_lut
+from histotile.postprocess.blend import blend_reference, colour_map_lut
 from histotile.postprocess.legend import LEGEND_HEIGHT
 from histotile.postprocess.montage import render_montage, write_montage
-from histotile.postprocess.qupath import class_color
-from histotile.postprocess.render import Colorizer
+from histotile.postprocess.qupath import class_colour
+from histotile.postprocess.render import Colouriser
 from histotile.postprocess.scalebar import choose_scale_bar, draw_scale_bar
 from histotile.wsi import open_slide
 from histotile.wsi.synthetic import write_synthetic_slide
@@ -83,11 +83,11 @@ def test_heatmap_preview_has_scale_bar_and_name(slide_path, predictions, tmp_pat
 def test_viridis_is_the_default_and_floor_leaves_low_tiles_bare(slide_path, predictions):
     style = BlendStyle("continuous", alpha=0.6, floor=0.4)
     assert style.colormap == "viridis"
-    lut = colormap_lut("viridis")
+    lut = colour_map_lut("viridis")
     assert tuple(lut[0]) == (68, 1, 84) and tuple(lut[255]) == (253, 231, 37)
     with open_slide(slide_path) as slide:
         original = slide.read_region((0, 0), 0, (WIDTH, HEIGHT))
-    rendered = Colorizer(predictions.grid("tumour"), style).blend_image(original.copy(), 1.0)
+    rendered = Colouriser(predictions.grid("tumour"), style).blend_image(original.copy(), 1.0)
     for x, y, p in predictions.tiles[["x", "y", "prob_tumour"]].itertuples(index=False):
         box = np.s_[y:y + TILE, x:x + TILE]
         if p >= 0.4:
@@ -97,7 +97,7 @@ def test_viridis_is_the_default_and_floor_leaves_low_tiles_bare(slide_path, pred
             np.testing.assert_array_equal(rendered[box], original[box])
     with pytest.raises(ConfigError, match="floor"):
         BlendStyle("continuous", floor=1.5)
-    assert colormap_lut("cividis").shape == (256, 3)
+    assert colour_map_lut("cividis").shape == (256, 3)
 
 
 def test_montage_keeps_tile_pixels_and_frames_them_by_class(slide_path, predictions,
@@ -113,7 +113,7 @@ def test_montage_keeps_tile_pixels_and_frames_them_by_class(slide_path, predicti
         left, top = round(x / scale), round(y / scale)
         inner = np.s_[top + 3:top + side - 3, left + 3:left + side - 3]
         np.testing.assert_array_equal(image[inner], thumb[inner])
-        colour = class_color(1 if p >= 0.5 else 0)
+        colour = class_colour(1 if p >= 0.5 else 0)
         assert tuple(image[top + side // 2, left]) == tuple(colour)
     dropped = [(x, y) for x in range(0, WIDTH - TILE + 1, TILE)
                for y in range(0, HEIGHT - TILE + 1, TILE) if (x, y) not in kept]

@@ -19,7 +19,7 @@ from histotile.postprocess.qupath import (
     tile_features,
     write_qupath,
 )
-from histotile.tiling.annotations import GeoJSONAnnotation, assign_labels, class_fractions
+from histotile.tiling.annotations import GeoJSONAnnotation, annotation_fractions, assign_labels
 from histotile.wsi import open_slide
 from histotile.wsi.synthetic import write_synthetic_slide
 
@@ -103,9 +103,10 @@ def test_round_trip_through_histotile_reader(predictions, slide_path, tmp_path):
     boxes = predictions.tiles[["x", "y", "extent"]].to_numpy()
     classes = predictions.classes
     with open_slide(slide_path) as slide:
-        tiles = class_fractions(GeoJSONAnnotation(written["geojson"]), slide, boxes, classes)
-        regions = class_fractions(GeoJSONAnnotation(written["regions"]), slide, boxes,
-                                  classes)
+        tiles = annotation_fractions(GeoJSONAnnotation(written["geojson"]), slide, boxes,
+                                     classes)
+        regions = annotation_fractions(GeoJSONAnnotation(written["regions"]), slide, boxes,
+                                       classes)
     predicted = np.array(classes)[predictions.predicted_labels()]
     assert list(assign_labels(tiles, classes, "normal", 0.5)) == list(predicted)
     positive = predictions.tiles["prob_tumour"].to_numpy() >= 0.5

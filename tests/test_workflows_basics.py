@@ -119,21 +119,22 @@ def test_heatmaps_and_decisions_default_to_the_class_the_model_detects():
     sorted class ('other' here)."""
     from histotile.errors import ModelError
     from histotile.postprocess.predict import model_reference
-    from histotile.workflows.roles import positive_class
+    from histotile.workflows.roles import resolve_positive_class
 
     class Trained:
         classes = ("epithelium", "other")
         card = {"classes": list(classes), "training": {"positive_class": "epithelium"}}
 
     reference = model_reference(Trained())
-    assert positive_class(list(Trained.classes), reference, None) == "epithelium"
-    assert positive_class(list(Trained.classes), {}, None) == "other"  # training default
-    assert positive_class(list(Trained.classes), reference, "other") == "other"
+    assert resolve_positive_class(list(Trained.classes), reference, None) == "epithelium"
+    # the training default, the last class:
+    assert resolve_positive_class(list(Trained.classes), {}, None) == "other"
+    assert resolve_positive_class(list(Trained.classes), reference, "other") == "other"
     with pytest.raises(ModelError, match="choose --class"):
-        positive_class(list(Trained.classes), reference, "tumour")
+        resolve_positive_class(list(Trained.classes), reference, "tumour")
     # Without a recorded positive class the documented default, the last class, applies
     # (whatever the number of classes), and the roles say it was assumed.
     from histotile.workflows.roles import model_roles
 
-    assert positive_class(["a", "b", "c"], {}, None) == "c"
+    assert resolve_positive_class(["a", "b", "c"], {}, None) == "c"
     assert "assumed the last class 'c'" in model_roles(["a", "b", "c"], {}).assumed[0]

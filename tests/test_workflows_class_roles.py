@@ -177,3 +177,16 @@ def test_old_model_folder_without_roles_keeps_working_and_says_what_it_assumed(f
     assert evaluation["default_class"] == "other"
     assert evaluation["TP"] + evaluation["FN"] == epithelium_tiles(
         pd.read_csv(out / stem / "predictions.csv"))
+
+
+def test_tiling_settings_resolve_their_roles_by_the_one_rule():
+    from histotile.tiling import TilingSettings
+
+    implicit = TilingSettings(classes=("stroma", "tumour", "other"), palette={})
+    assert implicit.roles == resolve_roles(["stroma", "tumour", "other"])
+    assert (implicit.roles.default_class, implicit.roles.positive_class) == ("stroma", "other")
+    chosen = TilingSettings(classes=("stroma", "tumour", "other"), palette={},
+                            default_class="other", positive_class="tumour")
+    assert (chosen.roles.default_class, chosen.roles.positive_class) == ("other", "tumour")
+    # The names from before the roles still answer, for existing scripts.
+    assert (chosen.default_label, chosen.positive_label) == ("other", "tumour")

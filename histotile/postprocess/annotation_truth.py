@@ -61,7 +61,7 @@ def labelling_settings(predictions: SlidePredictions, *, positive_class: str,
     if not settings.palette and palette is None:
         changes["palette"] = {positive_class: (0, 255, 0)}
     settings = dataclasses.replace(settings, **changes) if changes else settings
-    if settings.default_label == positive_class and len(classes) > 1:
+    if settings.roles.default_class == positive_class and len(classes) > 1:
         raise ConfigError(f"the default class (the label of unannotated tiles) is the "
                           f"positive class {positive_class!r}; set default_class to the "
                           "negative class")

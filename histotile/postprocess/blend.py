@@ -16,8 +16,8 @@ import numpy as np
 
 from histotile.errors import ConfigError
 
-# OpenCV's colour maps, for names matplotlib lacks (see colormap_lut).
-COLORMAPS = {
+# OpenCV's colour maps, for names matplotlib lacks (see colour_map_lut).
+COLOUR_MAPS = {
     "jet": cv2.COLORMAP_JET,
     "turbo": cv2.COLORMAP_TURBO,
     "viridis": cv2.COLORMAP_VIRIDIS,
@@ -39,20 +39,20 @@ def check_alpha(alpha: float) -> float:
     return alpha
 
 
-def check_color(color: Sequence[int]) -> tuple[int, int, int]:
+def check_colour(colour: Sequence[int]) -> tuple[int, int, int]:
     """An (R, G, B) colour of three ints in 0..255, or :class:`ConfigError`."""
     try:
-        rgb = tuple(int(c) for c in color)
+        rgb = tuple(int(c) for c in colour)
     except (TypeError, ValueError):
         rgb = ()
     if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
-        raise ConfigError(f"color={color!r}: give an RGB colour as three integers 0-255, "
+        raise ConfigError(f"color={colour!r}: give an RGB colour as three integers 0-255, "
                           "for example (0, 255, 0) for green")
     return rgb  # type: ignore[return-value]
 
 
 @functools.lru_cache(maxsize=32)
-def colormap_lut(name: str) -> np.ndarray:
+def colour_map_lut(name: str) -> np.ndarray:
     """The colour map ``name`` as an RGB lookup table, uint8 (256, 3), read-only: row
     ``i`` is the colour of probability ``i / 255``. Any matplotlib colour map (viridis,
     cividis, magma, ...; sampled once into the table, so rendering never calls
@@ -64,9 +64,9 @@ def colormap_lut(name: str) -> np.ndarray:
     if found is not None:
         rgba = matplotlib.colormaps[found](np.linspace(0.0, 1.0, 256))
         table = np.rint(rgba[:, :3] * 255).astype(np.uint8)
-    elif key.lower() in COLORMAPS:
+    elif key.lower() in COLOUR_MAPS:
         ramp = np.arange(256, dtype=np.uint8)[:, None]
-        table = cv2.applyColorMap(ramp, COLORMAPS[key.lower()])[:, 0, ::-1]  # BGR -> RGB
+        table = cv2.applyColorMap(ramp, COLOUR_MAPS[key.lower()])[:, 0, ::-1]  # BGR -> RGB
     else:
         raise ConfigError(f"colormap={name!r} is not known; choose a matplotlib colour map "
                           "such as viridis (the default), cividis, magma, inferno or "
@@ -83,21 +83,21 @@ def probability_levels(probabilities: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
 
 
-def blend_reference(pixels: np.ndarray, colors: np.ndarray, alpha: float) -> np.ndarray:
-    """The blend formula in float64: ``round((1 - alpha) * pixels + alpha * colors)``.
+def blend_reference(pixels: np.ndarray, colours: np.ndarray, alpha: float) -> np.ndarray:
+    """The blend formula in float64: ``round((1 - alpha) * pixels + alpha * colours)``.
 
-    ``colors`` broadcasts against ``pixels`` (uint8 RGB). Used by tests and small images;
-    the band renderer uses :func:`blend_constant` / :func:`blend_colors`, which agree."""
-    out = (1.0 - alpha) * pixels.astype(np.float64) + alpha * np.asarray(colors, np.float64)
+    ``colours`` broadcasts against ``pixels`` (uint8 RGB). Used by tests and small images;
+    the band renderer uses :func:`blend_constant` / :func:`blend_colours`, which agree."""
+    out = (1.0 - alpha) * pixels.astype(np.float64) + alpha * np.asarray(colours, np.float64)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def constant_lut(color: Sequence[int], alpha: float) -> np.ndarray:
+def constant_lut(colour: Sequence[int], alpha: float) -> np.ndarray:
     """Per-channel lookup table (1, 256, 3) uint8 of the blend with one colour: entry
-    ``[0, v, c]`` is the blend of channel value ``v`` with ``color[c]``."""
+    ``[0, v, c]`` is the blend of channel value ``v`` with ``colour[c]``."""
     values = np.arange(256, dtype=np.float64)[:, None]
     table = blend_reference(np.broadcast_to(values, (256, 3)).astype(np.uint8),
-                            np.asarray(color, np.float64)[None, :], alpha)
+                            np.asarray(colour, np.float64)[None, :], alpha)
     return np.ascontiguousarray(table[None, :, :])
 
 
@@ -113,13 +113,13 @@ def blend_constant(pixels: np.ndarray, lut: np.ndarray, mask: np.ndarray | None 
     return pixels
 
 
-def blend_colors(pixels: np.ndarray, colors: np.ndarray, alpha: float,
-                 mask: np.ndarray | None = None) -> np.ndarray:
-    """Blend per-pixel ``colors`` (broadcastable to ``pixels``) over ``pixels`` in place
+def blend_colours(pixels: np.ndarray, colours: np.ndarray, alpha: float,
+                  mask: np.ndarray | None = None) -> np.ndarray:
+    """Blend per-pixel ``colours`` (broadcastable to ``pixels``) over ``pixels`` in place
     where ``mask`` is True. Equal to :func:`blend_reference`."""
-    colors = np.ascontiguousarray(np.broadcast_to(colors, pixels.shape), dtype=np.uint8)
+    colours = np.ascontiguousarray(np.broadcast_to(colours, pixels.shape), dtype=np.uint8)
     # OpenCV rounds the weighted sum to nearest like np.rint; both computed in double.
-    blended = cv2.addWeighted(pixels, 1.0 - alpha, colors, alpha, 0.0, dtype=cv2.CV_8U)
+    blended = cv2.addWeighted(pixels, 1.0 - alpha, colours, alpha, 0.0, dtype=cv2.CV_8U)
     if mask is None:
         pixels[...] = blended
     else:

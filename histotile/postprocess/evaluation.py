@@ -269,11 +269,11 @@ def evaluate_slide(
         loaded = resolve_annotation(annotation, settings)
         fractions = annotation_fractions(loaded, slide, tile_boxes(predictions),
                                          predictions.classes, settings)
-    truth = assign_labels(fractions, predictions.classes, settings.default_label,
+    truth = assign_labels(fractions, predictions.classes, settings.roles.default_class,
                           settings.min_label_fraction)
     result = evaluate_tiles(predictions, truth, positive_class=positive_class,
                             tile_threshold=tile_threshold)
-    return dataclasses.replace(result, default_class=settings.default_label)
+    return dataclasses.replace(result, default_class=settings.roles.default_class)
 
 
 def write_roc_pr(predictions: SlidePredictions, evaluation: SlideEvaluation,

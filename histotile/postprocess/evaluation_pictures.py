@@ -14,17 +14,17 @@ from histotile.postprocess.annotation_truth import labelling_settings, resolve_a
 from histotile.postprocess.evaluation import SlideEvaluation
 from histotile.postprocess.legend import side_by_side, with_legend, write_png
 from histotile.postprocess.predictions import SlidePredictions
-from histotile.postprocess.render import BlendStyle, Colorizer
+from histotile.postprocess.render import BlendStyle, Colouriser
 from histotile.wsi import open_slide
 
 
 def annotation_panel(slide, annotation: Any, settings, positive_class: str, size: int,
-                     color: tuple[int, int, int], alpha: float) -> np.ndarray:
+                     colour: tuple[int, int, int], alpha: float) -> np.ndarray:
     """The slide's thumbnail (longest side ``size``) with the annotated
-    ``positive_class`` blended in ``color`` over every thumbnail pixel the class covers
+    ``positive_class`` blended in ``colour`` over every thumbnail pixel the class covers
     at least half of."""
     from histotile.postprocess.blend import blend_constant, constant_lut
-    from histotile.tiling.annotations import class_fractions
+    from histotile.tiling.annotations import annotation_fractions
 
     thumb = np.array(slide.thumbnail(size))
     height, width = thumb.shape[:2]
@@ -35,9 +35,10 @@ def annotation_panel(slide, annotation: Any, settings, positive_class: str, size
                       np.full(gx.size, step_y)], axis=1)
     # GeoJSON is rasterised at about the thumbnail's resolution, not the tiles'.
     coarse = dataclasses.replace(settings, annotation_resolution=2)
-    fractions = class_fractions(annotation, slide, boxes, settings.classes, coarse)
+    fractions = annotation_fractions(annotation, slide, boxes, settings.classes, coarse,
+                                     warn_unused=False)
     covered = fractions[:, list(settings.classes).index(positive_class)]
-    return blend_constant(thumb, constant_lut(color, alpha),
+    return blend_constant(thumb, constant_lut(colour, alpha),
                           covered.reshape(height, width) >= 0.5)
 
 
@@ -69,7 +70,7 @@ def write_side_by_side(
         loaded = resolve_annotation(annotation, settings)
         left = annotation_panel(slide, loaded, settings, class_name, size, style.color,
                                 style.alpha)
-        right = Colorizer(predictions.grid(class_name), style).blend_image(
+        right = Colouriser(predictions.grid(class_name), style).blend_image(
             np.array(slide.thumbnail(size)), slide.dimensions[0] / left.shape[1],
             slide.dimensions[1] / left.shape[0])
     caption = predictions.slide_name

@@ -28,7 +28,7 @@ from histotile.errors import ConfigError, LevelError
 from histotile.postprocess.legend import with_legend, write_png
 from histotile.postprocess.maps import ProbabilityGrid
 from histotile.postprocess.predictions import SlidePredictions
-from histotile.postprocess.render import DEFAULT_FLOOR, BlendStyle, Colorizer
+from histotile.postprocess.render import DEFAULT_FLOOR, BlendStyle, Colouriser
 from histotile.wsi import Slide, open_slide
 from histotile.wsi.tiff_writer import pyramid_dimensions, write_pyramid_tiff
 
@@ -95,14 +95,14 @@ class HeatmapRenderer:
 
     Args:
         slide: the open slide.
-        colorizer: the probability grid and blend style.
+        colouriser: the probability grid and blend style.
         sizes: (width, height) of each output level; the first is the heatmap's level 0.
     """
 
-    def __init__(self, slide: Slide, colorizer: Colorizer,
+    def __init__(self, slide: Slide, colouriser: Colouriser,
                  sizes: list[tuple[int, int]]) -> None:
         self.slide = slide
-        self.colorizer = colorizer
+        self.colouriser = colouriser
         self.sizes = sizes
         stored = {tuple(d): i for i, d in enumerate(slide.level_dimensions)}
         self.exact = [stored.get(tuple(size)) for size in sizes]
@@ -117,7 +117,7 @@ class HeatmapRenderer:
         """Rows ``top .. top+rows`` of output ``level``, RGB uint8 (rows, width, 3)."""
         band = self.read(level, top, rows)
         ds_x, ds_y = self.downsamples(level)
-        return self.colorizer.blend_band(band, top, ds_x, ds_y)
+        return self.colouriser.blend_band(band, top, ds_x, ds_y)
 
     def read(self, level: int, top: int, rows: int) -> np.ndarray:
         """The slide's pixels for those rows, before blending (a private copy)."""
@@ -237,7 +237,7 @@ def write_heatmap(
                                   if p is not None]
     _check_outputs(Path(slide_path), outputs, overwrite)
     grid = predictions.grid(class_name)
-    colorizer = Colorizer(grid, style)
+    colouriser = Colouriser(grid, style)
     probabilities = predictions.probabilities(class_name)
     coloured = int(np.sum(probabilities >= style.threshold) if mode == "threshold"
                    else np.sum(np.nan_to_num(probabilities, nan=-1.0) >= style.floor))
@@ -247,13 +247,13 @@ def write_heatmap(
         sizes = pyramid_dimensions(width, height, tile_size)
         description = (f"histotile heatmap of {predictions.slide_name}: {class_name} "
                        f"({style.mode}, threshold {style.threshold:g}, alpha {style.alpha:g})")
-        mpp = _write_levels(slide, colorizer, sizes, out_path, description, tile_size,
+        mpp = _write_levels(slide, colouriser, sizes, out_path, description, tile_size,
                             quality, overwrite, progress)
         preview_dims = None
         if preview_path is not None:
             caption = (f"{predictions.slide_name}  |  {len(predictions)} tiles, "
                        f"{coloured} coloured  |  model {predictions.model.get('name', '?')}")
-            preview_dims = _write_preview(slide, colorizer, style, class_name, caption,
+            preview_dims = _write_preview(slide, colouriser, style, class_name, caption,
                                           preview_path, preview_size, overwrite)
         if probability_path is not None:
             write_probability_tiff(probability_path, grid, slide.dimensions, slide.mpp,
@@ -265,13 +265,13 @@ def write_heatmap(
                          time.perf_counter() - started)
 
 
-def _write_levels(slide: Slide, colorizer: Colorizer, sizes: list[tuple[int, int]],
+def _write_levels(slide: Slide, colouriser: Colouriser, sizes: list[tuple[int, int]],
                   out_path: str | Path, description: str, tile_size: int, quality: int,
                   overwrite: bool, progress: Progress | None) -> float | None:
     """Render and write every pyramid level of the heatmap TIFF; returns its level-0
     microns per pixel (None when the slide has none)."""
     width = sizes[0][0]
-    renderer = HeatmapRenderer(slide, colorizer, sizes)
+    renderer = HeatmapRenderer(slide, colouriser, sizes)
     total_rows = sum(h for _, h in sizes)
     done = [0]
 
@@ -298,11 +298,11 @@ def _write_levels(slide: Slide, colorizer: Colorizer, sizes: list[tuple[int, int
     return mpp
 
 
-def _write_preview(slide: Slide, colorizer: Colorizer, style: BlendStyle, class_name: str,
+def _write_preview(slide: Slide, colouriser: Colouriser, style: BlendStyle, class_name: str,
                    caption: str, preview_path: str | Path, preview_size: int,
                    overwrite: bool) -> tuple[int, int]:
     """The PNG preview with its legend; returns its width and height in pixels."""
-    preview = render_preview(slide, colorizer, preview_size)
+    preview = render_preview(slide, colouriser, preview_size)
     preview_mpp = None if slide.mpp is None else \
         slide.mpp * slide.dimensions[0] / preview.shape[1]
     image = with_legend(preview, style, class_name, caption, mpp=preview_mpp)
@@ -311,13 +311,13 @@ def _write_preview(slide: Slide, colorizer: Colorizer, style: BlendStyle, class_
     return (image.shape[1], image.shape[0])
 
 
-def render_preview(slide: Slide, colorizer: Colorizer, max_size: int) -> np.ndarray:
+def render_preview(slide: Slide, colouriser: Colouriser, max_size: int) -> np.ndarray:
     """The slide's thumbnail (longest side at most ``max_size``) with the overlay."""
     if max_size < 16:
         raise ConfigError(f"preview_size={max_size}: give at least 16 pixels")
     thumb = np.array(slide.thumbnail(max_size))
     width0, height0 = slide.dimensions
-    return colorizer.blend_image(thumb, width0 / thumb.shape[1], height0 / thumb.shape[0])
+    return colouriser.blend_image(thumb, width0 / thumb.shape[1], height0 / thumb.shape[0])
 
 
 def write_probability_tiff(path: str | Path, grid: ProbabilityGrid,

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from histotile.postprocess.blend import blend_reference, colormap_lut
+from histotile.postprocess.blend import blend_reference, colour_map_lut
 from histotile.postprocess.render import BlendStyle
 from histotile.postprocess.scalebar import draw_scale_bar
 
@@ -41,7 +41,7 @@ def legend_strip(width: int, style: BlendStyle, class_name: str, caption: str = 
               f"  (alpha {style.alpha:.2f})", (50, 27))
     else:
         bar_width = max(60, min(256, width - 200))
-        lut = colormap_lut(style.colormap)
+        lut = colour_map_lut(style.colormap)
         ramp = lut[np.linspace(0, 255, bar_width).round().astype(int)]
         under = np.broadcast_to(np.array(_SWATCH_UNDER, np.uint8), ramp.shape)
         strip[10:32, 30:30 + bar_width] = blend_reference(under, ramp, style.alpha)[None]

@@ -21,7 +21,7 @@ from histotile.errors import ConfigError
 from histotile.postprocess.evaluation import predicted_classes
 from histotile.postprocess.legend import write_png
 from histotile.postprocess.predictions import SlidePredictions
-from histotile.postprocess.qupath import class_color
+from histotile.postprocess.qupath import class_colour
 from histotile.postprocess.scalebar import draw_scale_bar
 from histotile.wsi import open_slide
 
@@ -82,7 +82,7 @@ def render_montage(slide, predictions: SlidePredictions, class_name: str,
     for left, top, right, bottom, label in zip(x0.tolist(), y0.tolist(), x1.tolist(),
                                                y1.tolist(), labels.tolist()):
         cv2.rectangle(canvas, (left, top), (right - 1, bottom - 1),
-                      tuple(class_color(label)), thickness)
+                      tuple(class_colour(label)), thickness)
     return canvas
 
 
@@ -91,7 +91,7 @@ def montage_strip(width: int, classes: tuple[str, ...], caption: str) -> np.ndar
     strip = np.full((_STRIP, width, 3), 255, np.uint8)
     left = 10
     for index, name in enumerate(classes):
-        cv2.rectangle(strip, (left, 6), (left + 22, 20), tuple(class_color(index)), 2)
+        cv2.rectangle(strip, (left, 6), (left + 22, 20), tuple(class_colour(index)), 2)
         text = name.encode("ascii", "replace").decode()
         cv2.putText(strip, text, (left + 28, 19), _FONT, 0.45, (40, 40, 40), 1, cv2.LINE_AA)
         left += 40 + cv2.getTextSize(text, _FONT, 0.45, 1)[0][0]

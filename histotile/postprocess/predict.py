@@ -1,7 +1,8 @@
 """Slide prediction: stream a slide's tissue tiles through a model, no tile files.
 
-The tiling stage gives the grid (tiles at the model's resolution, tissue only) and reads
-tiles in large blocks; a reader thread fills a bounded queue with batches while the
+The tiling stage's plan (:func:`histotile.tiling.plan_tiles`, the tiler's own) gives the
+tiles touching tissue at the model's resolution and how each is judged tissue; its reader
+reads them in large blocks; a reader thread fills a bounded queue with batches while the
 model classifies the previous batch, so reading and inference overlap and memory stays
 at a few batches whatever the slide size.
 """
@@ -171,7 +172,7 @@ def predict_slide(
         :class:`SlidePredictions`: x, y, extent (level-0 px), tissue_fraction and
         ``prob_<class>`` per tile, with the slide, settings and model reference.
     """
-    from histotile.tiling import iter_tile_batches
+    from histotile.tiling import plan_tiles
 
     classes = _check_predictor(predictor)
     settings = tiling if tiling is not None else settings_from_card(predictor)
@@ -184,15 +185,16 @@ def predict_slide(
         raise ModelError(f"batch_size={batch_size}, queue_size={queue_size}: both must be "
                          "at least 1")
     with open_slide(slide_path) as slide:
-        grid, tissue = _candidate_tiles(slide, settings, part)
-        probabilities = np.full((len(grid), len(classes)), np.nan, np.float32)
+        plan = plan_tiles(slide, settings)
+        grid = plan.grid.subset(_part(plan.candidates, part))
+        probabilities = np.zeros((len(grid), len(classes)), np.float32)
         fraction = np.zeros(len(grid), np.float32)
-        for indices, fractions, result in _classify(
-                slide, grid, predictor, batch_size, queue_size, len(classes),
-                iter_tile_batches, progress, tissue.threshold, settings.min_tissue):
+        kept = np.zeros(len(grid), bool)
+        for indices, fractions, result in _classify(slide, grid, plan, predictor, batch_size,
+                                                    queue_size, len(classes), progress):
             probabilities[indices] = result
             fraction[indices] = fractions
-        kept = fraction >= settings.min_tissue
+            kept[indices] = True
         table = pd.DataFrame({"x": grid.xs[kept], "y": grid.ys[kept],
                               "extent": np.full(int(kept.sum()), grid.extent, np.int64),
                               "tissue_fraction": fraction[kept]})
@@ -201,56 +203,41 @@ def predict_slide(
         run = {"tiling": settings.to_dict(), "level": int(grid.level),
                "read_size": int(grid.read_size), "size": int(grid.size),
                "extent": int(grid.extent), "stride": int(grid.stride),
-               "tissue_threshold": float(tissue.threshold), "batch_size": batch_size,
+               "tissue_threshold": float(plan.threshold), "batch_size": batch_size,
                "engine": getattr(predictor, "engine", None)}
         if part is not None:
             run["part"] = [int(part[0]), int(part[1])]
         return SlidePredictions(slide.name, str(slide_path), slide.dimensions, slide.mpp,
                                 classes, table, run, model_reference(predictor))
 
-def _candidate_tiles(slide, settings: TilingSettings, part: tuple[int, int] | None):
-    """The tiles to read and the tissue mask: every grid tile touching the (dilated)
-    low-resolution tissue mask, as the tiler reads them, optionally only the
-    ``part = (index, count)`` slice (raster order)."""
-    from histotile.tiling import detect_tissue, make_grid
 
-    tissue = detect_tissue(slide, downsample=settings.tissue_downsample,
-                           threshold=settings.tissue_threshold,
-                           min_area_um2=settings.mask_min_area_um2)
-    grid = make_grid(slide, settings, tissue)
-    # The tiler's rule, so the model sees the tiles it was trained on: every tile
-    # touching the (dilated) low-resolution mask is read, and its own per-pixel
-    # tissue fraction, with the slide's threshold, decides whether it is tissue.
-    touching = tissue.dilated(1).fraction(grid.xs, grid.ys, grid.extent) > 0
-    grid = grid.subset(np.flatnonzero(touching))
-    if part is not None:
-        index, count = int(part[0]), int(part[1])
-        if not 0 <= index < count:
-            raise ValueError(f"part={part}: need 0 <= index < count")
-        bounds = np.linspace(0, len(grid), count + 1).round().astype(np.int64)
-        grid = grid.subset(np.arange(bounds[index], bounds[index + 1]))
-    return grid, tissue
+def _part(candidates: np.ndarray, part: tuple[int, int] | None) -> np.ndarray:
+    """The ``part = (index, count)`` contiguous slice (raster order) of the plan's
+    candidate tiles; all of them when ``part`` is None."""
+    if part is None:
+        return candidates
+    index, count = int(part[0]), int(part[1])
+    if not 0 <= index < count:
+        raise ValueError(f"part={part}: need 0 <= index < count")
+    bounds = np.linspace(0, len(candidates), count + 1).round().astype(np.int64)
+    return candidates[bounds[index]:bounds[index + 1]]
 
 
 _DONE = object()
 
 
-def _classify(slide, grid, predictor: TilePredictor, batch_size: int, queue_size: int,
-              num_classes: int, iter_tile_batches, progress: Progress | None,
-              threshold: float, min_tissue: float):
-    """Yield (indices, tissue fractions, probabilities) per batch; only tiles with at
-    least ``min_tissue`` tissue are classified (the others get NaN). A reader thread
+def _classify(slide, grid, plan, predictor: TilePredictor, batch_size: int,
+              queue_size: int, num_classes: int, progress: Progress | None):
+    """Yield (indices, tissue fractions, probabilities) of each batch's tissue tiles (the
+    plan's rule: as the tiler judges them); the others are not classified. A reader thread
     keeps up to ``queue_size`` batches of tiles ready while the model works, unless this
     process may use only one core (a one-thread Dask worker), where reading and
     classifying take turns instead of competing for the core."""
-    from histotile.tiling import tissue_fractions
-
     total, done = len(grid), 0
-    with _tile_source(slide, grid, batch_size, queue_size, iter_tile_batches) as source:
+    with _tile_source(slide, grid, batch_size, queue_size, plan.block_size) as source:
         for indices, tiles in source:
-            fractions = tissue_fractions(tiles, threshold)
-            selected = fractions >= min_tissue
-            result = np.full((len(indices), num_classes), np.nan, np.float32)
+            fractions = plan.tissue_fractions(tiles)
+            selected = plan.is_tissue(fractions)
             if selected.any():
                 scores = np.asarray(predictor.predict(tiles[selected]), dtype=np.float32)
                 if scores.shape != (int(selected.sum()), num_classes):
@@ -258,19 +245,20 @@ def _classify(slide, grid, predictor: TilePredictor, batch_size: int, queue_size
                         f"the model returned probabilities of shape {scores.shape} for "
                         f"{int(selected.sum())} tiles and {num_classes} classes; its "
                         "predict() must return (N, number of classes)")
-                result[selected] = scores
-            yield indices, fractions, result
+                yield indices[selected], fractions[selected], scores
             done += len(indices)
             if progress is not None:
                 progress(done, total)
 
 
 @contextlib.contextmanager
-def _tile_source(slide, grid, batch_size: int, queue_size: int, iter_tile_batches):
+def _tile_source(slide, grid, batch_size: int, queue_size: int, block_size: int):
     """Batches of (indices, tiles): read ahead by a thread into a bounded queue, or read
     in turn when the thread budget is one core."""
+    from histotile.tiling import iter_tile_batches
+
     if thread_budget() < 2:
-        yield iter_tile_batches(slide, grid, batch_size)
+        yield iter_tile_batches(slide, grid, batch_size, block_size=block_size)
         return
     batches: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
@@ -286,7 +274,7 @@ def _tile_source(slide, grid, batch_size: int, queue_size: int, iter_tile_batche
 
     def reader() -> None:
         try:
-            for item in iter_tile_batches(slide, grid, batch_size):
+            for item in iter_tile_batches(slide, grid, batch_size, block_size=block_size):
                 if not put(item):
                     return
             put(_DONE)

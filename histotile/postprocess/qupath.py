@@ -33,7 +33,7 @@ PALETTE = ((0, 114, 178), (213, 94, 0), (0, 158, 115), (204, 121, 167), (230, 15
            (86, 180, 233), (240, 228, 66), (0, 0, 0))
 
 
-def class_color(index: int) -> list[int]:
+def class_colour(index: int) -> list[int]:
     """The RGB colour QuPath shows for class number ``index`` of a model."""
     return list(PALETTE[index % len(PALETTE)])
 
@@ -48,7 +48,7 @@ def tile_features(predictions: SlidePredictions) -> dict[str, Any]:
     corners = np.stack([x0, y0, x1, y0, x1, y1, x0, y1, x0, y0], axis=1).reshape(-1, 5, 2)
     classes = predictions.classes
     names = [f"{c} probability" for c in classes]
-    classifications = [{"name": c, "color": class_color(i)} for i, c in enumerate(classes)]
+    classifications = [{"name": c, "color": class_colour(i)} for i, c in enumerate(classes)]
     # One dict per tile is unavoidable for JSON; the numbers become Python lists in bulk
     # (per-element conversions took most of the time: 6.6 s for 76,000 tiles).
     probabilities = np.round(predictions.probability_matrix().astype(np.float64), 6).tolist()
@@ -114,7 +114,7 @@ def region_features(predictions: SlidePredictions, class_name: str, threshold: f
         "properties": {
             "objectType": "annotation",
             "name": f"{class_name} >= {threshold:g}",
-            "classification": {"name": class_name, "color": class_color(index)},
+            "classification": {"name": class_name, "color": class_colour(index)},
             "measurements": {"area um^2" if predictions.mpp else "area px^2":
                              round(polygon.area * (predictions.mpp or 1.0) ** 2, 3)},
         },

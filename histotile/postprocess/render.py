@@ -1,6 +1,6 @@
 """Blending a probability grid over rows of slide pixels.
 
-:class:`Colorizer` turns a :class:`~histotile.postprocess.maps.ProbabilityGrid` into
+:class:`Colouriser` turns a :class:`~histotile.postprocess.maps.ProbabilityGrid` into
 colours (one class colour above a threshold, or a colour map of the probability) and
 blends them over a band of pixels of an image at a given downsample of level 0. Bands
 are processed as rectangles of constant colour (runs of equal cells), each blended with
@@ -19,8 +19,8 @@ from histotile.errors import ConfigError
 from histotile.postprocess.blend import (
     blend_constant,
     check_alpha,
-    check_color,
-    colormap_lut,
+    check_colour,
+    colour_map_lut,
     constant_lut,
     probability_levels,
 )
@@ -70,8 +70,8 @@ class BlendStyle:
                               "between 0 and 1 (0.5 is the usual choice)")
         object.__setattr__(self, "threshold", threshold)
         object.__setattr__(self, "alpha", check_alpha(self.alpha))
-        object.__setattr__(self, "color", check_color(self.color))
-        colormap_lut(self.colormap)  # validates the name
+        object.__setattr__(self, "color", check_colour(self.color))
+        colour_map_lut(self.colormap)  # validates the name
         floor = float(self.floor)
         if not 0.0 <= floor <= 1.0:
             raise ConfigError(f"floor={self.floor}: the probability below which tiles stay "
@@ -79,7 +79,7 @@ class BlendStyle:
         object.__setattr__(self, "floor", floor)
 
 
-class Colorizer:
+class Colouriser:
     """Blend a probability grid over image bands in the style given."""
 
     def __init__(self, grid: ProbabilityGrid, style: BlendStyle) -> None:
@@ -88,7 +88,7 @@ class Colorizer:
         self._padded = grid.padded()
         self._keys = self._cell_keys(self._padded)
         self._luts: dict[int, np.ndarray] = {}
-        self._colormap = colormap_lut(style.colormap) if style.mode == "continuous" else None
+        self._colour_map = colour_map_lut(style.colormap) if style.mode == "continuous" else None
         self._columns: dict[tuple[int, float], tuple[np.ndarray, ...]] = {}
 
     def _cell_keys(self, values: np.ndarray) -> np.ndarray:
@@ -105,15 +105,15 @@ class Colorizer:
     def _lut(self, key: int) -> np.ndarray:
         lut = self._luts.get(key)
         if lut is None:
-            color = self.style.color if self.style.mode == "threshold" else \
-                self._colormap[key - 1]
-            lut = self._luts[key] = constant_lut(color, self.style.alpha)
+            colour = self.style.color if self.style.mode == "threshold" else \
+                self._colour_map[key - 1]
+            lut = self._luts[key] = constant_lut(colour, self.style.alpha)
         return lut
 
-    def colors(self, keys: Sequence[int]) -> np.ndarray:
+    def colours(self, keys: Sequence[int]) -> np.ndarray:
         """RGB colour (uint8) of each key (for legends)."""
         return np.array([self.style.color if self.style.mode == "threshold" else
-                         self._colormap[k - 1] for k in keys], np.uint8)
+                         self._colour_map[k - 1] for k in keys], np.uint8)
 
     def _column_runs(self, width: int, downsample: float) -> tuple[np.ndarray, ...]:
         key = (width, downsample)

@@ -24,6 +24,7 @@ from histotile.tiling.patches import (
     patch_dataset,
     patchify_image,
 )
+from histotile.tiling.plan import TilePlan, plan_tiles
 from histotile.tiling.reader import iter_tile_batches
 from histotile.tiling.settings import TilingSettings
 from histotile.tiling.tile_io import MANIFEST_COLUMNS, read_tile, resize_tile
@@ -37,10 +38,10 @@ from histotile.tiling.tissue import (
 
 __all__ = [
     "MANIFEST_COLUMNS", "GeoJSONAnnotation", "LabelMask", "PaintedOverlay", "TileGrid",
-    "TilingSettings", "TissueMask", "annotation_fractions", "assign_labels", "balance",
-    "breakhis_label", "breakhis_patient", "breakhis_tumour_type",
+    "TilePlan", "TilingSettings", "TissueMask", "annotation_fractions", "assign_labels",
+    "balance", "breakhis_label", "breakhis_patient", "breakhis_tumour_type",
     "class_columns", "detect_tissue", "export_imagefolder", "extract_tiles",
     "grid_from_boxes", "iter_tile_batches", "load_annotation", "make_grid",
-    "patch_dataset", "patchify_image", "read_manifest", "read_tile", "resize_tile",
-    "tissue_fraction", "tissue_fractions", "tissue_pixels", "write_manifest",
+    "patch_dataset", "patchify_image", "plan_tiles", "read_manifest", "read_tile",
+    "resize_tile", "tissue_fraction", "tissue_fractions", "tissue_pixels", "write_manifest",
 ]

@@ -76,7 +76,7 @@ def check_labels(annotation: Annotation, manifest, slide, settings: TilingSettin
     but the default one. ``manifest``: the tiles (``frac_<class>`` columns)."""
     if isinstance(annotation, GeoJSONAnnotation) or len(manifest) == 0:
         return []
-    others = [c for c in settings.classes if c != settings.default_label]
+    others = [c for c in settings.classes if c != settings.roles.default_class]
     covered = any(float(manifest[f"frac_{c}"].max()) > 0 for c in others
                   if f"frac_{c}" in manifest)
     if covered:
@@ -92,7 +92,7 @@ def check_labels(annotation: Annotation, manifest, slide, settings: TilingSettin
     if isinstance(annotation, LabelMask):
         values = mask_values(annotation.path)
         expected = ", ".join(f"{i}={c}" for i, c in enumerate(settings.classes)
-                             if c != settings.default_label)
+                             if c != settings.roles.default_class)
         return [f"{annotation.path.name}: the label mask labels no tile with a class (values "
                 f"found: {values}; expected {expected}); check the mask and --classes order"]
     return []

@@ -4,8 +4,9 @@ the annotation's own resolution.
 
 Each kind's reader (:mod:`~histotile.tiling.annotation_geojson`,
 :mod:`~histotile.tiling.annotation_raster`) sets :attr:`scale` and :attr:`map_dims` and
-implements :meth:`ClassMapWindows.class_map`; :func:`histotile.tiling.annotations.class_fractions`
-integrates the maps over tile boxes.
+implements :meth:`ClassMapWindows.class_map`;
+:func:`histotile.tiling.annotations.annotation_fractions` integrates the maps over tile
+boxes.
 """
 
 from __future__ import annotations

@@ -75,8 +75,9 @@ class PaintedOverlay(_Kind):
         if len(fractions) == 0:
             return
         palette = self.palette if self.palette is not None else settings.palette
+        default = settings.roles.default_class
         for name, rgb in palette.items():
-            if name != settings.default_label and fractions[:, classes.index(name)].max() <= 0:
+            if name != default and fractions[:, classes.index(name)].max() <= 0:
                 warnings.warn(f"{self.path}: palette colour {tuple(rgb)} for class "
                               f"{name!r} was not found in any tile; check the palette against "
                               "the colours painted (and overlay_threshold)", stacklevel=4)
@@ -182,11 +183,36 @@ def _as_boxes(grid_or_boxes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return boxes[:, 0], boxes[:, 1], boxes[:, 2], heights
 
 
-def class_fractions(annotation: Annotation, slide, grid_or_boxes, classes,
-                    settings: TilingSettings | None = None) -> np.ndarray:
-    """:func:`annotation_fractions` without the palette warning (used by workers)."""
+def annotation_fractions(annotation: Annotation, slide, grid_or_boxes, classes,
+                         settings: TilingSettings | None = None, *,
+                         warn_unused: bool = True) -> np.ndarray:
+    """Fraction (0-1) of each tile covered by each class: float64 (n, len(classes)).
+
+    Args:
+        annotation: a :class:`PaintedOverlay`, :class:`LabelMask` or
+            :class:`GeoJSONAnnotation` (see :func:`load_annotation`).
+        slide: the open slide the annotation belongs to.
+        grid_or_boxes: a :class:`~histotile.tiling.grid.TileGrid`, or an (n, 4) array of
+            level-0 boxes ``x, y, width, height``.
+        classes: class names; column order of the result.
+        settings: thresholds, palette and default class (defaults otherwise).
+        warn_unused: warn when a palette colour of a painted overlay occurs in none of
+            the tiles (tiling workers leave it to the caller, who has every tile).
+
+    The part of a tile no class covers is counted in the default class, so rows sum to
+    1.
+    """
     settings = settings or TilingSettings()
-    classes = tuple(classes)
+    fractions = _coverage(annotation, slide, grid_or_boxes, tuple(classes), settings)
+    if warn_unused:
+        warn_unused_palette(annotation, fractions, tuple(classes), settings)
+    return fractions
+
+
+def _coverage(annotation: Annotation, slide, grid_or_boxes, classes: tuple[str, ...],
+              settings: TilingSettings) -> np.ndarray:
+    """:func:`annotation_fractions`' numbers: each class's map integrated over the boxes,
+    window by window."""
     annotation.check_classes(classes)
     xs, ys, ws, hs = _as_boxes(grid_or_boxes)
     out = np.zeros((len(xs), len(classes)), dtype=np.float64)
@@ -206,32 +232,11 @@ def class_fractions(annotation: Annotation, slide, grid_or_boxes, classes,
             integral = integral_image(cmap == value)
             out[group, int(value)] = box_sums(integral, bx0, by0, bx1, by1) / area
     out = np.clip(out, 0.0, 1.0)
-    default = classes.index(settings.default_label) if settings.default_label in classes else 0
+    default_class = settings.roles.default_class
+    default = classes.index(default_class) if default_class in classes else 0
     rest = np.clip(1.0 - out.sum(axis=1) + out[:, default], 0.0, 1.0)
     out[:, default] = rest
     return out
-
-
-def annotation_fractions(annotation: Annotation, slide, grid_or_boxes, classes,
-                         settings: TilingSettings | None = None) -> np.ndarray:
-    """Fraction (0-1) of each tile covered by each class: float64 (n, len(classes)).
-
-    Args:
-        annotation: a :class:`PaintedOverlay`, :class:`LabelMask` or
-            :class:`GeoJSONAnnotation` (see :func:`load_annotation`).
-        slide: the open slide the annotation belongs to.
-        grid_or_boxes: a :class:`~histotile.tiling.grid.TileGrid`, or an (n, 4) array of
-            level-0 boxes ``x, y, width, height``.
-        classes: class names; column order of the result.
-        settings: thresholds, palette and default class (defaults otherwise).
-
-    The part of a tile no class covers is counted in the default class, so rows sum to
-    1. Warns when a palette colour of a painted overlay occurs in none of the tiles.
-    """
-    settings = settings or TilingSettings()
-    fractions = class_fractions(annotation, slide, grid_or_boxes, classes, settings)
-    warn_unused_palette(annotation, fractions, tuple(classes), settings)
-    return fractions
 
 
 def warn_unused_palette(annotation: Annotation, fractions: np.ndarray,

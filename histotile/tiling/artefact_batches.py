@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from histotile.tiling._rgb_table import rgb_lookup
 from histotile.tiling.artefacts import (  # the rules and their single-image helpers
     _FALLBACK_MPP,
     BLUR_THRESHOLD,
@@ -23,7 +24,6 @@ from histotile.tiling.artefacts import (  # the rules and their single-image hel
     WINDOW_UM,
     _coarse,
     _full,
-    _lookup,
     _shrink_factor,
     _window,
     ink_lut,
@@ -76,7 +76,7 @@ def _ink_small(tiles: np.ndarray, mpp: float | None) -> np.ndarray:
     small = _shrink_tiles(tiles, factor)
     if k > 1:
         small = _blur_tiles(small, k)
-    return _lookup(ink_lut(), small)
+    return rgb_lookup(ink_lut(), small)
 
 
 def _blur_tiles(tiles: np.ndarray, k: int) -> np.ndarray:

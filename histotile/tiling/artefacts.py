@@ -29,6 +29,8 @@ import functools
 import cv2
 import numpy as np
 
+from histotile.tiling._rgb_table import rgb_lookup
+
 # Macenko et al. (2009) reference stain OD directions (as used by torchstain and
 # TIAToolbox): closer to real scans than Ruifrok-Johnston's, which describe pure stains.
 H_REF = np.array([0.5626, 0.7201, 0.4062])
@@ -135,25 +137,6 @@ def ink_lut() -> np.ndarray:
     return table
 
 
-def _lookup(table: np.ndarray, rgb: np.ndarray) -> np.ndarray:
-    """``table`` at each pixel of uint8 RGB (..., 3): each pixel's 3 bytes (and the next
-    pixel's first, masked off) read as one little-endian uint32, as the tissue test does:
-    no per-channel arithmetic."""
-    rgb = np.ascontiguousarray(rgb)
-    shape = rgb.shape[:-1]
-    count = int(np.prod(shape))
-    out = np.empty(count, dtype=table.dtype)
-    if count == 0:
-        return out.reshape(shape)
-    flat = rgb.reshape(-1)
-    if count > 1:
-        words = np.ndarray((count - 1,), dtype="<u4", buffer=flat, offset=0, strides=(3,))
-        np.take(table, words & np.uint32(0xFFFFFF), out=out[:-1])
-    last = flat[-3:].astype(np.uint32)
-    out[-1] = table[int(last[0] | (last[1] << 8) | (last[2] << 16))]
-    return out.reshape(shape)
-
-
 def _window(mpp: float | None, um: float) -> int:
     return int(min(max(1, 2 * round(um / (mpp or _FALLBACK_MPP) / 2) + 1), 255))
 
@@ -195,7 +178,7 @@ def pen_mask(image: np.ndarray, mpp: float | None = None) -> np.ndarray:
     small = _coarse(image, factor)
     k = _window((mpp or _FALLBACK_MPP) * factor, WINDOW_UM)
     smooth = cv2.blur(small, (k, k), borderType=cv2.BORDER_REFLECT) if k > 1 else small
-    return _full(_lookup(ink_lut(), smooth), image.shape)
+    return _full(rgb_lookup(ink_lut(), smooth), image.shape)
 
 
 def fold_mask(image: np.ndarray, mpp: float | None = None,

@@ -1,7 +1,8 @@
 """Whole-slide tile extraction: tissue detection, grid, white-tile filter with a seeded
 background sample, labels from an annotation, as a manifest DataFrame.
 
-Work is split into regions (groups of blocks in raster order). With ``workers > 1`` the
+The tiles read and their read regions (groups of blocks in raster order) come from the
+tiling plan (:func:`~histotile.tiling.plan.plan_tiles`). With ``workers > 1`` the
 regions run in worker processes (``spawn`` context; each opens the slide by path) and the
 results are put back by tile index, so the manifest is the same whatever ``workers`` is.
 Each region returns only per-tile numbers, so memory stays at a few blocks per process.
@@ -21,21 +22,19 @@ import numpy as np
 from histotile.errors import HistotileError
 from histotile.tiling.annotations import (
     Annotation,
+    annotation_fractions,
     assign_labels,
-    class_fractions,
     load_annotation,
     warn_unused_palette,
 )
 from histotile.tiling.artefact_batches import pen_masks, tile_artefacts
-from histotile.tiling.grid import TileGrid, make_grid
+from histotile.tiling.grid import TileGrid
 from histotile.tiling.manifest import class_columns
-from histotile.tiling.reader import DEFAULT_BLOCK, iter_tile_batches, plan_blocks
+from histotile.tiling.plan import TilePlan, plan_tiles
+from histotile.tiling.reader import DEFAULT_BLOCK, iter_tile_batches
 from histotile.tiling.settings import TilingSettings
 from histotile.tiling.tile_io import MANIFEST_COLUMNS
-from histotile.tiling.tissue import detect_tissue, tissue_fractions
-
-REGION_TILES = 2048
-"""About this many tiles per region (unit of work of a worker)."""
+from histotile.tiling.tissue import tissue_fractions
 
 
 @dataclass
@@ -70,40 +69,29 @@ def _run_task(task: _Task) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, n
                                            pen=pen).artefact
         fractions = None
         if task.annotation is not None:
-            fractions = class_fractions(task.annotation, slide, task.grid, settings.classes,
-                                        settings)
+            # The palette warning waits for every tile (extract_tiles gives it once).
+            fractions = annotation_fractions(task.annotation, slide, task.grid,
+                                             settings.classes, settings, warn_unused=False)
     return task.indices, tissue, fractions, artefact
 
 
-def _regions(grid: TileGrid, indices: np.ndarray, block_size: int) -> list[np.ndarray]:
-    """Blocks of tiles chunked into regions of about REGION_TILES tiles, raster order."""
-    regions, current, count = [], [], 0
-    for block in plan_blocks(grid, indices, block_size):
-        current.append(block)
-        count += len(block)
-        if count >= REGION_TILES:
-            regions.append(np.concatenate(current))
-            current, count = [], 0
-    if current:
-        regions.append(np.concatenate(current))
-    return regions
-
-
-def _measure(slide_path: str, grid: TileGrid, indices: np.ndarray, threshold: float,
+def _measure(slide_path: str, plan: TilePlan, indices: np.ndarray,
              annotation: Annotation | None, pool: ProcessPoolExecutor | None,
-             block_size: int, progress: Callable[[int], None] | None, mpp: float | None,
+             progress: Callable[[int], None] | None,
              ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Tissue fraction, class fractions (or None) and artefact fraction of the tiles
-    ``indices`` of ``grid``, region by region, in ``pool`` when given (results placed by
-    index: order-independent)."""
+    ``indices`` of the plan's grid, read region by region, in ``pool`` when given (results
+    placed by index: order-independent)."""
+    grid = plan.grid
     n_classes = len(grid.settings.classes)
     tissue = np.zeros(len(indices))
     artefact = np.zeros(len(indices))
     fractions = np.zeros((len(indices), n_classes)) if annotation is not None else None
     where = np.full(len(grid), -1, dtype=np.int64)
     where[indices] = np.arange(len(indices))
-    tasks = [_Task(slide_path, grid.subset(r), r, threshold, annotation, block_size, mpp)
-             for r in _regions(grid, indices, block_size)]
+    tasks = [_Task(slide_path, grid.subset(r), r, plan.threshold, annotation,
+                   plan.block_size, plan.tile_mpp)
+             for r in plan.regions(indices)]
 
     def collect(result) -> None:
         idx, tis, frac, art = result
@@ -135,9 +123,10 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
                   block_size: int = DEFAULT_BLOCK):
     """Cut a slide into tiles and describe them in a manifest (pandas DataFrame).
 
-    Steps: a low-resolution tissue mask; the full grid at the target resolution; every
-    tile touching tissue is read (in blocks) and its tissue fraction measured; tiles
-    under ``settings.min_tissue`` are background, of which ``keep_background`` (exactly
+    Steps (the plan, :func:`~histotile.tiling.plan.plan_tiles`): a low-resolution tissue
+    mask; the full grid at the target resolution; every tile touching tissue is read (in
+    blocks) and its tissue fraction measured; tiles under ``settings.min_tissue`` are
+    background, of which ``keep_background`` (exactly
     ``round(keep_background * n_background)``, seeded) are kept, tiles far from tissue
     included; with an annotation, per-class fractions and a label per tile.
 
@@ -167,29 +156,22 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
         annotation = load_annotation(annotation, palette=settings.palette,
                                      classes=settings.classes)
     with open_slide(slide_path) as slide:
-        mask = detect_tissue(slide, downsample=settings.tissue_downsample,
-                             threshold=settings.tissue_threshold,
-                             min_area_um2=settings.mask_min_area_um2)
-        grid = make_grid(slide, settings, mask, all_tiles=True)
+        plan = plan_tiles(slide, settings, block_size=block_size)
         name = slide.name
-        mpp = slide.mpp * grid.extent / grid.size if slide.mpp else None
-    threshold = mask.threshold
-    touching = mask.dilated(1).fraction(grid.xs, grid.ys, grid.extent) > 0
-    candidates = np.flatnonzero(touching)
+    grid, touching, candidates = plan.grid, plan.touching, plan.candidates
     pool = (ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
                                 mp_context=multiprocessing.get_context("spawn"))
             if workers > 1 else None)
     try:
-        tissue, fractions, artefact = _measure(str(slide_path), grid, candidates,
-                                               threshold, annotation, pool, block_size,
-                                               progress, mpp)
+        tissue, fractions, artefact = _measure(str(slide_path), plan, candidates,
+                                               annotation, pool, progress)
         if progress is not None and len(grid) > len(candidates):
             progress(len(grid) - len(candidates))
-        is_tissue, kept_bg = _select(settings, candidates, touching, tissue, artefact)
+        is_tissue, kept_bg = _select(plan, tissue, artefact)
         # Background tiles far from tissue were not read: measure the sampled ones now.
         far = kept_bg[~touching[kept_bg]]
         far_tissue, far_fractions, far_artefact = _measure(
-            str(slide_path), grid, far, threshold, annotation, pool, block_size, None, mpp)
+            str(slide_path), plan, far, annotation, pool, None)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -201,7 +183,7 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
     if annotation is not None:
         frac_all = _scatter(frac_all.shape, (candidates, fractions), (far, far_fractions))
         warn_unused_palette(annotation, frac_all[keep], settings.classes, settings)
-    labels = (assign_labels(frac_all[keep], settings.classes, settings.default_label,
+    labels = (assign_labels(frac_all[keep], settings.classes, settings.roles.default_class,
                             settings.min_label_fraction)
               if annotation is not None else np.full(len(keep), "", dtype=object))
     fractions = frac_all[keep] if annotation is not None else None
@@ -209,16 +191,17 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
                      artefact_all[keep], fractions, settings)
 
 
-def _select(settings: TilingSettings, candidates: np.ndarray, touching: np.ndarray,
-            tissue: np.ndarray, artefact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which candidate tiles are kept as tissue, and the seeded sample of background
-    tiles kept (grid indices, sorted)."""
+def _select(plan: TilePlan, tissue: np.ndarray,
+            artefact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which candidate tiles (their ``tissue`` and ``artefact`` fractions) are kept as
+    tissue, and the seeded sample of background tiles kept (grid indices, sorted)."""
+    settings, candidates = plan.settings, plan.candidates
     # A tile mostly artefact (ink, fold, blur) is dropped, or kept on request; ink is
     # not tissue, but an inked tile is never sampled as background (glass) either.
     spoilt = artefact >= settings.max_artefact
-    is_tissue = tissue >= settings.min_tissue
+    is_tissue = plan.is_tissue(tissue)
     background = np.concatenate([candidates[~is_tissue & ~spoilt],
-                                 np.flatnonzero(~touching)])
+                                 np.flatnonzero(~plan.touching)])
     is_tissue = (is_tissue | spoilt) if settings.keep_artefacts else is_tissue & ~spoilt
     background.sort()
     rng = np.random.default_rng(settings.seed)

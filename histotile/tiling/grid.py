@@ -110,10 +110,8 @@ def make_grid(slide, settings: TilingSettings | None = None,
         if tissue is None:
             from histotile.tiling.tissue import detect_tissue
 
-            tissue = detect_tissue(slide, threshold=settings.tissue_threshold,
-                                   downsample=settings.tissue_downsample,
-                                   min_area_um2=settings.mask_min_area_um2)
-        touching = tissue.dilated(1).fraction(xs, ys, extent) > 0
+            tissue = detect_tissue(slide, **settings.tissue_options())
+        touching = tissue.touches(xs, ys, extent)
         xs, ys, col, row = xs[touching], ys[touching], col[touching], row[touching]
     return TileGrid(xs, ys, level, read_size, settings.tile_size, extent, stride, columns,
                     rows, col, row, (width0, height0), settings, float(level_ds))

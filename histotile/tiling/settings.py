@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from histotile._settings import refuse_unknown
+from histotile.class_roles import ClassRoles, resolve_roles
 from histotile.errors import ConfigError
 
 RGB = tuple[int, int, int]
@@ -105,12 +106,21 @@ class TilingSettings:
         return self.tile_size if self.stride is None else self.stride
 
     @property
+    def roles(self) -> ClassRoles:
+        """The classes' roles: ``default_class`` and ``positive_class``, or where not set
+        their documented defaults (:func:`histotile.class_roles.resolve_roles`)."""
+        return resolve_roles(self.classes, default_class=self.default_class,
+                             positive_class=self.positive_class, where="tiling settings")
+
+    @property
     def default_label(self) -> str:
-        return self.classes[0] if self.default_class is None else self.default_class
+        """``roles.default_class`` (the name before roles; kept for existing scripts)."""
+        return self.roles.default_class
 
     @property
     def positive_label(self) -> str:
-        return self.classes[-1] if self.positive_class is None else self.positive_class
+        """``roles.positive_class`` (the name before roles; kept for existing scripts)."""
+        return self.roles.positive_class
 
     def target(self) -> dict[str, float | int]:
         """The resolution request as keyword arguments of ``Slide.choose_level``."""
@@ -119,6 +129,11 @@ class TilingSettings:
             if value is not None:
                 return {name: value}
         return {"level": 0}
+
+    def tissue_options(self) -> dict[str, float | None]:
+        """The tissue-mask request as keyword arguments of ``detect_tissue``."""
+        return {"downsample": self.tissue_downsample, "threshold": self.tissue_threshold,
+                "min_area_um2": self.mask_min_area_um2}
 
     # -- checks ------------------------------------------------------------------------
     def validate(self) -> None:

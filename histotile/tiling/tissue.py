@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from histotile.tiling._boxes import box_sums, integral_image
+from histotile.tiling._rgb_table import rgb_lookup
 from histotile.wsi.decimate import overview
 
 DEFAULT_THRESHOLD = 20.0
@@ -98,21 +99,9 @@ def tissue_pixels(rgb: np.ndarray, threshold: float | None = None) -> np.ndarray
     if rgb.dtype != np.uint8 or rgb.ndim < 2 or rgb.shape[-1] != 3:
         raise ValueError(f"expected RGB uint8 pixels of shape (..., 3), got {rgb.shape} "
                          f"{rgb.dtype}")
-    shape = rgb.shape[:-1]
-    count = int(np.prod(shape))
-    out = np.empty(count, dtype=bool)
-    if count == 0:
-        return out.reshape(shape)
-    lut = _bool_lut(_level(threshold))
-    flat = np.ascontiguousarray(rgb).reshape(-1)
-    if count > 1:
-        # Read each pixel's 3 bytes (plus the next pixel's first byte, masked off) as one
-        # little-endian uint32: no copy, one table lookup per pixel.
-        words = np.ndarray((count - 1,), dtype="<u4", buffer=flat, offset=0, strides=(3,))
-        np.take(lut, words & np.uint32(0xFFFFFF), out=out[:-1])
-    last = flat[-3:].astype(np.uint32)
-    out[-1] = lut[int(last[0] | (last[1] << 8) | (last[2] << 16))]
-    return out.reshape(shape)
+    if rgb.size == 0:
+        return np.zeros(rgb.shape[:-1], dtype=bool)
+    return rgb_lookup(_bool_lut(_level(threshold)), rgb)
 
 
 def tissue_fraction(tile_rgb: np.ndarray, threshold: float | None = None,
@@ -206,6 +195,12 @@ class TissueMask:
         sums = box_sums(self._integral, xs / ds, ys / ds, (xs + width_arr) / ds,
                         (ys + height_arr) / ds)
         return np.clip(sums / (width_arr * height_arr / ds**2), 0.0, 1.0)
+
+    def touches(self, xs: np.ndarray, ys: np.ndarray, extent: int) -> np.ndarray:
+        """bool (n,): whether each level-0 box (top-left ``(xs, ys)``, side ``extent``)
+        touches the mask grown by one mask pixel (a margin for rounding): the tiles worth
+        reading, since a tile touching no tissue at low resolution is background."""
+        return self.dilated(1).fraction(xs, ys, extent) > 0
 
     def dilated(self, pixels: int = 1) -> TissueMask:
         """The mask grown by ``pixels`` mask pixels (a safety margin for rounding)."""

@@ -25,6 +25,7 @@ from histotile.workflows.cli_options import (
     handle_errors,
     heatmap_options,
     overwrite_option,
+    prediction_options,
     slide_batch_command,
     slides_argument,
     tiling_options,
@@ -161,12 +162,7 @@ def tile(slides: tuple[str, ...], out_dir: str, **options: Any) -> None:
 
 @cli.command(epilog=examples("predict"))
 @slides_argument
-@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
-              required=True, help="Model folder written by 'histotile train'.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
-@click.option("--batch-size", type=click.IntRange(1), default=None)
-@click.option("--no-geojson", is_flag=True,
-              help="Skip predictions.geojson and regions.geojson (QuPath objects).")
+@prediction_options
 @engine_option
 @tiling_options
 @execution_options
@@ -249,16 +245,11 @@ def explain(slides: tuple[str, ...], model_dir: str, out_dir: str, **options: An
 
 @cli.command(epilog=examples("run"))
 @slides_argument
-@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
-              required=True, help="Model folder written by 'histotile train'.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@prediction_options
 @click.option("--annotations", type=click.Path(exists=True), default=None,
               help="Evaluate slides that have annotations (folder, default: beside slides).")
 @click.option("--default-class", default=None,
               help="Truth of unannotated tiles (default: the model card's default class).")
-@click.option("--batch-size", type=click.IntRange(1), default=None)
-@click.option("--no-geojson", is_flag=True,
-              help="Skip predictions.geojson and regions.geojson (QuPath objects).")
 @engine_option
 @heatmap_options
 @tiling_options

@@ -106,6 +106,15 @@ engine_option = click.option(
     help="Inference engine: auto = the fastest installed for the device and model "
          "(onnxruntime on CPU for most models, with the onnx extra); onnxruntime-int8 "
          "only when asked.")
+# What a command that predicts with a model takes (predict, run).
+prediction_options = option_group(
+    click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
+                 required=True, help="Model folder written by 'histotile train'."),
+    click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True),
+    click.option("--batch-size", type=click.IntRange(1), default=None),
+    click.option("--no-geojson", is_flag=True,
+                 help="Skip predictions.geojson and regions.geojson (QuPath objects)."),
+)
 
 tiling_options = option_group(
     click.option("--tile-size", type=click.IntRange(16), default=None,

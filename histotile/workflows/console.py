@@ -45,13 +45,14 @@ def progress_bar(description: str, total: float | None,
 
 
 def summary_table(records: list[SlideRecord], title: str) -> Table:
-    """One row per slide: status, tiles, class fractions, decision, seconds, error."""
-    classes = sorted({c for r in records for c in r.class_fractions})
+    """One row per slide: status, tiles, class shares (or QC's area fractions), decision,
+    seconds, error."""
+    names = sorted({c for r in records for c in r.fractions()})
     table = Table(title=title, title_justify="left")
     table.add_column("slide", overflow="fold")  # a name is never cut short
     table.add_column("status")
     table.add_column("tiles", justify="right")
-    for name in classes:
+    for name in names:
         table.add_column(escape(name), justify="right")
     table.add_column("decision")
     table.add_column("s", justify="right")
@@ -60,7 +61,7 @@ def summary_table(records: list[SlideRecord], title: str) -> Table:
     for r in records:
         # Names, decisions and errors come from files and exceptions: never markup.
         table.add_row(escape(r.slide), f"[{colours.get(r.status, 'white')}]{r.status}[/]",
-                      str(r.tiles), *[f"{r.class_fractions.get(c, 0.0):.1%}" for c in classes],
+                      str(r.tiles), *[f"{r.fractions().get(c, 0.0):.1%}" for c in names],
                       escape(r.decision or ""), f"{r.seconds:.1f}", escape(r.error or ""))
     return table
 

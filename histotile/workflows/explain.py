@@ -17,7 +17,7 @@ from histotile.workflows.resumable import (
     resumable,
     saved_predictions,
 )
-from histotile.workflows.roles import positive_class
+from histotile.workflows.roles import resolve_positive_class
 from histotile.workflows.slide_predict import predict_part
 
 
@@ -41,18 +41,19 @@ def explain_task(slide_path: str, out_dir: str, model_dir: str,
         predictor = load_predictor(model_dir)
         if predictions is None:
             predictions = predict_part(slide_path, model_dir, None, None, None)
-        target = positive_class(list(predictions.classes), predictions.model,
-                                      class_name)
+        positive_class = resolve_positive_class(list(predictions.classes),
+                                                predictions.model, class_name)
         truth = None
         if annotation is not None:
-            truth = evaluate_slide(slide_path, predictions, annotation, positive_class=target,
+            truth = evaluate_slide(slide_path, predictions, annotation,
+                                   positive_class=positive_class,
                                    tile_threshold=threshold).truth
         paths = write_explanations(slide_path, predictions, predictor, outputs.folder,
-                                   class_name=target, top=top, threshold=threshold,
+                                   class_name=positive_class, top=top, threshold=threshold,
                                    truth=truth, overwrite=True)
         return {**prediction_fields(predictions),
                 "outputs": {k: str(v) for k, v in paths.items()},
-                "extra": {"positive_class": target, "top": top,
+                "extra": {"positive_class": positive_class, "top": top,
                           "annotation": annotation}}
 
     return resumable(

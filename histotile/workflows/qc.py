@@ -16,7 +16,7 @@ from histotile.workflows.report import SlideRecord
 def qc_task(slide_path: str, out_dir: str, qc: dict[str, Any] | None = None,
             overwrite: bool = False) -> dict[str, Any]:
     """QC of one slide (resumable like every per-slide task): the picture and the record
-    (``class_fractions``: the fractions, blur left out when it could not be judged;
+    (``area_fractions``: the fractions, blur left out when it could not be judged;
     ``decision``: the flag; ``extra``: the reasons and the settings)."""
     from histotile.tiling.qc import QCSettings, slide_qc, write_picture
     from histotile.workflows.resumable import resumable
@@ -27,7 +27,7 @@ def qc_task(slide_path: str, out_dir: str, qc: dict[str, Any] | None = None,
         result = slide_qc(slide_path, settings)
         picture = write_picture(result.picture, outputs.path("qc.png"))
         fractions = {k: v for k, v in result.fractions.items() if not math.isnan(v)}
-        return {"class_fractions": fractions, "decision": result.flag,
+        return {"area_fractions": fractions, "decision": result.flag,
                 "outputs": {"qc_picture": str(picture)},
                 "extra": {"reasons": result.reasons, "view_mpp": result.view_mpp,
                           "qc": settings.to_dict()}}

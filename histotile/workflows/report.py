@@ -21,7 +21,10 @@ class SlideRecord:
     Attributes:
         slide: slide name; path: its file.
         status: ``ok``, ``skipped`` (outputs already complete) or ``failed``.
-        tiles: tiles processed; class_fractions: share of tiles per predicted/labelled class.
+        tiles: tiles processed; class_shares: share (0-1) of those tiles per class (the
+            label for ``tile``, the most probable class for ``predict`` and ``run``).
+        area_fractions: fractions (0-1) of the slide's area (``qc``: tissue, pen, blur,
+            fold).
         decision: slide-level decision (e.g. ``positive``/``negative``) when computed.
         seconds: wall time; error: the error message when failed; outputs: files written.
         warning: what went wrong without failing the slide (an annotation that labels
@@ -32,7 +35,8 @@ class SlideRecord:
     path: str
     status: str = OK
     tiles: int = 0
-    class_fractions: dict[str, float] = field(default_factory=dict)
+    class_shares: dict[str, float] = field(default_factory=dict)
+    area_fractions: dict[str, float] = field(default_factory=dict)
     decision: str | None = None
     seconds: float = 0.0
     error: str | None = None
@@ -43,6 +47,24 @@ class SlideRecord:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SlideRecord:
+        """A record from :meth:`to_dict`'s dict, or from one written before the shares of
+        tiles and the QC's area fractions had their own keys (both were
+        ``class_fractions``; a ``histotile qc`` record is the one whose ``extra`` holds
+        the QC's ``reasons``)."""
+        data = dict(data)
+        if "class_fractions" in data:
+            old = data.pop("class_fractions") or {}
+            qc = "reasons" in (data.get("extra") or {})
+            data.setdefault("area_fractions" if qc else "class_shares", old)
+        return cls(**data)
+
+    def fractions(self) -> dict[str, float]:
+        """The figures the report's ``fraction_<name>`` columns show: the class shares and
+        the area fractions."""
+        return {**self.class_shares, **self.area_fractions}
+
 
 def write_report(records: list[SlideRecord], out_dir: str | Path,
                  name: str = "report") -> tuple[Path, Path]:
@@ -52,14 +74,14 @@ def write_report(records: list[SlideRecord], out_dir: str | Path,
     JSON) keep their latest row: the report covers every slide ever run there."""
     out_dir = Path(out_dir)
     records = merged_records(out_dir / f"{name}.json", records)
-    classes = sorted({c for r in records for c in r.class_fractions})
+    names = sorted({c for r in records for c in r.fractions()})
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["slide", "path", "status", "tiles", *[f"fraction_{c}" for c in classes],
+    writer.writerow(["slide", "path", "status", "tiles", *[f"fraction_{c}" for c in names],
                      "decision", "seconds", "error", "warning"])
     for r in records:
         writer.writerow([r.slide, r.path, r.status, r.tiles,
-                         *[f"{r.class_fractions.get(c, 0.0):.4f}" for c in classes],
+                         *[f"{r.fractions().get(c, 0.0):.4f}" for c in names],
                          r.decision or "", f"{r.seconds:.2f}", r.error or "",
                          r.warning or ""])
     csv_path = write_text_atomic(out_dir / f"{name}.csv", buffer.getvalue())
@@ -80,7 +102,7 @@ def merged_records(previous_json: Path, records: list[SlideRecord]) -> list[Slid
     report is ignored (it is about to be replaced)."""
     try:
         earlier = json.loads(previous_json.read_text(encoding="utf-8")).get("records") or []
-        old = [SlideRecord(**r) for r in earlier if isinstance(r, dict)]
+        old = [SlideRecord.from_dict(r) for r in earlier if isinstance(r, dict)]
     except (OSError, ValueError, TypeError, AttributeError):
         return list(records)
     latest = {r.path: r for r in records}

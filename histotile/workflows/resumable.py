@@ -18,7 +18,11 @@ def _record(slide_path: str, **fields: Any) -> dict[str, Any]:
 
 
 def _skipped(record: dict[str, Any]) -> dict[str, Any]:
-    return {**record, "status": "skipped", "seconds": 0.0}
+    """A finished folder's stored record (any version), as skipped."""
+    from histotile.workflows.report import SlideRecord
+
+    stored = SlideRecord.from_dict(record).to_dict()
+    return {**stored, "status": "skipped", "seconds": 0.0}
 
 
 # -- the per-slide tasks ----------------------------------------------------------------
@@ -55,7 +59,7 @@ def resumable(kind: str, slide_path: str, out_dir: str, overwrite: bool,
     return record
 
 
-def class_fractions(table, classes: list[str]) -> dict[str, float]:
+def predicted_shares(table, classes: list[str]) -> dict[str, float]:
     """Share of tiles whose most probable class is each class."""
     import numpy as np
 
@@ -70,7 +74,7 @@ def prediction_fields(predictions, parts: int | None = None) -> dict[str, Any]:
     """Record fields of a slide's predictions; ``parts``: how many cluster tasks
     predicted it (known only where it was predicted, not when read back)."""
     return {"tiles": len(predictions),
-            "class_fractions": class_fractions(predictions.tiles, list(predictions.classes)),
+            "class_shares": predicted_shares(predictions.tiles, list(predictions.classes)),
             "extra": {} if parts is None else {"prediction_parts": parts}}
 
 

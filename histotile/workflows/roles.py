@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 
-def positive_class(classes: list[str], model: dict[str, Any], requested: str | None) -> str:
+def resolve_positive_class(classes: list[str], model: dict[str, Any],
+                           requested: str | None) -> str:
     """The class heatmaps and decisions are about: ``requested`` (a class the model has),
     else the positive class recorded in the model card (``model``: the predictions' model
     reference), else the documented default, the last class (see

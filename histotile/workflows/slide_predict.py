@@ -8,7 +8,7 @@ from typing import Any
 from histotile.workflows.options import HeatmapOptions, RunOptions
 from histotile.workflows.process import load_predictor, set_threads
 from histotile.workflows.resumable import engine_setting, prediction_fields, resumable
-from histotile.workflows.roles import positive_class
+from histotile.workflows.roles import resolve_positive_class
 from histotile.wsi import open_slide
 
 
@@ -115,9 +115,9 @@ def qupath_files(predictions, outputs, heatmap: HeatmapOptions) -> dict[str, str
     from histotile.postprocess.qupath import write_qupath
 
     try:
-        target = positive_class(list(predictions.classes), predictions.model,
-                                heatmap.class_name)
+        positive_class = resolve_positive_class(list(predictions.classes),
+                                                predictions.model, heatmap.class_name)
     except ModelError:
-        target = None
-    return write_qupath(predictions, outputs.folder, class_name=target,
+        positive_class = None
+    return write_qupath(predictions, outputs.folder, class_name=positive_class,
                         threshold=heatmap.threshold, overwrite=True)

@@ -18,7 +18,7 @@ from histotile.workflows.resumable import (
     resumable,
     saved_predictions,
 )
-from histotile.workflows.roles import assumed_note, model_roles, positive_class
+from histotile.workflows.roles import assumed_note, model_roles, resolve_positive_class
 from histotile.workflows.slide_predict import predict_and_save, qupath_files
 from histotile.wsi import open_slide
 
@@ -76,7 +76,7 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
             export_imagefolder(manifest, Path(out_dir) / "images", overwrite=True)
         counts = manifest["label"].value_counts() if len(manifest) else {}
         return {"tiles": len(manifest),
-                "class_fractions": {c: float(counts.get(c, 0)) / max(len(manifest), 1)
+                "class_shares": {c: float(counts.get(c, 0)) / max(len(manifest), 1)
                                     for c in settings.classes},
                 "outputs": {"manifest": str(path)}, "warning": "; ".join(found) or None,
                 "extra": {"annotation": annotation, "tiling": settings.to_dict(),
@@ -104,20 +104,20 @@ def _heatmap_and_decision(slide_path: str, predictions, options: HeatmapOptions,
 
     roles = model_roles(list(predictions.classes), predictions.model,
                         positive=options.class_name)
-    target = roles.positive_class
+    positive_class = roles.positive_class
     result = write_heatmap(
-        slide_path, predictions, outputs.path("heatmap.tif"), class_name=target,
+        slide_path, predictions, outputs.path("heatmap.tif"), class_name=positive_class,
         mode=options.mode, threshold=options.threshold, color=options.rgb(),
         alpha=options.alpha, downsample=options.downsample, colormap=options.colormap,
         floor=DEFAULT_FLOOR if options.floor is None else options.floor,
         preview_path=outputs.path("preview.png"), overwrite=True)
-    decision = slide_decision(predictions, target, tile_threshold=options.threshold,
+    decision = slide_decision(predictions, positive_class, tile_threshold=options.threshold,
                               fraction_threshold=options.decision_threshold)
     written = {"heatmap": str(result.path), "preview": str(result.preview_path)}
     from histotile.postprocess.montage import MONTAGE_FILE, write_montage
 
     written["montage"] = str(write_montage(
-        slide_path, predictions, outputs.path(MONTAGE_FILE), class_name=target,
+        slide_path, predictions, outputs.path(MONTAGE_FILE), class_name=positive_class,
         threshold=options.threshold, overwrite=True))
     if options.probability_tiff:
         from histotile.postprocess.probability_slide import (
@@ -126,13 +126,13 @@ def _heatmap_and_decision(slide_path: str, predictions, options: HeatmapOptions,
         )
 
         written["probability"] = str(write_probability_slide(
-            outputs.path(PROBABILITY_FILE), predictions, target, overwrite=True))
+            outputs.path(PROBABILITY_FILE), predictions, positive_class, overwrite=True))
     label = "positive" if decision.positive else "negative"
-    verdict = f"{label} ({decision.fraction:.1%} {target})"
+    verdict = f"{label} ({decision.fraction:.1%} {positive_class})"
     if len(predictions) == 0:  # nothing was predicted: not evidence of a negative slide
         verdict = "no tissue (0 tiles; check the slide and the tissue settings)"
     return written, verdict, {
-        "positive_class": target, "decision": decision.to_dict(),
+        "positive_class": positive_class, "decision": decision.to_dict(),
         "warning": assumed_note(roles),
         "heatmap": {"mode": result.style.mode, "alpha": result.style.alpha,
                     "threshold": result.style.threshold,
@@ -201,7 +201,7 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
                             **({} if geojson else {"geojson": False})})
 
 
-def _evaluate(slide_path: str, predictions, annotation: str, target: str,
+def _evaluate(slide_path: str, predictions, annotation: str, positive_class: str,
               options: HeatmapOptions, outputs) -> dict[str, Any]:
     """Evaluate against the annotation; the default class (the truth of unannotated
     tiles) is ``--default-class``, else the model card's, never the class order."""
@@ -211,14 +211,14 @@ def _evaluate(slide_path: str, predictions, annotation: str, target: str,
     from histotile.postprocess import evaluate_slide, write_side_by_side
 
     threshold = options.threshold
-    roles = model_roles(list(predictions.classes), predictions.model, positive=target,
+    roles = model_roles(list(predictions.classes), predictions.model, positive=positive_class,
                         default=options.default_class)
     recorded = not any("default class" in note for note in roles.assumed)
     default = roles.default_class if recorded else None
-    evaluation = evaluate_slide(slide_path, predictions, annotation, positive_class=target,
+    evaluation = evaluate_slide(slide_path, predictions, annotation, positive_class=positive_class,
                                 tile_threshold=threshold, default_class=default)
     summary = plain({**evaluation.row(), "classes": list(evaluation.classes),
-                     "positive_class": target, "default_class": evaluation.default_class,
+                     "positive_class": positive_class, "default_class": evaluation.default_class,
                      "confusion": evaluation.confusion.tolist()})
     from histotile.postprocess.evaluation import write_roc_pr
 
@@ -227,7 +227,7 @@ def _evaluate(slide_path: str, predictions, annotation: str, target: str,
     json_path = write_text_atomic(outputs.path("evaluation.json"),
                                   json.dumps(summary, indent=2))
     image = write_side_by_side(slide_path, predictions, annotation,
-                               outputs.path("side_by_side.png"), class_name=target,
+                               outputs.path("side_by_side.png"), class_name=positive_class,
                                threshold=threshold, evaluation=evaluation, overwrite=True)
     guessed = () if recorded else (
         f"the model records no default class: unannotated tiles were taken as "
@@ -254,14 +254,14 @@ def evaluate_task(slide_path: str, predictions_dir: str, out_dir: str,
     saved = saved_predictions(slide_path, predictions_dir)
 
     def work(outputs, predictions) -> dict[str, Any]:
-        target = positive_class(list(predictions.classes), predictions.model,
-                                options.class_name)
-        evaluation = _evaluate(slide_path, predictions, annotation, target, options,
+        positive_class = resolve_positive_class(list(predictions.classes),
+                                                predictions.model, options.class_name)
+        evaluation = _evaluate(slide_path, predictions, annotation, positive_class, options,
                                outputs)
         written = evaluation.pop("outputs")
         warning = evaluation.pop("warning")
         return {**prediction_fields(predictions), "outputs": written, "warning": warning,
-                "extra": {"evaluation": evaluation, "positive_class": target}}
+                "extra": {"evaluation": evaluation, "positive_class": positive_class}}
 
     return resumable("evaluate", slide_path, out_dir, overwrite,
                      {"heatmap": _recorded(heatmap, options)}, work,

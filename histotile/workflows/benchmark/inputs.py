@@ -14,6 +14,15 @@ CLASSES = ("normal", "tumour")
 SLIDE_MPP = 0.5  # 20x
 TISSUE_FRACTION = 0.3
 OVERLAY_DOWNSAMPLE = 16
+TILE = 128
+"""Tile side (pixels) of every stage."""
+
+
+def tiling_settings():
+    """The tiling settings of every stage (the overlay's green is the tumour)."""
+    from histotile.tiling import TilingSettings
+
+    return TilingSettings(tile_size=TILE, classes=CLASSES, palette={"tumour": TUMOUR_GREEN})
 
 
 @dataclass(frozen=True)
