@@ -116,9 +116,12 @@ def test_worker_killed_mid_run_and_a_slide_that_keeps_failing(slide_folder, in_p
         assert by_name["slide2"].status == "failed"
         assert "KilledWorker" in by_name["slide2"].error
         # On an existing cluster, worker deaths are retried as the scheduler's own
-        # allowed-failures setting says: the first attempt plus that many.
+        # allowed-failures setting says: the first attempt plus that many, so the killer
+        # (allowed up to 10 kills) got no further than that. At most, not exactly: on a
+        # loaded machine the scheduler can also lose the restarting worker it handed the
+        # slide to, a death it counts against the slide without the killer's hand.
         allowed = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures)
-        assert len(kills) == allowed + 1
+        assert 1 <= len(kills) <= allowed + 1
         for name in ("slide0", "slide1", "slide3"):
             assert by_name[name].status == "ok", (name, by_name[name].error)
 

@@ -58,7 +58,10 @@ def stage_rows(measured: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     # A sampled epoch: its training steps carried over to every tile the tiler kept.
     kept = tiling["tiles_kept"]
     train_all = train["seconds"] + train["epoch_seconds"] * (kept / train["tiles"] - 1)
-    resnet_all = resnet["seconds"] + (all_tiles - resnet["tiles"]) / resnet["steady_rate"]
+    # Under three batches there is no steady rate apart from the first batch's start-up:
+    # the whole sample's rate then stands in for it.
+    steady = resnet.get("steady_rate") or resnet["tiles"] / resnet["seconds"]
+    resnet_all = resnet["seconds"] + (all_tiles - resnet["tiles"]) / steady
     rows = [
         {"stage": "tissue detection", "key": "tissue", "seconds": m["tissue"]["seconds"],
          "baseline_seconds": m["tissue_baseline"]["seconds"],
@@ -102,7 +105,7 @@ def stage_rows(measured: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
          "note": (f"{resnet['device']}, {resnet.get('engine', 'torch')}; measured on "
                   f"{resnet['tiles']:,} tiles "
                   f"({resnet['seconds']:.1f} s), the rest at its steady "
-                  f"{resnet['steady_rate']:,.0f} tiles/s; untrained weights")},
+                  f"{steady:,.0f} tiles/s; untrained weights")},
         {"stage": "heatmap TIFF + PNG preview", "key": "heatmap", "seconds": heat["seconds"],
          "baseline_seconds": m["heatmap_baseline"]["seconds"],
          "baseline": "OpenSlide read of level 0 in 512-row bands", "tiles": heat["tiles"],
