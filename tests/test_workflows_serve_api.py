@@ -236,7 +236,23 @@ def test_jobs_run_a_served_slide_and_the_list_shows_it(client):
     # Every tissue tile of the 6 x 5 grid, less those the artefact checks drop.
     assert slides["stainjob"]["has_results"]
     assert 20 <= slides["stainjob"]["tiles"] == len(overlay.json()["x"]) <= 30
+    # The job followed the tiles as they were classified: every candidate tile counted.
+    assert job["tiles_done"] == job["tiles_total"] >= slides["stainjob"]["tiles"]
+    assert job["stage"] == "finished"
     assert client.post("/api/runs", json={"slide": "nosuch"}).status_code == 404
+
+
+def test_a_job_reports_its_stage_and_tiles():
+    from histotile.workflows.serve.jobs import Job
+
+    job = Job(id="job1", slide="case")
+    job.report("predicting", 0, 0)
+    assert job.stage == "predicting" and job.tiles_total is None
+    job.report("predicting", 1024, 4096)
+    assert job.stage == "predicting: 1,024 of 4,096 tiles"
+    assert (job.to_dict()["tiles_done"], job.to_dict()["tiles_total"]) == (1024, 4096)
+    job.report("heatmap", 0, 0)
+    assert job.stage == "heatmap" and job.tiles_done == 1024
 
 
 def test_token_is_required_when_set(serve_world):

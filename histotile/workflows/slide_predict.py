@@ -3,6 +3,7 @@ own tiling, and the per-slide ``predict`` task with its QuPath files."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from histotile.workflows.options import HeatmapOptions, RunOptions
@@ -29,30 +30,34 @@ def _merged_tiling(predictor, tiling: dict[str, Any] | None):
 
 def predict_and_save(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
              batch_size: int | None, outputs,
-             region_megapixels: float | None = None, engine: str = RunOptions.engine
+             region_megapixels: float | None = None, engine: str = RunOptions.engine,
+             progress: Callable[[int, int], None] | None = None
              ) -> tuple[Any, dict[str, str], int]:
     """Predict (in parts over the cluster when large), save; return the predictions, the
-    files written and the number of parts."""
+    files written and the number of parts. ``progress(done, total)`` follows the tiles
+    classified (in one process only: parts on a cluster report nothing)."""
     parts = _region_parts(slide_path, region_megapixels)
     if parts > 1:
         predictions = _predict_on_cluster(slide_path, model_dir, tiling, batch_size, parts,
                                           engine)
     else:
-        predictions = predict_part(slide_path, model_dir, tiling, batch_size, None, engine)
+        predictions = predict_part(slide_path, model_dir, tiling, batch_size, None, engine,
+                                   progress=progress)
     path = predictions.save(outputs.path("predictions.csv"), overwrite=True)
     return predictions, {"predictions": str(path)}, parts
 
 
 def predict_part(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
                  batch_size: int | None, part: tuple[int, int] | None,
-                 engine: str = RunOptions.engine):
+                 engine: str = RunOptions.engine,
+                 progress: Callable[[int, int], None] | None = None):
     """Predictions of one slide, or of one part of it (a task of its own on a cluster)."""
     from histotile.postprocess import predict_slide
 
     set_threads()
     predictor = load_predictor(model_dir, batch_size, engine)
     return predict_slide(slide_path, predictor, tiling=_merged_tiling(predictor, tiling),
-                         batch_size=batch_size, part=part)
+                         batch_size=batch_size, part=part, progress=progress)
 
 
 def _region_parts(slide_path: str, region_megapixels: float | None) -> int:

@@ -5,6 +5,7 @@ Dask worker can run them from nothing but their arguments. Each returns a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,10 @@ from histotile.workflows.resumable import (
 from histotile.workflows.roles import assumed_note, model_roles, resolve_positive_class
 from histotile.workflows.slide_predict import predict_and_save, qupath_files
 from histotile.wsi import open_slide
+
+StageProgress = Callable[[str, int, int], None]
+"""``(stage, done, total)``: a stage's name as it starts (done = total = 0), then the
+tiles done of the total while it counts them."""
 
 
 def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = None,
@@ -167,23 +172,29 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
              annotation: str | None = None, batch_size: int | None = None,
              overwrite: bool = False,
              region_megapixels: float | None = None,
-             geojson: bool = True, engine: str = RunOptions.engine) -> dict[str, Any]:
+             geojson: bool = True, engine: str = RunOptions.engine,
+             progress: StageProgress | None = None) -> dict[str, Any]:
     """Predict, heatmap, decide and (with an annotation) evaluate one slide (prediction
     in parts over the cluster for slides over ``region_megapixels``); with ``geojson``
-    also the QuPath files."""
+    also the QuPath files. ``progress(stage, done, total)`` names each stage as it
+    starts ("predicting", "heatmap", "evaluating") and follows the tiles classified."""
     options = HeatmapOptions.of(heatmap)
+    report = progress or (lambda _stage, _done, _total: None)
 
     def work(outputs, _prepared) -> dict[str, Any]:
-        predictions, written, parts = predict_and_save(slide_path, model_dir, tiling,
-                                                       batch_size, outputs,
-                                                       region_megapixels, engine)
+        report("predicting", 0, 0)
+        predictions, written, parts = predict_and_save(
+            slide_path, model_dir, tiling, batch_size, outputs, region_megapixels, engine,
+            progress=lambda done, total: report("predicting", done, total))
         if geojson:
             written.update(qupath_files(predictions, outputs, options))
+        report("heatmap", 0, 0)
         more, decision, extra = _heatmap_and_decision(slide_path, predictions, options,
                                                       outputs)
         written.update(more)
         warning = extra.pop("warning")
         if annotation is not None:
+            report("evaluating", 0, 0)
             evaluation = _evaluate(slide_path, predictions, annotation,
                                    extra["positive_class"], options, outputs)
             written.update(evaluation.pop("outputs"))

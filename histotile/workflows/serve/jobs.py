@@ -27,6 +27,16 @@ class Job:
     finished: float | None = None
     error: str | None = None
     decision: str | None = None
+    tiles_done: int | None = None
+    tiles_total: int | None = None
+
+    def report(self, stage: str, done: int, total: int) -> None:
+        """``run_task``'s progress: the stage, and the tiles classified so far."""
+        if stage == "predicting" and total:
+            self.tiles_done, self.tiles_total = done, total
+            self.stage = f"predicting: {done:,} of {total:,} tiles"
+        else:
+            self.stage = stage
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -71,11 +81,12 @@ class Jobs:
     def _run(self, job: Job, path: Path, annotation: Path | None) -> None:
         from histotile.workflows.slide_tasks import run_task
 
-        job.state, job.stage, job.started = "running", "predicting, heatmap, decision", time.time()
+        job.state, job.stage, job.started = "running", "starting", time.time()
         try:
             self.results.mkdir(parents=True, exist_ok=True)
             record = run_task(str(path), str(self.results), str(self.model),
-                              annotation=None if annotation is None else str(annotation))
+                              annotation=None if annotation is None else str(annotation),
+                              progress=job.report)
             job.decision = record.get("decision")
             job.state, job.stage = "done", "finished"
         except Exception as error:  # noqa: BLE001 - a failed job is reported, never raised
