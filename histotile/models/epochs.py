@@ -1,11 +1,13 @@
-"""Bookkeeping of training epochs shared by the backends: the history record, the
-validation loss and accuracy, progress events and logging, and early stopping on the
-validation loss. The backends keep only what differs: their training step and how they
-copy and restore weights."""
+"""The training epochs both backends share: the loop (:func:`run_epochs`: seeded
+shuffles, timing, validation, early stopping, the best weights restored) and its
+bookkeeping (:class:`EpochTracker`: the history record, the validation loss and accuracy,
+progress events and logging). The backends keep only what differs: one epoch's training
+steps, validation predictions, and how they copy and restore weights."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -68,3 +70,44 @@ class EpochTracker:
                 "epochs_run": len(self.history), "train_seconds": self.train_seconds,
                 "train_tiles_per_s": (self.tiles_seen / self.train_seconds
                                       if self.train_seconds else 0.0)}
+
+
+EpochSums = tuple[float, int, int]
+"""One epoch's training ``(loss summed over tiles, tiles right, tiles seen)``."""
+
+
+def run_epochs(tracker: EpochTracker, *, epochs: int, seed: int,
+               train_epoch: Callable[[int, np.random.Generator], EpochSums],
+               validate: Callable[[], np.ndarray | None],
+               val_targets: np.ndarray | None,
+               snapshot: Callable[[], Any], restore: Callable[[Any], None],
+               reduce: Callable[[float, int, int], EpochSums] | None = None,
+               agree: Callable[[str], str] | None = None) -> dict[str, Any]:
+    """The epoch loop of every backend: epoch ``e`` shuffles with
+    ``np.random.default_rng([seed, e])``; ``train_epoch(e, rng)`` runs its training steps
+    (timed: training steps only, for tiles/s) and returns its sums, which ``reduce``
+    totals across data-parallel ranks; ``validate()`` gives validation probabilities
+    (None without validation rows); ``agree`` makes every rank take the same decision.
+    The weights of the best validation epoch (``snapshot``) are put back (``restore``)
+    at the end. Returns :meth:`EpochTracker.result`."""
+    best = None
+    for epoch in range(1, epochs + 1):
+        rng = np.random.default_rng([seed, epoch])
+        started = time.perf_counter()
+        sums = train_epoch(epoch, rng)
+        elapsed = time.perf_counter() - started
+        if reduce is not None:
+            sums = reduce(*sums)
+        proba = validate()
+        outcome = tracker.end_epoch(epoch, loss_sum=sums[0], correct=sums[1], seen=sums[2],
+                                    seconds=elapsed, val_proba=proba,
+                                    val_targets=None if proba is None else val_targets)
+        if agree is not None:
+            outcome = agree(outcome)
+        if outcome == IMPROVED:
+            best = snapshot()
+        elif outcome == STOP:
+            break
+    if best is not None:
+        restore(best)
+    return tracker.result(restored=best is not None)

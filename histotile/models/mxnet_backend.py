@@ -11,7 +11,6 @@ importing MXNet lowers to 1, is put back afterwards.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from histotile.errors import ModelError
-from histotile.models.epochs import IMPROVED, STOP, EpochTracker, Progress
+from histotile.models.epochs import EpochSums, EpochTracker, Progress, run_epochs
 from histotile.models.settings import TrainSettings
 from histotile.models.specs import ModelSpec, get_spec
 from histotile.models.tile_source import TileSource
@@ -213,12 +212,9 @@ def fit(model: Any, spec: ModelSpec, source: TileSource, targets: np.ndarray,
         optimizer = torch_adam()(**options)
     trainer = gluon.Trainer(model.collect_params(), optimizer)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    tracker = EpochTracker(tag, epochs, settings.patience, progress)
-    best_weights = None
     steps = -(-train_rows.size // settings.batch_size)
-    for epoch in range(1, epochs + 1):
-        rng = np.random.default_rng([seed, epoch])
-        started = time.perf_counter()
+
+    def train_epoch(epoch: int, rng: np.random.Generator) -> EpochSums:
         loss_sum, correct, seen = 0.0, 0, 0
         for step, (rows, tiles) in enumerate(source.batches(
                 train_rows, settings.batch_size, shuffle=True, rng=rng,
@@ -234,20 +230,19 @@ def fit(model: Any, spec: ModelSpec, source: TileSource, targets: np.ndarray,
             correct += int((logits.argmax(axis=1) == y).sum().asscalar())
             seen += rows.size
             progress("batch", tag=tag, epoch=epoch, step=step, steps=steps)
-        elapsed = time.perf_counter() - started  # training steps only, for tiles/s
-        validating = val_rows is not None and val_rows.size > 0
-        proba = (predict_rows(model, spec, source, val_rows, settings.batch_size, device,
-                              transform=transform) if validating else None)
-        outcome = tracker.end_epoch(epoch, loss_sum=loss_sum, correct=correct, seen=seen,
-                                    seconds=elapsed, val_proba=proba,
-                                    val_targets=targets[val_rows] if validating else None)
-        if outcome == IMPROVED:
-            best_weights = _copy_params(model)
-        elif outcome == STOP:
-            break
-    if best_weights is not None:
-        _set_params(model, best_weights)
-    return tracker.result(restored=best_weights is not None)
+        return loss_sum, correct, seen
+
+    def validate() -> np.ndarray | None:
+        if val_rows is None or val_rows.size == 0:
+            return None
+        return predict_rows(model, spec, source, val_rows, settings.batch_size, device,
+                            transform=transform)
+
+    return run_epochs(
+        EpochTracker(tag, epochs, settings.patience, progress), epochs=epochs, seed=seed,
+        train_epoch=train_epoch, validate=validate,
+        val_targets=None if val_rows is None else targets[val_rows],
+        snapshot=lambda: _copy_params(model), restore=lambda w: _set_params(model, w))
 
 
 def _predict_batches(model: Any, transform: _Transform,

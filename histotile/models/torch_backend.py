@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 
 from histotile.errors import ModelError
-from histotile.models.epochs import IMPROVED, STOP, EpochTracker, Progress
+from histotile.models.epochs import EpochSums, EpochTracker, Progress, run_epochs
 from histotile.models.settings import TrainSettings
 from histotile.models.specs import ModelSpec, get_spec
 from histotile.models.tile_source import TileSource
@@ -107,13 +106,10 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
     loss_fn = nn.CrossEntropyLoss()
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     labels = torch.from_numpy(targets.astype(np.int64))
-    tracker = EpochTracker(tag, epochs, settings.patience, progress)
-    best_weights = None
     steps = -(-train_rows.size // settings.batch_size)
-    for epoch in range(1, epochs + 1):
-        rng = np.random.default_rng([seed, epoch])
+
+    def train_epoch(epoch: int, rng: np.random.Generator) -> EpochSums:
         model.train()
-        started = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
         batches = (source.batches(train_rows, settings.batch_size, shuffle=True, rng=rng,
                                   augment=settings.augment) if parallel is None else
@@ -141,26 +137,24 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
             correct += int((logits.detach().argmax(1) == y).sum())
             seen += rows.size
             progress("batch", tag=tag, epoch=epoch, step=step, steps=steps)
-        elapsed = time.perf_counter() - started  # training steps only, for tiles/s
-        if parallel is not None:
-            loss_sum, correct, seen = parallel.reduce(loss_sum, correct, seen)
-        validating = val_rows is not None and val_rows.size > 0
+        return loss_sum, correct, seen
+
+    def validate() -> np.ndarray | None:
+        if val_rows is None or val_rows.size == 0:
+            return None
         predict = predict_rows if parallel is None else parallel.predict_rows
-        proba = (predict(model, spec, source, val_rows, settings.batch_size, device,
-                         transform=transform) if validating else None)
-        outcome = tracker.end_epoch(epoch, loss_sum=loss_sum, correct=correct, seen=seen,
-                                    seconds=elapsed, val_proba=proba,
-                                    val_targets=targets[val_rows] if validating else None)
-        if parallel is not None:
-            outcome = parallel.agree(outcome)
-        if outcome == IMPROVED:
-            best_weights = copy.deepcopy(model.state_dict())
-        elif outcome == STOP:
-            break
-    if best_weights is not None:
-        model.load_state_dict(best_weights)
+        return predict(model, spec, source, val_rows, settings.batch_size, device,
+                       transform=transform)
+
+    result = run_epochs(
+        EpochTracker(tag, epochs, settings.patience, progress), epochs=epochs, seed=seed,
+        train_epoch=train_epoch, validate=validate,
+        val_targets=None if val_rows is None else targets[val_rows],
+        snapshot=lambda: copy.deepcopy(model.state_dict()), restore=model.load_state_dict,
+        reduce=None if parallel is None else parallel.reduce,
+        agree=None if parallel is None else parallel.agree)
     recalibrate_batchnorm(model, source, train_rows, settings.batch_size, transform)
-    return tracker.result(restored=best_weights is not None)
+    return result
 
 
 def recalibrate_batchnorm(model: nn.Module, source: TileSource, rows: np.ndarray,
