@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
+
+if TYPE_CHECKING:  # for the annotation only: this module imports no histotile module
+    from histotile.models.epochs import FitResult
 
 BACKENDS: dict[str, str] = {
     "torch": "histotile.models.torch_backend",
@@ -26,8 +29,8 @@ BACKENDS: dict[str, str] = {
 class Backend(Protocol):
     """What a training backend provides (module-level functions of its module).
 
-    ``fit`` trains in place and returns the run's ``history``, ``best_epoch``,
-    ``epochs_run`` (see :func:`histotile.models.torch_backend.fit`); ``predict_rows``
+    ``fit`` trains in place and returns a :class:`~histotile.models.epochs.FitResult`
+    (see :func:`histotile.models.torch_backend.fit`); ``predict_rows``
     returns float32 (N, classes) probabilities of manifest rows; ``load`` returns the
     inference runner of a model folder (an :class:`~histotile.models.runtimes.Engine`).
     """
@@ -42,7 +45,7 @@ class Backend(Protocol):
     def fit(self, model: Any, spec: Any, source: Any, targets: np.ndarray,
             train_rows: np.ndarray, val_rows: np.ndarray | None, settings: Any, *,
             epochs: int, seed: int, device: Any, progress: Any, tag: str
-            ) -> dict[str, Any]: ...
+            ) -> FitResult: ...
 
     def predict_rows(self, model: Any, spec: Any, source: Any, rows: np.ndarray,
                      batch_size: int, device: Any) -> np.ndarray: ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,28 @@ Progress = Callable[..., None]
 log = logging.getLogger("histotile.models")
 
 IMPROVED, CONTINUE, STOP = "improved", "continue", "stop"
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What a backend's ``fit`` gives.
+
+    Attributes:
+        history: one dict per epoch run (``fold``, ``epoch``, ``train_loss``,
+            ``train_accuracy``, ``seconds``, and ``val_loss``/``val_accuracy`` when
+            validating).
+        best_epoch: 1-based epoch whose weights the model holds (the last one when none
+            were restored).
+        epochs_run: epochs run (fewer than asked after an early stop).
+        train_seconds: seconds of training steps only (no validation).
+        train_tiles_per_s: training tiles per second of those steps.
+    """
+
+    history: list[dict[str, Any]]
+    best_epoch: int
+    epochs_run: int
+    train_seconds: float
+    train_tiles_per_s: float
 
 
 class EpochTracker:
@@ -62,14 +85,13 @@ class EpochTracker:
             return STOP
         return CONTINUE
 
-    def result(self, restored: bool) -> dict[str, Any]:
-        """``fit``'s return value: history, best epoch (1-based; the last one when no
-        weights were restored), epochs run, training seconds and tiles per second."""
-        return {"history": self.history,
-                "best_epoch": self.best_epoch if restored else len(self.history),
-                "epochs_run": len(self.history), "train_seconds": self.train_seconds,
-                "train_tiles_per_s": (self.tiles_seen / self.train_seconds
-                                      if self.train_seconds else 0.0)}
+    def result(self, restored: bool) -> FitResult:
+        """``fit``'s return value (see :class:`FitResult`)."""
+        return FitResult(history=self.history,
+                         best_epoch=self.best_epoch if restored else len(self.history),
+                         epochs_run=len(self.history), train_seconds=self.train_seconds,
+                         train_tiles_per_s=(self.tiles_seen / self.train_seconds
+                                            if self.train_seconds else 0.0))
 
 
 EpochSums = tuple[float, int, int]
@@ -82,7 +104,7 @@ def run_epochs(tracker: EpochTracker, *, epochs: int, seed: int,
                val_targets: np.ndarray | None,
                snapshot: Callable[[], Any], restore: Callable[[Any], None],
                reduce: Callable[[float, int, int], EpochSums] | None = None,
-               agree: Callable[[str], str] | None = None) -> dict[str, Any]:
+               agree: Callable[[str], str] | None = None) -> FitResult:
     """The epoch loop of every backend: epoch ``e`` shuffles with
     ``np.random.default_rng([seed, e])``; ``train_epoch(e, rng)`` runs its training steps
     (timed: training steps only, for tiles/s) and returns its sums, which ``reduce``

@@ -25,6 +25,7 @@ import pandas as pd
 
 from histotile.models.backends import Backend, load_backend
 from histotile.models.data import TileTable, load_tiles
+from histotile.models.epochs import FitResult
 from histotile.models.metrics import classification_metrics
 from histotile.models.registry import create, get_spec
 from histotile.models.settings import TrainSettings
@@ -73,8 +74,7 @@ class FoldResult:
 
     Attributes:
         tag, fold: as in the job.
-        fitted: the backend's ``fit`` result: ``history``, ``best_epoch``, ``epochs_run``,
-            ``train_seconds``, ``train_tiles_per_s``.
+        fitted: the backend's ``fit`` result (:class:`~histotile.models.epochs.FitResult`).
         metrics: a fold's validation metrics, or the final model's test metrics (None
             without a test split).
         weights: the final model's weights file as ``(file name, bytes)``; None for folds.
@@ -85,7 +85,7 @@ class FoldResult:
 
     tag: str
     fold: int
-    fitted: dict[str, Any]
+    fitted: FitResult
     metrics: dict[str, Any] | None
     weights: tuple[str, bytes] | None = None
     proba: np.ndarray | None = None
@@ -181,7 +181,6 @@ def train_fold(setup: FoldSetup, job: FoldJob, progress: Progress, *,
     fitted = backend.fit(model, spec, source, targets, job.train_rows, job.val_rows, settings,
                          epochs=job.epochs, seed=job.seed, device=device, progress=progress,
                          tag=job.tag, **extra)
-    model = fitted.pop("model", model)
     if final:
         predict = backend.predict_rows if parallel is None else parallel.predict_rows
         metrics, proba = _test_metrics(predict, model, spec, source, targets, table, job,
@@ -197,9 +196,9 @@ def train_fold(setup: FoldSetup, job: FoldJob, progress: Progress, *,
     metrics.update(fold=job.fold, n_train=int(train_rows.size), n_val=int(val_rows.size),
                    train_groups=int(np.unique(groups[train_rows]).size),
                    val_groups=int(np.unique(groups[val_rows]).size),
-                   best_epoch=fitted["best_epoch"], epochs_run=fitted["epochs_run"],
-                   train_seconds=fitted["train_seconds"],
-                   train_tiles_per_s=fitted["train_tiles_per_s"],
+                   best_epoch=fitted.best_epoch, epochs_run=fitted.epochs_run,
+                   train_seconds=fitted.train_seconds,
+                   train_tiles_per_s=fitted.train_tiles_per_s,
                    inference_tiles_per_s=val_rows.size / eval_seconds if eval_seconds
                    else None)
     log.info("%s: accuracy %.4f, loss %.4f, sensitivity %.4f, specificity %.4f, "
@@ -211,7 +210,7 @@ def train_fold(setup: FoldSetup, job: FoldJob, progress: Progress, *,
 
 
 def _test_metrics(predict: Callable[..., np.ndarray], model: Any, spec: Any, source: TileSource,
-                  targets: np.ndarray, table: TileTable, job: FoldJob, fitted: dict[str, Any],
+                  targets: np.ndarray, table: TileTable, job: FoldJob, fitted: FitResult,
                   settings: TrainSettings, device: Any,
                   progress: Progress) -> tuple[dict[str, Any] | None, np.ndarray | None]:
     if job.test_rows is None or not job.test_rows.size:
@@ -219,8 +218,8 @@ def _test_metrics(predict: Callable[..., np.ndarray], model: Any, spec: Any, sou
     proba = predict(model, spec, source, job.test_rows, settings.batch_size, device)
     metrics = classification_metrics(targets[job.test_rows], proba, table.classes,
                                      settings.positive_class)
-    metrics.update(n_train=int(job.train_rows.size), train_seconds=fitted["train_seconds"],
-                   train_tiles_per_s=fitted["train_tiles_per_s"])
+    metrics.update(n_train=int(job.train_rows.size), train_seconds=fitted.train_seconds,
+                   train_tiles_per_s=fitted.train_tiles_per_s)
     log.info("test: accuracy %.4f, loss %.4f, F1 %.4f, AUC %s", metrics["accuracy"],
              metrics["loss"], metrics["f1"], metrics["roc_auc"])
     progress("test", metrics=metrics)

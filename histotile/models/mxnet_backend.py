@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from histotile.errors import ModelError
-from histotile.models.epochs import EpochSums, EpochTracker, Progress, run_epochs
+from histotile.models.epochs import (
+    EpochSums,
+    EpochTracker,
+    FitResult,
+    Progress,
+    run_epochs,
+)
 from histotile.models.settings import TrainSettings
 from histotile.models.specs import ModelSpec, get_spec
 from histotile.models.tile_source import TileSource
@@ -197,7 +203,7 @@ def _set_params(net: Any, values: dict[str, Any]) -> None:
 
 def fit(model: Any, spec: ModelSpec, source: TileSource, targets: np.ndarray,
         train_rows: np.ndarray, val_rows: np.ndarray | None, settings: TrainSettings, *,
-        epochs: int, seed: int, device: Any, progress: Progress, tag: str) -> dict[str, Any]:
+        epochs: int, seed: int, device: Any, progress: Progress, tag: str) -> FitResult:
     """Same contract as :func:`histotile.models.torch_backend.fit`."""
     mxnet = mx()
     from mxnet import autograd, gluon

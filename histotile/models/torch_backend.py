@@ -15,7 +15,13 @@ import torch
 from torch import nn
 
 from histotile.errors import ModelError
-from histotile.models.epochs import EpochSums, EpochTracker, Progress, run_epochs
+from histotile.models.epochs import (
+    EpochSums,
+    EpochTracker,
+    FitResult,
+    Progress,
+    run_epochs,
+)
 from histotile.models.settings import TrainSettings
 from histotile.models.specs import ModelSpec, get_spec
 from histotile.models.tile_source import TileSource
@@ -89,15 +95,15 @@ def _optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimiz
 def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarray,
         train_rows: np.ndarray, val_rows: np.ndarray | None, settings: TrainSettings, *,
         epochs: int, seed: int, device: torch.device, progress: Progress,
-        tag: str, parallel: Any = None) -> dict[str, Any]:
+        tag: str, parallel: Any = None) -> FitResult:
     """Train ``model`` in place; with validation rows, stop early on the validation loss
     (``settings.patience``) and restore the best epoch's weights.
 
     ``parallel``: this rank's :class:`histotile.models.distributed.DataParallel` when
     training data-parallel, else None.
 
-    Returns ``history`` (one dict per epoch), ``best_epoch`` (1-based), ``epochs_run``,
-    ``train_seconds`` (training steps only) and ``train_tiles_per_s``.
+    Returns the :class:`~histotile.models.epochs.FitResult` (history, best epoch,
+    epochs run, seconds and tiles per second of the training steps).
     """
     model = prepare(model, spec, device)
     net = model if parallel is None else parallel.wrap(model)

@@ -182,7 +182,7 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     try:
         results = runner(setup, jobs, progress) if jobs else []
         fold_metrics = [r.metrics for r in results]
-        histories = [h for r in results for h in r.fitted["history"]]
+        histories = [h for r in results for h in r.fitted.history]
         summary = summarise(fold_metrics) if fold_metrics else {}
         final_epochs = (max(1, int(round(float(np.median([m["best_epoch"]
                                                           for m in fold_metrics])))))
@@ -193,7 +193,7 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
             final = runner(setup, [FoldJob(FINAL, 0, len(splits.folds), settings.seed * 1000,
                                            final_epochs, splits.development,
                                            test_rows=splits.test)], progress)[0]
-            histories.extend(final.fitted["history"])
+            histories.extend(final.fitted.history)
     finally:
         setup.close()
 

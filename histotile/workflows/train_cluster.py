@@ -160,7 +160,7 @@ class DaskFolds:
             log.info("[%s on the cluster] %s", job.tag, line)
         if status == "error":
             raise value
-        for record in value.fitted["history"]:
+        for record in value.fitted.history:
             progress("epoch", tag=job.tag, epochs=job.epochs,
                      losses={"train": record.get("train_loss"), "val": record.get("val_loss")},
                      **record)
