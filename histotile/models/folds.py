@@ -25,14 +25,13 @@ import pandas as pd
 
 from histotile.models.backends import Backend, load_backend
 from histotile.models.data import TileTable, load_tiles
-from histotile.models.epochs import FitResult
+from histotile.models.epochs import FitResult, Progress
 from histotile.models.metrics import classification_metrics
 from histotile.models.registry import create, get_spec
 from histotile.models.settings import TrainSettings
 from histotile.models.tile_source import TileSource
 
 log = logging.getLogger("histotile.models")
-Progress = Callable[..., None]
 FINAL = "final"
 
 

@@ -56,16 +56,12 @@ class MacenkoNormaliser:
         self.stain_matrix = np.asarray(self.stain_matrix, np.float64).reshape(3, 2)
         self.max_concentrations = np.asarray(self.max_concentrations, np.float64).reshape(2)
 
-    def _od32(self, rgb: np.ndarray) -> np.ndarray:
-        """:meth:`_od` in float32, for the per-pixel passes of :meth:`transform_batch`
-        (``np.take``: half the time of fancy indexing)."""
-        table = (-np.log((np.arange(256, dtype=np.float64) + 1.0) / self.io)).astype(np.float32)
+    def _od(self, rgb: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+        """Optical density (N, 3) of RGB pixels from a 256-entry table (torchstain's
+        formula: -ln((I + 1) / Io)); float32 for the per-pixel passes of
+        :meth:`transform_batch` (``np.take``: half the time of fancy indexing)."""
+        table = (-np.log((np.arange(256, dtype=np.float64) + 1.0) / self.io)).astype(dtype)
         return np.take(table, rgb.reshape(-1, 3))
-
-    def _od(self, rgb: np.ndarray) -> np.ndarray:
-        # OD per value from a 256-entry table (torchstain's formula: -ln((I + 1) / Io)).
-        table = -np.log((np.arange(256, dtype=np.float64) + 1.0) / self.io)
-        return table[rgb.reshape(-1, 3)]
 
     def estimate(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(stain matrix 3x2, concentrations 2xN, their 99th percentiles) of an image."""
@@ -127,7 +123,7 @@ class MacenkoNormaliser:
         pseudo-inverse of the tile's vectors."""
         n = len(tiles)
         tiles = np.asarray(tiles)
-        od = self._od32(tiles).reshape(n, -1, 3)
+        od = self._od(tiles, np.float32).reshape(n, -1, 3)
         # Stained: OD >= beta in every channel, i.e. every channel at most a grey level
         # (tested on the uint8 pixels, 25x cheaper than a minimum over float OD).
         darkest = np.floor(self.io * np.exp(-self.beta) - 1.0 + 1e-9)

@@ -3,14 +3,16 @@ own tiling, and the per-slide ``predict`` task with its QuPath files."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from histotile.workflows.options import HeatmapOptions, RunOptions
 from histotile.workflows.process import load_predictor, set_threads
 from histotile.workflows.resumable import engine_setting, prediction_fields, resumable
 from histotile.workflows.roles import resolve_positive_class
 from histotile.wsi import open_slide
+
+if TYPE_CHECKING:  # annotations only: prediction is imported where it runs
+    from histotile.postprocess.predict import Progress
 
 
 def _merged_tiling(predictor, tiling: dict[str, Any] | None):
@@ -31,7 +33,7 @@ def _merged_tiling(predictor, tiling: dict[str, Any] | None):
 def predict_and_save(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
              batch_size: int | None, outputs,
              region_megapixels: float | None = None, engine: str = RunOptions.engine,
-             progress: Callable[[int, int], None] | None = None
+             progress: Progress | None = None
              ) -> tuple[Any, dict[str, str], int]:
     """Predict (in parts over the cluster when large), save; return the predictions, the
     files written and the number of parts. ``progress(done, total)`` follows the tiles
@@ -50,7 +52,7 @@ def predict_and_save(slide_path: str, model_dir: str, tiling: dict[str, Any] | N
 def predict_part(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
                  batch_size: int | None, part: tuple[int, int] | None,
                  engine: str = RunOptions.engine,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Progress | None = None):
     """Predictions of one slide, or of one part of it (a task of its own on a cluster)."""
     from histotile.postprocess import predict_slide
 

@@ -82,7 +82,7 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
         counts = manifest["label"].value_counts() if len(manifest) else {}
         return {"tiles": len(manifest),
                 "class_shares": {c: float(counts.get(c, 0)) / max(len(manifest), 1)
-                                    for c in settings.classes},
+                                 for c in settings.classes},
                 "outputs": {"manifest": str(path)}, "warning": "; ".join(found) or None,
                 "extra": {"annotation": annotation, "tiling": settings.to_dict(),
                           "qc": _slide_qc_figures(slide_path)}}
