@@ -9,6 +9,7 @@ import json
 import pandas as pd
 import pytest
 import torch
+from dask_fixtures import kill_workers_running
 
 from histotile.errors import ModelError
 from histotile.models import TrainSettings, train
@@ -117,26 +118,6 @@ def test_a_crashing_fold_is_retried_then_named(manifest, tmp_path, monkeypatch):
     assert not (tmp_path / "model").exists()
 
 
-def _kill_once(client, match: str, stop, kills: list[str]) -> None:
-    """SIGKILL the worker process running a task whose key contains ``match``, once."""
-    import os
-    import signal
-    import time
-
-    while not stop.is_set() and not kills:
-        try:
-            for address, keys in client.processing().items():
-                if any(match in str(k) for k in keys):
-                    pid = client.run(os.getpid, workers=[address])[address]
-                    time.sleep(1.0)  # let the fold get under way
-                    os.kill(pid, signal.SIGKILL)
-                    kills.append(address)
-                    break
-        except Exception:  # noqa: BLE001 - the cluster is in flux while workers die
-            pass
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_a_killed_worker_has_its_fold_retried_with_the_same_result(manifest, sequential,
                                                                     tmp_path):
@@ -151,8 +132,8 @@ def test_a_killed_worker_has_its_fold_retried_with_the_same_result(manifest, seq
             env={"HISTOTILE_THREADS": "1", "OMP_NUM_THREADS": "1"}) as cluster, \
             Client(cluster) as watcher:
         stop, kills = threading.Event(), []
-        killer = threading.Thread(target=_kill_once,
-                                  args=(watcher, "histotile-train-fold1", stop, kills))
+        killer = threading.Thread(target=kill_workers_running,
+                                  args=(watcher, "histotile-train-fold1", stop, kills, 1, 1.0))
         killer.start()
         try:
             with DaskFolds(Execution(scheduler=cluster.scheduler_address)) as runner:

@@ -3,15 +3,13 @@ keeps killing its workers, and results identical to the in-process run."""
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
-import time
 
 import dask
 import numpy as np
 import pandas as pd
 import pytest
+from dask_fixtures import kill_workers_running
 from distributed import Client, LocalCluster
 
 from histotile.workflows.batch import tile_batch
@@ -52,23 +50,6 @@ def test_in_process_reports_broken_slide_and_goes_on(in_process):
     assert all(records[f"slide{i}"].tiles > 0 for i in range(4))
 
 
-def _kill_when_processing(client: Client, match: str, stop: threading.Event,
-                          kills: list[str], limit: int) -> None:
-    """Kill (SIGKILL) the worker process running a task whose key contains ``match``,
-    each worker at most once (a restarted worker comes back under a new address)."""
-    while not stop.is_set() and len(kills) < limit:
-        try:
-            for address, keys in client.processing().items():
-                if address not in kills and any(match in str(k) for k in keys):
-                    pid = client.run(os.getpid, workers=[address])[address]
-                    os.kill(pid, signal.SIGKILL)
-                    kills.append(address)
-                    break
-        except Exception:  # noqa: BLE001 - the cluster is in flux while workers die
-            pass
-        time.sleep(0.01)
-
-
 @pytest.mark.slow
 def test_worker_killed_mid_run_and_a_slide_that_keeps_failing(slide_folder, in_process,
                                                                tmp_path):
@@ -79,7 +60,7 @@ def test_worker_killed_mid_run_and_a_slide_that_keeps_failing(slide_folder, in_p
             scheduler_kwargs={"allowed_failures": 1}) as cluster, Client(cluster) as client:
         # One kill of whoever runs slide1: it must be retried elsewhere and succeed.
         stop, kills = threading.Event(), []
-        killer = threading.Thread(target=_kill_when_processing,
+        killer = threading.Thread(target=kill_workers_running,
                                   args=(client, "slide1", stop, kills, 1), daemon=True)
         killer.start()
         out = tmp_path / "dask"
@@ -103,7 +84,7 @@ def test_worker_killed_mid_run_and_a_slide_that_keeps_failing(slide_folder, in_p
         # A slide whose every worker dies is reported failed after the retries, not
         # retried forever, and the rest of the run still finishes.
         stop, kills = threading.Event(), []
-        killer = threading.Thread(target=_kill_when_processing,
+        killer = threading.Thread(target=kill_workers_running,
                                   args=(client, "slide2", stop, kills, 10), daemon=True)
         killer.start()
         out2 = tmp_path / "dask2"
