@@ -66,9 +66,10 @@ def test_extraction_measures_tiles_by_the_plans_rule(slide_path):
         kept = np.array([position[(x, y)] for x, y in zip(manifest["x"], manifest["y"])])
         assert np.isin(kept, plan.candidates).all()
         sample = manifest.iloc[::11]
+        at = np.array([position[(x, y)] for x, y in zip(sample["x"], sample["y"])])
         tiles = np.stack([read_tile(slide, int(r.x), int(r.y), grid.level, grid.read_size,
                                     grid.size) for r in sample.itertuples(index=False)])
-    fractions = plan.tissue_fractions(tiles)
+    fractions = plan.tissue_fractions(tiles, at)
     np.testing.assert_allclose(fractions, sample["tissue_fraction"], atol=1e-9)
     assert plan.is_tissue(fractions).all()
     # Without a background sample, every kept tile is tissue by the plan's rule.

@@ -236,7 +236,7 @@ def _classify(slide, grid, plan, predictor: TilePredictor, batch_size: int,
     total, done = len(grid), 0
     with _tile_source(slide, grid, batch_size, queue_size, plan.block_size) as source:
         for indices, tiles in source:
-            fractions = plan.tissue_fractions(tiles)
+            fractions = plan.tissue_fractions(tiles, indices)
             selected = plan.is_tissue(fractions)
             if selected.any():
                 scores = np.asarray(predictor.predict(tiles[selected]), dtype=np.float32)

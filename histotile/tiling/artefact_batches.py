@@ -230,5 +230,17 @@ def tile_artefacts(tiles: np.ndarray, mpp: float | None = None,
     fold[which] = _fold_fractions(some, mpp, ink if len(which) == n else ink[which],
                                   tissue_od)
     if tissue is not None:
-        blurry[which] = (_focus_measures(some, mpp) < BLUR_THRESHOLD).astype(float)
+        blurry = blurry_tiles(tiles, mpp, judged)
     return TileArtefacts(share, fold, blurry)
+
+
+def blurry_tiles(tiles: np.ndarray, mpp: float | None, judged: np.ndarray) -> np.ndarray:
+    """1.0 for each ``judged`` tile (bool (n,)) of a uint8 batch (n, h, w, 3) of ``mpp``
+    um/px that is out of focus (:func:`focus_measure` below :data:`BLUR_THRESHOLD`),
+    else 0.0: float64 (n,). Only the judged tiles are measured."""
+    out = np.zeros(len(tiles))
+    which = np.flatnonzero(judged)
+    if len(which):
+        some = tiles if len(which) == len(tiles) else np.asarray(tiles)[which]
+        out[which] = (_focus_measures(some, mpp) < BLUR_THRESHOLD).astype(float)
+    return out

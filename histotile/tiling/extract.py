@@ -27,14 +27,13 @@ from histotile.tiling.annotations import (
     load_annotation,
     warn_unused_palette,
 )
-from histotile.tiling.artefact_batches import pen_masks, tile_artefacts
+from histotile.tiling.artefact_map import ArtefactMap
 from histotile.tiling.grid import TileGrid
 from histotile.tiling.manifest import class_columns
-from histotile.tiling.plan import TilePlan, plan_tiles
+from histotile.tiling.plan import TilePlan, measure_artefact, measure_tissue, plan_tiles
 from histotile.tiling.reader import DEFAULT_BLOCK, iter_tile_batches
 from histotile.tiling.settings import TilingSettings
 from histotile.tiling.tile_io import MANIFEST_COLUMNS
-from histotile.tiling.tissue import tissue_fractions
 
 
 @dataclass
@@ -46,6 +45,7 @@ class _Task:
     annotation: Annotation | None
     block_size: int
     mpp: float | None  # microns per tile pixel (None: unknown)
+    artefacts: ArtefactMap  # the slide's pen and folds under the region (a crop)
 
 
 def _init_worker() -> None:
@@ -63,10 +63,11 @@ def _run_task(task: _Task) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, n
         artefact = np.zeros(len(task.grid))
         for idx, tiles in iter_tile_batches(slide, task.grid, batch_size=256,
                                             block_size=task.block_size):
-            pen = pen_masks(tiles, task.mpp)
-            tissue[idx] = tissue_fractions(tiles, task.threshold, task.mpp, pen)
-            artefact[idx] = tile_artefacts(tiles, task.mpp, tissue[idx], settings.min_tissue,
-                                           pen=pen).artefact
+            xs, ys = task.grid.xs[idx], task.grid.ys[idx]
+            tissue[idx] = measure_tissue(tiles, xs, ys, task.grid, task.threshold, task.mpp,
+                                         task.artefacts)
+            artefact[idx] = measure_artefact(tiles, xs, ys, task.grid, tissue[idx], task.mpp,
+                                             task.artefacts)
         fractions = None
         if task.annotation is not None:
             # The palette warning waits for every tile (extract_tiles gives it once).
@@ -90,7 +91,8 @@ def _measure(slide_path: str, plan: TilePlan, indices: np.ndarray,
     where = np.full(len(grid), -1, dtype=np.int64)
     where[indices] = np.arange(len(indices))
     tasks = [_Task(slide_path, grid.subset(r), r, plan.threshold, annotation,
-                   plan.block_size, plan.tile_mpp)
+                   plan.block_size, plan.tile_mpp,
+                   plan.artefacts.crop(grid.xs[r], grid.ys[r], grid.extent))
              for r in plan.regions(indices)]
 
     def collect(result) -> None:

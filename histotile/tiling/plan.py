@@ -11,10 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from histotile.tiling.artefact_batches import blurry_tiles
+from histotile.tiling.artefact_map import ArtefactMap, artefact_map
 from histotile.tiling.grid import TileGrid, make_grid
 from histotile.tiling.reader import DEFAULT_BLOCK, plan_blocks
 from histotile.tiling.settings import TilingSettings
-from histotile.tiling.tissue import TissueMask, detect_tissue, tissue_fractions
+from histotile.tiling.tissue import TissueMask, detect_tissue, slide_view, tissue_fractions
 
 REGION_TILES = 2048
 """About this many tiles per read region (the unit of work of a tiling worker)."""
@@ -32,6 +34,7 @@ class TilePlan:
         candidates: positions into ``grid`` of the touching tiles (raster order): the
             tiles read and measured. The others are background without being read.
         tile_mpp: microns per tile pixel (None: the slide records no mpp).
+        artefacts: the slide's pen ink and folds, judged on the mask's view.
         block_size: side of a block read, in pixels of the level read.
     """
 
@@ -40,6 +43,7 @@ class TilePlan:
     touching: np.ndarray
     candidates: np.ndarray
     tile_mpp: float | None
+    artefacts: ArtefactMap
     block_size: int = DEFAULT_BLOCK
 
     @property
@@ -67,15 +71,39 @@ class TilePlan:
             regions.append(np.concatenate(current))
         return regions
 
-    def tissue_fractions(self, tiles: np.ndarray, pen: np.ndarray | None = None) -> np.ndarray:
-        """Each tile's own tissue fraction (float64 (n,), per pixel): the slide's threshold,
-        ink taken out at the tile resolution (``pen``: the tiles' ink masks when already
-        computed)."""
-        return tissue_fractions(tiles, self.threshold, self.tile_mpp, pen)
+    def tissue_fractions(self, tiles: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """Each tile's own tissue fraction (float64 (n,), per pixel) for the tiles at
+        positions ``indices`` of the grid: :func:`measure_tissue`."""
+        return measure_tissue(tiles, self.grid.xs[indices], self.grid.ys[indices],
+                              self.grid, self.threshold, self.tile_mpp, self.artefacts)
 
     def is_tissue(self, fractions: np.ndarray) -> np.ndarray:
         """bool: which tissue fractions make a tissue tile (``settings.min_tissue``)."""
         return np.asarray(fractions) >= self.settings.min_tissue
+
+
+def measure_tissue(tiles: np.ndarray, xs: np.ndarray, ys: np.ndarray, grid: TileGrid,
+                   threshold: float, tile_mpp: float | None,
+                   artefacts: ArtefactMap) -> np.ndarray:
+    """The one rule for a tile's tissue fraction (float64 (n,)), as tiling and slide
+    prediction apply it: its pixels passing the slide's chroma ``threshold``
+    (:func:`~histotile.tiling.tissue.tissue_fractions`), less those under the slide's
+    pen ink (``artefacts``, judged on the view). ``xs``, ``ys``: the tiles' level-0
+    top-left corners in ``grid``."""
+    inked, pen = artefacts.pen_pixels(xs, ys, grid.extent, grid.size)
+    return tissue_fractions(tiles, threshold, tile_mpp, pen, inked)
+
+
+def measure_artefact(tiles: np.ndarray, xs: np.ndarray, ys: np.ndarray, grid: TileGrid,
+                     tissue: np.ndarray, tile_mpp: float | None,
+                     artefacts: ArtefactMap) -> np.ndarray:
+    """The one rule for a tile's artefact share (float64 (n,), 0-1): its share under pen
+    ink or folds (the slide's ``artefacts``), or, for tiles whose
+    ``tissue`` fraction reaches ``grid.settings.min_tissue``, 1 when out of focus
+    (:func:`~histotile.tiling.artefact_batches.blurry_tiles`, on the tile's pixels)."""
+    share = artefacts.fractions("artefact", xs, ys, grid.extent)
+    judged = np.asarray(tissue) >= grid.settings.min_tissue
+    return np.maximum(share, blurry_tiles(tiles, tile_mpp, judged))
 
 
 def plan_tiles(slide, settings: TilingSettings | None = None, *,
@@ -84,8 +112,12 @@ def plan_tiles(slide, settings: TilingSettings | None = None, *,
     mask (``settings``' mask options), the full grid at the target resolution, the tiles
     touching tissue (those read) and how they are grouped for reading."""
     settings = settings or TilingSettings()
-    mask = detect_tissue(slide, **settings.tissue_options())
+    options = settings.tissue_options()
+    view = slide_view(slide, options.pop("downsample"))
+    mask = detect_tissue(slide, **options, view=view)
+    artefacts = artefact_map(view[0], view[1], slide.mpp)
     grid = make_grid(slide, settings, mask, all_tiles=True)
     touching = mask.touches(grid.xs, grid.ys, grid.extent)
     tile_mpp = slide.mpp * grid.extent / grid.size if slide.mpp else None
-    return TilePlan(mask, grid, touching, np.flatnonzero(touching), tile_mpp, int(block_size))
+    return TilePlan(mask, grid, touching, np.flatnonzero(touching), tile_mpp, artefacts,
+                    int(block_size))

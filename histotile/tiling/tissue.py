@@ -117,9 +117,12 @@ def tissue_fraction(tile_rgb: np.ndarray, threshold: float | None = None,
 
 
 def tissue_fractions(tiles: np.ndarray, threshold: float | None = None,
-                     mpp: float | None = None, pen: np.ndarray | None = None) -> np.ndarray:
+                     mpp: float | None = None, pen: np.ndarray | None = None,
+                     inked: np.ndarray | None = None) -> np.ndarray:
     """Vectorised :func:`tissue_fraction` for a batch (n, h, w, 3) -> float64 (n,).
-    ``pen``: the tiles' ink masks (bool (n, h, w)) when already computed."""
+    ``pen``: the tiles' ink masks (bool (n, h, w)) when already computed; with
+    ``inked`` (positions into the batch), the masks of those tiles only (k, h, w), the
+    others having no ink."""
     from histotile.tiling.artefact_batches import pen_masks
 
     tiles = np.asarray(tiles)
@@ -128,11 +131,14 @@ def tissue_fractions(tiles: np.ndarray, threshold: float | None = None,
     if len(tiles) == 0:
         return np.zeros(0)
     mask = tissue_pixels(tiles, threshold).reshape(len(tiles), -1)
-    pen = (pen_masks(tiles, mpp) if pen is None else np.asarray(pen)).reshape(len(tiles), -1)
-    # Ink is taken out only of the tiles that have some (few): a pass over the bool ink
-    # masks is cheaper than writing the whole batch's mask again.
-    inked = np.flatnonzero(pen.any(axis=1))
-    mask[inked] &= ~pen[inked]
+    if inked is None:
+        pen = (pen_masks(tiles, mpp) if pen is None else np.asarray(pen)).reshape(len(tiles), -1)
+        # Ink is taken out only of the tiles that have some (few): a pass over the bool
+        # ink masks is cheaper than writing the whole batch's mask again.
+        inked = np.flatnonzero(pen.any(axis=1))
+        pen = pen[inked]
+    if len(inked):
+        mask[inked] &= ~np.asarray(pen).reshape(len(inked), -1)
     return np.count_nonzero(mask, axis=1) / mask.shape[1]
 
 
@@ -265,22 +271,14 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def detect_tissue(slide, *, downsample: float | None = None,
-                  threshold: float | None = None,
-                  min_area_um2: float = 5_000.0) -> TissueMask:
-    """Detect tissue on a low-resolution view of ``slide`` (a :class:`~histotile.wsi.Slide`).
-
-    Args:
-        slide: the open slide.
-        downsample: level-0 pixels per mask pixel (None = automatic: about 8 um per
-            pixel, at most 4096 px on the longer side, snapped to a pyramid level).
-            The view is read from the nearest pyramid level and streamed, so memory is
-            bounded by the mask size; a slide with no level small enough to stream
-            quickly (a giant single-level image) is sampled in a bounded number of
-            windows instead (:func:`histotile.wsi.decimate.overview`), with a warning.
-        threshold: chroma threshold (0-255); None = adaptive (Otsu, clamped).
-        min_area_um2: smallest tissue piece kept, in square microns.
-    """
+def slide_view(slide, downsample: float | None = None) -> tuple[np.ndarray, float]:
+    """The low-resolution RGB view of ``slide`` the tissue mask and the artefact map are
+    made from: ``(view, downsample)``, level-0 pixels per view pixel (None = automatic:
+    about :data:`MASK_MPP` um per pixel, at most 4096 px on the longer side, snapped to
+    a pyramid level). Read from the nearest pyramid level and streamed, so memory is
+    bounded by the view's size; a slide with no level small enough to stream quickly (a
+    giant single-level image) is sampled in a bounded number of windows instead
+    (:func:`histotile.wsi.decimate.overview`), with a warning."""
     width0, height0 = slide.dimensions
     if downsample is None:
         downsample = auto_mask_downsample((width0, height0), slide.mpp,
@@ -303,8 +301,27 @@ def detect_tissue(slide, *, downsample: float | None = None,
                             max(1, math.ceil(height0 / factor - 1e-9))))
     if view.shape[:2] != (out_h, out_w):
         view = cv2.resize(view, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    return view, float(downsample)
+
+
+def detect_tissue(slide, *, downsample: float | None = None,
+                  threshold: float | None = None,
+                  min_area_um2: float = 5_000.0,
+                  view: tuple[np.ndarray, float] | None = None) -> TissueMask:
+    """Detect tissue on a low-resolution view of ``slide`` (a :class:`~histotile.wsi.Slide`).
+
+    Args:
+        slide: the open slide.
+        downsample: level-0 pixels per mask pixel (None = automatic, see
+            :func:`slide_view`).
+        threshold: chroma threshold (0-255); None = adaptive (Otsu, clamped).
+        min_area_um2: smallest tissue piece kept, in square microns.
+        view: ``(view, downsample)`` of :func:`slide_view` when already read (then
+            ``downsample`` is ignored).
+    """
+    view, downsample = slide_view(slide, downsample) if view is None else view
     # Mask pixel i covers level-0 [i * downsample, (i + 1) * downsample) on both axes, to
     # within half a mask pixel where the slide size is not a multiple of it.
     mask, used = mask_from_rgb(view, downsample, mpp=slide.mpp, threshold=threshold,
                                min_area_um2=min_area_um2)
-    return TissueMask(mask, float(downsample), used, (width0, height0))
+    return TissueMask(mask, float(downsample), used, tuple(slide.dimensions))
