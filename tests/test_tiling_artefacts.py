@@ -11,7 +11,7 @@ import pytest
 from tiling_fixtures import BLACK_INK, BLUE_PEN, GREEN_PEN, RED_PEN, SAMPLE, copy_with, read_all
 
 from histotile.tiling import TilingSettings, extract_tiles, tissue_fraction, tissue_pixels
-from histotile.tiling.artefact_batches import tile_artefacts
+from histotile.tiling.artefact_batches import blurry_tiles
 from histotile.tiling.artefacts import artefact_masks, focus_measure, fold_mask, pen_mask
 
 GLASS = (243, 242, 240)
@@ -109,9 +109,9 @@ def test_focus_measure_falls_with_gaussian_blur():
         scores = [focus_measure(tile if s == 0 else cv2.GaussianBlur(tile, (0, 0), s / MPP),
                                 MPP) for s in (0, 0.5, 1.0, 2.0, 4.0)]  # sigma in um
         assert all(a > b for a, b in zip(scores, scores[1:])), scores
-        assert tile_artefacts(tile[None], MPP, np.ones(1)).blurry[0] == 0.0
+        assert blurry_tiles(tile[None], MPP, np.ones(1, bool))[0] == 0.0
         blurred = cv2.GaussianBlur(tile, (0, 0), 2.0 / MPP)
-        assert tile_artefacts(blurred[None], MPP, np.ones(1)).blurry[0] == 1.0
+        assert blurry_tiles(blurred[None], MPP, np.ones(1, bool))[0] == 1.0
 
 
 def test_focus_measure_does_not_depend_on_magnification():

@@ -1,8 +1,8 @@
-"""The batched artefact checks of tiling (``pen_masks``, ``tile_artefacts``) give the same
-pixels and figures as the single-image checks (``pen_mask``, ``fold_mask``,
-``focus_measure``) tile by tile, on real tiles of the sample slide and on synthetic ink,
-fold and blurred tiles, at the resolutions and tile sizes that take each path (whole
-shrink factors on the stacked batch, others tile by tile)."""
+"""The batched artefact checks (``pen_masks``, ``blurry_tiles``) give the same pixels and
+figures as the single-image checks (``pen_mask``, ``focus_measure``) tile by tile, on
+real tiles of the sample slide and on synthetic ink, fold and blurred tiles, at the
+resolutions and tile sizes that take each path (whole shrink factors on the stacked
+batch, others tile by tile)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from test_tiling_artefacts import BOX, PENS, ink, sample_pixels, tissue_region
 
-from histotile.tiling.artefact_batches import _focus_measures, pen_masks, tile_artefacts
-from histotile.tiling.artefacts import BLUR_THRESHOLD, focus_measure, fold_mask, pen_mask
+from histotile.tiling.artefact_batches import _focus_measures, blurry_tiles, pen_masks
+from histotile.tiling.artefacts import BLUR_THRESHOLD, focus_measure, pen_mask
 from histotile.tiling.tissue import tissue_fractions
 
 MPP = 0.499
@@ -41,56 +41,52 @@ def batch(side: int) -> np.ndarray:
     return np.ascontiguousarray(np.stack(tiles))
 
 
-def reference(tiles: np.ndarray, mpp: float, tissue: np.ndarray, min_tissue: float,
-              tissue_od: float | None):
-    """The per-tile figures tiling used before the checks were batched."""
+def reference(tiles: np.ndarray, mpp: float, tissue: np.ndarray, min_tissue: float):
+    """The per-tile figures, one image at a time."""
     pen = np.stack([pen_mask(t, mpp) for t in tiles])
-    fold, blurry = np.zeros(len(tiles)), np.zeros(len(tiles))
+    blurry = np.zeros(len(tiles))
     for i in np.flatnonzero(tissue >= min_tissue):
-        fold[i] = fold_mask(tiles[i], mpp, pen[i], tissue_od).mean()
         blurry[i] = float(focus_measure(tiles[i], mpp) < BLUR_THRESHOLD)
-    return pen, fold, blurry
+    return pen, blurry
 
 
-@pytest.mark.parametrize(("side", "mpp", "tissue_od"), [
-    (256, MPP, None),    # tiling's usual case: shrinks by 4 (ink) and 2 (focus) batched
-    (128, MPP, 0.5),     # a given typical density
-    (250, MPP, None),    # sides no shrink factor divides: tile by tile
-    (256, 0.25, None),   # 40x: shrinks by 8 and 4
-    (256, 1.0, None),    # 10x: ink shrunk by 2, focus measured as is
-    (128, 3.0, None),    # too coarse for focus
+@pytest.mark.parametrize(("side", "mpp"), [
+    (256, MPP),    # tiling's usual case: shrinks by 4 (ink) and 2 (focus) batched
+    (128, MPP),
+    (250, MPP),    # sides no shrink factor divides: tile by tile
+    (256, 0.25),   # 40x: shrinks by 8 and 4
+    (256, 1.0),    # 10x: ink shrunk by 2, focus measured as is
+    (128, 3.0),    # too coarse for focus
 ])
-def test_batched_checks_match_the_single_image_checks(side, mpp, tissue_od):
+def test_batched_checks_match_the_single_image_checks(side, mpp):
     tiles = batch(side)
     pen = pen_masks(tiles, mpp)
     tissue = tissue_fractions(tiles, None, mpp, pen)
-    want_pen, want_fold, want_blurry = reference(tiles, mpp, tissue, 0.25, tissue_od)
+    want_pen, want_blurry = reference(tiles, mpp, tissue, 0.25)
     np.testing.assert_array_equal(pen, want_pen)
-    got = tile_artefacts(tiles, mpp, tissue, 0.25, tissue_od, pen=pen)
-    np.testing.assert_array_equal(got.pen, want_pen.reshape(len(tiles), -1).mean(axis=1))
-    np.testing.assert_array_equal(got.fold, want_fold)
-    np.testing.assert_array_equal(got.blurry, want_blurry)
+    blurry = blurry_tiles(tiles, mpp, tissue >= 0.25)
+    np.testing.assert_array_equal(blurry, want_blurry)
     measures = _focus_measures(tiles, mpp)
     np.testing.assert_array_equal(measures, [focus_measure(t, mpp) for t in tiles])
     if mpp == MPP and side != 128:
         # The batch holds every kind of tile, or the comparison above proves little.
-        assert (got.fold > 0.1).any() and (got.fold == 0).any()
-        assert got.blurry.any() and not got.blurry.all()
-        assert (got.pen > 0.2).sum() >= 4 and (got.pen == 0).any()
+        assert blurry.any() and not blurry.all()
+        shares = pen.reshape(len(tiles), -1).mean(axis=1)
+        assert (shares > 0.2).sum() >= 4 and (shares == 0).any()
         assert (tissue < 0.25).any()
 
 
 def test_batched_checks_on_empty_and_glass_batches():
     empty = np.zeros((0, 64, 64, 3), np.uint8)
     assert pen_masks(empty, MPP).shape == (0, 64, 64)
-    assert len(tile_artefacts(empty, MPP, np.zeros(0)).artefact) == 0
+    assert len(blurry_tiles(empty, MPP, np.zeros(0, bool))) == 0
     glass = np.full((3, 64, 64, 3), 242, np.uint8)
-    assert (tile_artefacts(glass, MPP, np.zeros(3)).artefact == 0).all()  # not judged
+    assert (blurry_tiles(glass, MPP, np.zeros(3, bool)) == 0).all()  # not judged
     # Judged as tissue anyway (a caller's choice): flat glass has no focus, like the
-    # single-image check says, and no fold.
-    result = tile_artefacts(glass, MPP, np.ones(3))
-    assert (result.blurry == [focus_measure(t, MPP) < BLUR_THRESHOLD for t in glass]).all()
-    assert result.blurry.all() and (result.fold == 0).all() and (result.pen == 0).all()
+    # single-image check says, and no ink.
+    blurry = blurry_tiles(glass, MPP, np.ones(3, bool))
+    assert (blurry == [focus_measure(t, MPP) < BLUR_THRESHOLD for t in glass]).all()
+    assert blurry.all() and not pen_masks(glass, MPP).any()
 
 
 def angle_rule(rgb: np.ndarray) -> np.ndarray:
@@ -124,16 +120,15 @@ def test_ink_table_is_the_angle_rule_over_all_colours():
 
 @pytest.mark.parametrize("side", [256, 250])
 def test_batched_steps_match_their_per_tile_opencv_calls(side):
-    """The float steps of the fold test, to the bit: OD norms, the shrink to 2 um/px and
-    the 16-um box filter on the stacked tiles, against the per-tile calls fold_mask
-    makes."""
-    from histotile.tiling.artefact_batches import _blur_tiles, _od_norms, _shrink_tiles
+    """The batched steps, to the bit: the shrink to 2 um/px and the 16-um box filter on the
+    stacked tiles (float OD norms and uint8 colours), against the per-tile OpenCV
+    calls."""
+    from histotile.tiling.artefact_batches import _blur_tiles, _shrink_tiles
     from histotile.tiling.artefacts import _coarse, optical_density
 
     tiles = batch(side)
     od = optical_density(tiles)
-    norm = _od_norms(tiles)
-    np.testing.assert_array_equal(norm, np.sqrt((od * od).sum(axis=-1)))
+    norm = np.sqrt((od * od).sum(axis=-1))
     small = _shrink_tiles(norm, 4)
     np.testing.assert_array_equal(small, np.stack([_coarse(x, 4) for x in norm]))
     for k in (9, 5):

@@ -1,12 +1,15 @@
-"""Artefact checks on batches of tiles, as tiling runs them: the same figures as the
-single-image functions of :mod:`histotile.tiling.artefacts` (tests compare them pixel for
-pixel), computed for a whole batch at once. Each step says why batching it gives the same
-pixels: one shrink, one box filter and one table read per batch instead of one per tile.
+"""Artefact checks on batches of tiles: the same figures as the single-image functions of
+:mod:`histotile.tiling.artefacts` (tests compare them pixel for pixel), computed for a
+whole batch at once. Each step says why batching it gives the same pixels: one shrink,
+one box filter and one table read per batch instead of one per tile.
+
+Tiling measures focus here, tile by tile (it needs detail of a few microns); pen ink and
+folds it reads off the slide's view (:mod:`histotile.tiling.artefact_map`). The pen masks
+here are for tiles without a slide: :func:`~histotile.tiling.tissue.tissue_fraction` of
+any RGB tile takes ink out of its tissue.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -17,17 +20,12 @@ from histotile.tiling.artefacts import (  # the rules and their single-image hel
     BLUR_THRESHOLD,
     FOCUS_MAX_MPP,
     FOCUS_MPP,
-    FOLD_FACTOR,
-    FOLD_MIN_OD,
-    FOLD_MIN_UM,
-    GLASS_OD,
     WINDOW_UM,
     _coarse,
     _full,
     _shrink_factor,
     _window,
     ink_lut,
-    optical_density,
 )
 
 
@@ -107,72 +105,6 @@ def pen_masks(tiles: np.ndarray, mpp: float | None = None) -> np.ndarray:
     return _grow_tiles(_ink_small(tiles, mpp), tiles.shape[1:3])
 
 
-@dataclass
-class TileArtefacts:
-    """Per-tile artefact figures of a batch (each float64 (n,)): ``pen`` and ``fold`` are
-    covered fractions (0-1); ``blurry`` is 1.0 for an out-of-focus tissue tile, else 0;
-    ``artefact`` is the tile's artefact fraction, the largest of the three."""
-
-    pen: np.ndarray
-    fold: np.ndarray
-    blurry: np.ndarray
-
-    @property
-    def artefact(self) -> np.ndarray:
-        return np.maximum(np.maximum(self.pen, self.fold), self.blurry)
-
-
-def _od_norms(tiles: np.ndarray) -> np.ndarray:
-    """OD norm (float32 (..., h, w)) of uint8 RGB pixels, the same values as
-    ``sqrt((optical_density(x) ** 2).sum(-1))``: each channel's squared OD read from a
-    256-entry float32 table by ``cv2.LUT`` on the split planes, then added in place in
-    the order numpy's sum adds them (1.5x faster than one LUT on the interleaved pixels,
-    4x faster than the float OD array and its reduction over a 3-long axis; no 2**24
-    table to hold)."""
-    od = optical_density(np.arange(256, dtype=np.uint8))
-    squared = od * od
-    red, green, blue = cv2.split(np.ascontiguousarray(tiles).reshape(-1, tiles.shape[-2], 3))
-    out = cv2.LUT(red, squared)
-    out += cv2.LUT(green, squared)
-    out += cv2.LUT(blue, squared)
-    return np.sqrt(out, out=out).reshape(tiles.shape[:-1])
-
-
-def _fold_fractions(tiles: np.ndarray, mpp: float | None, pen: np.ndarray,
-                    tissue_od: float | None) -> np.ndarray:
-    """Mean of :func:`fold_mask` of each tile of a uint8 batch (n, h, w, 3), given their
-    full-size pen masks: float64 (n,). The same steps as :func:`fold_mask` on the whole
-    batch, except the median and the opening, which only tiles that can hold a fold
-    need: a fold is at least :data:`FOLD_MIN_OD` dense, so a tile whose smoothed tissue
-    stays below it has none whatever its median (most tiles)."""
-    n = len(tiles)
-    out = np.zeros(n)
-    if n == 0:
-        return out
-    factor = _shrink_factor(mpp)
-    norm = _shrink_tiles(_od_norms(tiles), factor)
-    if factor == 1:
-        ink = pen
-    else:  # shrunk only for the tiles with some ink (few)
-        ink = np.zeros((n, *norm.shape[1:]), bool)
-        inked = np.flatnonzero(pen.reshape(n, -1).any(axis=1))
-        ink[inked] = _shrink_tiles(pen[inked].view(np.uint8), factor) > 0
-    step = (mpp or _FALLBACK_MPP) * factor
-    k = _window(step, WINDOW_UM)
-    norm = _blur_tiles(norm, k)
-    tissue = (norm >= GLASS_OD) & ~ink
-    peak = np.where(tissue, norm, 0).reshape(n, -1).max(axis=1)
-    side = _window(step, FOLD_MIN_UM)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
-    for i in np.flatnonzero(peak >= max(FOLD_FACTOR * (tissue_od or 0.0), FOLD_MIN_OD)):
-        typical = float(np.median(norm[i][tissue[i]])) if tissue_od is None else tissue_od
-        dense = ((norm[i] >= max(FOLD_FACTOR * typical, FOLD_MIN_OD)) & tissue[i])
-        if dense.any():
-            opened = cv2.morphologyEx(dense.view(np.uint8), cv2.MORPH_OPEN, kernel)
-            out[i] = _full(opened.view(bool), tiles.shape[1:3]).mean()
-    return out
-
-
 def _focus_measures(tiles: np.ndarray, mpp: float | None) -> np.ndarray:
     """:func:`focus_measure` of each tile of a uint8 batch (n, h, w, 3): float64 (n,),
     the same values. The shrink and grey conversion run on the whole batch; the
@@ -204,34 +136,6 @@ def _focus_measures(tiles: np.ndarray, mpp: float | None) -> np.ndarray:
     # float64 from the variances on, as focus_measure's numpy scalars are.
     return (laplacian.var(axis=(1, 2)).astype(np.float64)
             / (grey.var(axis=(1, 2)).astype(np.float64) + 25.0))
-
-
-def tile_artefacts(tiles: np.ndarray, mpp: float | None = None,
-                   tissue: np.ndarray | None = None, min_tissue: float = 0.25,
-                   tissue_od: float | None = None,
-                   pen: np.ndarray | None = None) -> TileArtefacts:
-    """:class:`TileArtefacts` of a uint8 batch (n, h, w, 3) of ``mpp`` um/px tiles. Focus
-    is judged only on tiles whose ``tissue`` fraction (given) reaches ``min_tissue``:
-    glass has no focus to measure, nor folds. ``tissue_od``: the typical tissue
-    density against which folds are judged (None: each tile's own median). ``pen``: the
-    tiles' :func:`pen_masks` when already computed. The same figures as
-    :func:`fold_mask` and :func:`focus_measure` tile by tile, computed on the batch."""
-    tiles = np.asarray(tiles)
-    n = len(tiles)
-    ink = pen_masks(tiles, mpp) if pen is None else np.asarray(pen)
-    # A bool count divided by the size: mean()'s value, without its float64 cast.
-    share = np.count_nonzero(ink.reshape(n, -1), axis=1) / max(1, ink[0].size) if n else np.zeros(0)
-    fold, blurry = np.zeros(n), np.zeros(n)
-    judged = np.ones(n, bool) if tissue is None else np.asarray(tissue) >= min_tissue
-    which = np.flatnonzero(judged)
-    if len(which) == 0:
-        return TileArtefacts(share, fold, blurry)
-    some = tiles if len(which) == n else tiles[which]
-    fold[which] = _fold_fractions(some, mpp, ink if len(which) == n else ink[which],
-                                  tissue_od)
-    if tissue is not None:
-        blurry = blurry_tiles(tiles, mpp, judged)
-    return TileArtefacts(share, fold, blurry)
 
 
 def blurry_tiles(tiles: np.ndarray, mpp: float | None, judged: np.ndarray) -> np.ndarray:
