@@ -1,0 +1,217 @@
+"""Artefacts of the slide's mounting: air bubbles under the coverslip and coverslip edges.
+
+Both show up, at low resolution, as thin *dark grey lines*: a bubble's refractile rim
+and the edge of the coverslip bend light of every colour out of the objective, so they
+add the same optical density (OD) to all three channels of whatever lies under them. A
+line pixel is one whose OD exceeds that of its local median (what lies under a line
+narrower than half the window) by at least :data:`LINE_OD` on average, alike in R, G and
+B (:data:`LINE_GREYNESS`); the dark details of tissue add haematoxylin's or eosin's
+colour instead, and broad dark regions (dense tissue, folds, ink) are their own median.
+
+A *bubble* is a round region (solidity, and overlap with the ellipse fitted to its
+outline) between :data:`BUBBLE_MIN_UM` and :data:`BUBBLE_MAX_UM` across, outlined by line
+pixels and mostly not line itself; its mask is the whole region with its rim. A
+*coverslip edge* is a straight run of line pixels (probabilistic Hough transform) at
+least :data:`EDGE_MIN_UM` long and :data:`EDGE_MIN_SHARE` of the image's shorter side;
+its mask is a band :data:`EDGE_BAND_UM` wide along it.
+
+Everything is judged at about :data:`MOUNT_MPP` um/px (the QC view's scale; finer
+images are shrunk first and the masks brought back to their pixels), so a 4096 x 4096
+view at 0.5 um/px costs a 256 x 256 analysis.
+
+Written here, with OpenCV (median, contours, Hough lines), because no maintained library
+offers it as a call: HistoQC's bubble and coverslip modules are part of a GPL
+application, not a library, and no code of theirs is used.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from histotile.tiling.artefacts import _check, _coarse, _full, optical_density
+
+MOUNT_MPP = 8.0
+"""Resolution (um/px) the mounting artefacts are judged at: the QC view's (about 8 um/px);
+bubbles are 100 um or more across and edges millimetres long, so finer pixels add cost,
+not information."""
+LINE_MAX_UM = 64.0
+"""Side (microns) of the median window that gives what lies under a line: lines up to
+about half as wide (bubble rims and coverslip edges are a few to a few tens of microns)
+are seen; wider dark regions are their own median and are not lines."""
+LINE_OD = 0.1
+"""A line pixel adds at least this OD (mean over R, G, B) to its local median. A 6-um rim
+that passes 37 % of the light (grey 90 over glass), averaged into an 8-um pixel, adds
+about 0.2, over glass and over tissue alike; half as much where it straddles two."""
+LINE_GREYNESS = 0.6
+"""... and adds it to all channels alike: its smallest channel's added OD is at least
+this share of its largest (1 for grey; haematoxylin adds about 0.57 as much in blue as
+in green, eosin 0.27 as much in red), so nuclei and stained strands are not lines."""
+SPECK_UM = 48.0
+"""Line components of fewer pixels than this many microns long are specks (dust, dark
+grains of tissue), dropped before rims are closed: a rim, even broken where it crosses
+dense tissue, runs in pieces of hundreds of microns."""
+RIM_GAP_UM = 24.0
+"""Gaps in a rim up to about this (microns) are bridged (a closing) before bubbles are
+sought (where the rim crosses a dark, noisy region)."""
+BUBBLE_MIN_UM = 100.0
+"""Smallest bubble (microns across, the diameter of a disc of its area): smaller dark
+rings are dust and cell outlines."""
+BUBBLE_MAX_UM = 6000.0
+"""Largest bubble (microns across): bubbles under a coverslip reach several millimetres."""
+BUBBLE_MIN_FIT = 0.85
+"""Least overlap (intersection over union) of a bubble's region with the ellipse fitted
+to its outline: bubbles are round or oval (a pixel disc 12 px across scores about 0.9),
+the loops that chance line pixels of tissue close are not."""
+BUBBLE_MAX_ASPECT = 3.0
+"""Longest over shortest axis of that ellipse: flattened bubbles are oval, not slits."""
+BUBBLE_MIN_SOLIDITY = 0.9
+"""Least area over convex-hull area of a bubble's region: bubbles are convex."""
+BUBBLE_MIN_HOLLOW = 0.5
+"""Least share of a bubble's region that is not line: a rim is thin; a dark round
+tissue fragment or nucleus cluster is solid (and stained, so not line either)."""
+EDGE_MIN_UM = 2000.0
+"""Shortest coverslip edge (microns): a coverslip is 18-60 mm a side, so its edge runs
+across much of any view; tissue borders are steps, not lines, and rarely straight so
+long."""
+EDGE_MIN_SHARE = 0.3
+"""... and at least this share of the image's shorter side."""
+EDGE_MAX_GAP_UM = 48.0
+"""Gaps (microns) allowed along an edge (where it crosses dark tissue)."""
+EDGE_BAND_UM = 48.0
+"""Width (microns) of the band marked along a coverslip edge."""
+
+
+def _analysis(image: np.ndarray, mpp: float | None) -> tuple[np.ndarray, float]:
+    """The image at about :data:`MOUNT_MPP` um/px and its pixel size (None: 0.5 um/px)."""
+    mpp = mpp or 0.5
+    factor = max(1, int(MOUNT_MPP // mpp))
+    return _coarse(image, factor), mpp * factor
+
+
+def _odd(um: float, mpp: float, least: int = 3) -> int:
+    return max(least, 2 * round(um / mpp / 2) + 1)
+
+
+def line_pixels(small: np.ndarray, mpp: float) -> np.ndarray:
+    """Bool mask of thin dark grey line pixels (see the module docstring) of an RGB uint8
+    image whose pixels are ``mpp`` microns (meant for about :data:`MOUNT_MPP`)."""
+    around = cv2.medianBlur(small, min(_odd(LINE_MAX_UM, mpp), 255))
+    added = optical_density(small) - optical_density(around)
+    low, high = added.min(axis=-1), added.max(axis=-1)
+    return ((added.mean(axis=-1) >= LINE_OD)
+            & (low >= LINE_GREYNESS * np.maximum(high, 1e-6)))
+
+
+def _round(region: np.ndarray) -> bool:
+    """Whether a filled region (uint8 0/1) is round: convex enough and filling the
+    ellipse fitted to its outline."""
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if len(contours) != 1 or len(contours[0]) < 5:
+        return False
+    contour = contours[0]
+    area = float(region.sum())
+    if area < BUBBLE_MIN_SOLIDITY * cv2.contourArea(cv2.convexHull(contour)):
+        return False
+    (cx, cy), (a, b), angle = cv2.fitEllipse(contour)
+    if min(a, b) <= 0 or max(a, b) > BUBBLE_MAX_ASPECT * min(a, b):
+        return False
+    fitted = np.zeros_like(region)
+    cv2.ellipse(fitted, ((cx, cy), (a, b), angle), 1, cv2.FILLED)
+    overlap = float((fitted & region).sum()) / max(float((fitted | region).sum()), 1.0)
+    return overlap >= BUBBLE_MIN_FIT
+
+
+def _drop_specks(lines: np.ndarray, mpp: float) -> np.ndarray:
+    """The line mask (uint8 0/1) without its components of fewer pixels than
+    :data:`SPECK_UM` is long: the scattered dark specks of tissue, which a closing
+    would merge into blobs."""
+    # Pieces of a rim one pixel apart are joined first (a 3 x 3 closing).
+    lines = cv2.morphologyEx(lines.view(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(lines, 8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= max(3.0, SPECK_UM / mpp)
+    keep[0] = False
+    return keep[labels].view(np.uint8) if count > 1 else lines
+
+
+def _bubbles(lines: np.ndarray, mpp: float) -> np.ndarray:
+    """Round regions within the bubble size range outlined by the line mask (filled,
+    with their rim).
+
+    Two kinds of candidates, as dark tissue structures may touch a rim from either
+    side: the holes of the line mask (a rim with specks attached outside), and the
+    filled outer outlines of its components, opened to cut off thin attached lines (a
+    rim with specks, or a line across it, inside)."""
+    # Gaps in a rim (where it crosses stained tissue, which makes it too saturated to
+    # pass) are bridged first, up to RIM_GAP_UM; a margin keeps every box inside.
+    side = _odd(RIM_GAP_UM, mpp)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+    closed = cv2.copyMakeBorder(cv2.morphologyEx(_drop_specks(lines, mpp), cv2.MORPH_CLOSE, disc),
+                                side, side, side, side, cv2.BORDER_CONSTANT, value=0)
+    out = np.zeros_like(closed)
+    contours, hierarchy = cv2.findContours(closed, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    low = math.pi / 4 * (BUBBLE_MIN_UM / mpp) ** 2
+    high = math.pi / 4 * (BUBBLE_MAX_UM / mpp) ** 2
+    for contour, (_, _, _, parent) in zip(contours, [] if hierarchy is None else hierarchy[0]):
+        x, y, w, h = cv2.boundingRect(contour)
+        if w * h < low:
+            continue
+        box = (slice(y - side, y + h + side), slice(x - side, x + w + side))
+        region = np.zeros((h + 2 * side, w + 2 * side), np.uint8)
+        cv2.drawContours(region, [contour], -1, 1, cv2.FILLED, offset=(side - x, side - y))
+        if parent < 0:  # an outer outline: its filled region, thin attachments cut off
+            region = cv2.morphologyEx(region, cv2.MORPH_OPEN, disc)
+        area = int(region.sum())
+        hollow = int((region & (1 - closed[box])).sum())  # a bubble is mostly not rim
+        if low <= area <= high and hollow >= BUBBLE_MIN_HOLLOW * area and _round(region):
+            out[box] |= region
+    if out.any():  # the rim around the holes found: the line pixels next to them
+        out |= cv2.dilate(out, disc) & closed
+    return out[side:-side, side:-side].astype(bool)
+
+
+def _edges(lines: np.ndarray, mpp: float) -> np.ndarray:
+    """A band along each long straight run of line pixels."""
+    out = np.zeros(lines.shape, np.uint8)
+    length = max(EDGE_MIN_UM / mpp, EDGE_MIN_SHARE * min(lines.shape))
+    if length > math.hypot(*lines.shape) or not lines.any():
+        return out.view(bool)
+    segments = cv2.HoughLinesP(lines.view(np.uint8), 1, np.pi / 360,
+                               threshold=max(10, int(0.6 * length)),
+                               minLineLength=length,
+                               maxLineGap=max(1.0, EDGE_MAX_GAP_UM / mpp))
+    if segments is None:
+        return out.view(bool)
+    band = max(1, round(EDGE_BAND_UM / mpp))
+    for x0, y0, x1, y1 in segments[:, 0]:
+        cv2.line(out, (int(x0), int(y0)), (int(x1), int(y1)), 1, band)
+    return out.view(bool)
+
+
+def mount_masks(image: np.ndarray, mpp: float | None = None) -> dict[str, np.ndarray]:
+    """Bool (h, w) masks ``bubble`` and ``edge`` (see :func:`bubble_mask` and
+    :func:`edge_mask`) of an RGB uint8 image whose pixels are ``mpp`` microns (None: 0.5),
+    from one analysis at about :data:`MOUNT_MPP` um/px."""
+    image = _check(image)
+    small, small_mpp = _analysis(image, mpp)
+    lines = line_pixels(small, small_mpp)
+    return {"bubble": _full(_bubbles(lines, small_mpp), image.shape),
+            "edge": _full(_edges(lines, small_mpp), image.shape)}
+
+
+def bubble_mask(image: np.ndarray, mpp: float | None = None) -> np.ndarray:
+    """Bool (h, w) mask of air bubbles under the coverslip on an RGB uint8 image whose
+    pixels are ``mpp`` microns (None: 0.5): each bubble's whole region (inside and rim),
+    found as a round hole :data:`BUBBLE_MIN_UM` to :data:`BUBBLE_MAX_UM` across enclosed
+    by a thin dark grey rim."""
+    return mount_masks(image, mpp)["bubble"]
+
+
+def edge_mask(image: np.ndarray, mpp: float | None = None) -> np.ndarray:
+    """Bool (h, w) mask of coverslip edges on an RGB uint8 image whose pixels are ``mpp``
+    microns (None: 0.5): a band :data:`EDGE_BAND_UM` wide along each straight thin dark
+    grey line at least :data:`EDGE_MIN_UM` long and :data:`EDGE_MIN_SHARE` of the
+    image's shorter side."""
+    return mount_masks(image, mpp)["edge"]
