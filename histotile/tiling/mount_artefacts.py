@@ -55,20 +55,23 @@ grains of tissue), dropped before rims are closed: a rim, even broken where it c
 dense tissue, runs in pieces of hundreds of microns."""
 RIM_GAP_UM = 24.0
 """Gaps in a rim up to about this (microns) are bridged (a closing) before bubbles are
-sought (where the rim crosses a dark, noisy region)."""
+sought (where the rim crosses a dark, noisy region); wider ones are left to the convex
+hull candidates, as a wider closing merges the dark details of tissue into blobs."""
+BUBBLE_MIN_RIM = 0.75
+"""Least share of a bubble's fitted ellipse that lies on (or next to) line pixels:
+bubbles are round or oval and their rims closed, while an ellipse through the dark
+details of tissue runs mostly over tissue."""
 BUBBLE_MIN_UM = 100.0
-"""Smallest bubble (microns across, the diameter of a disc of its area): smaller dark
-rings are dust and cell outlines."""
+"""Smallest bubble (microns across its shorter axis): smaller dark rings are dust and
+cell outlines, and the dark details of tissue close small loops by chance."""
 BUBBLE_MAX_UM = 6000.0
-"""Largest bubble (microns across): bubbles under a coverslip reach several millimetres."""
-BUBBLE_MIN_FIT = 0.85
-"""Least overlap (intersection over union) of a bubble's region with the ellipse fitted
-to its outline: bubbles are round or oval (a pixel disc 12 px across scores about 0.9),
-the loops that chance line pixels of tissue close are not."""
+"""Largest bubble (microns across, the diameter of a disc of its area): bubbles under a
+coverslip reach several millimetres."""
+RIM_TOLERANCE = 0.15
+"""Line pixels within this share of the radius of a candidate ellipse (or 2 px) count
+as its rim when the ellipse is refitted."""
 BUBBLE_MAX_ASPECT = 3.0
 """Longest over shortest axis of that ellipse: flattened bubbles are oval, not slits."""
-BUBBLE_MIN_SOLIDITY = 0.9
-"""Least area over convex-hull area of a bubble's region: bubbles are convex."""
 BUBBLE_MIN_HOLLOW = 0.5
 """Least share of a bubble's region that is not line: a rim is thin; a dark round
 tissue fragment or nucleus cluster is solid (and stained, so not line either)."""
@@ -105,25 +108,6 @@ def line_pixels(small: np.ndarray, mpp: float) -> np.ndarray:
             & (low >= LINE_GREYNESS * np.maximum(high, 1e-6)))
 
 
-def _round(region: np.ndarray) -> bool:
-    """Whether a filled region (uint8 0/1) is round: convex enough and filling the
-    ellipse fitted to its outline."""
-    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    if len(contours) != 1 or len(contours[0]) < 5:
-        return False
-    contour = contours[0]
-    area = float(region.sum())
-    if area < BUBBLE_MIN_SOLIDITY * cv2.contourArea(cv2.convexHull(contour)):
-        return False
-    (cx, cy), (a, b), angle = cv2.fitEllipse(contour)
-    if min(a, b) <= 0 or max(a, b) > BUBBLE_MAX_ASPECT * min(a, b):
-        return False
-    fitted = np.zeros_like(region)
-    cv2.ellipse(fitted, ((cx, cy), (a, b), angle), 1, cv2.FILLED)
-    overlap = float((fitted & region).sum()) / max(float((fitted | region).sum()), 1.0)
-    return overlap >= BUBBLE_MIN_FIT
-
-
 def _drop_specks(lines: np.ndarray, mpp: float) -> np.ndarray:
     """The line mask (uint8 0/1) without its components of fewer pixels than
     :data:`SPECK_UM` is long: the scattered dark specks of tissue, which a closing
@@ -136,39 +120,100 @@ def _drop_specks(lines: np.ndarray, mpp: float) -> np.ndarray:
     return keep[labels].view(np.uint8) if count > 1 else lines
 
 
-def _bubbles(lines: np.ndarray, mpp: float) -> np.ndarray:
-    """Round regions within the bubble size range outlined by the line mask (filled,
-    with their rim).
-
-    Two kinds of candidates, as dark tissue structures may touch a rim from either
-    side: the holes of the line mask (a rim with specks attached outside), and the
-    filled outer outlines of its components, opened to cut off thin attached lines (a
-    rim with specks, or a line across it, inside)."""
-    # Gaps in a rim (where it crosses stained tissue, which makes it too saturated to
-    # pass) are bridged first, up to RIM_GAP_UM; a margin keeps every box inside.
-    side = _odd(RIM_GAP_UM, mpp)
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
-    closed = cv2.copyMakeBorder(cv2.morphologyEx(_drop_specks(lines, mpp), cv2.MORPH_CLOSE, disc),
-                                side, side, side, side, cv2.BORDER_CONSTANT, value=0)
-    out = np.zeros_like(closed)
+def _candidates(closed: np.ndarray, side: int, low: float):
+    """(box, filled region in the box) of each candidate bubble of a line mask padded by
+    ``side``: the holes (a rim with dark details attached outside), the filled outer
+    outlines opened to cut off thin attached lines, and the convex hulls of the
+    components (a rim with dark details attached inside, or a line across it)."""
     contours, hierarchy = cv2.findContours(closed, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
-    low = math.pi / 4 * (BUBBLE_MIN_UM / mpp) ** 2
-    high = math.pi / 4 * (BUBBLE_MAX_UM / mpp) ** 2
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
     for contour, (_, _, _, parent) in zip(contours, [] if hierarchy is None else hierarchy[0]):
         x, y, w, h = cv2.boundingRect(contour)
         if w * h < low:
             continue
         box = (slice(y - side, y + h + side), slice(x - side, x + w + side))
         region = np.zeros((h + 2 * side, w + 2 * side), np.uint8)
+        hull = region.copy()
         cv2.drawContours(region, [contour], -1, 1, cv2.FILLED, offset=(side - x, side - y))
-        if parent < 0:  # an outer outline: its filled region, thin attachments cut off
-            region = cv2.morphologyEx(region, cv2.MORPH_OPEN, disc)
-        area = int(region.sum())
-        hollow = int((region & (1 - closed[box])).sum())  # a bubble is mostly not rim
-        if low <= area <= high and hollow >= BUBBLE_MIN_HOLLOW * area and _round(region):
-            out[box] |= region
-    if out.any():  # the rim around the holes found: the line pixels next to them
-        out |= cv2.dilate(out, disc) & closed
+        if parent >= 0:
+            yield box, region
+            continue
+        yield box, cv2.morphologyEx(region, cv2.MORPH_OPEN, disc)
+        cv2.fillConvexPoly(hull, cv2.convexHull(contour) + (side - x, side - y), 1)
+        yield box, hull
+
+
+def _radius(ellipse, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Each point's radius in the ellipse's frame: 1 on it, 0 at its centre."""
+    (cx, cy), (width, height), angle = ellipse
+    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    dx, dy = xs - cx, ys - cy
+    return np.hypot((dx * c + dy * s) / (width / 2), (dy * c - dx * s) / (height / 2))
+
+
+def _fit_rim(region: np.ndarray, lines: np.ndarray):
+    """The ellipse through the line pixels near a candidate region's outline (fitted to
+    the outline, then refitted to the line pixels within :data:`RIM_TOLERANCE` of it,
+    so dark details touching the rim on either side drop out), or None."""
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours or len(contours[0]) < 5:
+        return None
+    ellipse = cv2.fitEllipse(max(contours, key=len))
+    ys, xs = np.nonzero(lines)
+    for _ in range(3):
+        if min(ellipse[1]) < 2:
+            return None
+        near = np.abs(_radius(ellipse, xs, ys) - 1) <= max(
+            RIM_TOLERANCE, 2.0 / min(ellipse[1]))
+        if near.sum() < 5:
+            return None
+        ellipse = cv2.fitEllipse(np.column_stack([xs[near], ys[near]]).astype(np.float32))
+    return ellipse
+
+
+def _bubble(region: np.ndarray, lines: np.ndarray, low: float, high: float):
+    """The filled ellipse (uint8 0/1, the box's shape) of a candidate that is a bubble:
+    in the size range, oval, its outline mostly on line pixels and its inside mostly
+    not; None for the others."""
+    ellipse = _fit_rim(region, lines)
+    if ellipse is None:
+        return None
+    (cx, cy), (width, height), angle = ellipse
+    if (not low <= math.pi / 4 * min(width, height) ** 2
+            or math.pi / 4 * width * height > high
+            or max(width, height) > BUBBLE_MAX_ASPECT * min(width, height)):
+        return None
+    # The outline, sampled every pixel or so, must fall on (or next to) line pixels.
+    steps = np.linspace(0, 2 * math.pi, max(32, int(1.6 * (width + height))), endpoint=False)
+    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    u, v = width / 2 * np.cos(steps), height / 2 * np.sin(steps)
+    xs = np.rint(cx + u * c - v * s).astype(int)
+    ys = np.rint(cy + u * s + v * c).astype(int)
+    inside = (xs >= 0) & (ys >= 0) & (xs < lines.shape[1]) & (ys < lines.shape[0])
+    near = cv2.dilate(lines, np.ones((3, 3), np.uint8))
+    if (near[ys[inside], xs[inside]] > 0).sum() < BUBBLE_MIN_RIM * len(steps):
+        return None
+    filled = np.zeros_like(lines)
+    cv2.ellipse(filled, ((cx, cy), (width + 2, height + 2), angle), 1, cv2.FILLED)
+    hollow = (filled & (1 - lines)).sum()
+    return filled if hollow >= BUBBLE_MIN_HOLLOW * filled.sum() else None
+
+
+def _bubbles(lines: np.ndarray, mpp: float) -> np.ndarray:
+    """Filled ellipses within the bubble size range outlined by the line mask (with
+    their rim); see :func:`_candidates` and :func:`_bubble`."""
+    # Gaps in a rim are bridged first, up to RIM_GAP_UM; a margin keeps every box inside.
+    side = _odd(RIM_GAP_UM, mpp)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+    closed = cv2.morphologyEx(_drop_specks(lines, mpp), cv2.MORPH_CLOSE, disc)
+    closed = cv2.copyMakeBorder(closed, side, side, side, side, cv2.BORDER_CONSTANT, value=0)
+    out = np.zeros_like(closed)
+    low = math.pi / 4 * (BUBBLE_MIN_UM / mpp) ** 2
+    high = math.pi / 4 * (BUBBLE_MAX_UM / mpp) ** 2
+    for box, region in _candidates(closed, side, low):
+        filled = _bubble(region, closed[box], low, high)
+        if filled is not None:
+            out[box] |= filled
     return out[side:-side, side:-side].astype(bool)
 
 
