@@ -8,13 +8,16 @@ import functools
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
+from click.testing import CliRunner
 from tiling_fixtures import SAMPLE, copy_with
 
 from histotile.errors import ConfigError
 from histotile.tiling.artefacts import ARTEFACTS, artefact_masks
 from histotile.tiling.mount_artefacts import bubble_mask, edge_mask, mount_masks
-from histotile.tiling.qc import COLOURS, FAIL, PASS, WARN, QCSettings, slide_qc
+from histotile.tiling.qc import COLOURS, FAIL, PASS, WARN, QCSettings, qc_picture, slide_qc
+from histotile.workflows.cli import cli
 from histotile.wsi import open_slide
 from histotile.wsi.synthetic import BACKGROUND_RGB, write_synthetic_slide
 
@@ -145,8 +148,9 @@ def test_artefact_masks_include_bubbles_and_edges():
     assert iou(masks["bubble"], truth) >= 0.7 and not masks["edge"].any()
 
 
-def test_qc_counts_a_bubble_over_the_tissue(tmp_path):
-    centre, axes = (900, 2500), (250.0 / MPP, 180.0 / MPP)  # level-0 px, over tissue
+def bubble_slide(out):
+    """The bundled slide with a 0.5 x 0.36 mm bubble rim (8 um) over its tissue."""
+    centre, axes = (900, 2500), (250.0 / MPP, 180.0 / MPP)  # level-0 px
 
     def paint(band, y0, ds):
         ink = np.zeros(band.shape[:2], np.uint8)
@@ -155,10 +159,14 @@ def test_qc_counts_a_bubble_over_the_tissue(tmp_path):
                     max(1, round(16 / ds)), cv2.LINE_AA)
         return darken(band, ink)
 
+    return copy_with(SAMPLE, out, paint)
+
+
+def test_qc_counts_a_bubble_over_the_tissue(tmp_path):
     settings = QCSettings(blur_tiles=0)
     clean = slide_qc(SAMPLE, settings)
     assert clean.flag == PASS and clean.fractions["bubble"] == clean.fractions["edge"] == 0
-    result = slide_qc(copy_with(SAMPLE, tmp_path / "bubble.tif", paint), settings)
+    result = slide_qc(bubble_slide(tmp_path / "bubble.tif"), settings)
     share = result.fractions["bubble"]
     assert share >= settings.bubble_warn
     assert result.flag == (FAIL if share >= settings.bubble_fail else WARN)
@@ -175,3 +183,27 @@ def test_qc_settings_check_the_new_thresholds():
     with pytest.raises(ConfigError, match="edge_warn"):
         QCSettings.from_dict({"edge_warn": 0.2, "edge_fail": 0.1})
     assert QCSettings.from_dict(QCSettings(edge_fail=0.3).to_dict()).edge_fail == 0.3
+
+
+def test_qc_command_takes_the_bubble_threshold(tmp_path):
+    slide = bubble_slide(tmp_path / "bubble.tif")
+    flags = {}
+    for limit in ("0.5", "0.05"):
+        out = tmp_path / f"qc{limit}"
+        result = CliRunner().invoke(cli, ["qc", str(slide), "--out", str(out),
+                                          "--blur-tiles", "0", "--bubble-fail", limit],
+                                    catch_exceptions=False)
+        report = pd.read_csv(out / "qc-report.csv")
+        assert report["fraction_bubble"].iloc[0] > 0.02, result.output
+        flags[limit] = report["decision"].iloc[0]
+    assert flags == {"0.5": WARN, "0.05": FAIL}
+
+
+def test_the_legend_wraps_on_narrow_pictures():
+    masks = {kind: np.zeros((30, 40), bool) for kind in COLOURS}
+    fractions = dict.fromkeys(COLOURS, 0.0)
+    picture = qc_picture(glass(600, 800), masks, fractions, PASS, size=300)
+    rows = -(-(len(COLOURS) + 1) // 2)  # two entries a row on 300 px, the flag last
+    assert picture.shape == (225 + 28 * rows, 300, 3)
+    wide = qc_picture(glass(400, 1200), masks, fractions, PASS, size=1200)
+    assert wide.shape[0] == 400 + 28  # one row

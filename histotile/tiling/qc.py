@@ -228,7 +228,7 @@ def qc_picture(view: np.ndarray, masks: dict[str, np.ndarray], fractions: dict[s
         contours, _ = cv2.findContours(small, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(picture, contours, -1, COLOURS[kind], thickness)
     # Legend band: a swatch and "name NN.N %" per mask, then the flag.
-    band_h, step = 28, 130
+    band_h, step = 28, 140
     per_row = max(1, (w - 6) // step)  # entries (and the flag, last) wrap to fit
     rows = math.ceil((len(masks) + 1) / per_row)
     band = np.full((band_h * rows, w, 3), 255, np.uint8)
