@@ -8,9 +8,11 @@ narrower than half the window) by at least :data:`LINE_OD` on average, alike in 
 B (:data:`LINE_GREYNESS`); the dark details of tissue add haematoxylin's or eosin's
 colour instead, and broad dark regions (dense tissue, folds, ink) are their own median.
 
-A *bubble* is a round region (solidity, and overlap with the ellipse fitted to its
-outline) between :data:`BUBBLE_MIN_UM` and :data:`BUBBLE_MAX_UM` across, outlined by line
-pixels and mostly not line itself; its mask is the whole region with its rim. A
+A *bubble* is an ellipse between :data:`BUBBLE_MIN_UM` and :data:`BUBBLE_MAX_UM` across
+whose outline lies mostly on line pixels (:data:`BUBBLE_MIN_RIM`) and whose inside mostly
+does not: fitted to the outline of each hole, component or component hull of the line
+mask, then refitted to the line pixels near it, so dark details touching a rim do not
+pull it off; its mask is the filled ellipse with its rim. A
 *coverslip edge* is a straight run of line pixels (probabilistic Hough transform) at
 least :data:`EDGE_MIN_UM` long and :data:`EDGE_MIN_SHARE` of the image's shorter side;
 its mask is a band :data:`EDGE_BAND_UM` wide along it.
@@ -69,7 +71,8 @@ BUBBLE_MAX_UM = 6000.0
 coverslip reach several millimetres."""
 RIM_TOLERANCE = 0.15
 """Line pixels within this share of the radius of a candidate ellipse (or 2 px) count
-as its rim when the ellipse is refitted."""
+as its rim when the ellipse is last refitted (the first refits take twice and 4/3 this
+band, so a first guess pulled off by attached details still finds the rim)."""
 BUBBLE_MAX_ASPECT = 3.0
 """Longest over shortest axis of that ellipse: flattened bubbles are oval, not slits."""
 BUBBLE_MIN_HOLLOW = 0.5
@@ -131,15 +134,20 @@ def _candidates(closed: np.ndarray, side: int, low: float):
         x, y, w, h = cv2.boundingRect(contour)
         if w * h < low:
             continue
-        box = (slice(y - side, y + h + side), slice(x - side, x + w + side))
-        region = np.zeros((h + 2 * side, w + 2 * side), np.uint8)
+        # The box reaches past the candidate: the rim of a bubble split by a dark line
+        # across it lies partly outside either half.
+        margin = max(side, (w + h) // 4)
+        x0, y0 = max(0, x - margin), max(0, y - margin)
+        box = (slice(y0, min(closed.shape[0], y + h + margin)),
+               slice(x0, min(closed.shape[1], x + w + margin)))
+        region = np.zeros((box[0].stop - y0, box[1].stop - x0), np.uint8)
         hull = region.copy()
-        cv2.drawContours(region, [contour], -1, 1, cv2.FILLED, offset=(side - x, side - y))
+        cv2.drawContours(region, [contour], -1, 1, cv2.FILLED, offset=(-x0, -y0))
         if parent >= 0:
             yield box, region
             continue
         yield box, cv2.morphologyEx(region, cv2.MORPH_OPEN, disc)
-        cv2.fillConvexPoly(hull, cv2.convexHull(contour) + (side - x, side - y), 1)
+        cv2.fillConvexPoly(hull, cv2.convexHull(contour) - (x0, y0), 1)
         yield box, hull
 
 
@@ -153,18 +161,20 @@ def _radius(ellipse, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
 
 def _fit_rim(region: np.ndarray, lines: np.ndarray):
     """The ellipse through the line pixels near a candidate region's outline (fitted to
-    the outline, then refitted to the line pixels within :data:`RIM_TOLERANCE` of it,
-    so dark details touching the rim on either side drop out), or None."""
+    the outline, then refitted to the line pixels near it, the band narrowing to
+    :data:`RIM_TOLERANCE`, so dark details touching the rim on either side drop out),
+    or None."""
     contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    if not contours or len(contours[0]) < 5:
+    outline = max(contours, key=len, default=())
+    if len(outline) < 5:
         return None
-    ellipse = cv2.fitEllipse(max(contours, key=len))
+    ellipse = cv2.fitEllipse(outline)
     ys, xs = np.nonzero(lines)
-    for _ in range(3):
+    for widen in (2.0, 4 / 3, 1.0, 1.0):
         if min(ellipse[1]) < 2:
             return None
         near = np.abs(_radius(ellipse, xs, ys) - 1) <= max(
-            RIM_TOLERANCE, 2.0 / min(ellipse[1]))
+            widen * RIM_TOLERANCE, 2.0 / min(ellipse[1]))
         if near.sum() < 5:
             return None
         ellipse = cv2.fitEllipse(np.column_stack([xs[near], ys[near]]).astype(np.float32))
