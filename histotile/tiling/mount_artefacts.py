@@ -33,8 +33,6 @@ import math
 import cv2
 import numpy as np
 
-from histotile.tiling.artefacts import _check, _coarse, _full, optical_density
-
 MOUNT_MPP = 8.0
 """Resolution (um/px) the mounting artefacts are judged at: the QC view's (about 8 um/px);
 bubbles are 100 um or more across and edges millimetres long, so finer pixels add cost,
@@ -90,11 +88,37 @@ EDGE_BAND_UM = 48.0
 """Width (microns) of the band marked along a coverslip edge."""
 
 
+# The pixel helpers below repeat artefacts.py's few lines (input check, area shrink,
+# nearest-neighbour return, OD table) because artefact_masks there calls this module:
+# importing them back would make an import cycle.
+_OD = (-np.log10(np.maximum(np.arange(256), 1) / 255.0)).astype(np.float32)
+
+
+def _check(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected one RGB uint8 image (h, w, 3), got {image.shape} "
+                         f"{image.dtype}")
+    return np.ascontiguousarray(image)
+
+
 def _analysis(image: np.ndarray, mpp: float | None) -> tuple[np.ndarray, float]:
-    """The image at about :data:`MOUNT_MPP` um/px and its pixel size (None: 0.5 um/px)."""
+    """The image at about :data:`MOUNT_MPP` um/px (area average) and its pixel size
+    (None: 0.5 um/px)."""
     mpp = mpp or 0.5
     factor = max(1, int(MOUNT_MPP // mpp))
-    return _coarse(image, factor), mpp * factor
+    if factor == 1:
+        return image, mpp
+    size = (max(1, round(image.shape[1] / factor)), max(1, round(image.shape[0] / factor)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), mpp * factor
+
+
+def _full(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A bool mask brought back to the image's (h, w)."""
+    if mask.shape == tuple(shape[:2]):
+        return mask
+    return cv2.resize(mask.view(np.uint8), (shape[1], shape[0]),
+                      interpolation=cv2.INTER_NEAREST).view(bool)
 
 
 def _odd(um: float, mpp: float, least: int = 3) -> int:
@@ -105,7 +129,7 @@ def line_pixels(small: np.ndarray, mpp: float) -> np.ndarray:
     """Bool mask of thin dark grey line pixels (see the module docstring) of an RGB uint8
     image whose pixels are ``mpp`` microns (meant for about :data:`MOUNT_MPP`)."""
     around = cv2.medianBlur(small, min(_odd(LINE_MAX_UM, mpp), 255))
-    added = optical_density(small) - optical_density(around)
+    added = _OD[small] - _OD[around]  # OD, -log10(I / 255), by a 256-entry table
     low, high = added.min(axis=-1), added.max(axis=-1)
     return ((added.mean(axis=-1) >= LINE_OD)
             & (low >= LINE_GREYNESS * np.maximum(high, 1e-6)))
