@@ -62,8 +62,8 @@ def test_qc_command_writes_pictures_and_report(tmp_path):
     report = pd.read_csv(out / "qc-report.csv")
     flags = dict(zip(report.slide, report.decision))
     assert flags == {"CMU-1-Small-Region": "pass", "inked": "fail"}
-    assert {"fraction_tissue", "fraction_pen", "fraction_fold", "fraction_blur"} <= set(
-        report.columns)
+    assert {"fraction_tissue", "fraction_pen", "fraction_fold", "fraction_blur",
+            "fraction_bubble", "fraction_edge"} <= set(report.columns)
     records = json.loads((out / "qc-report.json").read_text())["records"]
     reasons = {r["slide"]: r["extra"]["reasons"] for r in records}
     assert reasons["inked"] and not reasons["CMU-1-Small-Region"]
@@ -79,7 +79,8 @@ def test_tile_report_records_the_qc_figures(tmp_path):
     record = tile_task(str(SAMPLE), str(tmp_path / "tiles"), {"tile_size": 128})
     qc = record["extra"]["qc"]
     assert qc["flag"] == PASS
-    assert set(qc) == {"flag", "reasons", "tissue", "pen", "fold"}  # blur: not measured
+    assert set(qc) == {"flag", "reasons", "tissue", "pen", "fold", "bubble",
+                       "edge"}  # blur: not measured
     assert qc["tissue"] == pytest.approx(slide_qc(SAMPLE).fractions["tissue"])
     manifest = pd.read_csv(record["outputs"]["manifest"])
     assert "artefact" in manifest.columns and (manifest["artefact"] < 0.5).all()

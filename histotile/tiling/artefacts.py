@@ -1,4 +1,5 @@
-"""Artefact detection on RGB images: pen ink, out-of-focus regions and tissue folds.
+"""Artefact detection on RGB images: pen ink, out-of-focus regions and tissue folds (air
+bubbles and coverslip edges: :mod:`histotile.tiling.mount_artefacts`).
 
 Everything is measured in optical density (OD, ``-log10(I / 255)`` per channel), where
 stains add: a pixel's OD vector is the sum of its stains' OD vectors times their amounts.
@@ -80,7 +81,7 @@ ANALYSIS_MPP = 2.0
 16 um or more, so finer pixels add cost, not information (a 0.5-um tile is shrunk 4x
 before the test and the mask brought back to its pixels)."""
 
-ARTEFACTS = ("pen", "blur", "fold")
+ARTEFACTS = ("pen", "blur", "fold", "bubble", "edge")
 """The artefact kinds :func:`artefact_masks` returns, in drawing order."""
 
 
@@ -265,7 +266,11 @@ def artefact_masks(image: np.ndarray, mpp: float | None = None) -> dict[str, np.
     """Bool (h, w) masks of each artefact of :data:`ARTEFACTS` on an RGB uint8 image
     whose pixels are ``mpp`` microns (None: 0.5): ``pen`` (marker ink of any colour),
     ``blur`` (out-of-focus tissue; empty on images coarser than 2 um/px), ``fold``
-    (doubled tissue). Bubbles and coverslip edges are not detected."""
+    (doubled tissue), ``bubble`` (air bubbles under the coverslip) and ``edge`` (bands
+    along coverslip edges; see :mod:`histotile.tiling.mount_artefacts`)."""
+    from histotile.tiling.mount_artefacts import mount_masks
+
     image = _check(image)
     pen = pen_mask(image, mpp)
-    return {"pen": pen, "blur": blur_mask(image, mpp), "fold": fold_mask(image, mpp, pen)}
+    return {"pen": pen, "blur": blur_mask(image, mpp), "fold": fold_mask(image, mpp, pen),
+            **mount_masks(image, mpp)}

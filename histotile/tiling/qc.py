@@ -1,10 +1,12 @@
-"""Slide quality control: how much of a slide is tissue, pen ink, out of focus or folded,
-a pass/warn/fail flag against thresholds, and a thumbnail with each artefact outlined.
+"""Slide quality control: how much of a slide is tissue, pen ink, out of focus, folded,
+under an air bubble or along a coverslip edge, a pass/warn/fail flag against thresholds,
+and a thumbnail with each artefact outlined.
 
-Memory is bounded whatever the slide size: tissue, ink and folds are measured on one low
-pyramid level (about 8 um/px, at most 4096 px a side, like the tissue mask); focus needs
-detail of a few microns, so it is measured on a seeded sample of tissue tiles read at
-about 1 um/px (``blur_tiles`` reads of ``blur_tile_um`` squared).
+Memory is bounded whatever the slide size: tissue, ink, folds, bubbles and coverslip
+edges are measured on one low pyramid level (about 8 um/px, at most 4096 px a side, like
+the tissue mask); focus needs detail of a few microns, so it is measured on a seeded
+sample of tissue tiles read at about 1 um/px (``blur_tiles`` reads of ``blur_tile_um``
+squared).
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from histotile.tiling.artefacts import (
     fold_mask,
     pen_mask,
 )
+from histotile.tiling.mount_artefacts import mount_masks
 from histotile.tiling.tissue import auto_mask_downsample, mask_from_rgb
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 COLOURS = {"tissue": (0, 170, 0), "pen": (220, 0, 220), "blur": (255, 140, 0),
-           "fold": (220, 0, 0)}
+           "fold": (220, 0, 0), "bubble": (0, 190, 230), "edge": (40, 40, 255)}
 """Outline colour (RGB) of each mask on the QC thumbnail."""
-_KINDS = ("pen", "blur", "fold")
+_KINDS = ("pen", "blur", "fold", "bubble", "edge")
 
 
 @dataclass
@@ -45,6 +48,10 @@ class QCSettings:
 
     Attributes:
         pen_warn, pen_fail, blur_warn, blur_fail, fold_warn, fold_fail: thresholds.
+        bubble_warn, bubble_fail: thresholds for the specimen under air bubbles.
+        edge_warn, edge_fail: thresholds for the specimen within a coverslip edge's band
+            (48 um wide: an edge across a 10-mm specimen covers about 0.5 % of it, so
+            any edge over the specimen warns, and one across a small biopsy fails).
         min_tissue: the slide fails when less than this share of its area is tissue.
         blur_tiles: tissue tiles sampled for focus (0: focus is not checked).
         blur_tile_um: side of a sampled tile, microns.
@@ -58,6 +65,10 @@ class QCSettings:
     blur_fail: float = 0.30
     fold_warn: float = 0.05
     fold_fail: float = 0.20
+    bubble_warn: float = 0.02
+    bubble_fail: float = 0.15
+    edge_warn: float = 0.001
+    edge_fail: float = 0.05
     min_tissue: float = 0.005
     blur_tiles: int = 48
     blur_tile_um: float = 256.0
@@ -97,9 +108,9 @@ class SlideQC:
 
     Attributes:
         slide: slide name.
-        fractions: ``tissue`` (share of the slide area), ``pen``, ``blur``, ``fold``
-            (shares of the specimen area; ``blur`` is the share of sampled tissue tiles
-            out of focus, NaN when focus could not be judged).
+        fractions: ``tissue`` (share of the slide area), ``pen``, ``blur``, ``fold``,
+            ``bubble``, ``edge`` (shares of the specimen area; ``blur`` is the share of
+            sampled tissue tiles out of focus, NaN when focus could not be judged).
         flag: ``pass``, ``warn`` or ``fail``; reasons: why not pass.
         picture: RGB uint8 thumbnail with outlines and a legend.
         view_mpp: microns per pixel of the view the masks were measured on (None when
@@ -184,6 +195,7 @@ def slide_qc(slide_path: str | Path, settings: QCSettings | None = None) -> Slid
         specimen = found | pen
         tissue = found & ~pen
         fold = fold_mask(view, view_mpp or 8.0, pen) & tissue
+        mount = mount_masks(view, view_mpp or 8.0)  # outlined whole, counted on specimen
         blur_share, blur = _blur_sample(slide, tissue, downsample, settings)
         # The picture may be sharper than the view on small slides (masks drawn scaled).
         backdrop = (slide.thumbnail(settings.thumbnail_size)
@@ -191,9 +203,10 @@ def slide_qc(slide_path: str | Path, settings: QCSettings | None = None) -> Slid
         name = slide.name
     area = max(int(specimen.sum()), 1)
     fractions = {"tissue": float(tissue.mean()), "pen": float(pen.sum() / area),
-                 "blur": blur_share, "fold": float(fold.sum() / area)}
+                 "blur": blur_share, "fold": float(fold.sum() / area),
+                 **{kind: float((mask & specimen).sum() / area) for kind, mask in mount.items()}}
     flag, reasons = _flag(fractions, settings)
-    masks = {"tissue": tissue, "pen": pen, "blur": blur, "fold": fold}
+    masks = {"tissue": tissue, "pen": pen, "blur": blur, "fold": fold, **mount}
     picture = qc_picture(backdrop, masks, fractions, flag, settings.thumbnail_size)
     return SlideQC(name, fractions, flag, reasons, picture, view_mpp)
 
@@ -215,8 +228,9 @@ def qc_picture(view: np.ndarray, masks: dict[str, np.ndarray], fractions: dict[s
         contours, _ = cv2.findContours(small, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(picture, contours, -1, COLOURS[kind], thickness)
     # Legend band: a swatch and "name NN.N %" per mask, then the flag.
-    band_h = 28
-    rows = 1 + len(masks) if w < 520 else 1
+    band_h, step = 28, 140
+    per_row = max(1, (w - 6) // step)  # entries (and the flag, last) wrap to fit
+    rows = math.ceil((len(masks) + 1) / per_row)
     band = np.full((band_h * rows, w, 3), 255, np.uint8)
     x, y = 6, 0
     flag_colour = {PASS: (0, 140, 0), WARN: (200, 120, 0), FAIL: (200, 0, 0)}[flag]
@@ -226,10 +240,9 @@ def qc_picture(view: np.ndarray, masks: dict[str, np.ndarray], fractions: dict[s
         cv2.rectangle(band, (x, y + 7), (x + 14, y + 21), COLOURS[kind], -1)
         cv2.putText(band, text, (x + 20, y + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                     (0, 0, 0), 1, cv2.LINE_AA)
-        if rows > 1:
-            y += band_h
-        else:
-            x += 130
+        x += step
+        if x + step > w:
+            x, y = 6, y + band_h
     cv2.putText(band, flag.upper(), (x + 4, y + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
                 flag_colour, 2, cv2.LINE_AA)
     return np.concatenate([picture, band], axis=0)

@@ -95,6 +95,10 @@ def info(slides: tuple[str, ...], as_json: bool) -> None:
               help="Share of sampled tissue tiles out of focus at which a slide fails (0.30).")
 @click.option("--fold-fail", type=click.FloatRange(0, 1), default=None,
               help="Share of the specimen folded at which a slide fails (0.20).")
+@click.option("--bubble-fail", type=click.FloatRange(0, 1), default=None,
+              help="Share of the specimen under air bubbles at which a slide fails (0.15).")
+@click.option("--edge-fail", type=click.FloatRange(0, 1), default=None,
+              help="Share of the specimen along coverslip edges at which a slide fails (0.05).")
 @click.option("--blur-tiles", type=click.IntRange(0), default=None,
               help="Tissue tiles sampled for focus (48; 0 skips the focus check).")
 @execution_options
@@ -102,12 +106,13 @@ def info(slides: tuple[str, ...], as_json: bool) -> None:
 @config_option
 @handle_errors
 def qc(slides: tuple[str, ...], out_dir: str, **options: Any) -> None:
-    """Screen slides: tissue, pen ink, blur and fold fractions, a pass/warn/fail flag
-    and an outlined QC picture per slide."""
+    """Screen slides: tissue, pen ink, blur, fold, bubble and coverslip-edge fractions, a
+    pass/warn/fail flag and an outlined QC picture per slide."""
     from histotile.workflows.qc import qc_batch
 
     settings = {k: v for k, v in options.items() if v is not None
-                and k in ("pen_fail", "blur_fail", "fold_fail", "blur_tiles")}
+                and k in ("pen_fail", "blur_fail", "fold_fail", "bubble_fail", "edge_fail",
+                          "blur_tiles")}
     records = qc_batch(slides, out_dir, settings, overwrite=bool(options.get("overwrite")),
                        execution=execution_from(options))
     sys.exit(finish(records, "qc", out_dir))

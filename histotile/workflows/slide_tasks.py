@@ -93,8 +93,8 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
 
 
 def _slide_qc_figures(slide_path: str) -> dict[str, Any]:
-    """The QC fractions (tissue, pen, fold) and flag of a slide, from its low-resolution
-    view only (the focus check reads tiles: left to ``histotile qc``)."""
+    """The QC fractions (tissue, pen, fold, bubble, edge) and flag of a slide, from its
+    low-resolution view only (the focus check reads tiles: left to ``histotile qc``)."""
     from histotile.tiling.qc import QCSettings, slide_qc
 
     result = slide_qc(slide_path, QCSettings(blur_tiles=0))
