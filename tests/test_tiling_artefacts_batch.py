@@ -123,14 +123,15 @@ def test_batched_steps_match_their_per_tile_opencv_calls(side):
     """The batched steps, to the bit: the shrink to 2 um/px and the 16-um box filter on the
     stacked tiles (float OD norms and uint8 colours), against the per-tile OpenCV
     calls."""
+    from histotile.tiling._pixels import shrink
     from histotile.tiling.artefact_batches import _blur_tiles, _shrink_tiles
-    from histotile.tiling.artefacts import _coarse, optical_density
+    from histotile.tiling.artefacts import optical_density
 
     tiles = batch(side)
     od = optical_density(tiles)
     norm = np.sqrt((od * od).sum(axis=-1))
     small = _shrink_tiles(norm, 4)
-    np.testing.assert_array_equal(small, np.stack([_coarse(x, 4) for x in norm]))
+    np.testing.assert_array_equal(small, np.stack([shrink(x, 4) for x in norm]))
     for k in (9, 5):
         want = np.stack([cv2.blur(x, (k, k), borderType=cv2.BORDER_REFLECT) for x in small])
         np.testing.assert_array_equal(_blur_tiles(small, k), want)

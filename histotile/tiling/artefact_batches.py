@@ -14,6 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from histotile.tiling._pixels import grow, shrink
 from histotile.tiling._rgb_table import rgb_lookup
 from histotile.tiling.artefacts import (  # the rules and their single-image helpers
     _FALLBACK_MPP,
@@ -21,8 +22,6 @@ from histotile.tiling.artefacts import (  # the rules and their single-image hel
     FOCUS_MAX_MPP,
     FOCUS_MPP,
     WINDOW_UM,
-    _coarse,
-    _full,
     _shrink_factor,
     _window,
     ink_lut,
@@ -30,7 +29,7 @@ from histotile.tiling.artefacts import (  # the rules and their single-image hel
 
 
 def _shrink_tiles(tiles: np.ndarray, factor: float) -> np.ndarray:
-    """:func:`_coarse` of each tile of a batch (n, h, w[, c]), in one OpenCV call where
+    """:func:`shrink` of each tile of a batch (n, h, w[, c]), in one OpenCV call where
     that gives the same pixels: an area shrink by a whole factor that divides the tile's
     sides averages disjoint factor x factor blocks, so on the tiles stacked into one tall
     image no block crosses two tiles (n calls on small tiles cost more in call overhead
@@ -42,7 +41,7 @@ def _shrink_tiles(tiles: np.ndarray, factor: float) -> np.ndarray:
         return np.zeros((0, max(1, round(h / factor)), max(1, round(w / factor)),
                          *tiles.shape[3:]), tiles.dtype)
     if factor != int(factor) or h % factor or w % factor:
-        return np.stack([_coarse(tile, factor) for tile in tiles])
+        return np.stack([shrink(tile, factor) for tile in tiles])
     factor = int(factor)
     tall = np.ascontiguousarray(tiles).reshape(n * h, w, *tiles.shape[3:])
     small = cv2.resize(tall, (w // factor, n * h // factor), interpolation=cv2.INTER_AREA)
@@ -50,7 +49,7 @@ def _shrink_tiles(tiles: np.ndarray, factor: float) -> np.ndarray:
 
 
 def _grow_tiles(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """:func:`_full` of each bool mask of a batch (n, H, W) to (n, *shape). A nearest
+    """:func:`grow` of each bool mask of a batch (n, H, W) to (n, *shape). A nearest
     resize by a power of two repeats each pixel into a block, which numpy does on the
     whole batch at once; other factors are resized tile by tile."""
     n, h, w = masks.shape
@@ -62,7 +61,7 @@ def _grow_tiles(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if fy == fx and (fy & (fy - 1)) == 0 and fy * h == shape[0] and fx * w == shape[1]:
         return np.broadcast_to(masks[:, :, None, :, None], (n, h, fy, w, fx)).reshape(
             n, *shape)
-    return np.stack([_full(mask, shape) for mask in masks])
+    return np.stack([grow(mask, shape) for mask in masks])
 
 
 def _ink_small(tiles: np.ndarray, mpp: float | None) -> np.ndarray:

@@ -30,6 +30,7 @@ import functools
 import cv2
 import numpy as np
 
+from histotile.tiling._pixels import grow, rgb_uint8, shrink
 from histotile.tiling._rgb_table import rgb_lookup
 
 # Macenko et al. (2009) reference stain OD directions (as used by torchstain and
@@ -142,31 +143,8 @@ def _window(mpp: float | None, um: float) -> int:
     return int(min(max(1, 2 * round(um / (mpp or _FALLBACK_MPP) / 2) + 1), 255))
 
 
-def _check(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"expected one RGB uint8 image (h, w, 3), got {image.shape} "
-                         f"{image.dtype}")
-    return np.ascontiguousarray(image)
-
-
 def _shrink_factor(mpp: float | None) -> int:
     return max(1, int(ANALYSIS_MPP // (mpp or _FALLBACK_MPP)))
-
-
-def _coarse(image: np.ndarray, factor: int) -> np.ndarray:
-    if factor == 1:
-        return image
-    h, w = image.shape[:2]
-    size = (max(1, round(w / factor)), max(1, round(h / factor)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
-def _full(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    if mask.shape == tuple(shape[:2]):
-        return mask
-    return cv2.resize(mask.view(np.uint8), (shape[1], shape[0]),
-                      interpolation=cv2.INTER_NEAREST).view(bool)
 
 
 def pen_mask(image: np.ndarray, mpp: float | None = None) -> np.ndarray:
@@ -174,12 +152,12 @@ def pen_mask(image: np.ndarray, mpp: float | None = None) -> np.ndarray:
     ``mpp`` microns (None: 0.5). The colour is averaged over :data:`WINDOW_UM` first
     (box filter, in transmission: cheap on uint8 and close to the OD mean for
     classification), then tested against the ink table, at :data:`ANALYSIS_MPP`."""
-    image = _check(image)
+    image = rgb_uint8(image)
     factor = _shrink_factor(mpp)
-    small = _coarse(image, factor)
+    small = shrink(image, factor)
     k = _window((mpp or _FALLBACK_MPP) * factor, WINDOW_UM)
     smooth = cv2.blur(small, (k, k), borderType=cv2.BORDER_REFLECT) if k > 1 else small
-    return _full(rgb_lookup(ink_lut(), smooth), image.shape)
+    return grow(rgb_lookup(ink_lut(), smooth), image.shape)
 
 
 def fold_mask(image: np.ndarray, mpp: float | None = None,
@@ -188,7 +166,7 @@ def fold_mask(image: np.ndarray, mpp: float | None = None,
     dense (OD norm, averaged over :data:`WINDOW_UM`) as typical tissue, at least
     :data:`FOLD_MIN_OD`, not ink, and wider than :data:`FOLD_MIN_UM`. Typical tissue is
     ``tissue_od`` (an OD norm measured at the same resolution) or this image's median."""
-    image = _check(image)
+    image = rgb_uint8(image)
     if pen is None:
         pen = pen_mask(image, mpp)
     od = optical_density(image)
@@ -196,8 +174,8 @@ def fold_mask(image: np.ndarray, mpp: float | None = None,
     # Judged at ANALYSIS_MPP: the OD (not the colour, whose average would be paler) is
     # averaged down, and the mask brought back to the image's pixels at the end.
     factor = _shrink_factor(mpp)
-    norm = _coarse(norm, factor)
-    pen = _coarse(pen.view(np.uint8), factor) > 0 if factor > 1 else pen
+    norm = shrink(norm, factor)
+    pen = shrink(pen.view(np.uint8), factor) > 0 if factor > 1 else pen
     mpp = (mpp or _FALLBACK_MPP) * factor
     tissue = cv2.blur(norm, (_window(mpp, WINDOW_UM),) * 2,
                       borderType=cv2.BORDER_REFLECT) >= GLASS_OD
@@ -215,7 +193,7 @@ def fold_mask(image: np.ndarray, mpp: float | None = None,
         return np.zeros(image.shape[:2], dtype=bool)
     side = _window(mpp, FOLD_MIN_UM)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
-    return _full(cv2.morphologyEx(dense, cv2.MORPH_OPEN, kernel).view(bool), image.shape)
+    return grow(cv2.morphologyEx(dense, cv2.MORPH_OPEN, kernel).view(bool), image.shape)
 
 
 def focus_measure(image: np.ndarray, mpp: float | None = None) -> float:
@@ -223,7 +201,7 @@ def focus_measure(image: np.ndarray, mpp: float | None = None) -> float:
     :data:`FOCUS_MPP` um/px, divided by the grey variance (+25, for near-blank images),
     so that neither magnification nor stain intensity sets the score. Lower is
     blurrier; NaN when the image is coarser than :data:`FOCUS_MAX_MPP`."""
-    image = _check(image)
+    image = rgb_uint8(image)
     mpp = mpp or _FALLBACK_MPP
     if mpp > FOCUS_MAX_MPP:
         return float("nan")
@@ -247,7 +225,7 @@ def blur_mask(image: np.ndarray, mpp: float | None = None,
     """Bool (h, w) mask of out-of-focus tissue: blocks of :data:`BLUR_BLOCK_UM` that are
     mostly tissue (OD >= :data:`GLASS_OD`) and whose :func:`focus_measure` is below
     ``threshold``. All False where the image is too coarse to judge focus."""
-    image = _check(image)
+    image = rgb_uint8(image)
     out = np.zeros(image.shape[:2], dtype=bool)
     if (mpp or _FALLBACK_MPP) > FOCUS_MAX_MPP:
         return out
@@ -270,7 +248,7 @@ def artefact_masks(image: np.ndarray, mpp: float | None = None) -> dict[str, np.
     along coverslip edges; see :mod:`histotile.tiling.mount_artefacts`)."""
     from histotile.tiling.mount_artefacts import mount_masks
 
-    image = _check(image)
+    image = rgb_uint8(image)
     pen = pen_mask(image, mpp)
     return {"pen": pen, "blur": blur_mask(image, mpp), "fold": fold_mask(image, mpp, pen),
             **mount_masks(image, mpp)}

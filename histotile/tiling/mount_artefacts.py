@@ -33,6 +33,8 @@ import math
 import cv2
 import numpy as np
 
+from histotile.tiling._pixels import grow, rgb_uint8, shrink
+
 MOUNT_MPP = 8.0
 """Resolution (um/px) the mounting artefacts are judged at: the QC view's (about 8 um/px);
 bubbles are 100 um or more across and edges millimetres long, so finer pixels add cost,
@@ -94,31 +96,12 @@ EDGE_BAND_UM = 48.0
 _OD = (-np.log10(np.maximum(np.arange(256), 1) / 255.0)).astype(np.float32)
 
 
-def _check(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"expected one RGB uint8 image (h, w, 3), got {image.shape} "
-                         f"{image.dtype}")
-    return np.ascontiguousarray(image)
-
-
 def _analysis(image: np.ndarray, mpp: float | None) -> tuple[np.ndarray, float]:
     """The image at about :data:`MOUNT_MPP` um/px (area average) and its pixel size
     (None: 0.5 um/px)."""
     mpp = mpp or 0.5
     factor = max(1, int(MOUNT_MPP // mpp))
-    if factor == 1:
-        return image, mpp
-    size = (max(1, round(image.shape[1] / factor)), max(1, round(image.shape[0] / factor)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), mpp * factor
-
-
-def _full(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A bool mask brought back to the image's (h, w)."""
-    if mask.shape == tuple(shape[:2]):
-        return mask
-    return cv2.resize(mask.view(np.uint8), (shape[1], shape[0]),
-                      interpolation=cv2.INTER_NEAREST).view(bool)
+    return shrink(image, factor), mpp * factor
 
 
 def _odd(um: float, mpp: float, least: int = 3) -> int:
@@ -273,11 +256,11 @@ def mount_masks(image: np.ndarray, mpp: float | None = None) -> dict[str, np.nda
     """Bool (h, w) masks ``bubble`` and ``edge`` (see :func:`bubble_mask` and
     :func:`edge_mask`) of an RGB uint8 image whose pixels are ``mpp`` microns (None: 0.5),
     from one analysis at about :data:`MOUNT_MPP` um/px."""
-    image = _check(image)
+    image = rgb_uint8(image)
     small, small_mpp = _analysis(image, mpp)
     lines = line_pixels(small, small_mpp)
-    return {"bubble": _full(_bubbles(lines, small_mpp), image.shape),
-            "edge": _full(_edges(lines, small_mpp), image.shape)}
+    return {"bubble": grow(_bubbles(lines, small_mpp), image.shape),
+            "edge": grow(_edges(lines, small_mpp), image.shape)}
 
 
 def bubble_mask(image: np.ndarray, mpp: float | None = None) -> np.ndarray:
