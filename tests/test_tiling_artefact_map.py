@@ -22,7 +22,10 @@ def a_map() -> ArtefactMap:
     pen[10:20, 30:45] = True
     fold = np.zeros((40, 60), bool)
     fold[25:35, 5:15] = True
-    return ArtefactMap(pen, fold, downsample=8.0)
+    bubble = np.zeros((40, 60), bool)
+    bubble[25:35, 10:20] = True  # overlapping the fold by half
+    return ArtefactMap({"pen": pen, "fold": fold, "bubble": bubble,
+                        "edge": np.zeros((40, 60), bool)}, downsample=8.0)
 
 
 def test_shares_are_the_covered_area_of_each_box():
@@ -32,6 +35,9 @@ def test_shares_are_the_covered_area_of_each_box():
     ys = np.array([10 * 8, 10 * 8, 0.0, 25 * 8])
     np.testing.assert_allclose(amap.fractions("pen", xs, ys, 80), [1.0, 0.5, 0.0, 0.0])
     np.testing.assert_allclose(amap.fractions("fold", xs, ys, 80), [0.0, 0.0, 0.0, 1.0])
+    # Any artefact: the union, not the sum (fold and bubble overlap).
+    np.testing.assert_allclose(amap.fractions("artefact", np.array([10 * 8.0, 30 * 8.0]),
+                                              np.array([25 * 8.0, 8 * 8.0]), 80), [1.0, 0.8])
 
 
 def test_pen_pixels_follow_the_view_pixel_under_each_tile_pixel():
@@ -51,7 +57,7 @@ def test_a_crop_gives_the_whole_maps_figures():
     xs, ys = rng.uniform(150, 400, 30), rng.uniform(40, 250, 30)
     crop = amap.crop(xs, ys, 64)
     assert crop.pen.size < amap.pen.size
-    for kind in ("pen", "fold"):
+    for kind in ("pen", "fold", "bubble", "artefact"):
         np.testing.assert_allclose(crop.fractions(kind, xs, ys, 64),
                                    amap.fractions(kind, xs, ys, 64), atol=1e-12)
     for whole, part in zip(amap.pen_pixels(xs, ys, 64, 16), crop.pen_pixels(xs, ys, 64, 16)):
@@ -115,3 +121,20 @@ def test_tiling_drops_folded_tiles_unless_asked_to_keep_them(tmp_path, keep):
     else:
         assert under.sum() <= 2
         assert (df.artefact < 0.5).all()
+
+
+def test_tiling_drops_the_tiles_under_an_air_bubble(tmp_path):
+    from test_tiling_mount_artefacts import MPP, bubble_slide
+
+    path = bubble_slide(tmp_path / "bubble.tif")  # rim centred (900, 2500), 0.5 x 0.36 mm
+    kept = extract_tiles(path, TilingSettings(tile_size=128, keep_background=0.0,
+                                              keep_artefacts=True))
+    dropped = extract_tiles(path, TilingSettings(tile_size=128, keep_background=0.0))
+    cx, cy = kept.x + 64 - 900, kept.y + 64 - 2500
+    inner = (cx / (200 / MPP)) ** 2 + (cy / (130 / MPP)) ** 2 < 1  # well inside the rim
+    assert inner.sum() >= 4
+    assert (kept.artefact[inner] >= 0.5).all()
+    # Tiles clear of the (tilted) ellipse, rim and all, are judged as before.
+    clear = np.hypot(cx, cy) > 250 / MPP + 128
+    assert clear.sum() > 50 and (kept.artefact[clear] < 0.5).mean() > 0.95
+    assert len(dropped) == int((kept.artefact < 0.5).sum())

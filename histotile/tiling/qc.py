@@ -22,15 +22,13 @@ import numpy as np
 
 from histotile._settings import refuse_unknown
 from histotile.errors import ConfigError, HistotileError
+from histotile.tiling.artefact_map import artefact_map
 from histotile.tiling.artefacts import (
     BLUR_THRESHOLD,
     FOCUS_MPP,
     focus_measure,
-    fold_mask,
-    pen_mask,
 )
-from histotile.tiling.mount_artefacts import mount_masks
-from histotile.tiling.tissue import auto_mask_downsample, mask_from_rgb
+from histotile.tiling.tissue import mask_from_rgb, slide_view
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 COLOURS = {"tissue": (0, 170, 0), "pen": (220, 0, 220), "blur": (255, 140, 0),
@@ -183,19 +181,15 @@ def slide_qc(slide_path: str | Path, settings: QCSettings | None = None) -> Slid
 
     settings = settings or QCSettings()
     with open_slide(slide_path) as slide:
-        downsample = auto_mask_downsample(slide.dimensions, slide.mpp,
-                                          slide.level_downsamples)
-        width0, height0 = slide.dimensions
-        view = slide.thumbnail((max(1, math.ceil(width0 / downsample)),
-                                max(1, math.ceil(height0 / downsample))))
-        downsample = width0 / view.shape[1]
+        view, downsample = slide_view(slide)
         view_mpp = slide.mpp * downsample if slide.mpp else None
         found, _ = mask_from_rgb(view, downsample, mpp=slide.mpp)
-        pen = pen_mask(view, view_mpp or 8.0)
-        specimen = found | pen
-        tissue = found & ~pen
-        fold = fold_mask(view, view_mpp or 8.0, pen) & tissue
-        mount = mount_masks(view, view_mpp or 8.0)  # outlined whole, counted on specimen
+        # The same view and rules as tiling's (its plan's artefact map).
+        artefacts = artefact_map(view, downsample, slide.mpp).masks
+        pen, fold = artefacts["pen"], artefacts["fold"]
+        specimen = found | pen | fold  # a fold's darkest parts fail the tissue pixel test
+        tissue = (found | fold) & ~pen
+        mount = {kind: artefacts[kind] for kind in ("bubble", "edge")}
         blur_share, blur = _blur_sample(slide, tissue, downsample, settings)
         # The picture may be sharper than the view on small slides (masks drawn scaled).
         backdrop = (slide.thumbnail(settings.thumbnail_size)
@@ -204,6 +198,7 @@ def slide_qc(slide_path: str | Path, settings: QCSettings | None = None) -> Slid
     area = max(int(specimen.sum()), 1)
     fractions = {"tissue": float(tissue.mean()), "pen": float(pen.sum() / area),
                  "blur": blur_share, "fold": float(fold.sum() / area),
+                 # outlined whole, counted on the specimen
                  **{kind: float((mask & specimen).sum() / area) for kind, mask in mount.items()}}
     flag, reasons = _flag(fractions, settings)
     masks = {"tissue": tissue, "pen": pen, "blur": blur, "fold": fold, **mount}

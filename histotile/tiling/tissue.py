@@ -217,16 +217,23 @@ class TissueMask:
 
 MASK_MPP = 8.0
 """Default resolution of the tissue mask, microns per pixel."""
+SNAP_BELOW = 0.98
+"""A pyramid level whose downsample is at least this share of the wanted one is read as
+the mask's view."""
 
 
 def auto_mask_downsample(dimensions: tuple[int, int], mpp: float | None,
                          level_downsamples: list[float] | None = None) -> float:
     """Default mask downsample: about :data:`MASK_MPP` um per pixel, at most 4096 mask
     pixels on the longer side; snapped up to a stored pyramid level within 2x of that,
-    so the low-resolution view is a plain read of one small level."""
+    so the low-resolution view is a plain read of one small level (or one within 2 %
+    finer, :data:`SNAP_BELOW`)."""
     wanted = float(max(1.0, MASK_MPP / (mpp or _FALLBACK_MPP), max(dimensions) / 4096.0))
     for ds in sorted(level_downsamples or []):
-        if wanted <= ds <= 2 * wanted:
+        # A level a hair finer than wanted (scanners round level sizes) is taken as it
+        # is: resizing it by a percent would blur the view's thin lines (bubble rims,
+        # coverslip edges) for nothing.
+        if SNAP_BELOW * wanted <= ds <= 2 * wanted:
             return float(ds)
     return wanted
 
