@@ -188,9 +188,9 @@ class MacenkoNormaliser:
         its offset), then over the batch one capped ``exp`` and one rounding cast."""
         n, size, _ = od.shape
         logs = np.empty_like(od)
-        offset = np.full((3, 1), np.log(self.io))
+        matrices = np.concatenate([render, np.full((n, 3, 1), np.log(self.io))], axis=2)
         for i in range(n):
-            cv2.transform(od[i].reshape(size, 1, 3), np.hstack([render[i], offset]),
+            cv2.transform(od[i].reshape(size, 1, 3), matrices[i],
                           dst=logs[i].reshape(size, 1, 3))
         # Capped at ln(256) (a pixel far outside the stains would overflow to inf, which
         # the cast turns into 0); 255.5 and above round to 255 anyway.
