@@ -111,15 +111,3 @@ def test_percentile_last_equals_numpy():
         expected = np.percentile(values.astype(np.float64), q, axis=-1)
         np.testing.assert_allclose(_percentile_last(values, q), expected, rtol=0,
                                    atol=1e-9)
-
-
-@pytest.mark.parametrize("method", [MacenkoNormaliser, ReinhardNormaliser])
-def test_threads_share_a_batch_with_the_same_result(pixels, method):
-    import threading
-
-    normaliser = method().fit(pixels[1600:1856, 800:1056])
-    tiles = real_tiles(pixels, 64, count=50)
-    one, failures_one = normalise_tiles(normaliser, tiles, threads=1)
-    three, failures_three = normalise_tiles(normaliser, tiles, threads=3)  # 17/17/16 tiles
-    assert np.array_equal(one, three) and failures_one == failures_three == 2
-    assert not [t for t in threading.enumerate() if t.name.startswith("histotile-stain")]

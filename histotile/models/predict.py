@@ -152,17 +152,14 @@ class Predictor:
         """:meth:`predict` with the normalisation of batch k+1 in a background thread
         while the network runs batch k (:mod:`histotile.models.overlap`): the same
         batches, so the same probabilities; failures are counted once all succeeded,
-        as when every tile is normalised first. The first batch, which nothing
-        overlaps, is normalised on all of histotile's threads; the others on one, beside
-        the network's."""
+        as when every tile is normalised first."""
         from histotile.models.overlap import overlapped
         from histotile.tiling.stain import normalise_tiles
 
         size, normaliser = self.batch_size, self.normaliser
-        batches = [(s, tiles[s:s + size]) for s in range(0, len(tiles), size)]
-        parts = overlapped(
-            batches, lambda b: normalise_tiles(normaliser, b[1], None if b[0] == 0 else 1),
-            lambda done: (self._runner.predict(done[0], size), done[1]))
+        batches = [tiles[s:s + size] for s in range(0, len(tiles), size)]
+        parts = overlapped(batches, lambda batch: normalise_tiles(normaliser, batch),
+                           lambda done: (self._runner.predict(done[0], size), done[1]))
         self.stain_failures += sum(failures for _, failures in parts)
         return np.concatenate([probabilities for probabilities, _ in parts])
 

@@ -14,14 +14,12 @@ uint8 (a -0.5 bias per channel) and converts LAB in numpy where OpenCV is faster
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
 
-from histotile._threads import thread_budget
 from histotile.errors import ConfigError, HistotileError
 from histotile.tiling.macenko import MacenkoNormaliser
 from histotile.tiling.stain_base import Normaliser, StainError, rgb_image
@@ -31,8 +29,6 @@ __all__ = ["METHODS", "MacenkoNormaliser", "Normaliser", "ReinhardNormaliser",
            "normalise_tiles", "normaliser_from_dict", "read_reference"]
 
 METHODS = ("macenko", "reinhard")
-# Fewest tiles per thread in normalise_tiles: below, a thread costs more than it saves.
-PARALLEL_MIN_TILES = 16
 
 
 # -- Reinhard ----------------------------------------------------------------------------
@@ -146,24 +142,13 @@ def mosaic(tiles: np.ndarray) -> np.ndarray:
     return tiles.transpose(1, 0, 2, 3).reshape(tiles.shape[1], -1, 3)
 
 
-def normalise_tiles(normaliser, tiles: np.ndarray, threads: int | None = None
-                    ) -> tuple[np.ndarray, int]:
+def normalise_tiles(normaliser, tiles: np.ndarray) -> tuple[np.ndarray, int]:
     """``(normalised tiles, failures)`` for a uint8 batch (n, T, T, 3); a tile the
-    normaliser cannot handle is returned untouched and counted. None: tiles unchanged.
-
-    A large batch is shared by ``threads`` threads (default: histotile's thread budget),
-    a slice of tiles each: every tile's estimate is its own, so the result is the same
-    as in one piece, and numpy and OpenCV release the GIL in their array loops."""
+    normaliser cannot handle is returned untouched and counted. None: tiles unchanged."""
     if normaliser is None:
         return tiles, 0
     if hasattr(normaliser, "transform_batch") and len(tiles):
-        tiles = np.asarray(tiles)
-        parts = min(threads or thread_budget(), len(tiles) // PARALLEL_MIN_TILES)
-        if parts < 2:
-            return normaliser.transform_batch(tiles)
-        with ThreadPoolExecutor(parts, thread_name_prefix="histotile-stain") as pool:
-            done = list(pool.map(normaliser.transform_batch, np.array_split(tiles, parts)))
-        return np.concatenate([out for out, _ in done]), sum(failed for _, failed in done)
+        return normaliser.transform_batch(np.asarray(tiles))
     out = np.empty_like(tiles)
     failures = 0
     for i, tile in enumerate(tiles):
