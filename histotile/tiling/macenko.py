@@ -114,25 +114,24 @@ class MacenkoNormaliser:
         small numpy calls per tile. Tiles with too little stain stay untouched. Returns
         (tiles, how many stayed untouched).
 
-        Speed (it runs on every tile before the network): per-pixel passes in float32
-        and in OpenCV where it has the operation (the OD table by ``cv2.LUT``, the
-        stained mask by ``inRange``, 5x and 2x numpy's ``take`` and maxima); the
-        covariance from Gram products of the stained pixels (no centred copy); the
-        percentiles by a selection that looks at few pixels (:func:`_smallest`); and
-        the whole re-rendering folded into one 3x4 matrix per tile, since it is linear
+        Speed (it runs on every tile before the network): per-pixel passes in float32,
+        on channel-planar OD (contiguous rows for numpy and BLAS), and in OpenCV where
+        it has the operation (the OD table by ``cv2.LUT``, the stained mask by
+        ``inRange``: 5x and 2x numpy's ``take`` and maxima); the covariance from Gram
+        products of the stained pixels (no centred copy); the percentiles by a
+        selection that looks at few pixels (:func:`_smallest`); and the whole
+        re-rendering folded into one 3x3 matrix per tile, since it is linear
         in optical density until the final ``exp``: reference vectors x concentration
         scale x pseudo-inverse of the tile's vectors, plus ln(io) so that ``exp`` gives
         the grey levels directly."""
         tiles = np.ascontiguousarray(tiles)
         n, h, w, _ = tiles.shape
         image = tiles.reshape(n * h, w, 3)  # the batch as one tall image, for OpenCV
-        table = self._od_table()
-        od = cv2.LUT(image, table).reshape(n, -1, 3)  # interleaved, for the rendering
-        # ...and channel-planar (n, 3, pixels) for the estimate: contiguous rows make
-        # the masking, products and arctan2 2-5x faster than on interleaved channels.
+        # OD channel-planar (n, 3, pixels): contiguous rows make the masking, products
+        # and arctan2 2-5x faster than on interleaved channels.
         planar = np.empty((3, n * h, w), np.float32)
         for channel, grey in enumerate(cv2.split(image)):
-            cv2.LUT(grey, table, dst=planar[channel])
+            cv2.LUT(grey, self._od_table(), dst=planar[channel])
         planar = planar.reshape(3, n, -1).transpose(1, 0, 2)
         # Stained: OD >= beta in every channel, i.e. every channel at most a grey level.
         darkest = float(np.floor(self.io * np.exp(-self.beta) - 1.0 + 1e-9))
@@ -158,7 +157,7 @@ class MacenkoNormaliser:
         scale = self.max_concentrations / np.where(maxima > 1e-6, maxima, 1.0)
         render = -(self.stain_matrix @ (inverse * scale[..., None]))  # (n, 3, 3)
         render[~good] = 0.0  # untouched tiles: no overflow from their placeholders
-        out = self._rendered(od, render).reshape(tiles.shape)
+        out = self._rendered(planar, render).reshape(tiles.shape)
         out[~good] = tiles[~good]
         return out, int((~good).sum())
 
@@ -189,21 +188,20 @@ class MacenkoNormaliser:
         plane = vectors[:, :, 1:3]
         return plane * np.where(plane.sum(axis=1, keepdims=True) < 0, -1.0, 1.0)
 
-    def _rendered(self, od: np.ndarray, render: np.ndarray) -> np.ndarray:
-        """uint8 (n, pixels, 3) grey levels io x exp(render @ od) of (n, pixels, 3) OD
-        and (n, 3, 3) render matrices: per tile one ``cv2.transform`` (with ln(io) as
-        its offset), then over the batch one capped ``exp`` and one rounding cast."""
-        n, size, _ = od.shape
-        logs = np.empty_like(od)
-        matrices = np.concatenate([render, np.full((n, 3, 1), np.log(self.io))], axis=2)
-        for i in range(n):
-            cv2.transform(od[i].reshape(size, 1, 3), matrices[i],
-                          dst=logs[i].reshape(size, 1, 3))
+    def _rendered(self, planar: np.ndarray, render: np.ndarray) -> np.ndarray:
+        """uint8 (n, pixels, 3) grey levels io x exp(render @ od) of (n, 3, pixels)
+        channel-planar OD and (n, 3, 3) render matrices: one batched product, then over
+        the batch a capped ``exp``, one rounding cast and one interleave (cv2.merge)."""
+        n, _, size = planar.shape
+        logs = render.astype(np.float32) @ planar  # (n, 3, pixels)
+        logs += np.float32(np.log(self.io))
         # Capped at ln(256) (a pixel far outside the stains would overflow to inf, which
         # the cast turns into 0); 255.5 and above round to 255 anyway.
         np.minimum(logs, np.float32(np.log(256.0)), out=logs)
+        logs = logs.reshape(n * 3, size)
         cv2.exp(logs, dst=logs)
-        return cv2.convertScaleAbs(logs.reshape(n * size, 1, 3))  # rounded, saturated
+        grey = cv2.convertScaleAbs(logs).reshape(n, 3, size)  # rounded, saturated
+        return cv2.merge([grey[:, channel] for channel in range(3)])
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "stain_matrix": self.stain_matrix.tolist(),
