@@ -226,7 +226,9 @@ def _extreme_percentiles(values: np.ndarray, mask: np.ndarray, counts: np.ndarra
     for percentile, sign in ((q, 1.0), (100 - q, -1.0)):
         # Ascending from the low end (sign 1) or descending from the high end (sign -1):
         # the masked-out values go to +inf, past every kept one.
-        keyed = np.where(mask, values * np.float32(sign), np.float32(np.inf))
+        keyed = np.where(mask, values, np.float32(sign * np.inf))
+        if sign < 0:
+            np.negative(keyed, out=keyed)
         head = _smallest(keyed, depth + 1)
         position = percentile / 100.0 * last
         below = np.floor(position).astype(np.int64)
