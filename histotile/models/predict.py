@@ -144,8 +144,24 @@ class Predictor:
                              f"{tiles.dtype}")
         if tiles.shape[0] == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        tiles = self.normalise(tiles)
-        return self._runner.predict(tiles, self.batch_size)
+        if self.normaliser is None:
+            return self._runner.predict(tiles, self.batch_size)
+        return self._predict_overlapped(tiles)
+
+    def _predict_overlapped(self, tiles: np.ndarray) -> np.ndarray:
+        """:meth:`predict` with the normalisation of batch k+1 in a background thread
+        while the network runs batch k (:mod:`histotile.models.overlap`): the same
+        batches, so the same probabilities; failures are counted once all succeeded,
+        as when every tile is normalised first."""
+        from histotile.models.overlap import overlapped
+        from histotile.tiling.stain import normalise_tiles
+
+        size, normaliser = self.batch_size, self.normaliser
+        batches = [tiles[s:s + size] for s in range(0, len(tiles), size)]
+        parts = overlapped(batches, lambda batch: normalise_tiles(normaliser, batch),
+                           lambda done: (self._runner.predict(done[0], size), done[1]))
+        self.stain_failures += sum(failures for _, failures in parts)
+        return np.concatenate([probabilities for probabilities, _ in parts])
 
     def normalise(self, tiles: np.ndarray) -> np.ndarray:
         """uint8 RGB tiles (N, T, T, 3) stain-normalised as the training tiles were

@@ -55,8 +55,8 @@ class ReinhardNormaliser:
     @staticmethod
     def lab(rgb: np.ndarray) -> np.ndarray:
         """CIELAB (float32, L 0-100) of RGB uint8 pixels."""
-        return cv2.cvtColor(rgb_image(rgb).astype(np.float32) * np.float32(1 / 255),
-                            cv2.COLOR_RGB2LAB)
+        scaled = np.multiply(rgb_image(rgb), np.float32(1 / 255), dtype=np.float32)
+        return cv2.cvtColor(scaled, cv2.COLOR_RGB2LAB)
 
     def fit(self, image: np.ndarray) -> ReinhardNormaliser:
         lab = self.lab(image).reshape(-1, 3)
@@ -66,28 +66,38 @@ class ReinhardNormaliser:
         return self
 
     def transform(self, tile: np.ndarray) -> np.ndarray:
-        lab = self.lab(tile)
-        flat = lab.reshape(-1, 3)
-        mean, std = flat.mean(axis=0), flat.std(axis=0)
-        if std[0] < self.min_std:
+        """The tile (RGB uint8) with the reference's LAB statistics; raises
+        :class:`StainError` on a blank tile."""
+        out, blank = self.transform_batch(rgb_image(tile, "tile")[None])
+        if blank:
             raise StainError("a blank tile")
-        gain = (self.stds / np.maximum(std, 1e-6)).astype(np.float32)
-        lab = (lab - mean.astype(np.float32)) * gain + self.means.astype(np.float32)
-        rgb = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
-        return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return out[0]
 
     def transform_batch(self, tiles: np.ndarray) -> tuple[np.ndarray, int]:
-        """:meth:`transform` of a uint8 batch (n, h, w, 3) in two colour conversions of
-        the whole batch (as one tall image) instead of two per tile; blank tiles are
-        left untouched. Returns (tiles, how many were blank)."""
+        """:meth:`transform` of a uint8 batch (n, h, w, 3); blank tiles are left
+        untouched. Returns (tiles, how many were blank).
+
+        Speed (it runs on every tile before the network): both colour conversions of
+        the whole batch at once (as one tall image), and per tile only OpenCV's
+        ``meanStdDev`` (one pass, in float64) and one ``transform`` (the per-channel
+        gain and offset as a 3x4 matrix): numpy's mean, std and broadcast arithmetic
+        over the interleaved channels took three quarters of the time."""
         n, h, w, _ = tiles.shape
-        lab = self.lab(np.ascontiguousarray(tiles).reshape(n * h, w, 3)).reshape(n, -1, 3)
-        mean, std = lab.mean(axis=1, keepdims=True), lab.std(axis=1, keepdims=True)
-        blank = std[:, 0, 0] < self.min_std
-        gain = (self.stds / np.maximum(std, 1e-6)).astype(np.float32)
-        lab = (lab - mean) * gain + self.means.astype(np.float32)
-        rgb = cv2.cvtColor(lab.reshape(n * h, w, 3), cv2.COLOR_LAB2RGB).reshape(tiles.shape)
-        out = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        lab = self.lab(np.ascontiguousarray(tiles).reshape(n * h, w, 3)).reshape(n, h, w, 3)
+        mean, std = np.stack([cv2.meanStdDev(tile) for tile in lab]).transpose(1, 0, 2, 3)
+        mean, std = mean[..., 0], std[..., 0]  # (n, 3) each, float64
+        blank = std[:, 0] < self.min_std
+        gain = self.stds / np.maximum(std, 1e-6)
+        matrices = np.zeros((n, 3, 4))
+        matrices[:, [0, 1, 2], [0, 1, 2]] = gain
+        matrices[:, :, 3] = self.means - mean * gain
+        shifted = np.empty_like(lab)
+        for i in range(n):
+            cv2.transform(lab[i], matrices[i], dst=shifted[i])
+        rgb = cv2.cvtColor(shifted.reshape(n * h, w, 3), cv2.COLOR_LAB2RGB)
+        # x 255, rounded and saturated to 0-255 in one pass (a bare float would scale
+        # the first channel only: OpenCV reads it as a 4-channel scalar).
+        out = cv2.multiply(rgb, (255.0,) * 4, dtype=cv2.CV_8U).reshape(tiles.shape)
         out[blank] = tiles[blank]
         return out, int(blank.sum())
 
