@@ -13,7 +13,9 @@ normaliser against without.
   plus HED/HSV/brightness-contrast jitter and blur), ``macenko+colour``.
 * Throughput: Predictor.predict on the test tiles (one batch) and on a stream of 16
   copies (15 batches) with the fitted Macenko (Reinhard) normaliser against the same
-  model without it (best of 10 or 4 interleaved rounds), on this CPU.
+  model without it (best of 10 or 4 interleaved rounds), on this CPU; and whole-slide
+  prediction (``predict_slide``) of an 8192 x 8192 px synthetic slide, with and without
+  (best of 3 interleaved).
 
 Run: ``.venv/bin/python benchmarks/bench_stain.py [--quick]``.
 """
@@ -101,6 +103,30 @@ def rates(predictor: Predictor, tiles: np.ndarray, rounds: int = 10) -> tuple[fl
     return best[True], best[False]
 
 
+SLIDE_SIDE = 8192
+
+
+def slide_seconds(predictor: Predictor, rounds: int = 3) -> tuple[float, float, int]:
+    """Best seconds of ``predict_slide`` on a synthetic H&E slide (``SLIDE_SIDE`` px
+    square, 30 % tissue, cached under WORK) with and without the predictor's normaliser,
+    interleaved; and the number of tiles predicted. What a lab sees: the slide read, its
+    tiles judged and classified, reading overlapping the network."""
+    from histotile.postprocess import predict_slide
+    from histotile.workflows.benchmark.inputs import cached_input
+
+    slide = cached_input(WORK, SLIDE_SIDE, SLIDE_SIDE, seed=3).slide
+    normaliser = predictor.normaliser
+    best = {True: float("inf"), False: float("inf")}
+    for _ in range(rounds):
+        for on in (True, False):
+            predictor.normaliser = normaliser if on else None
+            started = time.perf_counter()
+            result = predict_slide(slide, predictor)
+            best[on] = min(best[on], time.perf_counter() - started)
+    predictor.normaliser = normaliser
+    return best[True], best[False], len(result.tiles)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer patients and epochs")
@@ -135,6 +161,10 @@ def main() -> None:
             print(f"prediction (LeNet, 64 px, CPU{what}): {without_rate:,.0f} tiles/s "
                   f"without normalisation, {with_rate:,.0f} tiles/s with {name} "
                   f"({with_rate / without_rate:.2f}x)")
+        with_s, without_s, count = slide_seconds(predictor)
+        print(f"slide prediction (LeNet, 64 px, CPU, {count:,} tissue tiles of a "
+              f"{SLIDE_SIDE:,} px synthetic slide): {without_s:.2f} s without "
+              f"normalisation, {with_s:.2f} s with {name} ({without_s / with_s:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -111,3 +111,15 @@ def test_percentile_last_equals_numpy():
         expected = np.percentile(values.astype(np.float64), q, axis=-1)
         np.testing.assert_allclose(_percentile_last(values, q), expected, rtol=0,
                                    atol=1e-9)
+
+
+def test_largest_is_the_top_of_a_full_sort():
+    from histotile.tiling.macenko import _largest
+
+    rng = np.random.default_rng(3)
+    for rows, size, k in ((5, 4096, 42), (3, 4096, 400), (4, 1000, 7), (2, 64, 64)):
+        values = rng.standard_normal((rows, size)).astype(np.float32)
+        values[0, ::7] = -np.inf  # masked-out values, as the percentiles key them
+        values[1, :5] = values[1, 5]  # ties
+        expected = -np.sort(-values, axis=1)[:, :k]
+        assert np.array_equal(_largest(values, k), expected)

@@ -179,7 +179,7 @@ class MacenkoNormaliser:
         numpy sum over the pixel axis is 15x slower, and a 3 x pixels x 3 matrix
         product 5x), the 3x3 results in float64 so nothing is lost to cancellation."""
         size = planar.shape[2]
-        zeroed = planar * mask[:, None, :].astype(np.float32)
+        zeroed = np.multiply(planar, mask[:, None, :], dtype=np.float32)
         gram = np.concatenate([zeroed @ zeroed[:, c, :, None] for c in range(3)], axis=2)
         total = (zeroed @ np.ones((size, 1), np.float32))[..., 0].astype(np.float64)
         mean = total / np.maximum(counts, 1)[:, None]
@@ -225,17 +225,15 @@ def _extreme_percentiles(values: np.ndarray, mask: np.ndarray, counts: np.ndarra
     last = np.maximum(counts - 1, 0)
     result = []
     for percentile, sign in ((q, 1.0), (100 - q, -1.0)):
-        # Ascending from the low end (sign 1) or descending from the high end (sign -1):
-        # the masked-out values go to +inf, past every kept one.
+        # The low end ascending (sign 1) or the high end descending (sign -1): the
+        # masked-out values go to +inf or -inf, past every kept one.
         keyed = np.where(mask, values, np.float32(sign * np.inf))
-        if sign < 0:
-            np.negative(keyed, out=keyed)
-        head = _smallest(keyed, depth + 1)
+        head = _smallest(keyed, depth + 1) if sign > 0 else _largest(keyed, depth + 1)
         position = percentile / 100.0 * last
         below = np.floor(position).astype(np.int64)
         above = np.minimum(below + 1, last)
         ranks = (below, above) if sign > 0 else (last - below, last - above)
-        a, b = (sign * head[rows, np.minimum(r, depth)].astype(np.float64) for r in ranks)
+        a, b = (head[rows, np.minimum(r, depth)].astype(np.float64) for r in ranks)
         with np.errstate(invalid="ignore"):
             result.append(a + (b - a) * (position - below))
     return result[0], result[1]
@@ -243,15 +241,15 @@ def _extreme_percentiles(values: np.ndarray, mask: np.ndarray, counts: np.ndarra
 
 def _percentile_last(values: np.ndarray, q: float) -> np.ndarray:
     """numpy's (linear) ``q`` percentile over the last axis of ``values``, in float64:
-    a selection (linear time) instead of a full sort; from the top (:func:`_smallest` of
-    the negated values) when that is the shorter side, as for the 99th."""
+    a selection (linear time) instead of a full sort; from the top (:func:`_largest`)
+    when that is the shorter side, as for the 99th."""
     count = values.shape[-1]
     position = q / 100.0 * (count - 1)
     below = int(np.floor(position))
     above = min(below + 1, count - 1)
     if count - below < below:
         # Descending: the i-th value is the (count - 1 - i)-th ascending.
-        top = -_smallest(-values.reshape(-1, count), count - below)
+        top = _largest(values.reshape(-1, count), count - below)
         a, b = (top[:, count - 1 - r].reshape(values.shape[:-1]) for r in (below, above))
     else:
         parted = np.partition(values, sorted({below, above}), axis=-1)
@@ -272,16 +270,34 @@ def _smallest(values: np.ndarray, k: int, group: int = 8) -> np.ndarray:
     value v is <= t; a value < v lies in a group whose minimum is < v <= t, which is one
     of the kept groups, and the kept groups hold at least k values <= v (their minima),
     so the kept values' k smallest are the row's (equal values are interchangeable)."""
+    head = _head(values, k, group, largest=False)
+    return np.sort(head, axis=1)
+
+
+def _largest(values: np.ndarray, k: int, group: int = 8) -> np.ndarray:
+    """The ``k`` largest values of each row of ``values`` (rows, size), descending: the
+    mirror of :func:`_smallest` (group maxima), without negating the whole row."""
+    head = _head(values, k, group, largest=True)
+    return np.sort(head, axis=1)[:, ::-1]
+
+
+def _head(values: np.ndarray, k: int, group: int, largest: bool) -> np.ndarray:
+    """The ``k`` smallest (largest) values of each row, unordered: see :func:`_smallest`."""
     rows, size = values.shape
     k = max(1, min(k, size))
     if size % group or size // group < 4 * k:  # few groups: no gain, one partition
-        head = values if k == size else np.partition(values, k - 1, axis=1)[:, :k]
-        return np.sort(head, axis=1)
+        return values if k == size else _partition_head(values, k, largest)
     width = size // group  # groups: columns of the (group, width) row
-    minima = np.minimum.reduce(values.reshape(rows, group, width), axis=1)
-    kept = np.argpartition(minima, k - 1, axis=1)[:, :k]
+    extreme = np.maximum if largest else np.minimum
+    ends = extreme.reduce(values.reshape(rows, group, width), axis=1)
+    kept = np.argpartition(-ends if largest else ends, k - 1, axis=1)[:, :k]
     # Flat indices of the kept groups' values (np.take: 1/4 less than take_along_axis).
     flat = (kept + (np.arange(rows) * size)[:, None])[:, None, :] \
         + (np.arange(group) * width)[None, :, None]
-    candidates = np.take(values, flat.reshape(rows, -1))
-    return np.sort(np.partition(candidates, k - 1, axis=1)[:, :k], axis=1)
+    return _partition_head(np.take(values, flat.reshape(rows, -1)), k, largest)
+
+
+def _partition_head(values: np.ndarray, k: int, largest: bool) -> np.ndarray:
+    if largest:
+        return np.partition(values, values.shape[1] - k, axis=1)[:, values.shape[1] - k:]
+    return np.partition(values, k - 1, axis=1)[:, :k]
