@@ -21,7 +21,7 @@ from typing import Any
 from histotile._threads import available_cores
 from histotile.errors import ConfigError, HistotileError
 from histotile.workflows.inputs import slide_stem
-from histotile.workflows.report import FAILED, SlideRecord
+from histotile.workflows.report import FAILED, OK, SKIPPED, SlideRecord
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,18 @@ def _failure(job: dict[str, Any], error: BaseException) -> dict:
                        error=message).to_dict()
 
 
+def _recomputed(result: dict) -> dict:
+    """The record of a slide whose finished result was lost with its worker and computed
+    again: the second run found the first's finished output folder and skipped, but the
+    slide was done in this run (its stored record is the first run's), so it is ok. (A
+    slide already finished before the run, whose skip was lost, is reported ok too: the
+    outputs are the same either way.)"""
+    return {**result, "status": OK,
+            "warning": "; ".join(filter(None, [result.get("warning"), (
+                "its worker died after the slide finished; the record is the one its "
+                "finished output folder holds")]))}
+
+
 def _record(result: dict, progress: Progress | None) -> SlideRecord:
     record = SlideRecord(**result)
     if progress is not None:
@@ -159,6 +171,11 @@ def open_client(execution: Execution) -> Iterator[Any]:
                 cluster.close()
 
 
+LOST_RESULT_WAITS = 3
+"""How many times a slide whose finished result was lost with its worker is waited for
+again (the scheduler recomputes it) before it is reported failed."""
+
+
 def _run_dask(task: Task, jobs: list[dict[str, Any]], execution: Execution,
               progress: Progress | None) -> list[SlideRecord]:
     from distributed import as_completed
@@ -174,12 +191,22 @@ def _run_dask(task: Task, jobs: list[dict[str, Any]], execution: Execution,
             pending.add(future)
             del future  # only ``pending`` holds it, so releasing it below frees the result
         results: list[SlideRecord | None] = [None] * len(jobs)
+        waits = dict.fromkeys(index_of, 0)
         for future in pending:
             index = index_of[future.key]
             try:
                 result = future.result()
             except Exception as error:  # noqa: BLE001 - KilledWorker, crashes: report
+                if future.status != "error" and waits[future.key] < LOST_RESULT_WAITS:
+                    # Not the slide's failure: its result was lost between finishing and
+                    # being read (the worker holding it died), and the scheduler computes
+                    # it again. Wait for that, a bounded number of times.
+                    waits[future.key] += 1
+                    pending.add(future)
+                    continue
                 result = _failure(jobs[index], error)
+            if waits[future.key] and result.get("status") == SKIPPED and not result.get("error"):
+                result = _recomputed(result)
             # Release the finished slide at once: a result left on a worker that later
             # dies would be recomputed, and could fail with that worker's next task.
             future.release()
