@@ -103,7 +103,8 @@ def test_info_json_and_exit_codes(tmp_path, real_slide_path):
     broken.write_text("not a slide")
     result = runner.invoke(cli, ["info", str(real_slide_path), str(broken)])
     assert result.exit_code == 1
-    assert "broken.svs" in result.output and "1 unreadable" in result.output
+    # The console wraps long paths (pytest's temporary folders vary in length).
+    assert "broken.svs" in result.output.replace("\n", "") and "1 unreadable" in result.output
     result = runner.invoke(cli, ["info"])
     assert result.exit_code == 2
 
