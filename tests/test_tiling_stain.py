@@ -96,8 +96,9 @@ def test_macenko_agrees_with_torchstain(pixels):
         expected = theirs.normalize(tile, stains=False)[0]
     assert angle(ours.stain_matrix[:, 0], theirs.HERef[:, 0]) < 1.5
     assert angle(ours.stain_matrix[:, 1], theirs.HERef[:, 1]) < 1.5
-    difference = np.abs(ours.transform(tile).astype(int) - expected)
-    assert difference.mean() < 3.0  # of 255: ours estimates from a pixel sample
+    difference = ours.transform(tile).astype(int) - expected
+    # Half a grey level: torchstain truncates to uint8 where histotile rounds.
+    assert np.abs(difference).mean() < 0.6 and np.abs(difference).max() <= 2
 
 
 @pytest.mark.parametrize("method", ["macenko", "reinhard"])
@@ -110,9 +111,8 @@ def test_failures_fall_back_to_the_untouched_tile_and_are_counted(pixels, method
     out, failures = normalise_tiles(normaliser, np.stack([tissue, blank, tissue]))
     assert failures == 1
     assert (out[1] == blank).all()
-    # Batches are normalised at once: the same estimate as tile by tile, which samples
-    # the pixels of large tiles.
-    assert np.abs(out[0].astype(int) - normaliser.transform(tissue)).mean() < 1.0
+    # Batches are normalised at once: the same pixels as tile by tile.
+    assert (out[0] == normaliser.transform(tissue)).all()
     assert np.abs(out[0].astype(int) - tissue).mean() > 5
 
 
@@ -190,8 +190,11 @@ def test_batch_equals_tile_by_tile(pixels, method):
                       for x in (900, 1000)] + [np.full((64, 64, 3), 240, np.uint8)])
     out, failures = normalise_tiles(normaliser, tiles)
     assert failures == 1 and (out[-1] == tiles[-1]).all()
+    # Each tile's estimate is its own: no tile of the batch changes another's pixels.
     for tile, got in zip(tiles[:-1], out[:-1]):
-        assert np.abs(normaliser.transform(tile).astype(int) - got).max() <= 1
+        assert (normaliser.transform(tile) == got).all()
+    reversed_out, _ = normalise_tiles(normaliser, tiles[::-1])
+    assert (reversed_out[::-1] == out).all()
 
 
 def test_extreme_percentiles_match_numpy_on_the_masked_values():

@@ -161,11 +161,11 @@ def pen_mask(image: np.ndarray, mpp: float | None = None) -> np.ndarray:
 
 
 def fold_mask(image: np.ndarray, mpp: float | None = None,
-              pen: np.ndarray | None = None, tissue_od: float | None = None) -> np.ndarray:
+              pen: np.ndarray | None = None) -> np.ndarray:
     """Bool (h, w) mask of tissue folds: regions at least :data:`FOLD_FACTOR` times as
     dense (OD norm, averaged over :data:`WINDOW_UM`) as typical tissue, at least
     :data:`FOLD_MIN_OD`, not ink, and wider than :data:`FOLD_MIN_UM`. Typical tissue is
-    ``tissue_od`` (an OD norm measured at the same resolution) or this image's median."""
+    this image's median tissue density (on a slide's view: the whole slide's)."""
     image = rgb_uint8(image)
     if pen is None:
         pen = pen_mask(image, mpp)
@@ -186,7 +186,7 @@ def fold_mask(image: np.ndarray, mpp: float | None = None,
     tissue &= ~pen
     if not tissue.any():
         return np.zeros(image.shape[:2], dtype=bool)
-    typical = float(np.median(norm[tissue])) if tissue_od is None else tissue_od
+    typical = float(np.median(norm[tissue]))
     level = max(FOLD_FACTOR * typical, FOLD_MIN_OD)
     dense = ((norm >= level) & tissue).view(np.uint8)
     if not dense.any():
