@@ -128,21 +128,33 @@ class MacenkoNormaliser:
         tiles = np.ascontiguousarray(tiles)
         n, h, w, _ = tiles.shape
         image = tiles.reshape(n * h, w, 3)  # the batch as one tall image, for OpenCV
-        # OD channel-planar (n, 3, pixels): contiguous rows make the masking, products
-        # and arctan2 2-5x faster than on interleaved channels.
-        planar = np.empty((3, n * h, w), np.float32)
-        for channel, grey in enumerate(cv2.split(image)):
-            cv2.LUT(grey, self._od_table(), dst=planar[channel])
-        planar = planar.reshape(3, n, -1).transpose(1, 0, 2)
         # Stained: OD >= beta in every channel, i.e. every channel at most a grey level.
         darkest = float(np.floor(self.io * np.exp(-self.beta) - 1.0 + 1e-9))
         stained = cv2.inRange(image, (0, 0, 0), (darkest,) * 3)  # 255 where stained
-        mask = stained.reshape(n, -1) != 0
-        counts = np.count_nonzero(mask, axis=1)
-        plane = self._stain_planes(planar, mask, counts)
+        unstained = cv2.bitwise_not(stained)
+        counts = np.count_nonzero(stained.reshape(n, -1), axis=1)
+        # The OD channel-planar (n, 3, pixels): contiguous rows make the products and
+        # arctan2 2-5x faster than on interleaved channels. And the OD with unstained
+        # pixels zeroed (for the covariance): the same table with grey level 255 at OD
+        # 0, on the channel with unstained pixels set to 255 (a stained pixel is never
+        # that bright); two table passes on bytes cost about a third of one masked
+        # multiply of the floats.
+        planar = np.empty((3, n * h, w), np.float32)
+        zeroed = np.empty((3, n * h, w), np.float32)
+        zero_white = self._od_table()
+        zero_white[255] = 0.0
+        for channel, grey in enumerate(cv2.split(image)):
+            cv2.LUT(grey, self._od_table(), dst=planar[channel])
+            cv2.LUT(cv2.bitwise_or(grey, unstained), zero_white, dst=zeroed[channel])
+        planar, zeroed = (a.reshape(3, n, -1).transpose(1, 0, 2) for a in (planar, zeroed))
+        plane = self._stain_planes(zeroed, counts)
         projected = plane.transpose(0, 2, 1).astype(np.float32) @ planar  # (n, 2, pixels)
         phi = np.arctan2(projected[:, 1], projected[:, 0])
-        low, high = _extreme_percentiles(phi, mask, counts, self.alpha)
+        # inf where unstained (a byte table again): the selections below add or
+        # subtract it to push those pixels past every stained one.
+        penalty = cv2.LUT(stained, np.where(np.arange(256) == 0, np.inf, 0.0)
+                          .astype(np.float32)).reshape(n, -1)
+        low, high = _extreme_percentiles(phi, penalty, counts, self.alpha)
         low, high = (np.where(np.isfinite(v), v, 0.0) for v in (low, high))  # blank tiles
         v_low = (plane @ np.stack([np.cos(low), np.sin(low)], 1)[..., None])[..., 0]
         v_high = (plane @ np.stack([np.cos(high), np.sin(high)], 1)[..., None])[..., 0]
@@ -168,18 +180,16 @@ class MacenkoNormaliser:
         return (-np.log((np.arange(256, dtype=np.float64) + 1.0) / self.io)).astype(dtype)
 
     @staticmethod
-    def _stain_planes(planar: np.ndarray, mask: np.ndarray, counts: np.ndarray
-                      ) -> np.ndarray:
+    def _stain_planes(zeroed: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """Per tile, the plane (3x2, unit columns of positive sum) of the two main
-        directions of the stained pixels' OD: (n, 3, pixels) channel-planar OD, the
-        (n, pixels) mask of stained pixels and its counts per tile.
+        directions of the stained pixels' OD: (n, 3, pixels) channel-planar OD with the
+        unstained pixels at 0, and the count of stained pixels per tile.
 
-        The covariance is (sum x x^T - count mean mean^T) / (count - 1), the sums from
-        the OD with unstained pixels zeroed as batched matrix-vector products (BLAS; a
-        numpy sum over the pixel axis is 15x slower, and a 3 x pixels x 3 matrix
-        product 5x), the 3x3 results in float64 so nothing is lost to cancellation."""
-        size = planar.shape[2]
-        zeroed = np.multiply(planar, mask[:, None, :], dtype=np.float32)
+        The covariance is (sum x x^T - count mean mean^T) / (count - 1), the sums
+        as batched matrix-vector products (BLAS; a numpy sum over the pixel axis is 15x
+        slower, and a 3 x pixels x 3 matrix product 5x), the 3x3 results in float64 so
+        nothing is lost to cancellation."""
+        size = zeroed.shape[2]
         gram = np.concatenate([zeroed @ zeroed[:, c, :, None] for c in range(3)], axis=2)
         total = (zeroed @ np.ones((size, 1), np.float32))[..., 0].astype(np.float64)
         mean = total / np.maximum(counts, 1)[:, None]
@@ -210,24 +220,27 @@ class MacenkoNormaliser:
                 "alpha": self.alpha, "beta": self.beta, "min_pixels": self.min_pixels}
 
 
-def _extreme_percentiles(values: np.ndarray, mask: np.ndarray, counts: np.ndarray,
+def _extreme_percentiles(values: np.ndarray, penalty: np.ndarray, counts: np.ndarray,
                          q: float) -> tuple[np.ndarray, np.ndarray]:
     """Per row, numpy's (linear) ``q`` and ``100 - q`` percentiles (float64) of the
-    ``values`` where ``mask`` is set (``counts`` of them per row); NaN-free, any value for
-    rows with none.
+    finite ``values`` where ``penalty`` is 0, not inf (``counts`` of them per row); any
+    value for rows with none.
 
     Both need only the few smallest and few largest values (q is small), so each side is
     a selection of the deepest rank any row needs (:func:`_smallest`) and a sort of that
     head: 3x faster than sorting every row."""
     n, size = values.shape
-    depth = min(size - 1, int(np.ceil(min(q, 100 - q) / 100.0 * (size - 1))) + 1)
-    rows = np.arange(n)
     last = np.maximum(counts - 1, 0)
+    # The deepest rank from either end that any row's percentile looks at: set by the
+    # row with the most values (a mostly blank tile needs only a few).
+    depth = min(size - 1, int(np.ceil(min(q, 100 - q) / 100.0 * last.max(initial=0))) + 1)
+    rows = np.arange(n)
     result = []
     for percentile, sign in ((q, 1.0), (100 - q, -1.0)):
         # The low end ascending (sign 1) or the high end descending (sign -1): the
-        # masked-out values go to +inf or -inf, past every kept one.
-        keyed = np.where(mask, values, np.float32(sign * np.inf))
+        # penalised values go to +inf or -inf, past every kept one (an addition: a
+        # third of the time of np.where on a mask).
+        keyed = values + penalty if sign > 0 else values - penalty
         head = _smallest(keyed, depth + 1) if sign > 0 else _largest(keyed, depth + 1)
         position = percentile / 100.0 * last
         below = np.floor(position).astype(np.int64)
