@@ -14,12 +14,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=23.2"
 
+# torch's CUDA build alone takes about 6 GB in the venv: a failed install says how much
+# room the disk had (pip's own "No space left on device" names no size).
+NEEDS := "make: the install failed; the venv takes about 6 GB (7 GB with the test extras); free on this disk:"
+
 $(STAMP_RUN): setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e . || { echo $(NEEDS); df -h $(VENV); exit 1; }
 	touch $@
 
 $(STAMP_TEST): setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[all,mxnet,dev]"
+	$(BIN)/pip install --quiet -e ".[all,mxnet,dev]" || { echo $(NEEDS); df -h $(VENV); exit 1; }
 	touch $@ $(STAMP_RUN)
 
 ## make demo: install, then run the whole pipeline on the bundled real sample slide.
