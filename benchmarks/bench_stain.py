@@ -13,7 +13,8 @@ normaliser against without.
   plus HED/HSV/brightness-contrast jitter and blur), ``macenko+colour``.
 * Throughput: Predictor.predict on the test tiles (one batch) and on a stream of 16
   copies (15 batches) with the fitted Macenko (Reinhard) normaliser against the same
-  model without it (best of 10 or 4 interleaved rounds), on this CPU; and whole-slide
+  model without it (best of 30 or 6 interleaved rounds: a 60-tile call lasts 40 ms, and
+  a shared machine jitters by a few ms), on this CPU; and whole-slide
   prediction (``predict_slide``) of an 8192 x 8192 px synthetic slide, with and without
   (best of 3 interleaved).
 
@@ -157,7 +158,7 @@ def main() -> None:
     for name in ("macenko", "reinhard"):
         predictor = Predictor(models[name], device="cpu")
         for what, batch in (("", tiles), (f", {len(stream)} tiles", stream)):
-            with_rate, without_rate = rates(predictor, batch, 10 if not what else 4)
+            with_rate, without_rate = rates(predictor, batch, 30 if not what else 6)
             print(f"prediction (LeNet, 64 px, CPU{what}): {without_rate:,.0f} tiles/s "
                   f"without normalisation, {with_rate:,.0f} tiles/s with {name} "
                   f"({with_rate / without_rate:.2f}x)")
