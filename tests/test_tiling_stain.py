@@ -197,6 +197,22 @@ def test_batch_equals_tile_by_tile(pixels, method):
     assert (reversed_out[::-1] == out).all()
 
 
+def test_macenko_batch_in_chunks_equals_one_pass(pixels, monkeypatch):
+    # A big batch goes CHUNK_PIXELS at a time (cache-sized passes): the same pixels and
+    # the same count of untouched tiles as one pass over the whole batch.
+    from histotile.tiling import macenko
+
+    normaliser = MacenkoNormaliser().fit(pixels[1600:1856, 800:1056])
+    tiles = np.stack([pixels[y:y + 64, x:x + 64] for y in (900, 1000, 1100)
+                      for x in (900, 1000)])
+    tiles = np.insert(tiles, 3, np.full((64, 64, 3), 240, np.uint8), axis=0)
+    whole, whole_untouched = normaliser._transform_chunk(tiles)
+    monkeypatch.setattr(macenko, "CHUNK_PIXELS", 2 * 64 * 64)  # 4 chunks, the last of 1
+    chunked, untouched = normaliser.transform_batch(tiles)
+    assert untouched == whole_untouched == 1
+    assert (chunked == whole).all() and (chunked[3] == tiles[3]).all()
+
+
 def test_extreme_percentiles_match_numpy_on_the_masked_values():
     # The batched Macenko's angle percentiles come from a partition of each row's head
     # and tail; they must equal numpy's linear percentile of the kept values exactly.

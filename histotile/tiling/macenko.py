@@ -26,6 +26,11 @@ from histotile.tiling.stain_base import StainError, rgb_image
 # Macenko's reference (as in torchstain and TIAToolbox): columns H, E (OD, rows R, G, B).
 H_E_REFERENCE = ((0.5626, 0.2159), (0.7201, 0.8012), (0.4062, 0.5581))
 MAX_C_REFERENCE = (1.9705, 1.0308)
+# Pixels :meth:`MacenkoNormaliser.transform_batch` takes in one pass. Its float32 planes
+# (about 40 bytes a pixel) then stay in the caches: 64 tiles of 128 px in one pass took
+# 0.60 ms a tile against 0.36 ms 16 at a time, and 512 of 64 px 0.23 against 0.11 ms 64 at
+# a time (2 cores, tissue tiles of the bundled slide).
+CHUNK_PIXELS = 1 << 18
 
 
 @dataclass
@@ -124,8 +129,20 @@ class MacenkoNormaliser:
         re-rendering folded into one 3x3 matrix per tile, since it is linear
         in optical density until the final ``exp``: reference vectors x concentration
         scale x pseudo-inverse of the tile's vectors, plus ln(io) so that ``exp`` gives
-        the grey levels directly."""
+        the grey levels directly. A big batch goes :data:`CHUNK_PIXELS` at a time."""
         tiles = np.ascontiguousarray(tiles)
+        n, h, w, _ = tiles.shape
+        step = max(1, CHUNK_PIXELS // (h * w))
+        if n <= step:
+            return self._transform_chunk(tiles)
+        out, untouched = np.empty_like(tiles), 0
+        for start in range(0, n, step):
+            out[start:start + step], count = self._transform_chunk(tiles[start:start + step])
+            untouched += count
+        return out, untouched
+
+    def _transform_chunk(self, tiles: np.ndarray) -> tuple[np.ndarray, int]:
+        """:meth:`transform_batch` of a C-contiguous batch in one pass."""
         n, h, w, _ = tiles.shape
         image = tiles.reshape(n * h, w, 3)  # the batch as one tall image, for OpenCV
         # Stained: OD >= beta in every channel, i.e. every channel at most a grey level.
