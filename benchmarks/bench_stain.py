@@ -18,6 +18,11 @@ normaliser against without.
   prediction (``predict_slide``) of an 8192 x 8192 px synthetic slide, with and without
   (best of 3 interleaved).
 
+* At histotile's default tile size, 128 px: the bundled slide's tiles with some stained
+  tissue (more than 5 % of their pixels), predicted by an untrained LeNet and ResNet18
+  (the speed of trained ones) with Macenko and Reinhard fitted to a tissue region of the
+  slide, against neither (best of 8 interleaved rounds).
+
 Run: ``.venv/bin/python benchmarks/bench_stain.py [--quick]``.
 """
 
@@ -128,6 +133,39 @@ def slide_seconds(predictor: Predictor, rounds: int = 3) -> tuple[float, float, 
     return best[True], best[False], len(result.tiles)
 
 
+def default_size_rates() -> None:
+    """The last bullet of the module docstring, printed as one line per network."""
+    from histotile import sample_slide
+    from histotile.tiling.macenko import MacenkoNormaliser
+    from histotile.tiling.stain import ReinhardNormaliser
+    from histotile.workflows.benchmark.stages import untrained_model
+    from histotile.wsi import open_slide
+
+    with open_slide(sample_slide()) as slide:
+        pixels = slide.read_region((0, 0), 0, slide.dimensions)
+    side = 128
+    h, w = (pixels.shape[0] // side) * side, (pixels.shape[1] // side) * side
+    tiles = pixels[:h, :w].reshape(h // side, side, w // side, side, 3).swapaxes(1, 2)
+    tiles = tiles.reshape(-1, side, side, 3)
+    tiles = np.ascontiguousarray(tiles[(tiles.max(axis=3) <= 205).mean(axis=(1, 2)) > 0.05])
+    reference = pixels[1600:1856, 800:1056]
+    normalisers = {"macenko": MacenkoNormaliser().fit(reference),
+                   "reinhard": ReinhardNormaliser().fit(reference)}
+    for architecture in ("lenet", "resnet18"):
+        predictor = Predictor(untrained_model(architecture, WORK / f"stain_{architecture}",
+                                              "cpu"), device="cpu")
+        best = dict.fromkeys([None, *normalisers], float("inf"))
+        for _ in range(8):
+            for name in best:
+                predictor.normaliser = normalisers.get(name)
+                started = time.perf_counter()
+                predictor.predict(tiles)
+                best[name] = min(best[name], time.perf_counter() - started)
+        print(f"prediction ({architecture}, {side} px, CPU, {len(tiles)} tiles of the bundled "
+              f"slide): {len(tiles) / best[None]:,.0f} tiles/s without normalisation; "
+              + ", ".join(f"{name} {best[None] / best[name]:.2f}x" for name in normalisers))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer patients and epochs")
@@ -166,6 +204,7 @@ def main() -> None:
         print(f"slide prediction (LeNet, 64 px, CPU, {count:,} tissue tiles of a "
               f"{SLIDE_SIDE:,} px synthetic slide): {without_s:.2f} s without "
               f"normalisation, {with_s:.2f} s with {name} ({without_s / with_s:.2f}x)")
+    default_size_rates()
 
 
 if __name__ == "__main__":
