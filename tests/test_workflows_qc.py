@@ -71,6 +71,12 @@ def test_qc_command_writes_pictures_and_report(tmp_path):
         picture = cv2.imread(str(out / name / "qc.png"))
         assert picture is not None and picture.shape[0] > 1000
     assert "fail" in result.output
+    # The summary in a log (not a terminal) shows every figure whole: each slide's tissue
+    # percentage and name on its row, nothing cut to an ellipsis.
+    assert "…" not in result.output
+    for row in report.itertuples():
+        line = next(t for t in result.output.splitlines() if row.slide in t and "│" in t)
+        assert f"{row.fraction_tissue:.1%}" in line and row.decision in line
 
 
 def test_tile_report_records_the_qc_figures(tmp_path):

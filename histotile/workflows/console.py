@@ -22,8 +22,21 @@ from rich.table import Table
 
 from histotile.workflows.report import FAILED, OK, SKIPPED, SlideRecord
 
-console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# Output to a file or pipe (a batch job's log) is at least this wide: rich's 80 columns
+# for a non-terminal (or a COLUMNS=80 that a job runner passes on) cut a QC table's
+# figures to "0.…"; a table takes only the width it needs.
+LOG_WIDTH = 240
+
+
+def _console(**options: Any) -> Console:
+    made = Console(highlight=False, **options)
+    if not made.is_terminal:
+        made.width = max(made.width, LOG_WIDTH)
+    return made
+
+
+console = _console(stderr=True)
+out = _console()
 
 
 @contextlib.contextmanager
@@ -46,23 +59,30 @@ def progress_bar(description: str, total: float | None,
 
 def summary_table(records: list[SlideRecord], title: str) -> Table:
     """One row per slide: status, tiles, class shares (or QC's area fractions), decision,
-    seconds, error."""
+    seconds, error; the tiles and error columns only when some row has one."""
     names = sorted({c for r in records for c in r.fractions()})
+    show_tiles = any(r.tiles for r in records)
+    show_error = any(r.error for r in records)
     table = Table(title=title, title_justify="left")
     table.add_column("slide", overflow="fold")  # a name is never cut short
     table.add_column("status")
-    table.add_column("tiles", justify="right")
+    if show_tiles:
+        table.add_column("tiles", justify="right")
     for name in names:
         table.add_column(escape(name), justify="right")
     table.add_column("decision")
     table.add_column("s", justify="right")
-    table.add_column("error", overflow="fold", max_width=60)
+    if show_error:
+        table.add_column("error", overflow="fold", max_width=60)
     colours = {OK: "green", SKIPPED: "cyan", FAILED: "red"}
     for r in records:
         # Names, decisions and errors come from files and exceptions: never markup.
-        table.add_row(escape(r.slide), f"[{colours.get(r.status, 'white')}]{r.status}[/]",
-                      str(r.tiles), *[f"{r.fractions().get(c, 0.0):.1%}" for c in names],
-                      escape(r.decision or ""), f"{r.seconds:.1f}", escape(r.error or ""))
+        cells = [escape(r.slide), f"[{colours.get(r.status, 'white')}]{r.status}[/]"]
+        cells += [str(r.tiles)] if show_tiles else []
+        cells += [f"{r.fractions().get(c, 0.0):.1%}" for c in names]
+        cells += [escape(r.decision or ""), f"{r.seconds:.1f}"]
+        cells += [escape(r.error or "")] if show_error else []
+        table.add_row(*cells)
     return table
 
 
