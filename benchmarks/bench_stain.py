@@ -21,7 +21,8 @@ normaliser against without.
 * At histotile's default tile size, 128 px: the bundled slide's tiles with some stained
   tissue (more than 5 % of their pixels), predicted by an untrained LeNet and ResNet18
   (the speed of trained ones) with Macenko and Reinhard fitted to a tissue region of the
-  slide, against neither (best of 8 interleaved rounds).
+  slide, against neither (best of 8 interleaved rounds); and the same networks'
+  whole-slide prediction of the synthetic slide above, with each normaliser and without.
 
 Run: ``.venv/bin/python benchmarks/bench_stain.py [--quick]``.
 """
@@ -164,6 +165,12 @@ def default_size_rates() -> None:
         print(f"prediction ({architecture}, {side} px, CPU, {len(tiles)} tiles of the bundled "
               f"slide): {len(tiles) / best[None]:,.0f} tiles/s without normalisation; "
               + ", ".join(f"{name} {best[None] / best[name]:.2f}x" for name in normalisers))
+        for name, normaliser in normalisers.items():
+            predictor.normaliser = normaliser
+            with_s, without_s, count = slide_seconds(predictor)
+            print(f"slide prediction ({architecture}, {side} px, CPU, {count:,} tissue tiles "
+                  f"of a {SLIDE_SIDE:,} px synthetic slide): {without_s:.2f} s without "
+                  f"normalisation, {with_s:.2f} s with {name} ({without_s / with_s:.2f}x)")
 
 
 def main() -> None:
