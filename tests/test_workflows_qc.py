@@ -87,6 +87,15 @@ def test_tile_report_records_the_qc_figures(tmp_path):
     assert qc["flag"] == PASS
     assert set(qc) == {"flag", "reasons", "tissue", "pen", "fold", "bubble",
                        "edge"}  # blur: not measured
-    assert qc["tissue"] == pytest.approx(slide_qc(SAMPLE).fractions["tissue"])
+    # The figures come from the tiling plan's view: those `histotile qc` reads off its own
+    # read of the view, on a clean slide and on an inked one (which fails for its pen).
+    inked = inked_copy(tmp_path)
+    for path, report in ((SAMPLE, qc), (inked, tile_task(str(inked), str(tmp_path / "i"),
+                                                           {"tile_size": 128})["extra"]["qc"])):
+        screened = slide_qc(path, QCSettings(blur_tiles=0))
+        assert (report["flag"], report["reasons"]) == (screened.flag, screened.reasons)
+        for kind in ("tissue", "pen", "fold", "bubble", "edge"):
+            assert report[kind] == pytest.approx(screened.fractions[kind], abs=1e-12), kind
+    assert report["flag"] == FAIL and report["pen"] > 0.15
     manifest = pd.read_csv(record["outputs"]["manifest"])
     assert "artefact" in manifest.columns and (manifest["artefact"] < 0.5).all()

@@ -45,7 +45,7 @@ class _Task:
     annotation: Annotation | None
     block_size: int
     mpp: float | None  # microns per tile pixel (None: unknown)
-    artefacts: ArtefactMap  # the slide's pen and folds under the region (a crop)
+    artefacts: ArtefactMap  # the slide's artefacts under the region (a crop)
 
 
 def _init_worker() -> None:
@@ -122,7 +122,7 @@ def _measure(slide_path: str, plan: TilePlan, indices: np.ndarray,
 def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None, *,
                   annotation: Annotation | None = None, workers: int = 1,
                   progress: Callable[[int], None] | None = None, group: str | None = None,
-                  block_size: int = DEFAULT_BLOCK):
+                  block_size: int = DEFAULT_BLOCK, plan: TilePlan | None = None):
     """Cut a slide into tiles and describe them in a manifest (pandas DataFrame).
 
     Steps (the plan, :func:`~histotile.tiling.plan.plan_tiles`): a low-resolution tissue
@@ -145,6 +145,8 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
             progress bar; tiling itself prints nothing). Totals the grid's tile count.
         group: the cross-validation group (patient); default the slide name.
         block_size: side of a block read, in pixels of the level read.
+        plan: the slide's :func:`~histotile.tiling.plan.plan_tiles` when the caller
+            already made it (with these ``settings``; its block size is used).
 
     Returns:
         DataFrame with :data:`MANIFEST_COLUMNS` and ``frac_<class>`` columns, one row per
@@ -158,7 +160,7 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
         annotation = load_annotation(annotation, palette=settings.palette,
                                      classes=settings.classes)
     with open_slide(slide_path) as slide:
-        plan = plan_tiles(slide, settings, block_size=block_size)
+        plan = plan or plan_tiles(slide, settings, block_size=block_size)
         name = slide.name
     grid, touching, candidates = plan.grid, plan.touching, plan.candidates
     pool = (ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,

@@ -26,10 +26,11 @@ from histotile.tiling.stain_base import StainError, rgb_image
 # Macenko's reference (as in torchstain and TIAToolbox): columns H, E (OD, rows R, G, B).
 H_E_REFERENCE = ((0.5626, 0.2159), (0.7201, 0.8012), (0.4062, 0.5581))
 MAX_C_REFERENCE = (1.9705, 1.0308)
-# Pixels :meth:`MacenkoNormaliser.transform_batch` takes in one pass. Its float32 planes
-# (about 40 bytes a pixel) then stay in the caches: 64 tiles of 128 px in one pass took
-# 0.60 ms a tile against 0.36 ms 16 at a time, and 512 of 64 px 0.23 against 0.11 ms 64 at
-# a time (2 cores, tissue tiles of the bundled slide).
+# Pixels :meth:`MacenkoNormaliser.transform_batch` takes in one pass. Its float32 arrays
+# (the OD and its zeroed copy, projections, angles, concentrations, the log image: about
+# 60 bytes a pixel) then stay in the caches: 64 tiles of 128 px in one pass took 0.60 ms a
+# tile against 0.37 ms 16 at a time, and 512 of 64 px 0.23 against 0.11 ms 64 at a time
+# (2 cores, tissue tiles of the bundled slide).
 CHUNK_PIXELS = 1 << 18
 
 
@@ -116,7 +117,7 @@ class MacenkoNormaliser:
     def transform_batch(self, tiles: np.ndarray) -> tuple[np.ndarray, int]:
         """:meth:`transform` of every tile of a uint8 batch (n, h, w, 3) at once: the
         same estimate per tile, as stacked arrays (batched covariance, eigenvectors and
-        pseudo-inverses; percentiles by one sort or partition) instead of some thirty
+        pseudo-inverses; percentiles by selections) instead of some thirty
         small numpy calls per tile. Tiles with too little stain stay untouched. Returns
         (tiles, how many stayed untouched).
 

@@ -34,7 +34,8 @@ class TilePlan:
         candidates: positions into ``grid`` of the touching tiles (raster order): the
             tiles read and measured. The others are background without being read.
         tile_mpp: microns per tile pixel (None: the slide records no mpp).
-        artefacts: the slide's pen ink and folds, judged on the mask's view.
+        artefacts: the slide's pen ink, folds, air bubbles and coverslip edges, judged
+            on the mask's view.
         block_size: side of a block read, in pixels of the level read.
     """
 
@@ -97,8 +98,8 @@ def measure_tissue(tiles: np.ndarray, xs: np.ndarray, ys: np.ndarray, grid: Tile
 def measure_artefact(tiles: np.ndarray, xs: np.ndarray, ys: np.ndarray, grid: TileGrid,
                      tissue: np.ndarray, tile_mpp: float | None,
                      artefacts: ArtefactMap) -> np.ndarray:
-    """The one rule for a tile's artefact share (float64 (n,), 0-1): its share under pen
-    ink or folds (the slide's ``artefacts``), or, for tiles whose
+    """The one rule for a tile's artefact share (float64 (n,), 0-1): its share under any
+    of the slide's ``artefacts`` (pen ink, folds, bubbles, coverslip edges), or, for tiles whose
     ``tissue`` fraction reaches ``grid.settings.min_tissue``, 1 when out of focus
     (:func:`~histotile.tiling.artefact_batches.blurry_tiles`, on the tile's pixels)."""
     share = artefacts.fractions("artefact", xs, ys, grid.extent)

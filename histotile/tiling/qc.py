@@ -15,7 +15,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -29,6 +29,9 @@ from histotile.tiling.artefacts import (
     focus_measure,
 )
 from histotile.tiling.tissue import mask_from_rgb, slide_view
+
+if TYPE_CHECKING:
+    from histotile.tiling.plan import TilePlan
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 COLOURS = {"tissue": (0, 170, 0), "pen": (220, 0, 220), "blur": (255, 140, 0),
@@ -128,7 +131,7 @@ def _flag(fractions: dict[str, float], settings: QCSettings) -> tuple[str, list[
     if fractions["tissue"] < settings.min_tissue:
         fails.append(f"tissue {fractions['tissue']:.1%} < {settings.min_tissue:.1%}")
     for kind in _KINDS:
-        value = fractions[kind]
+        value = fractions.get(kind, math.nan)  # absent or NaN: not judged
         if math.isnan(value):
             continue
         if value >= getattr(settings, f"{kind}_fail"):
@@ -186,24 +189,46 @@ def slide_qc(slide_path: str | Path, settings: QCSettings | None = None) -> Slid
         found, _ = mask_from_rgb(view, downsample, mpp=slide.mpp)
         # The same view and rules as tiling's (its plan's artefact map).
         artefacts = artefact_map(view, downsample, slide.mpp).masks
-        pen, fold = artefacts["pen"], artefacts["fold"]
-        specimen = found | pen | fold  # a fold's darkest parts fail the tissue pixel test
-        tissue = (found | fold) & ~pen
-        mount = {kind: artefacts[kind] for kind in ("bubble", "edge")}
-        blur_share, blur = _blur_sample(slide, tissue, downsample, settings)
+        fractions, masks = _view_figures(found, artefacts)
+        blur_share, masks["blur"] = _blur_sample(slide, masks["tissue"], downsample, settings)
         # The picture may be sharper than the view on small slides (masks drawn scaled).
         backdrop = (slide.thumbnail(settings.thumbnail_size)
                     if max(view.shape[:2]) < settings.thumbnail_size else view)
         name = slide.name
-    area = max(int(specimen.sum()), 1)
-    fractions = {"tissue": float(tissue.mean()), "pen": float(pen.sum() / area),
-                 "blur": blur_share, "fold": float(fold.sum() / area),
-                 # outlined whole, counted on the specimen
-                 **{kind: float((mask & specimen).sum() / area) for kind, mask in mount.items()}}
+    fractions["blur"] = blur_share
+    # In the legend's order (that of COLOURS).
+    fractions = {kind: fractions[kind] for kind in COLOURS}
+    masks = {kind: masks[kind] for kind in COLOURS}
     flag, reasons = _flag(fractions, settings)
-    masks = {"tissue": tissue, "pen": pen, "blur": blur, "fold": fold, **mount}
     picture = qc_picture(backdrop, masks, fractions, flag, settings.thumbnail_size)
     return SlideQC(name, fractions, flag, reasons, picture, view_mpp)
+
+
+def plan_qc(plan: TilePlan, settings: QCSettings | None = None) -> tuple[dict[str, float],
+                                                                         str, list[str]]:
+    """``(fractions, flag, reasons)`` of a slide from its tiling ``plan`` (its tissue
+    mask and artefact map, made from the view :func:`slide_qc` reads): the same figures
+    without a second read of the view; focus is not judged (it needs tiles)."""
+    fractions, _ = _view_figures(plan.mask.mask, plan.artefacts.masks)
+    flag, reasons = _flag(fractions, settings or QCSettings(blur_tiles=0))
+    return fractions, flag, reasons
+
+
+def _view_figures(found: np.ndarray, artefacts: dict[str, np.ndarray]
+                  ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The view's fractions (tissue of the slide area; pen, fold, bubble and edge of the
+    specimen area) and the masks to outline, from the tissue pixel mask ``found`` and
+    the :func:`~histotile.tiling.artefact_map.artefact_map` masks."""
+    pen, fold = artefacts["pen"], artefacts["fold"]
+    specimen = found | pen | fold  # a fold's darkest parts fail the tissue pixel test
+    tissue = (found | fold) & ~pen
+    area = max(int(specimen.sum()), 1)
+    # Bubbles and edges are outlined whole and counted on the specimen.
+    fractions = {"tissue": float(tissue.mean()),
+                 **{kind: float((artefacts[kind] & specimen).sum() / area)
+                    for kind in ("pen", "fold", "bubble", "edge")}}
+    return fractions, {"tissue": tissue, "pen": pen, "fold": fold,
+                       "bubble": artefacts["bubble"], "edge": artefacts["edge"]}
 
 
 def qc_picture(view: np.ndarray, masks: dict[str, np.ndarray], fractions: dict[str, float],

@@ -43,6 +43,7 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
         export_imagefolder,
         extract_tiles,
         load_annotation,
+        plan_tiles,
         write_manifest,
     )
     from histotile.tiling.annotation_checks import (
@@ -72,7 +73,10 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
             warn(problems)
             if any("not in --classes" in p for p in problems):
                 loaded = without_unknown_classes(loaded, settings.classes, outputs.path("."))
-        manifest = extract_tiles(slide_path, settings, annotation=loaded, workers=workers)
+        with open_slide(slide_path) as slide:
+            plan = plan_tiles(slide, settings)
+        manifest = extract_tiles(slide_path, settings, annotation=loaded, workers=workers,
+                                 plan=plan)
         if loaded is not None:
             with open_slide(slide_path) as slide:
                 warn(check_labels(loaded, manifest, slide, settings))
@@ -85,21 +89,20 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
                                  for c in settings.classes},
                 "outputs": {"manifest": str(path)}, "warning": "; ".join(found) or None,
                 "extra": {"annotation": annotation, "tiling": settings.to_dict(),
-                          "qc": _slide_qc_figures(slide_path)}}
+                          "qc": _slide_qc_figures(plan)}}
 
     return resumable("tile", slide_path, out_dir, overwrite, settings.to_dict(), work,
                      extra={"annotation": file_identity(annotation),
                             "export_images": export_images, "strict": strict})
 
 
-def _slide_qc_figures(slide_path: str) -> dict[str, Any]:
+def _slide_qc_figures(plan) -> dict[str, Any]:
     """The QC fractions (tissue, pen, fold, bubble, edge) and flag of a slide, from its
-    low-resolution view only (the focus check reads tiles: left to ``histotile qc``)."""
-    from histotile.tiling.qc import QCSettings, slide_qc
+    tiling plan's view (the focus check reads tiles: left to ``histotile qc``)."""
+    from histotile.tiling.qc import plan_qc
 
-    result = slide_qc(slide_path, QCSettings(blur_tiles=0))
-    return {"flag": result.flag, "reasons": result.reasons,
-            **{k: v for k, v in result.fractions.items() if v == v}}  # NaN: not measured
+    fractions, flag, reasons = plan_qc(plan)
+    return {"flag": flag, "reasons": reasons, **fractions}
 
 
 def _heatmap_and_decision(slide_path: str, predictions, options: HeatmapOptions,
