@@ -23,7 +23,7 @@ def test_every_model_builds_for_any_tile_size_from_64(name, tile_size):
 
 
 def test_registry_lists_models_per_backend():
-    assert available_models() == ["lenet", "squeezenet", "resnet18", "alexnet",
+    assert available_models() == ["tilenet", "lenet", "squeezenet", "resnet18", "alexnet",
                                   "shufflenet_v2"]
     assert available_models("mxnet") == ["lenet"]
 
@@ -92,7 +92,8 @@ def test_settings_defaults_follow_the_studies_and_round_trip():
     ({"test_fraction": 1.5}, "test_fraction"),
     ({"optimizer": "rmsprop"}, "unknown optimizer"),
     ({"lr": -1.0}, "lr=-1.0"),
-    ({"tile_size": 32}, "64 px"),
+    ({"tile_size": 32, "model": "resnet18"}, "64 px"),
+    ({"tile_size": 8}, "16 px"),
     ({"patchify": True}, "needs tile_size"),
 ])
 def test_bad_settings_name_the_setting(change, message):

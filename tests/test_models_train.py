@@ -86,7 +86,10 @@ def test_model_directory_and_card(trained, stain):
     log = (out / "train.log").read_text()
     assert "fold4 epoch" in log and "test: accuracy" in log
     history = pd.read_csv(out / "history.csv")
-    assert set(history["fold"]) == {"fold1", "fold2", "fold3", "fold4", "final"}
+    # The final model is the fold ensemble (the default): no fifth training run.
+    assert set(history["fold"]) == {"fold1", "fold2", "fold3", "fold4"}
+    assert card["final_model"] == {"kind": "ensemble", "members": 4,
+                                   "combination": "mean of the members' class probabilities"}
     assert not list(out.parent.glob(".*partial"))
 
 
@@ -143,7 +146,8 @@ def test_progress_events(trained):
     _, events = trained
     names = [name for name, _ in events]
     assert names[0] == "start" and names[-1] == "done"
-    assert names.count("fold_start") == 5 and names.count("fold_end") == 4
+    # Four folds and no fifth run: the final model is their ensemble.
+    assert names.count("fold_start") == 4 and names.count("fold_end") == 4
     assert names.count("test") == 1
     epochs = [info for name, info in events if name == "epoch"]
     assert {"train_loss", "val_loss", "val_accuracy"} <= set(epochs[0])

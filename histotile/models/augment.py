@@ -51,31 +51,44 @@ def flip(tiles: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+# Optical density of each 8-bit level, -ln(max(v, 1) / 255): a table lookup instead of a
+# logarithm per pixel (the jitter ran at ~3 ms a 50 px tile, slower than training on it).
+_OD_TABLE = -np.log(np.maximum(np.arange(256, dtype=np.float32), 1.0) / 255.0)
+
+
 def hed_jitter(tiles: np.ndarray, rng: np.random.Generator,
                sigma: float = HED_SIGMA) -> np.ndarray:
     """Stain-amount jitter in HED space (colour deconvolution), one draw per tile and
     stain: the colour differences between labs and scanners."""
     n = tiles.shape[0]
-    od = -np.log(np.maximum(tiles.astype(np.float32), 1.0) / 255.0)
-    hed = od @ _HED_FROM_RGB
-    scale = rng.uniform(1 - sigma, 1 + sigma, (n, 1, 1, 3)).astype(np.float32)
-    shift = rng.uniform(-sigma, sigma, (n, 1, 1, 3)).astype(np.float32)
-    od = np.maximum(hed * scale + shift, 0.0) @ _RGB_FROM_HED
-    return np.clip(255.0 * np.exp(-od) + 0.5, 0, 255).astype(np.uint8)
+    scale = rng.uniform(1 - sigma, 1 + sigma, (n, 1, 3)).astype(np.float32)
+    shift = rng.uniform(-sigma, sigma, (n, 1, 3)).astype(np.float32)
+    # OpenCV's per-pixel 3x3 transform and exp over the batch as one tall image: about 3x
+    # numpy's stacked products and exp, with the same pixels.
+    tall = np.ascontiguousarray(tiles).reshape(-1, tiles.shape[-2], 3)
+    od = cv2.LUT(tall, _OD_TABLE)
+    hed = cv2.transform(od, _HED_FROM_RGB.T).reshape(n, -1, 3)
+    hed *= scale
+    hed += shift
+    np.maximum(hed, 0.0, out=hed)
+    out = cv2.transform(hed.reshape(tall.shape), -_RGB_FROM_HED.T)
+    out = cv2.exp(out)
+    return cv2.convertScaleAbs(out, alpha=255.0).reshape(tiles.shape)
 
 
 def hsv_jitter(tiles: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Hue turned and saturation scaled, one draw per tile (OpenCV's 0-180 hue)."""
-    n = tiles.shape[0]
-    shifts = rng.uniform(-HUE_SHIFT, HUE_SHIFT, n) * 180.0
-    gains = rng.uniform(1 - SATURATION, 1 + SATURATION, n)
-    out = np.empty_like(tiles)
-    for i in range(n):
-        hsv = cv2.cvtColor(tiles[i], cv2.COLOR_RGB2HSV).astype(np.float32)
-        hsv[..., 0] = np.mod(hsv[..., 0] + shifts[i], 180.0)
-        hsv[..., 1] = np.clip(hsv[..., 1] * gains[i], 0, 255)
-        out[i] = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
-    return out
+    n, height = tiles.shape[0], tiles.shape[1]
+    shifts = (rng.uniform(-HUE_SHIFT, HUE_SHIFT, n) * 180.0).astype(np.float32)
+    gains = rng.uniform(1 - SATURATION, 1 + SATURATION, n).astype(np.float32)
+    # The batch as one tall image: one conversion each way instead of one per tile.
+    tall = np.ascontiguousarray(tiles).reshape(n * height, *tiles.shape[2:])
+    hsv = cv2.cvtColor(tall, cv2.COLOR_RGB2HSV).reshape(tiles.shape).astype(np.float32)
+    hsv[..., 0] = np.mod(hsv[..., 0] + shifts[:, None, None], 180.0)
+    hsv[..., 1] = np.clip(hsv[..., 1] * gains[:, None, None], 0, 255)
+    back = cv2.cvtColor(hsv.astype(np.uint8).reshape(n * height, *tiles.shape[2:]),
+                        cv2.COLOR_HSV2RGB)
+    return back.reshape(tiles.shape)
 
 
 def brightness_contrast(tiles: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -121,8 +121,12 @@ def grad_cam(predictor: Any, tiles: np.ndarray, class_name: str | None = None,
     layer = cam_layer_name(predictor.architecture)
     method = cam_method(predictor.architecture)
     size = int(batch_size or predictor.batch_size)
-    maps = [network_cam(predictor.network, layer, predictor.to_input(tiles[s:s + size]),
-                        index[s:s + size], method) for s in range(0, len(tiles), size)]
+    # An ensemble (the fold models of a cross-validation) is explained by the mean of its
+    # members' maps, each from its own layer: the evidence the averaged output rests on.
+    members = list(getattr(predictor.network, "members", None) or [predictor.network])
+    maps = [np.mean([network_cam(member, layer, predictor.to_input(tiles[s:s + size]),
+                                 index[s:s + size], method) for member in members], axis=0)
+            for s in range(0, len(tiles), size)]
     tile = predictor.tile_size
     stacked = np.concatenate(maps) if maps else np.zeros((0, tile, tile), np.float32)
     return CamResult(stacked, probabilities, index, tuple(predictor.classes))

@@ -84,7 +84,8 @@ def load_tiles(data: str | Path | pd.DataFrame, *, group_column: str = "group",
                tile_size: int | None = None, patchify: bool = False,
                max_tiles: int | None = None, seed: int = 0, group_by: str | None = None,
                group_pattern: str | None = None, patch_size: int | None = None,
-               patch_stride: int | None = None, workers: int | None = None) -> TileTable:
+               patch_stride: int | None = None, workers: int | None = None,
+               min_tile_size: int = 1) -> TileTable:
     """Read and validate a dataset.
 
     Args:
@@ -105,6 +106,8 @@ def load_tiles(data: str | Path | pd.DataFrame, *, group_column: str = "group",
         patch_size, patch_stride: with ``patchify``, the patch side (default
             ``tile_size``) and step (default: the patch size, no overlap), in pixels.
         workers: threads reading image headers (image folders).
+        min_tile_size: the network's smallest input side (px): smaller tiles or images
+            are resized up to it, with a note (never refused).
 
     Raises:
         DatasetError: missing columns, no tiles, a single class, unreadable slides or
@@ -137,6 +140,10 @@ def load_tiles(data: str | Path | pd.DataFrame, *, group_column: str = "group",
         table.frame["group"] = group_values(table.frame, group_by or "patient",
                                             pattern=group_pattern, source=table.source)
     _select_classes(table, classes)
+    if table.tile_size < min_tile_size:
+        table.notes.append(f"tiles of {table.tile_size} px resized to {min_tile_size} px, "
+                           "the network's smallest input")
+        table.tile_size = int(min_tile_size)
     if max_tiles is not None and len(table.frame) > max_tiles:
         _subsample(table, max_tiles, seed)
     return table

@@ -34,6 +34,10 @@ class FitResult:
         epochs_run: epochs run (fewer than asked after an early stop).
         train_seconds: seconds of training steps only (no validation).
         train_tiles_per_s: training tiles per second of those steps.
+        collapsed: the kept weights predict one class for every validation tile of a
+            validation set holding several (the fold learned nothing; see
+            :func:`histotile.models.folds.train_fold`, which retries it).
+        lr: the learning rate the model was trained with (set by the fold runner).
     """
 
     history: list[dict[str, Any]]
@@ -41,16 +45,55 @@ class FitResult:
     epochs_run: int
     train_seconds: float
     train_tiles_per_s: float
+    collapsed: bool = False
+    lr: float | None = None
+
+
+def validation_scores(proba: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """An epoch's validation figures: ``val_loss`` (mean cross-entropy),
+    ``val_accuracy``, ``val_balanced_accuracy`` (mean recall of the classes present, at
+    the most probable class) and ``val_auc`` (of the second class for two classes, the
+    mean one-vs-rest AUC otherwise; NaN when undefined)."""
+    from histotile.models.metrics import roc_auc
+
+    n = len(targets)
+    picked = proba[np.arange(n), targets]
+    predicted = proba.argmax(1)
+    present = np.unique(targets)
+    recalls = [float((predicted[targets == k] == k).mean()) for k in present]
+    classes = range(proba.shape[1]) if proba.shape[1] > 2 else [1]
+    aucs = [roc_auc(targets == k, proba[:, k]) for k in classes]
+    aucs = [a for a in aucs if not np.isnan(a)]
+    return {"val_loss": float(-np.log(np.clip(picked, 1e-7, 1.0)).mean()),
+            "val_accuracy": float((predicted == targets).mean()),
+            "val_balanced_accuracy": float(np.mean(recalls)),
+            "val_auc": float(np.mean(aucs)) if aucs else float("nan"),
+            "val_one_class": float(present.size > 1 and np.unique(predicted).size == 1)}
+
+
+def _score(record: dict[str, Any], monitor: str) -> tuple[float, float]:
+    """Larger is better: the monitored figure, then the lower loss (ties, NaN AUC)."""
+    loss = -record["val_loss"]
+    if monitor == "loss":
+        return loss, 0.0
+    value = record[f"val_{monitor}"]
+    return (-1.0 if np.isnan(value) else value), loss
 
 
 class EpochTracker:
-    """Feed it each epoch's totals; it says whether the epoch improved the validation
-    loss (keep these weights), or whether patience ran out (stop)."""
+    """Feed it each epoch's totals; it says whether the epoch improved the monitored
+    validation figure (keep these weights), or whether patience ran out (stop).
 
-    def __init__(self, tag: str, epochs: int, patience: int, progress: Progress) -> None:
+    ``monitor``: ``"balanced_accuracy"``, ``"auc"`` or ``"loss"`` (see
+    :class:`histotile.models.settings.TrainSettings`)."""
+
+    def __init__(self, tag: str, epochs: int, patience: int, progress: Progress,
+                 monitor: str = "loss") -> None:
         self.tag, self.epochs, self.patience, self.progress = tag, epochs, patience, progress
+        self.monitor = monitor
         self.history: list[dict[str, Any]] = []
-        self.best_loss, self.best_epoch, self.since_best = float("inf"), 0, 0
+        self.best_score: tuple[float, float] = (-np.inf, -np.inf)
+        self.best_epoch, self.since_best, self.best_collapsed = 0, 0, False
         self.train_seconds, self.tiles_seen = 0.0, 0
 
     def end_epoch(self, epoch: int, *, loss_sum: float, correct: int, seen: int,
@@ -64,9 +107,7 @@ class EpochTracker:
                                   "train_loss": loss_sum / seen,
                                   "train_accuracy": correct / seen, "seconds": seconds}
         if val_proba is not None and val_targets is not None and len(val_targets):
-            picked = val_proba[np.arange(len(val_targets)), val_targets]
-            record["val_loss"] = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
-            record["val_accuracy"] = float((val_proba.argmax(1) == val_targets).mean())
+            record.update(validation_scores(val_proba, val_targets))
         self.history.append(record)
         losses = {"train": record["train_loss"], "val": record.get("val_loss")}
         self.progress("epoch", tag=self.tag, epochs=self.epochs, losses=losses, **record)
@@ -75,8 +116,10 @@ class EpochTracker:
                            if isinstance(v, float)))
         if "val_loss" not in record:
             return CONTINUE
-        if record["val_loss"] < self.best_loss - 1e-6:
-            self.best_loss, self.best_epoch, self.since_best = record["val_loss"], epoch, 0
+        score = _score(record, self.monitor)
+        if score > (self.best_score[0], self.best_score[1] + 1e-6):
+            self.best_score, self.best_epoch, self.since_best = score, epoch, 0
+            self.best_collapsed = bool(record["val_one_class"])
             return IMPROVED
         self.since_best += 1
         if self.patience and self.since_best >= self.patience:
@@ -91,7 +134,8 @@ class EpochTracker:
                          best_epoch=self.best_epoch if restored else len(self.history),
                          epochs_run=len(self.history), train_seconds=self.train_seconds,
                          train_tiles_per_s=(self.tiles_seen / self.train_seconds
-                                            if self.train_seconds else 0.0))
+                                            if self.train_seconds else 0.0),
+                         collapsed=restored and self.best_collapsed)
 
 
 EpochSums = tuple[float, int, int]

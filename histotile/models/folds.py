@@ -12,6 +12,7 @@ trained anywhere from the same job gives the same result.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
@@ -49,7 +50,9 @@ class FoldJob:
         val_rows: validation rows of a fold (early stopping, fold metrics); None for the
             final model.
         test_rows: the held-out test rows the final model is evaluated on (None or empty:
-            no test metrics).
+            no test metrics); for a fold whose model joins the final ensemble, the rows
+            it predicts for the ensemble's test figures.
+        keep_weights: return the fold model's weights (a member of the final ensemble).
     """
 
     tag: str
@@ -60,6 +63,7 @@ class FoldJob:
     train_rows: np.ndarray
     val_rows: np.ndarray | None = None
     test_rows: np.ndarray | None = None
+    keep_weights: bool = False
 
     def rows(self) -> np.ndarray:
         """Every row this job reads (for a tile cache of only these)."""
@@ -80,6 +84,7 @@ class FoldResult:
         proba: class probabilities of the job's validation rows (a fold) or test rows (the
             final model), for the out-of-fold audit trail and the ROC/PR curves; None
             when there are none.
+        test_proba: a fold's probabilities of the job's test rows (an ensemble member).
     """
 
     tag: str
@@ -88,6 +93,7 @@ class FoldResult:
     metrics: dict[str, Any] | None
     weights: tuple[str, bytes] | None = None
     proba: np.ndarray | None = None
+    test_proba: np.ndarray | None = None
 
 
 @dataclass
@@ -122,13 +128,19 @@ class FoldSetup:
 
 
 def load_table(data: str | Path | pd.DataFrame, settings: TrainSettings) -> TileTable:
-    """The tile table of ``data`` as ``settings`` select it (the same in every process)."""
-    return load_tiles(data, group_column=settings.group_column,
+    """The tile table of ``data`` as ``settings`` select it (the same in every process),
+    with the stain normaliser ``settings.stain`` asks for an image folder."""
+    from histotile.models.stain_fit import fit_table_stain
+
+    table = load_tiles(data, group_column=settings.group_column,
                       label_column=settings.label_column, classes=settings.classes,
                       tile_size=settings.tile_size, patchify=settings.patchify,
                       max_tiles=settings.max_tiles, seed=settings.seed,
                       group_by=settings.group_by, group_pattern=settings.group_pattern,
-                      patch_size=settings.patch_size, patch_stride=settings.patch_stride)
+                      patch_size=settings.patch_size, patch_stride=settings.patch_stride,
+                      min_tile_size=get_spec(settings.model, settings.backend).min_tile_size)
+    fit_table_stain(table, settings.stain, settings.stain_reference, settings.seed)
+    return table
 
 
 class FoldRunner(Protocol):
@@ -173,13 +185,8 @@ def train_fold(setup: FoldSetup, job: FoldJob, progress: Progress, *,
     final = job.val_rows is None
     progress("fold_start", tag=job.tag, fold=job.fold, folds=job.folds, epochs=job.epochs,
              n_train=int(job.train_rows.size), n_val=0 if final else int(job.val_rows.size))
-    backend.seed_everything(job.seed)
-    model = create(spec.name, len(table.classes), table.tile_size, settings.backend,
-                   settings.weights)
-    extra = {} if parallel is None else {"parallel": parallel}
-    fitted = backend.fit(model, spec, source, targets, job.train_rows, job.val_rows, settings,
-                         epochs=job.epochs, seed=job.seed, device=device, progress=progress,
-                         tag=job.tag, **extra)
+    model, fitted = _fit(backend, spec, source, table, job, settings, device, progress,
+                         parallel)
     if final:
         predict = backend.predict_rows if parallel is None else parallel.predict_rows
         metrics, proba = _test_metrics(predict, model, spec, source, targets, table, job,
@@ -192,10 +199,14 @@ def train_fold(setup: FoldSetup, job: FoldJob, progress: Progress, *,
     train_rows, val_rows = job.train_rows, job.val_rows
     metrics = classification_metrics(targets[val_rows], proba, table.classes,
                                      settings.positive_class)
+    test_proba = None
+    if job.test_rows is not None and job.test_rows.size:
+        test_proba = predict(model, spec, source, job.test_rows, settings.batch_size, device)
     metrics.update(fold=job.fold, n_train=int(train_rows.size), n_val=int(val_rows.size),
                    train_groups=int(np.unique(groups[train_rows]).size),
                    val_groups=int(np.unique(groups[val_rows]).size),
                    best_epoch=fitted.best_epoch, epochs_run=fitted.epochs_run,
+                   collapsed=fitted.collapsed, lr=fitted.lr,
                    train_seconds=fitted.train_seconds,
                    train_tiles_per_s=fitted.train_tiles_per_s,
                    inference_tiles_per_s=val_rows.size / eval_seconds if eval_seconds
@@ -205,7 +216,38 @@ def train_fold(setup: FoldSetup, job: FoldJob, progress: Progress, *,
              metrics["sensitivity"], metrics["specificity"], metrics["f1"],
              metrics["roc_auc"])
     progress("fold_end", tag=job.tag, fold=job.fold, metrics=metrics)
-    return FoldResult(job.tag, job.fold, fitted, metrics, proba=proba)
+    weights = _weights(backend, model) if job.keep_weights else None
+    return FoldResult(job.tag, job.fold, fitted, metrics, weights, proba, test_proba)
+
+
+def _fit(backend: Backend, spec: Any, source: TileSource, table: TileTable, job: FoldJob,
+         settings: TrainSettings, device: Any, progress: Progress,
+         parallel: Any) -> tuple[Any, FitResult]:
+    """A fresh model trained for ``job``. A fold whose kept weights predict one class
+    for every validation tile learned nothing (a learning rate too high for the data
+    can do that): it is reported (``collapse`` event, a warning) and trained once more
+    from the start at a tenth of the learning rate; :attr:`FitResult.lr` says which rate
+    the returned model was trained with."""
+    extra = {} if parallel is None else {"parallel": parallel}
+    for attempt in range(2):
+        backend.seed_everything(job.seed)
+        model = create(spec.name, len(table.classes), table.tile_size, settings.backend,
+                       settings.weights)
+        fitted = backend.fit(model, spec, source, table.targets, job.train_rows,
+                             job.val_rows, settings, epochs=job.epochs, seed=job.seed,
+                             device=device, progress=progress, tag=job.tag, **extra)
+        fitted = dataclasses.replace(fitted, lr=settings.lr)
+        if not fitted.collapsed or attempt:
+            break
+        log.warning("%s collapsed: every validation tile predicted as one class at lr %g; "
+                    "training it again at lr %g", job.tag, settings.lr, settings.lr / 10)
+        progress("collapse", tag=job.tag, lr=settings.lr, retry_lr=settings.lr / 10)
+        settings = dataclasses.replace(settings, lr=settings.lr / 10)
+    if fitted.collapsed:
+        log.warning("%s still predicts one class at lr %g: its figures are those of a "
+                    "model that learned nothing (check the labels and the data)", job.tag,
+                    settings.lr)
+    return model, fitted
 
 
 def _test_metrics(predict: Callable[..., np.ndarray], model: Any, spec: Any, source: TileSource,

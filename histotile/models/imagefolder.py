@@ -62,6 +62,31 @@ def list_images(root: Path) -> list[tuple[Path, str]]:
             if image.suffix.lower() in IMAGE_SUFFIXES and image.is_file()]
 
 
+DOMINANT_SHARE = 0.9
+"""A folder is "of fixed-size patches" when at least this share of its images have one
+size; the few others (the edge patches of a slide, 50 x 1 to 50 x 49 px in the IDC set)
+are skipped and counted rather than stretched or fatal."""
+
+
+def _drop_odd_sizes(images: list[tuple[Path, str]], sizes: list[tuple[int, int]],
+                    groups: list[str], notes: list[str]
+                    ) -> tuple[list[tuple[Path, str]], list[tuple[int, int]], list[str]]:
+    """Images, sizes and groups without the few images whose size differs from the size
+    of at least :data:`DOMINANT_SHARE` of them (a note counts them)."""
+    from collections import Counter
+
+    (size, count), = Counter(sizes).most_common(1)
+    if count == len(sizes) or count < DOMINANT_SHARE * len(sizes):
+        return images, sizes, groups
+    keep = [k for k, s in enumerate(sizes) if s == size]
+    odd = [f"{images[k][0].name} ({sizes[k][0]}x{sizes[k][1]})"
+           for k in range(len(sizes)) if sizes[k] != size]
+    notes.append(f"{len(odd)} image(s) not of the folder's {size[0]}x{size[1]} px size "
+                 f"skipped, e.g. {', '.join(odd[:3])}")
+    return ([images[k] for k in keep], [sizes[k] for k in keep],
+            [groups[k] for k in keep])
+
+
 def scan_imagefolder(root: Path, *, patch_size: int | None = None,
                      patch_stride: int | None = None,
                      workers: int | None = None) -> tuple[pd.DataFrame, list[str],
@@ -86,6 +111,7 @@ def scan_imagefolder(root: Path, *, patch_size: int | None = None,
     groups = [image.stem.split("__")[0] for image, _ in images]
     notes: list[str] = []
     if patch_size is None:
+        images, sizes, groups = _drop_odd_sizes(images, sizes, groups, notes)
         frame = pd.DataFrame({
             "path": [str(image) for image, _ in images], "x": 0, "y": 0,
             "extent": [max(w, h) for w, h in sizes], "level": 0, "read_size": -1,

@@ -19,6 +19,23 @@ from histotile.models.specs import SPECS, available_models
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {name: dict(spec.defaults)
                                              for name, spec in SPECS.items()}
 OPTIMIZERS = ("sgd", "adam", "adamw")
+BALANCES = ("weights", "sampler", "none")
+SCHEDULES = ("onecycle", "cosine", "constant")
+MONITORS = ("balanced_accuracy", "auc", "loss")
+FINALS = ("ensemble", "retrain")
+RECIPE_DEFAULTS: dict[str, dict[str, str]] = {
+    "torch": {"balance": "weights", "schedule": "onecycle", "monitor": "balanced_accuracy",
+              "final": "ensemble"},
+    "mxnet": {"balance": "none", "schedule": "constant", "monitor": "loss",
+              "final": "retrain"},
+}
+"""The training recipe each backend defaults to (``None`` in :class:`TrainSettings`):
+the torch recipe measured on real patches of unseen patients
+(``benchmarks/bench_validity.py``); the retired MXNet backend keeps the study's plain
+loop."""
+DEFAULT_AUGMENT = "flip,colour"
+"""Flips and 90-degree rotations with HED, HSV and brightness/contrast jitter: stain and
+scanner differences between patients are what a tile classifier must not learn."""
 BACKENDS = tuple(BACKEND_MODULES)
 
 
@@ -36,8 +53,8 @@ class TrainSettings:
         momentum: SGD momentum (ignored by Adam).
         optimizer: ``"sgd"``, ``"adam"`` or ``"adamw"``.
         weight_decay: L2 penalty.
-        patience: early stopping: epochs without a lower validation loss before stopping
-            (0 disables early stopping).
+        patience: early stopping: epochs without a better validation figure (``monitor``)
+            before stopping (0 disables early stopping).
         folds: cross-validation folds (stratified, grouped); 0 skips cross-validation.
         test_fraction: fraction of the groups held out as the test split (0: none).
         group_column: manifest column whose values must never straddle train and
@@ -49,10 +66,31 @@ class TrainSettings:
             evaluation (default: the tiler's, else the first class).
         classes: class order (default: the order the data declares; never sorted).
         seed: seeds the split, the weight initialisation, shuffling and augmentation.
-        augment: random flips and 90-degree rotations (the dihedral group, which keeps
-            histology plausible) of training tiles; or names, e.g. ``"colour,blur"``:
-            flips plus HED/HSV colour jitter, brightness/contrast and Gaussian blur
-            (:mod:`histotile.models.augment`); ``False`` or ``"none"``: none.
+        augment: augmentations of training tiles by name (:mod:`histotile.models.augment`):
+            ``"flip"`` (flips and 90-degree rotations, the dihedral group, which keeps
+            histology plausible), ``"colour"`` (HED/HSV jitter, brightness/contrast),
+            ``"blur"``; default :data:`DEFAULT_AUGMENT`; ``True``: flips only; ``False``
+            or ``"none"``: none.
+        balance: how the classes are balanced in training: ``"weights"`` (the loss
+            weighs each class by the inverse of its share, the default), ``"sampler"``
+            (batches drawn with class-balanced probabilities) or ``"none"``.
+        schedule: learning-rate schedule over the run: ``"onecycle"`` (linear warm-up
+            for ``warmup`` of the steps, then cosine decay to ~0; the default),
+            ``"cosine"`` (the same decay after the same warm-up from lr/25) or
+            ``"constant"``.
+        warmup: share of the steps spent warming up (0-0.5).
+        monitor: the validation figure early stopping and the kept epoch follow:
+            ``"balanced_accuracy"`` (the default; ties broken by the lower loss),
+            ``"auc"`` or ``"loss"``.
+        stain: fit a stain normaliser (``"macenko"`` or ``"reinhard"``) for an image
+            folder: every training tile, and every tile the model later predicts, is
+            normalised to it (a manifest's normaliser is chosen when tiling:
+            ``histotile tile --stain-normalise``).
+        stain_reference: the normaliser's reference image (default: a mosaic of 64 of
+            the folder's images, a seeded sample).
+        final: the final model: ``"ensemble"`` (the cross-validation's fold models
+            averaged: one file, one predictor; no retraining) or ``"retrain"`` (one
+            model trained on all development tiles for the folds' median best epoch).
         workers: DataLoader worker processes reading tiles (None: CPU cores - 1, 1 at
             least; 0 reads in the training process).
         threads: torch intra-op threads of the training process (None: CPU cores).
@@ -79,7 +117,7 @@ class TrainSettings:
         final_model: train the final model on all non-test tiles after cross-validation.
     """
 
-    model: str = "lenet"
+    model: str = "tilenet"
     backend: str = "torch"
     epochs: int | None = None
     batch_size: int | None = None
@@ -96,7 +134,14 @@ class TrainSettings:
     default_class: str | None = None
     classes: list[str] | None = None
     seed: int = 0
-    augment: bool | str = True
+    augment: bool | str = DEFAULT_AUGMENT
+    balance: str | None = None
+    schedule: str | None = None
+    warmup: float = 0.2
+    monitor: str | None = None
+    final: str | None = None
+    stain: str | None = None
+    stain_reference: str | None = None
     workers: int | None = None
     threads: int | None = None
     device: str | None = None
@@ -130,7 +175,7 @@ class TrainSettings:
                               "(use backend='torch' for the torchvision networks)")
         values = dataclasses.asdict(self)
         values["model"], values["backend"] = name, backend
-        for key, default in MODEL_DEFAULTS[name].items():
+        for key, default in (*MODEL_DEFAULTS[name].items(), *RECIPE_DEFAULTS[backend].items()):
             if values[key] is None:
                 values[key] = default
         from histotile._threads import thread_budget
@@ -169,14 +214,26 @@ class TrainSettings:
             raise bad("folds", "use 0 (no cross-validation) or 2 and more folds")
         if not 0 <= self.test_fraction < 1:
             raise bad("test_fraction", "must be in [0, 1), e.g. 0.2 for a 20 % test split")
+        for setting, choices in (("balance", BALANCES), ("schedule", SCHEDULES),
+                                 ("monitor", MONITORS), ("final", FINALS)):
+            if getattr(self, setting) not in choices:
+                raise bad(setting, f"choose one of {', '.join(choices)}")
+        if self.stain is not None and self.stain not in ("macenko", "reinhard"):
+            raise bad("stain", "choose macenko or reinhard (or leave it unset)")
+        if self.stain_reference is not None and self.stain is None:
+            raise bad("stain_reference", "a reference needs a method: set stain too")
+        if not 0 <= self.warmup <= 0.5:
+            raise bad("warmup", "must be a share of the steps in [0, 0.5]")
+        if self.backend == "mxnet":
+            for setting, value in RECIPE_DEFAULTS["mxnet"].items():
+                if getattr(self, setting) != value:
+                    raise bad(setting, f"the MXNet backend trains with {setting}="
+                              f"{value!r} only (use backend='torch' for the full recipe)")
         if self.workers is not None and self.workers < 0:
             raise bad("workers", "must be >= 0")
         minimum = SPECS[self.model].min_tile_size
         if self.tile_size is not None and self.tile_size < minimum:
             raise bad("tile_size", f"the networks need tiles of {minimum} px or more")
-        if self.tile_size is None and self.patchify and (self.patch_size or minimum) < minimum:
-            raise bad("patch_size", f"the networks need tiles of {minimum} px or more: pass "
-                      f"tile_size (--tile-size {minimum}) to resize the patches")
         if self.patch_stride is not None and self.patch_stride < 1:
             raise bad("patch_stride", "must be a positive number of pixels")
         if self.group_pattern is not None:

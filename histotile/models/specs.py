@@ -19,6 +19,9 @@ from histotile.errors import ModelError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_TILE_SIZE = 64
+"""The smallest tile side of the torchvision networks (five stride-2 stages)."""
+SMALL_TILE_SIZE = 16
+"""The smallest tile side of the networks made for small patches (LeNet, TileNet)."""
 
 
 @dataclass(frozen=True)
@@ -62,15 +65,29 @@ class ModelSpec:
 # optimizer="sgd" restores the study's setting (momentum stays 0.8).
 _LENET_DEFAULTS = {"optimizer": "adam", "lr": 0.001, "momentum": 0.8, "batch_size": 32,
                    "epochs": 20, "weight_decay": 0.0}
+# TileNet, the default: the recipe measured on real H&E patches of unseen patients
+# (benchmarks/bench_validity.py): AdamW with a one-cycle schedule (warm-up, then cosine
+# decay), batch 64, 15 epochs. See histotile.models.settings for the rest of the recipe
+# (class-balanced loss, colour augmentation, early stopping on balanced accuracy, the
+# fold ensemble).
+_TILENET_DEFAULTS = {"optimizer": "adamw", "lr": 0.003, "momentum": 0.9, "batch_size": 64,
+                     "epochs": 15, "weight_decay": 1e-4}
 # The torchvision study: 20 epochs, learning rate 0.001, early stopping.
 _TORCHVISION_DEFAULTS = {"optimizer": "sgd", "lr": 0.001, "momentum": 0.9, "batch_size": 32,
                          "epochs": 20, "weight_decay": 1e-4}
 
 SPECS: dict[str, ModelSpec] = {
+    "tilenet": ModelSpec("tilenet", ("torch",), IMAGENET_MEAN, IMAGENET_STD, True,
+                         "TileNet: a compact CNN for tiles and small patches (3x3 "
+                         "convolutions with batch norm, four stages of 16 to 128 channels, "
+                         "global average pooling, dropout); any side from 16 px",
+                         cam_layer="features.20", defaults=_TILENET_DEFAULTS,
+                         min_tile_size=SMALL_TILE_SIZE),
     "lenet": ModelSpec("lenet", ("torch", "mxnet"), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), True,
                        "LeNet-style CNN of the prostate-biopsy study: conv20-5, max-pool, "
                        "conv50-5, max-pool, dense 500 and 84 (sigmoid), softmax; input / 255",
-                       cam_layer="features.4", defaults=_LENET_DEFAULTS),
+                       cam_layer="features.4", defaults=_LENET_DEFAULTS,
+                       min_tile_size=SMALL_TILE_SIZE),
     "squeezenet": ModelSpec("squeezenet", ("torch",), IMAGENET_MEAN, IMAGENET_STD, True,
                             "torchvision SqueezeNet 1.1", cam_layer="features.12",
                             defaults=_TORCHVISION_DEFAULTS),
@@ -112,8 +129,10 @@ def lenet_feature_side(tile_size: int) -> int:
 
 def check_tile_size(tile_size: int, minimum: int = MIN_TILE_SIZE) -> int:
     """``tile_size`` as an int; :class:`ModelError` below ``minimum`` px (a model's
-    :attr:`ModelSpec.min_tile_size`)."""
+    :attr:`ModelSpec.min_tile_size`). Training never meets this for small images: it
+    resizes them to the model's minimum (:func:`histotile.models.data.load_tiles`)."""
     if int(tile_size) != tile_size or tile_size < minimum:
-        raise ModelError(f"tile_size={tile_size!r}: the networks need square tiles of at "
-                         f"least {minimum} px; tile with a larger size")
+        raise ModelError(f"tile_size={tile_size!r}: this network needs square tiles of at "
+                         f"least {minimum} px; pass tile_size={minimum} (--tile-size) to "
+                         "resize them, or choose model='tilenet' (16 px and more)")
     return int(tile_size)

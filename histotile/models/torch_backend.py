@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -92,12 +93,58 @@ def _optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimiz
     return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
 
 
+def class_weights(targets: np.ndarray, classes: int) -> np.ndarray:
+    """Loss weights of the classes: the inverse of each class's share of ``targets``,
+    scaled so a balanced set gets 1 each (a class absent from them gets 0)."""
+    counts = np.bincount(targets, minlength=classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights
+
+
+def balanced_rows(rows: np.ndarray, targets: np.ndarray,
+                  rng: np.random.Generator) -> np.ndarray:
+    """An epoch of ``rows.size`` rows drawn with replacement, each class equally likely
+    (``balance="sampler"``), in random order."""
+    weights = class_weights(targets[rows], int(targets.max()) + 1)[targets[rows]]
+    return rng.choice(rows, size=rows.size, replace=True, p=weights / weights.sum())
+
+
+def lr_factor(step: int, steps: int, kind: str, warmup: float) -> float:
+    """The share of the base learning rate at optimiser step ``step`` (0-based) of
+    ``steps``: ``onecycle``, a linear warm-up from 1/25 over ``warmup`` of the steps, then
+    a cosine decay to 1e-4 (the one-cycle policy's shape); ``cosine``, a cosine decay
+    from 1 to 0 over every step; ``constant``, 1. Written as a formula rather than
+    torch's OneCycleLR, which divides by zero on runs of a handful of steps."""
+    if kind == "constant" or steps < 2:
+        return 1.0
+    if kind == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(step, steps - 1) / (steps - 1)))
+    warm = int(round(warmup * steps))
+    if step < warm:
+        return 1 / 25 + (1 - 1 / 25) * step / warm
+    done = (step - warm) / max(1, steps - 1 - warm)
+    return 1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+
+
+def schedule(optimizer: torch.optim.Optimizer, settings: TrainSettings,
+             steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The learning-rate schedule of ``settings.schedule`` over ``steps`` optimiser steps
+    (:func:`lr_factor`), or None for a constant rate."""
+    if settings.schedule == "constant":
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, steps, settings.schedule, settings.warmup))
+
+
 def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarray,
         train_rows: np.ndarray, val_rows: np.ndarray | None, settings: TrainSettings, *,
         epochs: int, seed: int, device: torch.device, progress: Progress,
         tag: str, parallel: Any = None) -> FitResult:
-    """Train ``model`` in place; with validation rows, stop early on the validation loss
-    (``settings.patience``) and restore the best epoch's weights.
+    """Train ``model`` in place with the recipe of ``settings`` (class balance, schedule,
+    augmentation); with validation rows, stop early on the monitored validation figure
+    (``settings.monitor``, ``settings.patience``) and restore the best epoch's weights.
 
     ``parallel``: this rank's :class:`histotile.models.distributed.DataParallel` when
     training data-parallel, else None.
@@ -109,17 +156,24 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
     net = model if parallel is None else parallel.wrap(model)
     transform = InputTransform(spec, device)
     optimizer = _optimizer(model, settings)
-    loss_fn = nn.CrossEntropyLoss()
+    weight = None
+    if settings.balance == "weights":
+        weight = torch.tensor(class_weights(targets[train_rows], int(targets.max()) + 1),
+                              dtype=torch.float32, device=device)
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     labels = torch.from_numpy(targets.astype(np.int64))
     steps = -(-train_rows.size // settings.batch_size)
+    scheduler = schedule(optimizer, settings, steps * epochs)
 
     def train_epoch(epoch: int, rng: np.random.Generator) -> EpochSums:
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
-        batches = (source.batches(train_rows, settings.batch_size, shuffle=True, rng=rng,
+        epoch_rows = (balanced_rows(train_rows, targets, rng)
+                      if settings.balance == "sampler" else train_rows)
+        batches = (source.batches(epoch_rows, settings.batch_size, shuffle=True, rng=rng,
                                   augment=settings.augment) if parallel is None else
-                   parallel.batches(source, train_rows, settings.batch_size, rng=rng,
+                   parallel.batches(source, epoch_rows, settings.batch_size, rng=rng,
                                     augment=settings.augment))
         for step, (rows, tiles) in enumerate(batches, start=1):
             x = transform(tiles)
@@ -138,6 +192,8 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
             else:
                 loss.backward()
                 optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             loss_sum += (float(loss.detach()) * rows.size if parallel is None
                          else float(summed))
             correct += int((logits.detach().argmax(1) == y).sum())
@@ -153,7 +209,8 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
                        transform=transform)
 
     result = run_epochs(
-        EpochTracker(tag, epochs, settings.patience, progress), epochs=epochs, seed=seed,
+        EpochTracker(tag, epochs, settings.patience, progress, settings.monitor),
+        epochs=epochs, seed=seed,
         train_epoch=train_epoch, validate=validate,
         val_targets=None if val_rows is None else targets[val_rows],
         snapshot=lambda: copy.deepcopy(model.state_dict()), restore=model.load_state_dict,
@@ -214,18 +271,45 @@ def save(model: nn.Module, directory: Path) -> str:
     return WEIGHTS_FILE
 
 
+def ensemble_weights(members: list[tuple[str, bytes]]) -> tuple[str, bytes]:
+    """One state dict of :class:`~histotile.models.torch_nets.Ensemble` from its members'
+    weights files (``members.<k>.<tensor>``), as ``(file name, bytes)``."""
+    import io
+
+    state: dict[str, torch.Tensor] = {}
+    for k, (_name, data) in enumerate(members):
+        member = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        state.update({f"members.{k}.{key}": value for key, value in member.items()})
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return WEIGHTS_FILE, buffer.getvalue()
+
+
+def build_for_card(card: dict[str, Any]) -> nn.Module:
+    """The untrained network a model card describes: its architecture, or the
+    :class:`~histotile.models.torch_nets.Ensemble` of ``final_model.members`` of them."""
+    from histotile.models.torch_nets import Ensemble
+    from histotile.models.torch_nets import build as build_net
+
+    name, classes = get_spec(card["architecture"], "torch").name, len(card["classes"])
+    members = int((card.get("final_model") or {}).get("members") or 0)
+    if members:
+        return Ensemble([build_net(name, classes, int(card["tile_size"]))
+                         for _ in range(members)])
+    return build_net(name, classes, int(card["tile_size"]))
+
+
 class TorchRunner:
     """Inference half of :class:`Predictor` for torch models."""
 
     name = "torch"  # the engine name (histotile.models.engines)
 
     def __init__(self, card: dict[str, Any], directory: Path, device: str | None) -> None:
-        from histotile.models.torch_nets import build as build_net
         from histotile.models.torch_nets import read_state_dict
 
         self.device = resolve_device(device)
         self.spec = get_spec(card["architecture"], "torch")
-        model = build_net(self.spec.name, len(card["classes"]), int(card["tile_size"]))
+        model = build_for_card(card)
         state = read_state_dict(directory / card.get("weights_file", WEIGHTS_FILE))
         try:
             model.load_state_dict(state, strict=True)

@@ -31,6 +31,7 @@ from histotile.models.audit import write_audit
 from histotile.models.backends import load_backend
 from histotile.models.card import build_card, write_card
 from histotile.models.data import TileTable
+from histotile.models.ensemble import final_description, fold_ensemble
 from histotile.models.folds import FINAL, IN_PROCESS, FoldJob, FoldRunner, FoldSetup, load_table
 from histotile.models.metrics import flat_row, summarise
 from histotile.models.registry import check_tile_size, get_spec
@@ -151,7 +152,7 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     log.info("training %s (%s backend), settings: %s", spec.name, settings.backend,
              settings.to_dict())
     table = load_table(data, settings)
-    check_tile_size(table.tile_size)  # before any tile is read, not after caching them
+    check_tile_size(table.tile_size, spec.min_tile_size)  # before any tile is read
     for note in table.notes:
         log.info("%s: %s", table.source, note)
     roles = training_roles(table.classes, table.geometry.get("tiling"),
@@ -175,8 +176,10 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
 
     setup = FoldSetup(data, settings, table)
     runner = fold_runner or IN_PROCESS
+    ensemble = settings.final_model and settings.final == "ensemble" and bool(splits.folds)
     jobs = [FoldJob(f"fold{k}", k, len(splits.folds), settings.seed * 1000 + k,
-                    settings.epochs, train_rows, val_rows)
+                    settings.epochs, train_rows, val_rows,
+                    test_rows=splits.test if ensemble else None, keep_weights=ensemble)
             for k, (train_rows, val_rows) in enumerate(splits.folds, start=1)]
     final = None
     try:
@@ -187,7 +190,11 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
         final_epochs = (max(1, int(round(float(np.median([m["best_epoch"]
                                                           for m in fold_metrics])))))
                         if fold_metrics else settings.epochs)
-        if settings.final_model:
+        if ensemble:
+            log.info("final model: the ensemble of the %d fold models", len(results))
+            final = fold_ensemble(backend, results, targets[splits.test], table,
+                                  settings, int(splits.development.size), progress)
+        elif settings.final_model:
             log.info("final model: %d epochs on %d development tiles", final_epochs,
                      splits.development.size)
             final = runner(setup, [FoldJob(FINAL, 0, len(splits.folds), settings.seed * 1000,
@@ -265,6 +272,7 @@ def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: Tr
                         "folds": len(splits.folds), "group_column": settings.group_column}},
         metrics={"folds": fold_metrics, "cross_validation": summary, "test": test_metrics},
         final_epochs=final_epochs if settings.final_model else None)
+    card["final_model"] = final_description(settings, len(fold_metrics), final_epochs)
     card["execution"] = execution  # engine, world size, device, seed (see models.folds)
     write_card(card, staging)
     return card

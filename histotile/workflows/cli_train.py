@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from histotile.models.settings import BALANCES, FINALS, MONITORS, OPTIMIZERS, SCHEDULES
 from histotile.workflows.cli_options import (
     config_option,
     examples,
@@ -20,23 +21,40 @@ from histotile.workflows.cli_options import (
 @click.argument("data", type=click.Path(exists=True))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Model folder to write (weights, model card, metrics, plots, log).")
-@click.option("--model", default="lenet", show_default=True,
-              help="lenet, squeezenet, resnet18, alexnet or shufflenet_v2.")
+@click.option("--model", default=None,
+              help="tilenet (the default: a compact CNN for tiles and patches from 16 px), "
+                   "lenet, squeezenet, resnet18, alexnet or shufflenet_v2.")
 @click.option("--backend", type=click.Choice(["torch", "mxnet"]), default="torch",
               show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=None)
 @click.option("--batch-size", type=click.IntRange(1), default=None)
-@click.option("--lr", type=float, default=None, help="Learning rate (default 1e-3).")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default=None,
-              help="Optimiser (default: adam for lenet, sgd for the torchvision nets).")
+@click.option("--lr", type=float, default=None,
+              help="Peak learning rate (default: the model's; 3e-3 for tilenet).")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
+              help="Optimiser (default: adamw for tilenet, adam for lenet, sgd for the "
+                   "torchvision nets).")
 @click.option("--patience", type=click.IntRange(0), default=None,
-              help="Early stopping: epochs without a lower validation loss (default 5; 0 "
-                   "disables it).")
+              help="Early stopping: epochs without a better validation figure (--monitor; "
+                   "default 5; 0 disables it).")
+@click.option("--balance", type=click.Choice(BALANCES), default=None,
+              help="Class balance: loss 'weights' (default), a balanced 'sampler', or "
+                   "'none'.")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
+              help="Learning-rate schedule: 'onecycle' (warm-up, then cosine decay; "
+                   "default), 'cosine' or 'constant'.")
+@click.option("--warmup", type=click.FloatRange(0, 0.5), default=None,
+              help="Share of the steps spent warming up (onecycle; default 0.2).")
+@click.option("--monitor", type=click.Choice(MONITORS), default=None,
+              help="Validation figure for early stopping and the kept epoch (default "
+                   "balanced_accuracy).")
+@click.option("--final", type=click.Choice(FINALS), default=None,
+              help="Final model: the 'ensemble' of the fold models (default; averaged "
+                   "probabilities, one file) or 'retrain' on all development tiles.")
 @click.option("--folds", type=click.IntRange(2), default=None,
               help="Cross-validation folds (default 4).")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Share of tiles held out for test, drawn by groups (default 0.2).")
-@click.option("--tile-size", type=click.IntRange(64), default=None,
+@click.option("--tile-size", type=click.IntRange(8), default=None,
               help="Network input side: tiles or patches are resized to it (default: "
                    "their own size).")
 @click.option("--max-tiles", type=click.IntRange(2), default=None,
@@ -45,8 +63,19 @@ from histotile.workflows.cli_options import (
               help="torch threads (default: the CPU cores).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when "
                                              "present).")
-@click.option("--augment/--no-augment", default=None,
-              help="Random flips and 90-degree rotations of training tiles (default on).")
+@click.option("--augment", default=None,
+              help="Augmentations of training tiles, comma-separated: flip (flips and "
+                   "90-degree rotations), colour (HED/HSV jitter, brightness, contrast), "
+                   "blur (default: flip,colour).")
+@click.option("--no-augment", is_flag=True, default=None,
+              help="No augmentation (same as --augment none).")
+@click.option("--stain-normalise", "stain", type=click.Choice(["macenko", "reinhard"]),
+              default=None,
+              help="For an image folder: fit a stain normaliser to its images (or to "
+                   "--stain-reference) and normalise every training and predicted tile "
+                   "with it (a manifest's comes from 'histotile tile').")
+@click.option("--stain-reference", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="Reference image of that normaliser.")
 @click.option("--positive-class", default=None,
               help="The class to detect, written to the model card (default: the one "
                    "given to 'tile', else the last class).")

@@ -18,6 +18,8 @@ def train_task(data: str | Path, out_dir: str | Path, options: dict[str, Any],
     values = {k: v for k, v in options.items() if k in names and v is not None}
     if options.get("patch_size"):
         values["patchify"] = True
+    if options.get("no_augment"):
+        values["augment"] = "none"
     settings = TrainSettings(**values)
     if not show_progress:
         return train(data, out_dir, settings, overwrite=bool(options.get("overwrite")),
