@@ -140,3 +140,19 @@ def training_roles(classes: Sequence[str], tiling: dict[str, Any] | None, *,
                           f"positive class are both {roles.positive_class!r}; pass "
                           "--positive-class or --default-class to tell them apart")
     return roles
+
+
+def require_positive_class(classes: Sequence[str], *, guessed_order: bool,
+                           positive_class: str | None, where: str) -> None:
+    """No silent class guess: a binary task whose class order nobody declared (sorted
+    image-folder names; a manifest whose tiler recorded neither classes nor a positive
+    class) must name its positive class. Raises :class:`ConfigError` naming the classes
+    found and the flag; nothing when ``positive_class`` is given or the order was
+    declared (the documented default, the last class, then applies)."""
+    if positive_class is not None or not guessed_order or len(classes) != 2:
+        return
+    names = " and ".join(repr(str(c)) for c in classes)
+    raise ConfigError(f"{where}: two classes were found, {names} (an order taken from the "
+                      "data, e.g. sorted folder names), and no positive class was named; "
+                      "pass --positive-class with the class to detect (positive_class= "
+                      f"in Python), e.g. --positive-class {classes[0]}")

@@ -114,6 +114,9 @@ prediction_options = option_group(
     click.option("--batch-size", type=click.IntRange(1), default=None),
     click.option("--no-geojson", is_flag=True,
                  help="Skip predictions.geojson and regions.geojson (QuPath objects)."),
+    click.option("--tta", is_flag=True, default=None,
+                 help="Test-time augmentation: each tile's probabilities averaged over its 8 "
+                      "flips and 90-degree rotations (8 times the inference work)."),
 )
 
 tiling_options = option_group(
@@ -183,7 +186,9 @@ heatmap_options = option_group(
                  show_default=True,
                  help="Colour tiles above --threshold, or a colour map of probability."),
     click.option("--threshold", type=click.FloatRange(0, 1), default=_HEATMAP.threshold,
-                 show_default=True),
+                 help="Tile probability from which a tile is positive (default: the one "
+                      "the predictions record: the model card's operating point, else "
+                      "0.5)."),
     click.option("--alpha", type=click.FloatRange(0, 1), default=_HEATMAP.alpha,
                  show_default=True),
     click.option("--color", default=_HEATMAP.color, show_default=True,
