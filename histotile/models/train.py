@@ -223,9 +223,11 @@ def _with_roles(table: TileTable, settings: TrainSettings) -> TrainSettings:
     """The settings with the class roles filled in (:mod:`histotile.class_roles`); a
     binary task whose class order nobody declared must name its positive class."""
     tiler = table.geometry.get("tiling") or {}
+    # Sorted folder names, or a manifest declaring no order: nobody chose the last class.
+    guessed = table.kind == "imagefolder" or not table.declared_classes
     require_positive_class(table.classes, positive_class=settings.positive_class,
-                           guessed_order=not (settings.classes or tiler.get("classes")
-                                              or tiler.get("positive_class")),
+                           guessed_order=guessed and not (settings.classes
+                                                          or tiler.get("positive_class")),
                            where=table.source)
     roles = training_roles(table.classes, tiler, default_class=settings.default_class,
                            positive_class=settings.positive_class, where=table.source)

@@ -26,7 +26,9 @@ EXAMPLES = {
     "train": ("histotile train tiles/manifest.csv --out model/ --model lenet --folds 4\n"
               "  histotile train tiles/manifest.csv --out model/ --model resnet18 --epochs 20\n"
               "  histotile train tiles/manifest.csv --out model/ --workers 2\n"
-              "  torchrun --nproc-per-node 2 -m histotile train tiles/manifest.csv --out model/"),
+              "  torchrun --nproc-per-node 2 -m histotile train tiles/manifest.csv --out model/\n"
+              "  histotile train patches/ --out model/ --positive-class idc "
+              "--operating-point sensitivity=0.9"),
     "evaluate-images": ("histotile evaluate-images model/ breakhis-test/ --out image-eval/\n"
                         "  histotile evaluate-images model/ test/ --out e/ "
                         "--target-sensitivity 0.95"),
