@@ -124,7 +124,8 @@ def training_roles(classes: Sequence[str], tiling: dict[str, Any] | None, *,
                    where: str = "training") -> ClassRoles:
     """The roles a model is trained with: the explicit settings, else those the tiler
     recorded (``tiling``: the manifest JSON's tiling settings), else the documented
-    defaults (first class default, last class positive)."""
+    defaults (first class default, last class positive; with only the positive class
+    named, the default is the first other class)."""
     tiler = tiling or {}
     present = [str(c) for c in classes]
     if default_class is None:
@@ -133,6 +134,10 @@ def training_roles(classes: Sequence[str], tiling: dict[str, Any] | None, *,
     if positive_class is None:
         recorded = tiler.get("positive_class")
         positive_class = recorded if recorded in present else None
+    if default_class is None and positive_class is not None and len(present) > 1:
+        # The positive class named is the first one (``--positive-class idc`` of the
+        # sorted folders idc/, non_idc/): the default is then the first of the others.
+        default_class = next(c for c in present if c != positive_class)
     roles = resolve_roles(present, default_class=default_class,
                           positive_class=positive_class, where=where)
     if len(present) > 1 and roles.default_class == roles.positive_class:
@@ -140,3 +145,19 @@ def training_roles(classes: Sequence[str], tiling: dict[str, Any] | None, *,
                           f"positive class are both {roles.positive_class!r}; pass "
                           "--positive-class or --default-class to tell them apart")
     return roles
+
+
+def require_positive_class(classes: Sequence[str], *, guessed_order: bool,
+                           positive_class: str | None, where: str) -> None:
+    """No silent class guess: a binary task whose class order nobody declared (sorted
+    image-folder names; a manifest whose tiler recorded neither classes nor a positive
+    class) must name its positive class. Raises :class:`ConfigError` naming the classes
+    found and the flag; nothing when ``positive_class`` is given or the order was
+    declared (the documented default, the last class, then applies)."""
+    if positive_class is not None or not guessed_order or len(classes) != 2:
+        return
+    names = " and ".join(repr(str(c)) for c in classes)
+    raise ConfigError(f"{where}: two classes were found, {names} (an order taken from the "
+                      "data, e.g. sorted folder names), and no positive class was named; "
+                      "pass --positive-class with the class to detect (positive_class= "
+                      f"in Python), e.g. --positive-class {classes[0]}")

@@ -88,7 +88,8 @@ def test_cli_train_keeps_patients_apart_and_writes_the_audit_trail(breakhis, tmp
     result = CliRunner().invoke(cli, [
         "train", str(breakhis), "--out", str(out), "--patchify", "225", "--patch-stride",
         "117", "--tile-size", "64", "--group-by", "patient", "--folds", "2", "--epochs",
-        "1", "--test-fraction", "0.25", "--threads", "1", "--config", str(config)],
+        "1", "--test-fraction", "0.25", "--threads", "1", "--positive-class", "malignant",
+        "--config", str(config)],
         catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "smaller than one 225 px patch skipped" in result.output

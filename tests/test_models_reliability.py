@@ -27,7 +27,8 @@ def model(tmp_path_factory):
     previous = os.umask(0o022)
     try:
         train(data, root / "lenet", TrainSettings(model="lenet", epochs=1, folds=0,
-                                                  test_fraction=0.0, workers=0, seed=0))
+                                                  test_fraction=0.0, workers=0, seed=0,
+                                                  positive_class="haematoxylin"))
     finally:
         os.umask(previous)
     return root / "lenet"

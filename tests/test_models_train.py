@@ -65,7 +65,9 @@ def test_model_directory_and_card(trained, stain):
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     # Per-fold CSV: four folds, mean and std rows that agree with the folds, the test row.
     metrics = pd.read_csv(out / "metrics_folds.csv").set_index("part")
-    assert list(metrics.index) == ["fold1", "fold2", "fold3", "fold4", "mean", "std", "test"]
+    threshold = card["operating_point"]["threshold"]
+    assert list(metrics.index) == ["fold1", "fold2", "fold3", "fold4", "mean", "std", "test",
+                                   f"test at threshold {threshold:.4f}"]
     folds = metrics.loc[["fold1", "fold2", "fold3", "fold4"]]
     for key in ("accuracy", "loss", "sensitivity", "specificity", "f1", "roc_auc"):
         assert metrics.loc["mean", key] == pytest.approx(folds[key].mean())
@@ -214,7 +216,9 @@ def test_imagefolder_patchified_training(tmp_path):
                                    patients=4)
     result = train(root, tmp_path / "m", TrainSettings(model="lenet", epochs=1, folds=2,
                                                        test_fraction=0, tile_size=64,
-                                                       patchify=True, **FAST))
+                                                       patchify=True,
+                                                       positive_class="haematoxylin",
+                                                       **FAST))
     assert result.card["data"]["tiles"] == 2 * 8 * 4  # four 64 px patches per image
     assert result.card["tiling"]["settings"] == {"patchify": True, "tile_size": 64,
                                                  "step": 64}

@@ -87,7 +87,7 @@ def test_cli_evaluate_images_with_a_trained_model(folder, tmp_path):
 
     result = train(folder, tmp_path / "model", TrainSettings(
         model="lenet", epochs=1, folds=0, test_fraction=0, patchify=True, patch_size=100,
-        patch_stride=50, tile_size=64, threads=1))
+        patch_stride=50, tile_size=64, threads=1, positive_class="malignant"))
     assert result.card["positive_class"] == "malignant"
     outcome = CliRunner().invoke(cli, ["evaluate-images", str(tmp_path / "model"),
                                        str(folder), "--out", str(tmp_path / "eval"),

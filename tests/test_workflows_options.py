@@ -71,7 +71,7 @@ def test_run_options_pick_the_prediction_options_once():
     run = RunOptions.pick({"tile_size": 64, "stride": None, "batch_size": 8,
                            "engine": None, "no_geojson": True, "threshold": 0.5})
     assert run == RunOptions(tiling={"tile_size": 64}, batch_size=8, engine="auto",
-                             geojson=False)
+                             geojson=False, threshold=0.5)  # predict's --threshold
     assert RunOptions.pick({}).tiling is None  # nothing given: tiles cut as in training
     assert pickle.loads(pickle.dumps(run)) == run
     with pytest.raises(ConfigError, match="engine 'tensorrt'"):

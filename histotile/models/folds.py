@@ -211,10 +211,11 @@ def train_fold(setup: FoldSetup, job: FoldJob, progress: Progress, *,
                    train_tiles_per_s=fitted.train_tiles_per_s,
                    inference_tiles_per_s=val_rows.size / eval_seconds if eval_seconds
                    else None)
-    log.info("%s: accuracy %.4f, loss %.4f, sensitivity %.4f, specificity %.4f, "
-             "F1 %.4f, AUC %s", job.tag, metrics["accuracy"], metrics["loss"],
-             metrics["sensitivity"], metrics["specificity"], metrics["f1"],
-             metrics["roc_auc"])
+    about = metrics["positive_class"] or "macro"  # the class the figures are about
+    log.info("%s: accuracy %.4f, balanced accuracy %.4f, loss %.4f, sensitivity (%s) %.4f, "
+             "specificity (%s) %.4f, F1 (%s) %.4f, AUC %s", job.tag, metrics["accuracy"],
+             metrics["balanced_accuracy"], metrics["loss"], about, metrics["sensitivity"],
+             about, metrics["specificity"], about, metrics["f1"], metrics["roc_auc"])
     progress("fold_end", tag=job.tag, fold=job.fold, metrics=metrics)
     weights = _weights(backend, model) if job.keep_weights else None
     return FoldResult(job.tag, job.fold, fitted, metrics, weights, proba, test_proba)
@@ -261,8 +262,9 @@ def _test_metrics(predict: Callable[..., np.ndarray], model: Any, spec: Any, sou
                                      settings.positive_class)
     metrics.update(n_train=int(job.train_rows.size), train_seconds=fitted.train_seconds,
                    train_tiles_per_s=fitted.train_tiles_per_s)
-    log.info("test: accuracy %.4f, loss %.4f, F1 %.4f, AUC %s", metrics["accuracy"],
-             metrics["loss"], metrics["f1"], metrics["roc_auc"])
+    log.info("test: accuracy %.4f, balanced accuracy %.4f, loss %.4f, F1 (%s) %.4f, AUC %s",
+             metrics["accuracy"], metrics["balanced_accuracy"], metrics["loss"],
+             metrics["positive_class"] or "macro", metrics["f1"], metrics["roc_auc"])
     progress("test", metrics=metrics)
     return metrics, proba
 

@@ -76,7 +76,8 @@ def per_class_metrics(confusion: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str],
-                           positive_class: str | None = None) -> dict[str, Any]:
+                           positive_class: str | None = None,
+                           threshold: float | None = None) -> dict[str, Any]:
     """All metrics of one evaluation.
 
     Args:
@@ -85,6 +86,9 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: Seque
         classes: class names in index order.
         positive_class: for two classes, the class treated as positive (default: the
             second one).
+        threshold: for two classes, a tile is called positive when its positive-class
+            probability is ``>= threshold`` (default None: the most probable class).
+            The AUC and loss do not depend on it.
 
     Returns:
         A JSON-serialisable dict: ``accuracy``, ``loss`` (mean cross-entropy),
@@ -100,6 +104,11 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: Seque
         raise ValueError(f"proba has shape {proba.shape}, expected ({y_true.size}, "
                          f"{num_classes})")
     y_pred = proba.argmax(axis=1) if y_true.size else np.zeros(0, np.int64)
+    if threshold is not None:
+        if num_classes != 2:
+            raise ValueError(f"a threshold applies to two classes, not {num_classes}")
+        index = classes.index(classes[1] if positive_class is None else positive_class)
+        y_pred = np.where(proba[:, index] >= threshold, index, 1 - index)
     confusion = confusion_matrix(y_true, y_pred, num_classes)
     table = per_class_metrics(confusion)
     aucs = np.array([roc_auc(y_true == k, proba[:, k]) for k in range(num_classes)])
@@ -174,6 +183,7 @@ def flat_row(metrics: dict[str, Any], classes: Sequence[str]) -> dict[str, Any]:
     """One CSV row: the scalar metrics, then ``<metric>_<class>`` per class and the
     confusion matrix as ``cm_<true>_<pred>`` counts."""
     row = {key: metrics.get(key) for key in ("n",) + SUMMARY_KEYS}
+    row["positive_class"] = metrics.get("positive_class")  # what sensitivity is about
     for name in classes:
         for key, value in metrics["per_class"][name].items():
             row[f"{key}_{name}"] = value

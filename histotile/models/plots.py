@@ -114,10 +114,10 @@ def roc_pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], class_name: 
         pr.plot(points["recall"], points["precision"], drawstyle="steps-post",
                 label=f"{title} (AP {points['average_precision']:.3f})")
     roc.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
-    roc.set_xlabel("false positive rate (1 - specificity)")
-    roc.set_ylabel("true positive rate (sensitivity)")
+    roc.set_xlabel(f"false positive rate (1 - specificity ({class_name}))")
+    roc.set_ylabel(f"true positive rate (sensitivity ({class_name}))")
     roc.set_title(f"ROC: {class_name} against the rest")
-    pr.set_xlabel("recall (sensitivity)")
+    pr.set_xlabel(f"recall (sensitivity ({class_name}))")
     pr.set_ylabel("precision")
     pr.set_title(f"Precision-recall: {class_name}")
     for ax in (roc, pr):

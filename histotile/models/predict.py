@@ -12,6 +12,18 @@ import numpy as np
 from histotile.errors import ModelError
 
 
+def dihedral_views(tiles: np.ndarray) -> list[np.ndarray]:
+    """The 8 elements of the dihedral group applied to uint8 tiles (N, T, T, 3): the
+    rotations by 0, 90, 180 and 270 degrees, each as is and mirrored left to right
+    (contiguous copies, as engines expect)."""
+    views = []
+    for k in range(4):
+        turned = np.rot90(tiles, k, axes=(1, 2))
+        views.append(np.ascontiguousarray(turned))
+        views.append(np.ascontiguousarray(turned[:, :, ::-1]))
+    return views
+
+
 class Predictor:
     """A trained model directory, ready to classify tiles.
 
@@ -24,6 +36,9 @@ class Predictor:
             :mod:`histotile.models.engines`), ``"torch"``, ``"mxnet"``, ``"onnxruntime"``
             or ``"onnxruntime-int8"`` (explicit only). ``model_dir`` may also be a file
             written by ``histotile export`` (ONNX or TorchScript).
+        tta: test-time augmentation: each tile's probabilities are the mean over its 8
+            flips and 90-degree rotations (the dihedral group), whatever the engine
+            (8 times the inference work).
 
     Attributes:
         classes: class names, the column order of :meth:`predict`.
@@ -33,10 +48,16 @@ class Predictor:
         engine: the engine that runs it (recorded in the predictions' JSON).
         tile_mpp, tile_downsample: the training tiles' geometry (um per tile px; level-0
             px per tile px), None when unknown: tile slides alike for prediction.
+        temperature: the card's calibration temperature, applied to every prediction
+            (None: the card records no calibration).
+        threshold: the card's tile threshold of the positive class
+            (:class:`~histotile.models.operating_point.TileThreshold`: 0.5, with that
+            said in ``source``, for a card that records none).
     """
 
     def __init__(self, model_dir: str | Path, device: str | None = None,
-                 batch_size: int | None = None, engine: str = "auto") -> None:
+                 batch_size: int | None = None, engine: str = "auto",
+                 tta: bool = False) -> None:
         from histotile.models.engines import load_engine
 
         self.model_dir = Path(model_dir)
@@ -54,6 +75,12 @@ class Predictor:
         on_gpu = self.device.startswith(("cuda", "gpu"))
         self.batch_size = int(batch_size or (256 if on_gpu else 64))
         self._network_runner: Any = None
+        self.tta = bool(tta)
+        from histotile.models.calibration import card_temperature
+        from histotile.models.operating_point import card_threshold
+
+        self.temperature = card_temperature(self.card)
+        self.threshold = card_threshold(self.card)
 
     def _network_source(self) -> Any:
         """The runner holding the framework network: the engine itself (torch, mxnet),
@@ -145,8 +172,23 @@ class Predictor:
         if tiles.shape[0] == 0:
             return np.zeros((0, len(self.classes)), np.float32)
         if self.normaliser is None:
-            return self._runner.predict(tiles, self.batch_size)
+            return self._engine(tiles, self.batch_size)
         return self._predict_overlapped(tiles)
+
+    def _engine(self, tiles: np.ndarray, batch_size: int) -> np.ndarray:
+        """The engine's probabilities of (normalised) tiles: averaged over the 8
+        dihedral transforms with ``tta``, then calibrated when the card says so. The one
+        place every engine's output passes through."""
+        if self.tta:
+            proba = np.mean([self._runner.predict(view, batch_size)
+                             for view in dihedral_views(tiles)], axis=0)
+        else:
+            proba = self._runner.predict(tiles, batch_size)
+        if self.temperature is not None:
+            from histotile.models.calibration import apply_temperature
+
+            proba = apply_temperature(proba, self.temperature)
+        return np.asarray(proba, np.float32)
 
     def _predict_overlapped(self, tiles: np.ndarray) -> np.ndarray:
         """:meth:`predict` with the normalisation of batch k+1 in a background thread
@@ -159,7 +201,7 @@ class Predictor:
         size, normaliser = self.batch_size, self.normaliser
         batches = [tiles[s:s + size] for s in range(0, len(tiles), size)]
         parts = overlapped(batches, lambda batch: normalise_tiles(normaliser, batch),
-                           lambda done: (self._runner.predict(done[0], size), done[1]))
+                           lambda done: (self._engine(done[0], size), done[1]))
         self.stain_failures += sum(failures for _, failures in parts)
         return np.concatenate([probabilities for probabilities, _ in parts])
 

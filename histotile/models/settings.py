@@ -115,6 +115,13 @@ class TrainSettings:
             1 GiB more) instead of being streamed from the slides every epoch.
         cache_dir: folder of that file (None: the system's temporary folder).
         final_model: train the final model on all non-test tiles after cross-validation.
+        operating_point: how the positive-class threshold is chosen on the pooled
+            out-of-fold predictions: ``balanced`` (maximum balanced accuracy), ``youden``
+            (maximum TPR - FPR: the same threshold for two classes),
+            ``sensitivity=0.9``, ``specificity=0.9`` or a fixed threshold such as
+            ``0.5`` (see :mod:`histotile.models.operating_point`).
+        calibrate: fit a temperature on the out-of-fold predictions; the card records
+            it and the Predictor applies it (:mod:`histotile.models.calibration`).
     """
 
     model: str = "tilenet"
@@ -157,6 +164,8 @@ class TrainSettings:
     disk_cache: bool = True
     cache_dir: str | None = None
     final_model: bool = True
+    operating_point: str = "balanced"
+    calibrate: bool = False
 
     def resolved(self) -> TrainSettings:
         """A copy with every ``None`` default filled in from the model's defaults and the
@@ -248,6 +257,9 @@ class TrainSettings:
         from histotile.models.augment import augmentation_names
 
         augmentation_names(self.augment)  # unknown names fail before training
+        from histotile.models.operating_point import OperatingRule
+
+        OperatingRule.parse(self.operating_point)  # operating-point rule
         if self.folds == 0 and not self.final_model:
             raise bad("final_model", "with folds=0 the final model is the only model to "
                       "train; set final_model=True or folds>=2")

@@ -25,7 +25,7 @@ import pandas as pd
 
 from histotile._atomic import check_writable
 from histotile._files import folder_lock, match_umask, remove_stale_staging
-from histotile.class_roles import training_roles
+from histotile.class_roles import require_positive_class, training_roles
 from histotile.errors import ModelError
 from histotile.models.audit import write_audit
 from histotile.models.backends import load_backend
@@ -34,6 +34,7 @@ from histotile.models.data import TileTable
 from histotile.models.ensemble import final_description, fold_ensemble
 from histotile.models.folds import FINAL, IN_PROCESS, FoldJob, FoldRunner, FoldSetup, load_table
 from histotile.models.metrics import flat_row, summarise
+from histotile.models.operating_choice import choose_on_validation
 from histotile.models.registry import check_tile_size, get_spec
 from histotile.models.settings import TrainSettings
 from histotile.models.splits import Splits, check_disjoint, make_splits
@@ -155,13 +156,7 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     check_tile_size(table.tile_size, spec.min_tile_size)  # before any tile is read
     for note in table.notes:
         log.info("%s: %s", table.source, note)
-    roles = training_roles(table.classes, table.geometry.get("tiling"),
-                           default_class=settings.default_class,
-                           positive_class=settings.positive_class, where=table.source)
-    settings = dataclasses.replace(settings, default_class=roles.default_class,
-                                   positive_class=roles.positive_class)
-    log.info("classes %s; default class %r, positive class %r", table.classes,
-             roles.default_class, roles.positive_class)
+    settings = _with_roles(table, settings)
     targets, groups = table.targets, table.groups
     splits = make_splits(targets, groups, table.classes, folds=settings.folds,
                          test_fraction=settings.test_fraction, seed=settings.seed,
@@ -210,8 +205,13 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
         (staging / weights_file).write_bytes(weights)
     test_metrics = final.metrics if final is not None else None
     execution = {**runner.describe(), "device": str(device), "seed": settings.seed}
+    chosen = choose_on_validation(  # threshold (and temperature) on out-of-fold only
+        settings.operating_point, settings.calibrate, table.classes, settings.positive_class,
+        [(targets[job.val_rows], r.proba) for r, job in zip(results, jobs)],
+        None if final is None or final.proba is None else (targets[splits.test], final.proba))
     card = _write_outputs(staging, table, splits, settings, spec, fold_metrics, summary,
-                          test_metrics, histories, final_epochs, weights_file, execution)
+                          test_metrics, histories, final_epochs, weights_file, execution,
+                          chosen)
     audit_parts = [(r.tag, job.val_rows, r.proba) for r, job in zip(results, jobs)]
     scores = {"cross-validation (all folds)": [(targets[job.val_rows], r.proba)
                                                for r, job in zip(results, jobs)]}
@@ -226,11 +226,30 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     return TrainResult(staging, table.classes, fold_metrics, summary, test_metrics, card, 0.0)
 
 
+def _with_roles(table: TileTable, settings: TrainSettings) -> TrainSettings:
+    """The settings with the class roles filled in (:mod:`histotile.class_roles`); a
+    binary task whose class order nobody declared must name its positive class."""
+    tiler = table.geometry.get("tiling") or {}
+    # Sorted folder names, or a manifest declaring no order: nobody chose the last class.
+    guessed = table.kind == "imagefolder" or not table.declared_classes
+    require_positive_class(table.classes, positive_class=settings.positive_class,
+                           guessed_order=guessed and not (settings.classes
+                                                          or tiler.get("positive_class")),
+                           where=table.source)
+    roles = training_roles(table.classes, tiler, default_class=settings.default_class,
+                           positive_class=settings.positive_class, where=table.source)
+    log.info("classes %s; default class %r, positive class %r", table.classes,
+             roles.default_class, roles.positive_class)
+    return dataclasses.replace(settings, default_class=roles.default_class,
+                               positive_class=roles.positive_class)
+
+
 def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: TrainSettings,
                    spec, fold_metrics: list[dict[str, Any]], summary: dict[str, Any],
                    test_metrics: dict[str, Any] | None, histories: list[dict[str, Any]],
                    final_epochs: int, weights_file: str | None,
-                   execution: dict[str, Any] | None = None) -> dict[str, Any]:
+                   execution: dict[str, Any] | None = None,
+                   chosen: dict[str, Any] | None = None) -> dict[str, Any]:
     from histotile.models.plots import confusion_matrices, learning_curves
 
     classes = table.classes
@@ -246,6 +265,11 @@ def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: Tr
                      "n_train": test_metrics["n_train"],
                      "train_seconds": test_metrics["train_seconds"],
                      "train_tiles_per_s": test_metrics["train_tiles_per_s"]})
+    chosen = chosen or {}
+    at_point = chosen.get("test_at_operating_point")
+    if at_point is not None:  # the test split again, at the card's threshold
+        rows.append({"part": f"test at threshold {at_point['threshold']:.4f}",
+                     **flat_row(at_point, classes)})
     pd.DataFrame(rows).to_csv(staging / METRICS_FILE, index=False)
     history = pd.DataFrame(histories)
     history.to_csv(staging / HISTORY_FILE, index=False)
@@ -257,6 +281,9 @@ def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: Tr
             [np.asarray(m["confusion"]) for m in fold_metrics], axis=0)
     if test_metrics is not None:
         matrices["test (final model)"] = test_metrics["confusion"]
+    if at_point is not None:
+        matrices[f"test, {at_point['positive_class']} if p >= {at_point['threshold']:.2f}"
+                 ] = at_point["confusion"]
     if matrices:
         confusion_matrices(matrices, classes, staging / CONFUSION_FILE)
     card = build_card(
@@ -274,6 +301,9 @@ def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: Tr
         final_epochs=final_epochs if settings.final_model else None)
     card["final_model"] = final_description(settings, len(fold_metrics), final_epochs)
     card["execution"] = execution  # engine, world size, device, seed (see models.folds)
+    card["operating_point"] = chosen.get("operating_point")  # models.operating_point
+    card["calibration"] = chosen.get("calibration")
+    card["metrics"]["test_at_operating_point"] = chosen.get("test_at_operating_point")
     write_card(card, staging)
     return card
 

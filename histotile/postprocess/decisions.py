@@ -22,6 +22,7 @@ import pandas as pd
 
 from histotile._atomic import write_text_atomic
 from histotile.errors import ConfigError, DatasetError, ModelError
+from histotile.models.operating_point import DEFAULT_THRESHOLD
 from histotile.postprocess.predictions import PROB_PREFIX, SlidePredictions, prob_column
 
 DEFAULT_THRESHOLDS = (0.10, 0.25, 0.50, 0.75, 0.90)
@@ -99,7 +100,8 @@ def positive_probabilities(predictions: Any, positive_class: str | None) -> np.n
 
 
 def slide_decision(predictions: Any, positive_class: str | None = None, *,
-                   tile_threshold: float = 0.5, fraction_threshold: float = 0.5) -> Decision:
+                   tile_threshold: float = DEFAULT_THRESHOLD,
+                   fraction_threshold: float = 0.5) -> Decision:
     """Patch-majority decision of one slide or image.
 
     Args:
@@ -209,7 +211,7 @@ def threshold_sweep(
     target_sensitivity: float = 1.0,
     *,
     positive_class: str | None = None,
-    tile_threshold: float = 0.5,
+    tile_threshold: float = DEFAULT_THRESHOLD,
 ) -> SweepResult:
     """Decision counts and rates over slides for several fraction thresholds.
 

@@ -29,6 +29,7 @@ import pandas as pd
 
 from histotile._atomic import atomic_path, check_writable
 from histotile.errors import ConfigError, DatasetError
+from histotile.models.operating_point import DEFAULT_THRESHOLD
 from histotile.postprocess.annotation_truth import (
     labelling_settings,
     resolve_annotation,
@@ -166,7 +167,8 @@ def predicted_classes(probabilities: np.ndarray, positive: int,
 
 
 def evaluate_tiles(predictions: SlidePredictions, truth: Sequence[Any] | np.ndarray, *,
-                   positive_class: str, tile_threshold: float = 0.5) -> SlideEvaluation:
+                   positive_class: str, tile_threshold: float = DEFAULT_THRESHOLD
+                   ) -> SlideEvaluation:
     """Evaluate ``predictions`` against a known class per tile.
 
     Args:
@@ -237,7 +239,7 @@ def evaluate_slide(
     annotation: Any,
     *,
     positive_class: str,
-    tile_threshold: float = 0.5,
+    tile_threshold: float = DEFAULT_THRESHOLD,
     min_label_fraction: float | None = None,
     default_class: str | None = None,
     palette: dict[str, tuple[int, int, int]] | None = None,

@@ -147,6 +147,7 @@ def predict_slide(
     queue_size: int = 3,
     progress: Progress | None = None,
     part: tuple[int, int] | None = None,
+    threshold: float | None = None,
 ) -> SlidePredictions:
     """Classify every tissue tile of a slide.
 
@@ -167,11 +168,15 @@ def predict_slide(
             equal slices of the tissue tiles (raster order), so a very large slide can be
             spread over several workers; :func:`concat_predictions` of all the parts
             equals the whole slide's predictions.
+        threshold: the positive-class tile threshold to record for later stages
+            (default: the model card's operating point, else 0.5); the sidecar's
+            ``settings.threshold`` says which it was (``value``, ``source``).
 
     Returns:
         :class:`SlidePredictions`: x, y, extent (level-0 px), tissue_fraction and
         ``prob_<class>`` per tile, with the slide, settings and model reference.
     """
+    from histotile.models.operating_point import tile_threshold
     from histotile.tiling import plan_tiles
 
     classes = _check_predictor(predictor)
@@ -204,7 +209,10 @@ def predict_slide(
                "read_size": int(grid.read_size), "size": int(grid.size),
                "extent": int(grid.extent), "stride": int(grid.stride),
                "tissue_threshold": float(plan.threshold), "batch_size": batch_size,
-               "engine": getattr(predictor, "engine", None)}
+               "engine": getattr(predictor, "engine", None),
+               "tta": bool(getattr(predictor, "tta", False)),
+               "temperature": getattr(predictor, "temperature", None),
+               "threshold": tile_threshold(predictor.card, threshold).to_dict()}
         if part is not None:
             run["part"] = [int(part[0]), int(part[1])]
         return SlidePredictions(slide.name, str(slide_path), slide.dimensions, slide.mpp,

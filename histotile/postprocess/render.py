@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from histotile.errors import ConfigError
+from histotile.models.operating_point import DEFAULT_THRESHOLD
 from histotile.postprocess.blend import (
     blend_constant,
     check_alpha,
@@ -54,7 +55,7 @@ class BlendStyle:
     """
 
     mode: str = "threshold"
-    threshold: float = 0.5
+    threshold: float = DEFAULT_THRESHOLD
     color: tuple[int, int, int] = (0, 255, 0)
     alpha: float = 0.4
     colormap: str = "viridis"

@@ -62,8 +62,10 @@ def combine_evaluations(records, out_dir: str | Path) -> Path | None:
                "accuracy": _safe_ratio(
                    sum(sum(row["confusion"][i][i] for i in range(len(row["confusion"])))
                        for row in rows), totals["tiles"])}
-    columns = ["slide", "tiles", "TN", "FP", "FN", "TP", "sensitivity", "specificity",
-               "accuracy"]
+    about = sorted({str(row.get("positive_class")) for row in rows})
+    overall["positive_class"] = about[0] if len(about) == 1 else ", ".join(about)
+    columns = ["slide", "positive_class", "tiles", "TN", "FP", "FN", "TP", "sensitivity",
+               "specificity", "accuracy", "tile_threshold", "tile_threshold_source"]
     table = pd.DataFrame([{c: row.get(c) for c in columns} for row in rows] + [overall])
     write_text_atomic(Path(out_dir) / "evaluation.csv", table.to_csv(index=False))
     return write_text_atomic(Path(out_dir) / "evaluation.json", json.dumps(

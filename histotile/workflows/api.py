@@ -51,12 +51,12 @@ def tile_batch(slides: Iterable[str | Path] | str | Path, out_dir: str | Path, *
 def run_batch(slides: Iterable[str | Path] | str | Path, model_dir: str | Path,
               out_dir: str | Path, *, annotations: str | Path | None = None,
               class_name: str | None = None, default_class: str | None = None,
-              mode: str = _HEATMAP.mode, threshold: float = _HEATMAP.threshold,
+              mode: str = _HEATMAP.mode, threshold: float | None = _HEATMAP.threshold,
               alpha: float = _HEATMAP.alpha, color: str = _HEATMAP.color,
               downsample: float | None = None,
               decision_threshold: float = _HEATMAP.decision_threshold,
               batch_size: int | None = None, tiling: dict[str, Any] | None = None,
-              engine: str = RunOptions.engine,
+              engine: str = RunOptions.engine, tta: bool = RunOptions.tta,
               execution: Execution | None = None, overwrite: bool = False,
               progress: bool = False) -> list[SlideRecord]:
     """Predict, write heatmap slides, decide and (where annotated) evaluate every slide.
@@ -71,17 +71,20 @@ def run_batch(slides: Iterable[str | Path] | str | Path, model_dir: str | Path,
         default_class: the truth of unannotated tiles for evaluation (default: the
             model card's; see :mod:`histotile.class_roles`).
         mode, threshold, alpha, color, downsample: heatmap style (see
-            :func:`histotile.postprocess.write_heatmap`).
+            :func:`histotile.postprocess.write_heatmap`); ``threshold`` None: the model
+            card's operating point, else 0.5 (the predictions' JSON records which).
         decision_threshold: a slide is positive when at least this fraction of its
             tiles is positive.
         tiling: tiling overrides (default: tiles cut as in training).
         engine: the inference engine (see :class:`histotile.models.Predictor`).
+        tta: test-time augmentation (each tile's 8 flips and rotations averaged).
     """
     options = {"annotations": annotations, "class_name": class_name,
                "default_class": default_class, "mode": mode,
                "threshold": threshold, "alpha": alpha, "color": color,
                "downsample": downsample, "decision_threshold": decision_threshold,
                "batch_size": batch_size, "engine": engine, "overwrite": overwrite,
+               "tta": tta,
                **(tiling or {})}
     records = slide_batch("run", _as_list(slides), out_dir, options, model_dir=model_dir,
                           execution=execution, show_progress=progress)

@@ -150,7 +150,10 @@ def slide_batch(kind: str, slides: Iterable[str | Path], out_dir: str | Path,
         run = RunOptions.pick(options)
         common.update(model_dir=str(model_dir), tiling=run.tiling, batch_size=run.batch_size,
                       region_megapixels=(execution or Execution()).region_megapixels,
-                      geojson=run.geojson, engine=run.engine)
+                      geojson=run.geojson, engine=run.engine,
+                      **({"tta": True} if run.tta else {}))
+    if kind == "predict" and run.threshold is not None:
+        common["threshold"] = run.threshold
     if kind in ("heatmap", "run"):
         common["heatmap"] = heatmap
     if kind == "heatmap":
@@ -211,8 +214,10 @@ def evaluate_image_folder(model_dir: str | Path, folder: str | Path, out_dir: st
     """``histotile evaluate-images`` (see :mod:`histotile.workflows.image_evaluation`)."""
     from histotile.workflows.image_evaluation import evaluate_images
 
-    predictor = load_predictor(model_dir, options.get("batch_size"))
-    keys = ("positive_class", "patch_size", "patch_stride", "target_sensitivity")
+    predictor = load_predictor(model_dir, options.get("batch_size"),
+                               tta=bool(options.get("tta")))
+    keys = ("positive_class", "patch_size", "patch_stride", "target_sensitivity",
+            "tile_threshold")
     result = evaluate_images(predictor, folder, out_dir, **_pick(options, keys))
     if show_progress:
         from histotile.workflows.console import out

@@ -168,6 +168,9 @@ def tile(slides: tuple[str, ...], out_dir: str, **options: Any) -> None:
 @cli.command(epilog=examples("predict"))
 @slides_argument
 @prediction_options
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Tile threshold recorded for heatmap, evaluate and the QuPath regions "
+                   "(default: the model card's operating point, else 0.5).")
 @engine_option
 @tiling_options
 @execution_options
@@ -234,7 +237,8 @@ def evaluate(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
 @click.option("--class", "class_name", default=None,
               help="Class to explain (default: the model card's positive class).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=HeatmapOptions.threshold,
-              show_default=True)
+              help="Tile probability from which a tile is positive (default: the model "
+                   "card's operating point, else 0.5).")
 @execution_options
 @overwrite_option
 @config_option

@@ -26,7 +26,9 @@ EXAMPLES = {
     "train": ("histotile train tiles/manifest.csv --out model/ --model lenet --folds 4\n"
               "  histotile train tiles/manifest.csv --out model/ --model resnet18 --epochs 20\n"
               "  histotile train tiles/manifest.csv --out model/ --workers 2\n"
-              "  torchrun --nproc-per-node 2 -m histotile train tiles/manifest.csv --out model/"),
+              "  torchrun --nproc-per-node 2 -m histotile train tiles/manifest.csv --out model/\n"
+              "  histotile train patches/ --out model/ --positive-class idc "
+              "--operating-point sensitivity=0.9"),
     "evaluate-images": ("histotile evaluate-images model/ breakhis-test/ --out image-eval/\n"
                         "  histotile evaluate-images model/ test/ --out e/ "
                         "--target-sensitivity 0.95"),
@@ -114,6 +116,9 @@ prediction_options = option_group(
     click.option("--batch-size", type=click.IntRange(1), default=None),
     click.option("--no-geojson", is_flag=True,
                  help="Skip predictions.geojson and regions.geojson (QuPath objects)."),
+    click.option("--tta", is_flag=True, default=None,
+                 help="Test-time augmentation: each tile's probabilities averaged over its 8 "
+                      "flips and 90-degree rotations (8 times the inference work)."),
 )
 
 tiling_options = option_group(
@@ -183,7 +188,9 @@ heatmap_options = option_group(
                  show_default=True,
                  help="Colour tiles above --threshold, or a colour map of probability."),
     click.option("--threshold", type=click.FloatRange(0, 1), default=_HEATMAP.threshold,
-                 show_default=True),
+                 help="Tile probability from which a tile is positive (default: the one "
+                      "the predictions record: the model card's operating point, else "
+                      "0.5)."),
     click.option("--alpha", type=click.FloatRange(0, 1), default=_HEATMAP.alpha,
                  show_default=True),
     click.option("--color", default=_HEATMAP.color, show_default=True,

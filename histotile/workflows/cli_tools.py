@@ -137,6 +137,9 @@ def bench(quick: bool, work: str, out_path: str | None, size: tuple[int, int] | 
 @click.option("--insecure", is_flag=True, help="Allow --host beyond loopback without a token.")
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=50.0,
               show_default=True, help="Largest upload accepted (413 above).")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Tile threshold of the classify service (default: the model card's "
+                   "operating point, else 0.5).")
 @config_option
 @handle_errors
 def serve(paths: tuple[str, ...], model_dir: str | None, **options: Any) -> None:

@@ -78,7 +78,16 @@ from histotile.workflows.cli_options import (
               default=None, help="Reference image of that normaliser.")
 @click.option("--positive-class", default=None,
               help="The class to detect, written to the model card (default: the one "
-                   "given to 'tile', else the last class).")
+                   "given to 'tile'; required for two classes whose order comes from the "
+                   "data, e.g. an image folder's sorted folder names).")
+@click.option("--operating-point", default=None,
+              help="How the positive class's threshold is chosen on the out-of-fold "
+                   "predictions: balanced (default; maximum balanced accuracy), youden "
+                   "(maximum TPR - FPR, the same for two classes), sensitivity=0.9, "
+                   "specificity=0.9, or a fixed threshold such as 0.5.")
+@click.option("--calibrate/--no-calibrate", default=None,
+              help="Fit a temperature on the out-of-fold predictions; the model card "
+                   "records it and prediction applies it (default off).")
 @click.option("--default-class", default=None,
               help="Label of unannotated tiles, written to the model card (default: the "
                    "one given to 'tile', else the first class).")
@@ -133,6 +142,11 @@ def train(data: str, out_dir: str, **options: Any) -> None:
               help="Patch side in pixels (default: as the model was trained).")
 @click.option("--patch-stride", type=click.IntRange(1), default=None,
               help="Step between patches (default: as trained, else the patch size).")
+@click.option("--threshold", "tile_threshold", type=click.FloatRange(0, 1), default=None,
+              help="Probability from which a patch is positive (default: the model "
+                   "card's operating point, else 0.5).")
+@click.option("--tta", is_flag=True, default=None,
+              help="Test-time augmentation: average each patch's 8 flips and rotations.")
 @click.option("--target-sensitivity", type=click.FloatRange(0, 1), default=1.0,
               show_default=True, help="Choose the highest t whose sensitivity reaches this.")
 @click.option("--batch-size", type=click.IntRange(1), default=None)

@@ -183,21 +183,42 @@ def bench_progress() -> Iterator[Callable[..., None]]:
 
 
 def training_summary(result) -> Any:
-    """A rich table of cross-validation (mean +- std over folds) and test metrics."""
+    """A rich table of cross-validation (mean +- std over folds) and test metrics, the
+    test split also at the card's operating point; each rate names the class it is
+    about ("sensitivity (idc)"), balanced accuracy and AUC stand beside accuracy."""
+    card = getattr(result, "card", None) or {}
+    point = card.get("operating_point") or {}
+    at_point = (card.get("metrics") or {}).get("test_at_operating_point")
+    positive = (result.test or {}).get("positive_class") or card.get("positive_class")
+    about = f" ({positive})" if positive and len(result.classes) == 2 else " (macro)"
     table = Table(title=f"cross-validation ({len(result.folds)} folds) and held-out test",
                   title_justify="left")
     table.add_column("metric")
     table.add_column("folds: mean +- std", justify="right")
-    table.add_column("test", justify="right")
-    for name in ("accuracy", "loss", "sensitivity", "specificity", "precision", "f1",
-                 "roc_auc", "tiles_per_second"):
+    table.add_column("test (threshold 0.5)" if at_point else "test", justify="right")
+    if at_point:
+        table.add_column(escape(f"test (threshold {at_point['threshold']:.3f})"),
+                         justify="right")
+    for name in ("accuracy", "balanced_accuracy", "roc_auc", "loss", "sensitivity",
+                 "specificity", "precision", "f1", "tiles_per_second"):
         stats = result.summary.get(name)
-        test = (result.test or {}).get(name)
-        if not isinstance(test, (int, float)):
-            test = None
-        if not stats and test is None:
+        tests = [_figure((result.test or {}).get(name))]
+        if at_point:
+            tests.append(_figure(at_point.get(name)))
+        if not stats and tests[0] is None:
             continue
         mean = "-" if not stats or stats.get("mean") is None else (
             f"{stats['mean']:.3f} +- {stats.get('std') or 0:.3f}")
-        table.add_row(name, mean, "-" if test is None else f"{test:.3f}")
+        label = name.replace("_", " ").replace("roc auc", "AUC")
+        if name in ("sensitivity", "specificity", "precision", "f1", "roc_auc"):
+            label += about
+        table.add_row(escape(label), mean, *("-" if v is None else f"{v:.3f}" for v in tests))
+    if point.get("threshold") is not None:
+        table.caption = escape(f"operating point ({point.get('rule')}): {positive} when its "
+                               f"probability >= {point['threshold']:.3f}, chosen on the "
+                               f"{point.get('fitted_on') or 'rule alone'}")
     return table
+
+
+def _figure(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None

@@ -135,21 +135,26 @@ def _predict(out_dir: Path, model_dir: Path, settings, say, outputs: dict[str, s
                                     progress=lambda done, total: advance(0) or None)
     outputs["predictions"] = str(predictions.save(out_dir / "predictions.csv"))
     # Screening-style patch-majority rule: positive when at least 10 % of the tiles are.
-    decision = slide_decision(predictions, POSITIVE, tile_threshold=0.5,
+    threshold = predictor.threshold  # the card's operating point
+    decision = slide_decision(predictions, POSITIVE, tile_threshold=threshold.value,
                               fraction_threshold=0.1)
     say(f"   {len(predictions)} tiles; slide decision: "
         f"{'positive' if decision.positive else 'negative'} for {POSITIVE} "
-        f"({decision.fraction:.1%} of tiles at probability >= 0.5; positive from 10 %)")
+        f"({decision.fraction:.1%} of tiles at {POSITIVE} probability >= "
+        f"{threshold.value:.3f}, from the {threshold.source}; positive from 10 %)")
     return predictions
 
 
 def _heatmaps(out_dir: Path, predictions, say, outputs: dict[str, str]) -> None:
     """Step 4: the threshold and the continuous heatmap slides with their previews."""
     from histotile.postprocess import write_heatmap
+    from histotile.workflows.roles import used_threshold
 
     say("[bold]4/5 heatmap slides[/] (pyramidal JPEG TIFF for OpenSlide/QuPath + PNG preview)")
+    used = used_threshold(predictions, None, POSITIVE).value  # the card's, as recorded
     threshold = write_heatmap(SLIDE, predictions, out_dir / "heatmap.tif", class_name=POSITIVE,
-                              preview_path=out_dir / "heatmap_preview.png", alpha=0.4)
+                              preview_path=out_dir / "heatmap_preview.png", alpha=0.4,
+                              threshold=used)
     continuous = write_heatmap(SLIDE, predictions, out_dir / "heatmap_probability.tif",
                                class_name=POSITIVE, mode="continuous",
                                preview_path=out_dir / "heatmap_probability_preview.png")
@@ -161,20 +166,23 @@ def _heatmaps(out_dir: Path, predictions, say, outputs: dict[str, str]) -> None:
 def _evaluate(out_dir: Path, predictions, say, outputs: dict[str, str]) -> None:
     """Step 5: the tiles scored against the painted annotation, and the side-by-side."""
     from histotile.postprocess import evaluate_slide, write_side_by_side
+    from histotile.workflows.roles import used_threshold
 
     say("[bold]5/5 evaluating[/] tiles against the painted annotation")
-    evaluation = evaluate_slide(SLIDE, predictions, OVERLAY, positive_class=POSITIVE)
+    used = used_threshold(predictions, None, POSITIVE).value  # the card's, as recorded
+    evaluation = evaluate_slide(SLIDE, predictions, OVERLAY, positive_class=POSITIVE,
+                                tile_threshold=used)
     outputs["side_by_side"] = str(write_side_by_side(
         SLIDE, predictions, OVERLAY, out_dir / "side_by_side.png", class_name=POSITIVE,
-        evaluation=evaluation))
+        threshold=used, evaluation=evaluation))
     row = evaluation.row()
     write_text_atomic(out_dir / "evaluation.json", json.dumps(plain(
         {**row, "confusion": evaluation.confusion.tolist(),
          "classes": list(evaluation.classes)}), indent=2))
     outputs["evaluation"] = str(out_dir / "evaluation.json")
     say(f"   tiles {row['tiles']}: TP {row['TP']}, FP {row['FP']}, FN {row['FN']}, "
-        f"TN {row['TN']}; sensitivity {row['sensitivity']:.3f}, "
-        f"specificity {row['specificity']:.3f}")
+        f"TN {row['TN']}; sensitivity ({POSITIVE}) {row['sensitivity']:.3f}, "
+        f"specificity ({POSITIVE}) {row['specificity']:.3f} at threshold {used:.3f}")
 
 
 def _show(outputs: dict[str, str], seconds: float) -> None:

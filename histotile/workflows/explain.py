@@ -17,14 +17,14 @@ from histotile.workflows.resumable import (
     resumable,
     saved_predictions,
 )
-from histotile.workflows.roles import resolve_positive_class
+from histotile.workflows.roles import resolve_positive_class, used_threshold
 from histotile.workflows.slide_predict import predict_part
 
 
 def explain_task(slide_path: str, out_dir: str, model_dir: str,
                  predictions_dir: str | None = None, annotation: str | None = None,
                  class_name: str | None = None, top: int = 8,
-                 threshold: float = HeatmapOptions.threshold,
+                 threshold: float | None = HeatmapOptions.threshold,
                  overwrite: bool = False) -> dict[str, Any]:
     """Explain one slide: ``OUT/<slide>/explanations.png`` and ``.html``. Uses the saved
     predictions in ``predictions_dir`` when given, else predicts the slide first."""
@@ -43,13 +43,14 @@ def explain_task(slide_path: str, out_dir: str, model_dir: str,
             predictions = predict_part(slide_path, model_dir, None, None, None)
         positive_class = resolve_positive_class(list(predictions.classes),
                                                 predictions.model, class_name)
+        used = used_threshold(predictions, threshold, positive_class).value
         truth = None
         if annotation is not None:
             truth = evaluate_slide(slide_path, predictions, annotation,
                                    positive_class=positive_class,
-                                   tile_threshold=threshold).truth
+                                   tile_threshold=used).truth
         paths = write_explanations(slide_path, predictions, predictor, outputs.folder,
-                                   class_name=positive_class, top=top, threshold=threshold,
+                                   class_name=positive_class, top=top, threshold=used,
                                    truth=truth, overwrite=True)
         return {**prediction_fields(predictions),
                 "outputs": {k: str(v) for k, v in paths.items()},
@@ -75,7 +76,7 @@ def explain_batch(slides: Iterable[str | Path], model_dir: str | Path, out_dir: 
              "predictions_dir": None if predictions_dir is None else str(predictions_dir),
              "annotation": _annotation(path, options.get("annotations")),
              "class_name": options.get("class_name"), "top": int(options.get("top") or 8),
-             "threshold": float(options.get("threshold", HeatmapOptions.threshold)),
+             "threshold": options.get("threshold", HeatmapOptions.threshold),
              "overwrite": bool(options.get("overwrite"))}
             for path in resolve_slides(slides)]
     return _run(explain_task, jobs, execution, "explain", show_progress)

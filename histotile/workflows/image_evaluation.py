@@ -36,11 +36,14 @@ class ImageEvaluation:
             class), ``called`` (positive at the chosen threshold, else at 0.5).
         sweep: the threshold table (:class:`histotile.postprocess.decisions.SweepResult`).
         outputs: files written, by name.
+        tile_threshold: the patch threshold used and where it came from (``value``,
+            ``source``: the card, the flag, or the default 0.5).
     """
 
     images: pd.DataFrame
     sweep: Any
     outputs: dict[str, str]
+    tile_threshold: dict[str, Any] | None = None
 
 
 def patch_geometry(card: dict[str, Any], patch_size: int | None,
@@ -58,7 +61,7 @@ def evaluate_images(predictor, folder: str | Path, out_dir: str | Path, *,
                     positive_class: str | None = None, patch_size: int | None = None,
                     patch_stride: int | None = None,
                     thresholds: Sequence[float] = THRESHOLDS,
-                    target_sensitivity: float = 1.0, tile_threshold: float = 0.5,
+                    target_sensitivity: float = 1.0, tile_threshold: float | None = None,
                     progress: Callable[[int, int], None] | None = None) -> ImageEvaluation:
     """Patch-majority image decisions and the threshold table (see the module).
 
@@ -70,18 +73,22 @@ def evaluate_images(predictor, folder: str | Path, out_dir: str | Path, *,
         patch_size, patch_stride: patch geometry in image pixels (default: the card's).
         thresholds: the fractions t of the table.
         target_sensitivity: the chosen t is the highest whose sensitivity reaches this.
-        tile_threshold: positive-class probability from which a patch is positive.
+        tile_threshold: positive-class probability from which a patch is positive
+            (default: the model card's operating point, else 0.5).
         progress: ``progress(done, total)`` in patches.
     """
     from histotile.class_roles import card_roles
     from histotile.models.data import TileReader
     from histotile.models.imagefolder import scan_imagefolder
+    from histotile.models.operating_point import tile_threshold as resolve_tile_threshold
     from histotile.postprocess.decisions import called_positive, threshold_sweep
 
     folder, out_dir = Path(folder), Path(out_dir)
     classes = [str(c) for c in predictor.classes]
     roles = card_roles({**predictor.card, "classes": classes}, positive_class=positive_class)
     positive = roles.positive_class
+    used = resolve_tile_threshold(predictor.card, tile_threshold, positive)
+    tile_threshold = used.value
     size, stride = patch_geometry(predictor.card, patch_size, patch_stride)
     frame, _, _, notes = scan_imagefolder(folder, patch_size=size, patch_stride=stride)
     unknown = sorted(set(frame["label"]) - set(classes))
@@ -110,12 +117,14 @@ def evaluate_images(predictor, folder: str | Path, out_dir: str | Path, *,
     header = (f"# Image-level threshold table\n\n{len(images)} images of {folder}, "
               f"{int(frame.shape[0])} patches"
               + (f" of {size} px at stride {stride or size}" if size else "")
-              + f"; positive class {positive!r}.\n\n" + "".join(f"- {n}\n" for n in notes)
+              + f"; positive class {positive!r}; a patch is positive when its {positive} "
+              f"probability is >= {used.value:.4g} (threshold from the {used.source}).\n\n"
+              + "".join(f"- {n}\n" for n in notes)
               + "\n")
     outputs["markdown"] = str(write_text_atomic(out_dir / "thresholds.md",
                                                 header + sweep.to_markdown()))
-    outputs["plot"] = str(_plot(sweep, out_dir / "thresholds.png"))
-    return ImageEvaluation(images, sweep, outputs)
+    outputs["plot"] = str(_plot(sweep, out_dir / "thresholds.png", positive))
+    return ImageEvaluation(images, sweep, outputs, used.to_dict())
 
 
 def _predict(predictor, reader, progress) -> np.ndarray:
@@ -146,7 +155,7 @@ def _per_image(frame: pd.DataFrame, positive: str) -> pd.DataFrame:
     return images
 
 
-def _plot(sweep, path: Path) -> Path:
+def _plot(sweep, path: Path, positive: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -157,7 +166,8 @@ def _plot(sweep, path: Path) -> Path:
     table = sweep.table
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for column in ("accuracy", "sensitivity", "specificity"):
-        ax.plot(table["threshold"], table[column], marker="o", label=column)
+        label = column if column == "accuracy" else f"{column} ({positive})"
+        ax.plot(table["threshold"], table[column], marker="o", label=label)
     if sweep.chosen_threshold is not None:
         ax.axvline(sweep.chosen_threshold, color="grey", linestyle="--",
                    label=f"chosen t = {sweep.chosen_threshold:.2f}")

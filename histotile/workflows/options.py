@@ -93,7 +93,9 @@ class HeatmapOptions:
     class_name: str | None = None     # the class shown and decided on (default: model's)
     default_class: str | None = None  # truth of unannotated tiles (default: model card's)
     mode: str = "threshold"           # "threshold" or "continuous"
-    threshold: float = 0.5            # tile probability that counts as positive
+    threshold: float | None = None    # tile probability that counts as positive
+    #                                   (None: the model card's, else 0.5: see
+    #                                   histotile.models.operating_point.tile_threshold)
     alpha: float = 0.4                # overlay opacity, 0..1
     color: str | tuple[int, int, int] = "#00ff00"  # threshold-mode colour
     downsample: float | None = None   # heatmap resolution vs level 0 (None: automatic)
@@ -171,6 +173,8 @@ class RunOptions:
     batch_size: int | None = None         # tiles per inference batch (None: the model's)
     engine: str = "auto"                  # one of ENGINES (see histotile.models.Predictor)
     geojson: bool = True                  # also the QuPath files
+    tta: bool = False                     # average each tile's 8 flips and rotations
+    threshold: float | None = None        # predict's --threshold (None: the card's)
 
     @classmethod
     def pick(cls, options: dict[str, Any]) -> RunOptions:
@@ -178,7 +182,8 @@ class RunOptions:
         tiling = {k: options[k] for k in TILING_OPTIONS if options.get(k) is not None}
         run = cls(tiling=tiling or None, batch_size=options.get("batch_size"),
                   engine=options.get("engine") or cls.engine,
-                  geojson=not options.get("no_geojson"))
+                  geojson=not options.get("no_geojson"), tta=bool(options.get("tta")),
+                  threshold=options.get("threshold"))
         run.validate()
         return run
 
@@ -189,3 +194,5 @@ class RunOptions:
             raise ConfigError(f"engine {self.engine!r}: use one of {', '.join(ENGINES)}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"batch size {self.batch_size}: use 1 or more")
+        if self.threshold is not None and not 0 <= self.threshold <= 1:
+            raise ConfigError(f"threshold {self.threshold}: use a value from 0 to 1")

@@ -40,13 +40,14 @@ _PREDICTORS: dict[str, Any] = {}
 
 
 def load_predictor(model_dir: str | Path, batch_size: int | None = None,
-                   engine: str = RunOptions.engine):
-    """A Predictor per model folder (and engine), kept per process: a worker serving many
-    slides loads the weights once."""
+                   engine: str = RunOptions.engine, tta: bool = RunOptions.tta):
+    """A Predictor per model folder (and engine, and test-time augmentation), kept per
+    process: a worker serving many slides loads the weights once."""
     from histotile.models import Predictor
 
-    key = f"{Path(model_dir).resolve()}|{batch_size}|{engine}"
+    key = f"{Path(model_dir).resolve()}|{batch_size}|{engine}|{bool(tta)}"
     if key not in _PREDICTORS:
-        _PREDICTORS[key] = Predictor(model_dir, batch_size=batch_size, engine=engine)
+        _PREDICTORS[key] = Predictor(model_dir, batch_size=batch_size, engine=engine,
+                                     tta=bool(tta))
         set_threads()  # torch is loaded now: give it the task's thread budget too
     return _PREDICTORS[key]

@@ -38,3 +38,31 @@ def assumed_note(roles, *extra: str) -> str | None:
     warning (None when nothing was assumed)."""
     notes = [n for n in roles.assumed if "default class" not in n] + list(extra)
     return "; ".join(notes) or None
+
+
+def used_threshold(predictions, flag: float | None, class_name: str | None = None):
+    """The tile threshold a stage applies to saved predictions
+    (:class:`~histotile.models.operating_point.TileThreshold`): ``flag`` (``--threshold``)
+    when given; else the one their sidecar records (the model card's operating point, or
+    predict's flag), unless it is about another class than ``class_name``; else 0.5,
+    saying why."""
+    from histotile.models.operating_point import (
+        DEFAULT_THRESHOLD,
+        SOURCE_CARD,
+        TileThreshold,
+        tile_threshold,
+    )
+
+    if flag is not None:
+        return tile_threshold(None, flag)
+    recorded = (predictions.settings or {}).get("threshold")
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("value"), (int, float)):
+        return TileThreshold(DEFAULT_THRESHOLD, f"default {DEFAULT_THRESHOLD:g} (the "
+                             "predictions record no threshold: predicted before operating "
+                             "points)")
+    about = (predictions.model or {}).get("positive_class")
+    if (recorded.get("source") == SOURCE_CARD and class_name is not None
+            and about is not None and class_name != about):
+        return TileThreshold(DEFAULT_THRESHOLD, f"default {DEFAULT_THRESHOLD:g} (the card's "
+                             f"threshold is about {about!r}, not {class_name!r})")
+    return TileThreshold(float(recorded["value"]), str(recorded.get("source")))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from histotile.workflows.options import HeatmapOptions, RunOptions
 from histotile.workflows.process import load_predictor, set_threads
 from histotile.workflows.resumable import engine_setting, prediction_fields, resumable
-from histotile.workflows.roles import resolve_positive_class
+from histotile.workflows.roles import resolve_positive_class, used_threshold
 from histotile.wsi import open_slide
 
 if TYPE_CHECKING:  # annotations only: prediction is imported where it runs
@@ -33,18 +33,20 @@ def _merged_tiling(predictor, tiling: dict[str, Any] | None):
 def predict_and_save(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
              batch_size: int | None, outputs,
              region_megapixels: float | None = None, engine: str = RunOptions.engine,
-             progress: Progress | None = None
-             ) -> tuple[Any, dict[str, str], int]:
+             progress: Progress | None = None, tta: bool = RunOptions.tta,
+             threshold: float | None = None) -> tuple[Any, dict[str, str], int]:
     """Predict (in parts over the cluster when large), save; return the predictions, the
     files written and the number of parts. ``progress(done, total)`` follows the tiles
-    classified (in one process only: parts on a cluster report nothing)."""
+    classified (in one process only: parts on a cluster report nothing). ``tta``:
+    test-time augmentation; ``threshold``: a flag's tile threshold, recorded (None: the
+    card's)."""
     parts = _region_parts(slide_path, region_megapixels)
     if parts > 1:
         predictions = _predict_on_cluster(slide_path, model_dir, tiling, batch_size, parts,
-                                          engine)
+                                          engine, tta, threshold)
     else:
         predictions = predict_part(slide_path, model_dir, tiling, batch_size, None, engine,
-                                   progress=progress)
+                                   progress=progress, tta=tta, threshold=threshold)
     path = predictions.save(outputs.path("predictions.csv"), overwrite=True)
     return predictions, {"predictions": str(path)}, parts
 
@@ -52,14 +54,16 @@ def predict_and_save(slide_path: str, model_dir: str, tiling: dict[str, Any] | N
 def predict_part(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
                  batch_size: int | None, part: tuple[int, int] | None,
                  engine: str = RunOptions.engine,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, tta: bool = RunOptions.tta,
+                 threshold: float | None = None):
     """Predictions of one slide, or of one part of it (a task of its own on a cluster)."""
     from histotile.postprocess import predict_slide
 
     set_threads()
-    predictor = load_predictor(model_dir, batch_size, engine)
+    predictor = load_predictor(model_dir, batch_size, engine, tta)
     return predict_slide(slide_path, predictor, tiling=_merged_tiling(predictor, tiling),
-                         batch_size=batch_size, part=part, progress=progress)
+                         batch_size=batch_size, part=part, progress=progress,
+                         threshold=threshold)
 
 
 def _region_parts(slide_path: str, region_megapixels: float | None) -> int:
@@ -79,7 +83,8 @@ def _region_parts(slide_path: str, region_megapixels: float | None) -> int:
 
 
 def _predict_on_cluster(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
-                        batch_size: int | None, parts: int, engine: str = RunOptions.engine):
+                        batch_size: int | None, parts: int, engine: str = RunOptions.engine,
+                        tta: bool = RunOptions.tta, threshold: float | None = None):
     """Spread the parts of a very large slide over the cluster: each part is a task that
     gets only paths and settings; the tables of probabilities come back and are joined.
     This task leaves its worker slot while waiting (worker_client secedes)."""
@@ -89,7 +94,8 @@ def _predict_on_cluster(slide_path: str, model_dir: str, tiling: dict[str, Any] 
 
     with worker_client() as client:
         futures = [client.submit(predict_part, slide_path, model_dir, tiling, batch_size,
-                                 (index, parts), engine, pure=False, retries=2)
+                                 (index, parts), engine, None, tta, threshold, pure=False,
+                                 retries=2)
                    for index in range(parts)]
         return concat_predictions(client.gather(futures))
 
@@ -98,21 +104,33 @@ def predict_task(slide_path: str, out_dir: str, model_dir: str,
                  tiling: dict[str, Any] | None = None, batch_size: int | None = None,
                  overwrite: bool = False,
                  region_megapixels: float | None = None,
-                 geojson: bool = True, engine: str = RunOptions.engine) -> dict[str, Any]:
+                 geojson: bool = True, engine: str = RunOptions.engine,
+                 tta: bool = RunOptions.tta, threshold: float | None = None
+                 ) -> dict[str, Any]:
     """Predict one slide: ``OUT/<slide>/predictions.csv`` (+ ``.json`` sidecar) and, with
     ``geojson``, the QuPath files. On a cluster, slides over ``region_megapixels`` are
-    predicted in parts on several workers."""
+    predicted in parts on several workers. ``tta``: test-time augmentation;
+    ``threshold``: ``--threshold`` (None: the model card's), recorded in the sidecar."""
     def work(outputs, _prepared) -> dict[str, Any]:
         predictions, written, parts = predict_and_save(slide_path, model_dir, tiling,
                                                        batch_size, outputs,
-                                                       region_megapixels, engine)
+                                                       region_megapixels, engine, tta=tta,
+                                                       threshold=threshold)
         if geojson:
             written.update(qupath_files(predictions, outputs, HeatmapOptions()))
         return {**prediction_fields(predictions, parts), "outputs": written}
 
     return resumable("predict", slide_path, out_dir, overwrite,
-                     {"tiling": tiling, **engine_setting(engine)}, work,
+                     {"tiling": tiling, **engine_setting(engine),
+                      **prediction_setting(tta, threshold)}, work,
                      model_dir=model_dir, extra=None if geojson else {"geojson": False})
+
+
+def prediction_setting(tta: bool, threshold: float | None) -> dict[str, Any]:
+    """TTA and an explicit threshold as part of a task's fingerprint, only when given (so
+    folders finished before these options existed stay finished)."""
+    return {**({"tta": True} if tta else {}),
+            **({"threshold": float(threshold)} if threshold is not None else {})}
 
 
 def qupath_files(predictions, outputs, heatmap: HeatmapOptions) -> dict[str, str]:
@@ -126,5 +144,6 @@ def qupath_files(predictions, outputs, heatmap: HeatmapOptions) -> dict[str, str
                                                 predictions.model, heatmap.class_name)
     except ModelError:
         positive_class = None
+    threshold = used_threshold(predictions, heatmap.threshold, positive_class)
     return write_qupath(predictions, outputs.folder, class_name=positive_class,
-                        threshold=heatmap.threshold, overwrite=True)
+                        threshold=threshold.value, overwrite=True)

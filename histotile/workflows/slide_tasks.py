@@ -19,8 +19,17 @@ from histotile.workflows.resumable import (
     resumable,
     saved_predictions,
 )
-from histotile.workflows.roles import assumed_note, model_roles, resolve_positive_class
-from histotile.workflows.slide_predict import predict_and_save, qupath_files
+from histotile.workflows.roles import (
+    assumed_note,
+    model_roles,
+    resolve_positive_class,
+    used_threshold,
+)
+from histotile.workflows.slide_predict import (
+    predict_and_save,
+    prediction_setting,
+    qupath_files,
+)
 from histotile.wsi import open_slide
 
 StageProgress = Callable[[str, int, int], None]
@@ -113,20 +122,21 @@ def _heatmap_and_decision(slide_path: str, predictions, options: HeatmapOptions,
     roles = model_roles(list(predictions.classes), predictions.model,
                         positive=options.class_name)
     positive_class = roles.positive_class
+    used = used_threshold(predictions, options.threshold, positive_class)
     result = write_heatmap(
         slide_path, predictions, outputs.path("heatmap.tif"), class_name=positive_class,
-        mode=options.mode, threshold=options.threshold, color=options.rgb(),
+        mode=options.mode, threshold=used.value, color=options.rgb(),
         alpha=options.alpha, downsample=options.downsample, colormap=options.colormap,
         floor=DEFAULT_FLOOR if options.floor is None else options.floor,
         preview_path=outputs.path("preview.png"), overwrite=True)
-    decision = slide_decision(predictions, positive_class, tile_threshold=options.threshold,
+    decision = slide_decision(predictions, positive_class, tile_threshold=used.value,
                               fraction_threshold=options.decision_threshold)
     written = {"heatmap": str(result.path), "preview": str(result.preview_path)}
     from histotile.postprocess.montage import MONTAGE_FILE, write_montage
 
     written["montage"] = str(write_montage(
         slide_path, predictions, outputs.path(MONTAGE_FILE), class_name=positive_class,
-        threshold=options.threshold, overwrite=True))
+        threshold=used.value, overwrite=True))
     if options.probability_tiff:
         from histotile.postprocess.probability_slide import (
             PROBABILITY_FILE,
@@ -144,6 +154,7 @@ def _heatmap_and_decision(slide_path: str, predictions, options: HeatmapOptions,
         "warning": assumed_note(roles),
         "heatmap": {"mode": result.style.mode, "alpha": result.style.alpha,
                     "threshold": result.style.threshold,
+                    "threshold_source": used.source,
                     "downsample": result.downsample}}
 
 
@@ -176,11 +187,13 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
              overwrite: bool = False,
              region_megapixels: float | None = None,
              geojson: bool = True, engine: str = RunOptions.engine,
-             progress: StageProgress | None = None) -> dict[str, Any]:
+             progress: StageProgress | None = None,
+             tta: bool = RunOptions.tta) -> dict[str, Any]:
     """Predict, heatmap, decide and (with an annotation) evaluate one slide (prediction
     in parts over the cluster for slides over ``region_megapixels``); with ``geojson``
     also the QuPath files. ``progress(stage, done, total)`` names each stage as it
-    starts ("predicting", "heatmap", "evaluating") and follows the tiles classified."""
+    starts ("predicting", "heatmap", "evaluating") and follows the tiles classified.
+    ``tta``: test-time augmentation (see :class:`histotile.models.Predictor`)."""
     options = HeatmapOptions.of(heatmap)
     report = progress or (lambda _stage, _done, _total: None)
 
@@ -188,7 +201,8 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
         report("predicting", 0, 0)
         predictions, written, parts = predict_and_save(
             slide_path, model_dir, tiling, batch_size, outputs, region_megapixels, engine,
-            progress=lambda done, total: report("predicting", done, total))
+            progress=lambda done, total: report("predicting", done, total), tta=tta,
+            threshold=options.threshold)
         if geojson:
             written.update(qupath_files(predictions, outputs, options))
         report("heatmap", 0, 0)
@@ -209,7 +223,7 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
 
     return resumable("run", slide_path, out_dir, overwrite,
                      {"tiling": tiling, "heatmap": _recorded(heatmap, options),
-                      **engine_setting(engine)}, work,
+                      **engine_setting(engine), **prediction_setting(tta, None)}, work,
                      model_dir=model_dir,
                      extra={"annotation": file_identity(annotation),
                             **({} if geojson else {"geojson": False})})
@@ -224,7 +238,8 @@ def _evaluate(slide_path: str, predictions, annotation: str, positive_class: str
     from histotile._atomic import write_text_atomic
     from histotile.postprocess import evaluate_slide, write_side_by_side
 
-    threshold = options.threshold
+    used = used_threshold(predictions, options.threshold, positive_class)
+    threshold = used.value
     roles = model_roles(list(predictions.classes), predictions.model, positive=positive_class,
                         default=options.default_class)
     recorded = not any("default class" in note for note in roles.assumed)
@@ -233,6 +248,7 @@ def _evaluate(slide_path: str, predictions, annotation: str, positive_class: str
                                 tile_threshold=threshold, default_class=default)
     summary = plain({**evaluation.row(), "classes": list(evaluation.classes),
                      "positive_class": positive_class, "default_class": evaluation.default_class,
+                     "tile_threshold": used.value, "tile_threshold_source": used.source,
                      "confusion": evaluation.confusion.tolist()})
     from histotile.postprocess.evaluation import write_roc_pr
 

@@ -86,7 +86,17 @@ class Classifier:
         return {"name": self.name, "classes": classes,
                 "positive_class": default_positive(classes, predictor.card),
                 "patch_size": predictor.tile_size, "step": self.step,
-                "architecture": predictor.architecture, "backend": predictor.backend}
+                "architecture": predictor.architecture, "backend": predictor.backend,
+                **self.threshold(None, default_positive(classes, predictor.card))}
+
+    def threshold(self, flag: float | None, positive: str) -> dict[str, Any]:
+        """The tile threshold (``threshold``) and where it came from
+        (``threshold_source``): the request's or the server's, else the model card's
+        operating point, else 0.5."""
+        from histotile.models.operating_point import tile_threshold
+
+        used = tile_threshold(self.predictor.card, flag, positive)
+        return {"threshold": used.value, "threshold_source": used.source}
 
     @property
     def step(self) -> int:
@@ -119,8 +129,10 @@ class Classifier:
         with self._lock:
             return predictor.predict(tiles)
 
-    def classify(self, image: np.ndarray, name: str, threshold: float) -> dict[str, Any]:
-        """Per-patch probabilities, class fractions and the patch-majority decision."""
+    def classify(self, image: np.ndarray, name: str,
+                 threshold: float | None = None) -> dict[str, Any]:
+        """Per-patch probabilities, class fractions and the patch-majority decision at
+        ``threshold`` (None: the model card's operating point, else 0.5)."""
         from histotile.postprocess import slide_decision
 
         tiles, boxes = self.patches(image, name)
@@ -128,6 +140,8 @@ class Classifier:
         classes = list(self.predictor.classes)
         positive = default_positive(classes, self.predictor.card)
         column = classes.index(positive)
+        used = self.threshold(threshold, positive)
+        threshold = used["threshold"]
         decision = slide_decision(probabilities[:, column].astype(np.float64),
                                   tile_threshold=threshold, fraction_threshold=0.5)
         winners = np.bincount(probabilities.argmax(axis=1), minlength=len(classes))
@@ -136,7 +150,7 @@ class Classifier:
         return {
             "classes": classes,
             "positive_class": positive,
-            "threshold": threshold,
+            **used,
             "image": {"width": int(image.shape[1]), "height": int(image.shape[0])},
             "patch_size": int(self.predictor.tile_size),
             "step": self.step,

@@ -108,11 +108,12 @@ async def model(request: Request) -> dict[str, Any]:
 
 @router.post("/api/classify")
 async def classify(request: Request, file: Annotated[UploadFile, File()],
-                   threshold: Annotated[float, Form(ge=0.0, le=1.0)] = 0.5
+                   threshold: Annotated[float | None, Form(ge=0.0, le=1.0)] = None
                    ) -> dict[str, Any]:
     """Classify an uploaded PNG, JPEG or TIFF: patches cut like training, per-patch
     probabilities with their boxes (image px), class fractions and the patch-majority
-    decision at ``threshold``."""
+    decision at ``threshold`` (default: the server's ``--threshold``, else the model
+    card's operating point, else 0.5; the answer says which in ``threshold_source``)."""
     from histotile.workflows.serve.classify import ImageRefused, decode_image
 
     state = _state(request)
@@ -127,7 +128,8 @@ async def classify(request: Request, file: Annotated[UploadFile, File()],
 
     def work() -> dict[str, Any]:
         image = decode_image(data, name, state.settings.max_pixels)
-        return classifier.classify(image, name, threshold)
+        return classifier.classify(image, name, state.settings.threshold
+                                   if threshold is None else threshold)
 
     try:
         return await anyio.to_thread.run_sync(work)

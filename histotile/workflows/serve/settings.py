@@ -31,7 +31,8 @@ class ServeSettings:
         tile_cache_mb: memory for recently served Deep Zoom tiles (JPEG bytes).
         tile_size, overlap: Deep Zoom tile side and overlap (px); 254 + 2 x 1 = 256.
         jpeg_quality: quality of served tiles (1-100).
-        threshold: the default tile threshold of the pages (probability).
+        threshold: the tile threshold of the classify service (probability; None: the
+            model card's operating point, else 0.5).
         tile_threads: threads that read slides and encode tiles (off the event loop);
             None: one per core (``HISTOTILE_THREADS`` when set), as the work is
             JPEG decoding and encoding that release the GIL.
@@ -50,7 +51,7 @@ class ServeSettings:
     tile_size: int = 254
     overlap: int = 1
     jpeg_quality: int = 80
-    threshold: float = 0.5
+    threshold: float | None = None
     tile_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -84,7 +85,7 @@ class ServeSettings:
         if self.tile_size < 16 or not 0 <= self.overlap < self.tile_size // 2:
             raise ConfigError(f"tile_size {self.tile_size} / overlap {self.overlap}: use a "
                               "tile of at least 16 px and an overlap under half of it")
-        if not 1 <= self.jpeg_quality <= 100 or not 0 <= self.threshold <= 1:
+        if not 1 <= self.jpeg_quality <= 100 or not 0 <= (self.threshold or 0) <= 1:
             raise ConfigError("jpeg_quality must be 1-100 and threshold 0-1")
         return self
 

@@ -7,7 +7,10 @@ let result = null, picture = null;
 
 fetchJSON("/api/model").then((m) => {
   $("model-note").textContent = `Model ${m.name} (${m.architecture}): classes ${m.classes.join(", ")}; ` +
-    `positive class ${m.positive_class}; ${m.patch_size} px patches every ${m.step} px, as in training.`;
+    `positive class ${m.positive_class}; ${m.patch_size} px patches every ${m.step} px, as in training; ` +
+    `threshold ${m.threshold.toFixed(2)} (${m.threshold_source}).`;
+  $("threshold").value = m.threshold;  /* the card's operating point, else 0.5 */
+  $("threshold-value").textContent = Number(m.threshold).toFixed(2);
 }).catch((error) => { $("model-note").textContent = "No model: " + error.message; $("submit").disabled = true; });
 
 function verdict(threshold) {
