@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: demo test test-fast lint bench bench-quick bench-all clean vendor chromium
+.PHONY: demo test test-fast lint bench bench-quick bench-all clean vendor chromium image test-container
 # OpenSeadragon for the web viewer, fetched from the npm registry (never committed).
 OSD := histotile/workflows/serve/static/vendor/openseadragon/openseadragon.min.js
 
@@ -69,6 +69,34 @@ bench-quick: $(STAMP_RUN)
 ## make bench-all: the per-stage benchmarks with their detailed tables.
 bench-all: $(STAMP_RUN)
 	$(BIN)/python benchmarks/run_all.py
+
+# The OCI image (Containerfile). BASE: pulled when a registry is reachable, else a Debian
+# base built once with debootstrap (scripts/container_base.sh, needs root). RUNTIME: runc where
+# podman's default crun fails on cgroups in hybrid mode; deploy/containers.conf lifts podman's
+# default open-files limit. The host's CA bundle and local PyPI mirrors (when it has them) are
+# mounted into the wheel stage only; nothing is downloaded but packages from the registries.
+IMAGE ?= histotile
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' histotile/__init__.py)
+BASE ?= python:3.11-slim-bookworm
+RUNTIME ?= $(if $(shell command -v runc 2>/dev/null),runc,)
+PODMAN := CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/deploy/containers.conf} podman $(if $(RUNTIME),--runtime $(RUNTIME),)
+HOST_CA ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+LOCAL_INDEXES ?= $(wildcard /opt/pypi/simple /opt/pypi-more/simple)
+IMAGE_MOUNTS := $(if $(HOST_CA),--volume $(HOST_CA):/etc/ssl/host-ca.crt:ro --build-arg PIP_CERT=/etc/ssl/host-ca.crt,) \
+	$(foreach d,$(LOCAL_INDEXES),--volume $(patsubst %/simple,%,$(d)):$(patsubst %/simple,%,$(d)):ro) \
+	$(if $(LOCAL_INDEXES),--build-arg "PIP_EXTRA_INDEX_URL=$(foreach d,$(LOCAL_INDEXES),file://$(d))",)
+
+## make image: the OCI image histotile:VERSION (podman; the serve and onnx extras).
+image: $(OSD)
+	base=$$(CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/deploy/containers.conf} BASE=$(BASE) sh scripts/container_base.sh) && \
+	$(PODMAN) build --file Containerfile --tag $(IMAGE):$(VERSION) --build-arg BASE=$$base \
+	  --build-arg VERSION=$(VERSION) $(IMAGE_MOUNTS) .
+	$(PODMAN) image prune --force >/dev/null
+	$(PODMAN) image ls $(IMAGE):$(VERSION)
+
+## make test-container: build the image, then test it (podman; about 20 min the first time).
+test-container: $(STAMP_TEST)
+	HISTOTILE_CONTAINER_TESTS=1 $(BIN)/python -m pytest -q -p no:xdist tests/test_container_image.py
 
 clean:
 	rm -rf $(VENV) histotile-demo .pytest_cache .ruff_cache

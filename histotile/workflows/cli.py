@@ -32,6 +32,7 @@ from histotile.workflows.cli_options import (
 )
 from histotile.workflows.cli_tools import bench, demo, export, serve
 from histotile.workflows.cli_train import evaluate_images, train
+from histotile.workflows.cli_watch import watch
 from histotile.workflows.options import HeatmapOptions
 
 # -- the commands -----------------------------------------------------------------------
@@ -271,7 +272,7 @@ def run(slides: tuple[str, ...], model_dir: str, out_dir: str, **options: Any) -
     slide_batch_command("run", slides, out_dir, options, model_dir=model_dir)
 
 
-for _command in (train, evaluate_images, demo, export, bench, serve):
+for _command in (train, evaluate_images, demo, export, bench, serve, watch):
     cli.add_command(_command)
 
 

@@ -44,6 +44,8 @@ EXAMPLES = {
             "  histotile run slides/ --model model/ --out results/ --workers 4\n"
             "  histotile run slides/ --model model/ --out results/ "
             "--scheduler tcp://scheduler:8786"),
+    "watch": ("histotile watch inbox/ --model model/ --out results/\n"
+              "  histotile watch /mnt/scanner --model model/ --out results/ --settle 60 --poll"),
     "demo": "histotile demo --out histotile-demo",
     "export": ("histotile export model/ --format onnx --out lenet.onnx\n"
                "  histotile export model/ --format torchscript --out lenet.pt\n"
@@ -52,6 +54,7 @@ EXAMPLES = {
               "  histotile bench --work /scratch/histotile-bench --out bench.md\n"
               "  histotile bench --device cuda --train-tiles 20000"),
     "serve": ("histotile serve slides/ --results results/ --model model/\n"
+              "  histotile serve slides/ --host 0.0.0.0 --token \"$SECRET\" --public-metrics\n"
               "  histotile serve slides/ --host 0.0.0.0 --port 8080 --token \"$SECRET\""),
 }
 

@@ -135,6 +135,8 @@ def bench(quick: bool, work: str, out_path: str | None, size: tuple[int, int] | 
 @click.option("--token", default=None, envvar="HISTOTILE_TOKEN",
               help="Bearer token required on every request [env HISTOTILE_TOKEN].")
 @click.option("--insecure", is_flag=True, help="Allow --host beyond loopback without a token.")
+@click.option("--public-metrics", is_flag=True,
+              help="Serve /metrics without the token (/healthz and /readyz never need it).")
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=50.0,
               show_default=True, help="Largest upload accepted (413 above).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,

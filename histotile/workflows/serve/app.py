@@ -54,6 +54,7 @@ def create_app(settings: ServeSettings):
     from histotile import __version__
     from histotile.workflows.serve.fast_tiles import FastTiles
     from histotile.workflows.serve.routes_api import router as api_router
+    from histotile.workflows.serve.routes_ops import install as install_ops
     from histotile.workflows.serve.routes_pages import router as pages_router
     from histotile.workflows.serve.routes_tiles import router as tiles_router
     from histotile.workflows.serve.security import Guard
@@ -83,6 +84,7 @@ def create_app(settings: ServeSettings):
     app.add_middleware(FastTiles, state=state)  # inside Guard: added first
     app.add_middleware(Guard, token=settings.token,
                        max_body=settings.max_upload_bytes + _BODY_MARGIN)
+    install_ops(app, state)  # health, readiness, metrics: outermost, so added last
     return app
 
 

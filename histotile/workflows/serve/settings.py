@@ -26,6 +26,8 @@ class ServeSettings:
         token: bearer token every request must carry (required off loopback, unless
             ``insecure``).
         insecure: allow listening off loopback without a token.
+        public_metrics: serve ``/metrics`` without the token (``/healthz`` and ``/readyz``
+            never need it).
         max_upload_mb: uploads above this many megabytes get 413.
         max_pixels: decoded images above this many pixels get 413.
         tile_cache_mb: memory for recently served Deep Zoom tiles (JPEG bytes).
@@ -45,6 +47,7 @@ class ServeSettings:
     port: int = 8000
     token: str | None = None
     insecure: bool = False
+    public_metrics: bool = False
     max_upload_mb: float = 50.0
     max_pixels: int = 50_000_000
     tile_cache_mb: float = 64.0
