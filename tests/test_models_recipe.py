@@ -88,6 +88,17 @@ def test_early_stopping_keeps_the_best_balanced_accuracy_not_the_lowest_loss():
     assert scores["val_auc"] == pytest.approx(1.0)
 
 
+def test_no_early_stop_in_the_first_half_of_a_decaying_schedule():
+    targets = np.array([0, 1])
+    good, bad = np.array([[0.9, 0.1], [0.1, 0.9]]), np.array([[0.4, 0.6], [0.6, 0.4]])
+    tracker = EpochTracker("fold1", 6, 1, lambda *a, **k: None, "balanced_accuracy",
+                           min_epochs=3)
+    outcomes = [tracker.end_epoch(epoch, loss_sum=1.0, correct=1, seen=2, seconds=0.1,
+                                  val_proba=proba, val_targets=targets)
+                for epoch, proba in ((1, good), (2, bad), (3, bad))]
+    assert outcomes == ["improved", "continue", "stop"]
+
+
 def test_tilenet_takes_small_patches_and_the_ensemble_averages_probabilities():
     torch.manual_seed(0)
     for side in (16, 50, 64):
@@ -160,6 +171,13 @@ def test_a_collapsed_fold_is_reported_and_trained_again_at_a_lower_rate(folder, 
     collapse = [info for event, info in events if event == "collapse"]
     assert collapse == [{"tag": "fold1", "lr": 0.01, "retry_lr": pytest.approx(0.001)}]
     assert "fold1 collapsed" in (result.model_dir / "train.log").read_text()
+    # The console summary says so, and names the images the folder's size left out.
+    from histotile.workflows.console import training_summary
+
+    caption = str(training_summary(result).caption)
+    assert "fold 1 collapsed to one class at lr 0.01 and was trained again at lr 0.001" in (
+        caption)
+    assert "3 image(s) not of the folder's 24x24 px size skipped" in caption
 
 
 def test_stain_normalisation_of_an_image_folder(folder, tmp_path):

@@ -85,12 +85,14 @@ class EpochTracker:
     validation figure (keep these weights), or whether patience ran out (stop).
 
     ``monitor``: ``"balanced_accuracy"``, ``"auc"`` or ``"loss"`` (see
-    :class:`histotile.models.settings.TrainSettings`)."""
+    :class:`histotile.models.settings.TrainSettings`). ``min_epochs``: no early stop
+    before this epoch (a decaying schedule's first, high-rate epochs are noisy: on real
+    patches a fold stopped at epoch 7 of 15 on a best epoch 2 and lost 0.06 AUC)."""
 
     def __init__(self, tag: str, epochs: int, patience: int, progress: Progress,
-                 monitor: str = "loss") -> None:
+                 monitor: str = "loss", min_epochs: int = 0) -> None:
         self.tag, self.epochs, self.patience, self.progress = tag, epochs, patience, progress
-        self.monitor = monitor
+        self.monitor, self.min_epochs = monitor, min_epochs
         self.history: list[dict[str, Any]] = []
         self.best_score: tuple[float, float] = (-np.inf, -np.inf)
         self.best_epoch, self.since_best, self.best_collapsed = 0, 0, False
@@ -122,7 +124,7 @@ class EpochTracker:
             self.best_collapsed = bool(record["val_one_class"])
             return IMPROVED
         self.since_best += 1
-        if self.patience and self.since_best >= self.patience:
+        if self.patience and self.since_best >= self.patience and epoch >= self.min_epochs:
             log.info("%s: early stop after epoch %d (best epoch %d)", self.tag, epoch,
                      self.best_epoch)
             return STOP

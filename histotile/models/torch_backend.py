@@ -209,7 +209,8 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
                        transform=transform)
 
     result = run_epochs(
-        EpochTracker(tag, epochs, settings.patience, progress, settings.monitor),
+        EpochTracker(tag, epochs, settings.patience, progress, settings.monitor,
+                     min_epochs=0 if settings.schedule == "constant" else -(-epochs // 2)),
         epochs=epochs, seed=seed,
         train_epoch=train_epoch, validate=validate,
         val_targets=None if val_rows is None else targets[val_rows],

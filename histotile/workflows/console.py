@@ -213,11 +213,35 @@ def training_summary(result) -> Any:
         if name in ("sensitivity", "specificity", "precision", "f1", "roc_auc"):
             label += about
         table.add_row(escape(label), mean, *("-" if v is None else f"{v:.3f}" for v in tests))
+    lines = []
     if point.get("threshold") is not None:
-        table.caption = escape(f"operating point ({point.get('rule')}): {positive} when its "
-                               f"probability >= {point['threshold']:.3f}, chosen on the "
-                               f"{point.get('fitted_on') or 'rule alone'}")
+        lines.append(f"operating point ({point.get('rule')}): {positive} when its "
+                     f"probability >= {point['threshold']:.3f}, chosen on the "
+                     f"{point.get('fitted_on') or 'rule alone'}")
+    lines.extend(_training_notes(result, card))
+    if lines:
+        table.caption = escape("\n".join(lines))
     return table
+
+
+def _training_notes(result, card: dict[str, Any]) -> list[str]:
+    """What a reader of the summary must know about the data and the folds: images
+    skipped or resized (the table's notes), folds retried or still collapsed."""
+    notes = [f"data: {note}" for note in (card.get("data") or {}).get("notes") or []]
+    base = (card.get("training") or {}).get("lr")
+    for fold in result.folds or []:
+        if fold.get("collapsed"):
+            notes.append(f"fold {fold.get('fold')} predicts one class for every validation "
+                         "tile even after a retry: its figures are those of a model that "
+                         "learned nothing")
+        elif base and fold.get("lr") and fold["lr"] < base:
+            notes.append(f"fold {fold.get('fold')} collapsed to one class at lr {base:g} "
+                         f"and was trained again at lr {fold['lr']:g}")
+    final = card.get("final_model") or {}
+    if final.get("kind") == "ensemble":
+        notes.append(f"final model: the ensemble of the {final.get('members')} fold models "
+                     "(their averaged probabilities)")
+    return notes
 
 
 def _figure(value: Any) -> float | None:

@@ -101,16 +101,16 @@ def _tile(out_dir: Path, say, outputs: dict[str, str]):
 
 def _train(out_dir: Path, balanced, epochs: int | None, say, quiet: bool,
            outputs: dict[str, str]) -> Path:
-    """Step 2: LeNet with grouped cross-validation; returns the model folder."""
+    """Step 2: the default recipe with grouped cross-validation; returns the model
+    folder."""
     from histotile.models import TrainSettings, train
     from histotile.workflows.console import out, training_progress
 
-    say("[bold]2/5 training[/] LeNet, 3-fold cross-validation grouped by region, "
-        "20 % of regions held out for test, Adam lr 1e-3, up to 10 epochs")
-    # The study's SGD (lr 0.001, momentum 0.8) needs many epochs with LeNet's sigmoid
-    # layers; a demo of a few epochs uses Adam at the same learning rate.
-    train_settings = TrainSettings(model="lenet", epochs=epochs or 10, folds=3, patience=4,
-                                   optimizer="adam", lr=1e-3, seed=0,
+    say("[bold]2/5 training[/] the default recipe (TileNet, class-weighted, one-cycle "
+        "schedule, colour augmentation), 3-fold cross-validation grouped by region, 20 % "
+        "of regions held out for test, up to 10 epochs; the final model is the ensemble "
+        "of the 3 fold models")
+    train_settings = TrainSettings(epochs=epochs or 10, folds=3, seed=0,
                                    positive_class=POSITIVE)
     with training_progress() as progress:
         result = train(balanced, out_dir / "model", train_settings, progress=progress)
