@@ -7,7 +7,7 @@ import hmac
 import json
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl
 
 COOKIE = "histotile_token"
 # Pages load only their own scripts, styles and images (no CDN, no inline script).
@@ -52,8 +52,11 @@ class Guard:
                              [(b"www-authenticate", b"Bearer")])
                 return
             if from_query:
-                set_cookie = [(b"set-cookie", f"{COOKIE}={self.token}; HttpOnly; "
-                               "SameSite=Strict; Path=/".encode())]
+                set_cookie = [(b"set-cookie", self._cookie(scope))]
+                if _is_page_request(scope):  # the token out of the address bar
+                    await _reply(send, 303, "token accepted; the page follows",
+                                 [(b"location", _without_token(scope)), *set_cookie])
+                    return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
@@ -73,6 +76,16 @@ class Guard:
         except _TooLarge:
             await _reply(send, 413, f"the request body is over the limit of "
                                     f"{self.max_body:,} bytes (send a smaller file)")
+
+    def _cookie(self, scope) -> bytes:
+        """The token cookie; ``Secure`` when the page came over HTTPS, to this server or
+        to a proxy in front of it (``X-Forwarded-Proto: https``)."""
+        headers = dict(scope.get("headers") or [])
+        forwarded = headers.get(b"x-forwarded-proto", b"").decode("latin-1")
+        https = scope.get("scheme") == "https" or (
+            forwarded.split(",")[0].strip().lower() == "https")
+        return (f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
+                + ("; Secure" if https else "")).encode()
 
     def _limited(self, receive):
         seen = 0
@@ -104,6 +117,24 @@ class Guard:
         if any(hmac.compare_digest(value, token) for value in query.get("token", [])):
             return True, True
         return False, False
+
+
+def _is_page_request(scope) -> bool:
+    """A browser opening a page (GET or HEAD asking for HTML), not a script or API call."""
+    headers = dict(scope.get("headers") or [])
+    return (scope.get("method") in ("GET", "HEAD")
+            and b"text/html" in headers.get(b"accept", b""))
+
+
+def _without_token(scope) -> bytes:
+    """The request's path and query with every ``token`` parameter left out."""
+    from urllib.parse import quote, urlencode
+
+    query = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"),
+                                          keep_blank_values=True) if k != "token"]
+    path = quote(scope.get("root_path", "") + scope["path"], safe="/:@!$&'()*+,;=[]~")
+    path = "/" + path.lstrip("/")  # never '//host': a redirect stays on this server
+    return (path + ("?" + urlencode(query) if query else "")).encode("latin-1")
 
 
 class _TooLarge(Exception):
