@@ -101,7 +101,13 @@ class Guard:
         return wrapped
 
     def _granted(self, scope) -> tuple[bool, bool]:
+        """(granted, by the query): a valid token in the query counts even beside a valid
+        header or cookie, so a page opened with ``?token=`` always loses it from the
+        address bar."""
         token = self.token or ""
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if any(hmac.compare_digest(value, token) for value in query.get("token", [])):
+            return True, True
         headers = dict(scope.get("headers") or [])
         auth = headers.get(b"authorization", b"").decode("latin-1")
         if auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip(), token):
@@ -113,9 +119,6 @@ class Guard:
             cookie = SimpleCookie()
         if COOKIE in cookie and hmac.compare_digest(cookie[COOKIE].value, token):
             return True, False
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        if any(hmac.compare_digest(value, token) for value in query.get("token", [])):
-            return True, True
         return False, False
 
 
