@@ -99,3 +99,14 @@ def test_tile_report_records_the_qc_figures(tmp_path):
     assert report["flag"] == FAIL and report["pen"] > 0.15
     manifest = pd.read_csv(record["outputs"]["manifest"])
     assert "artefact" in manifest.columns and (manifest["artefact"] < 0.5).all()
+
+
+def test_qc_says_why_blur_was_not_measured_on_a_slide_without_mpp(tmp_path):
+    from histotile.workflows.qc import qc_task
+
+    image = np.full((600, 800, 3), 240, np.uint8)
+    cv2.circle(image, (400, 300), 220, (150, 80, 170), -1)  # a purple disc of "tissue"
+    cv2.imwrite(str(tmp_path / "nompp.png"), image)
+    record = qc_task(str(tmp_path / "nompp.png"), str(tmp_path / "out"), {"blur_tiles": 8})
+    assert "blur" not in record["area_fractions"]
+    assert "blur not measured" in record["warning"] and "microns per pixel" in record["warning"]

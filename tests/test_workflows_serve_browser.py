@@ -197,3 +197,102 @@ def test_classify_page_reads_the_verdict(server, browser, shots, tmp_path):
     page.wait_for_function("() => document.getElementById('error').textContent"
                            ".includes('415')")
     page.close()
+
+
+def console_errors(page) -> list[str]:
+    """Console errors and uncaught exceptions of ``page`` from now on (a list it fills)."""
+    found: list[str] = []
+    page.on("console", lambda m: found.append(f"console: {m.text}") if m.type == "error"
+            else None)
+    page.on("pageerror", lambda error: found.append(f"page: {error}"))
+    return found
+
+
+def open_viewer(browser, server):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors = console_errors(page)
+    page.goto(server + "/view/case")
+    page.wait_for_function("""() => { const h = window.histotileViewer;
+        return h && h.ready && h.drawn && h.overlayDrawn > 0 &&
+               h.viewer.world.getItemAt(0).getFullyLoaded() &&
+               !document.getElementById('heatmap-controls').disabled; }""", timeout=60_000)
+    return page, errors
+
+
+def orange_share(png: bytes, box: tuple[float, float, float, float]) -> float:
+    """Share of pixels in ``box`` of the kept tile's outline (213, 94, 0): red far above
+    green and blue, which neither viridis, H&E nor white is."""
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    region = pixels[max(y0, 0):y1, max(x0, 0):x1]
+    return float(((region[..., 0] - region[..., 1] > 80) & (region[..., 2] < 60)).mean())
+
+
+def test_click_keeps_a_tile_and_the_opacity_label_follows(server, browser, shots):
+    page, errors = open_viewer(browser, server)
+    stage = page.locator("#stage")
+    box = stage.bounding_box()
+    zoom = page.evaluate("() => window.histotileViewer.viewer.viewport.getZoom()")
+    # Tile (256, 256)-(384, 384) holds image point (300, 300); click its centre.
+    x, y = screen_box(page, 320, 320, 320, 320)[:2]
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    page.wait_for_function("() => document.getElementById('probe').textContent"
+                           ".includes('tile at (256, 256)')")
+    page.wait_for_timeout(300)  # any zoom animation a click would start
+    assert page.evaluate("() => window.histotileViewer.viewer.viewport.getZoom()") == \
+        pytest.approx(zoom), "a click zoomed instead of keeping the tile"
+    kept = stage.screenshot(path=shots / "viewer-kept-tile.png")
+    outline = screen_box(page, 250, 250, 390, 390)
+    inside = screen_box(page, 275, 275, 365, 365)
+    assert orange_share(kept, outline) > 0.03 and orange_share(kept, inside) < 0.01
+    # The probe stays on the kept tile while the pointer moves to a negative tile.
+    far = screen_box(page, 1700, 1200, 1700, 1200)
+    page.mouse.move(box["x"] + far[0], box["y"] + far[1])
+    page.wait_for_timeout(200)
+    assert "tile at (256, 256)" in page.inner_text("#probe")
+    assert "haematoxylin: 0.900" in page.inner_text("#probe")
+
+    page.fill("#opacity", "0.3")
+    page.dispatch_event("#opacity", "input")
+    assert page.inner_text("#opacity-value") == "0.30"
+    assert errors == []
+    page.close()
+
+
+def test_no_console_error_on_any_page(server, browser):
+    for path in ("/", "/view/case", "/classify", "/view/plain"):
+        page = browser.new_page()
+        errors = console_errors(page)
+        page.goto(server + path)
+        page.wait_for_load_state("networkidle")
+        if path.startswith("/view/"):
+            page.wait_for_function("() => window.histotileViewer.drawn", timeout=60_000)
+        assert errors == [], f"{path}: {errors}"
+        page.close()
+
+
+def test_classify_table_follows_the_threshold(server, browser, tmp_path):
+    from histotile.models.synthetic import stain_tiles
+
+    tiles = stain_tiles(["haematoxylin"] * 6, 64, np.random.default_rng(3))
+    image = tiles.reshape(2, 3, 64, 64, 3).transpose(0, 2, 1, 3, 4).reshape(128, 192, 3)
+    upload = tmp_path / "dense-nuclei.png"
+    Image.fromarray(image).save(upload)
+    page = browser.new_page(viewport={"width": 1100, "height": 700})
+    page.goto(server + "/classify")
+    page.wait_for_function("() => document.getElementById('model-note').textContent"
+                           ".includes('haematoxylin')")
+    page.set_input_files("#file", str(upload))
+    page.click("#submit")
+    page.wait_for_selector("#class-table tr[data-class='haematoxylin']", timeout=60_000)
+    patches = len(page.evaluate("() => result.probabilities"))
+
+    def won(name: str) -> str:
+        return page.inner_text(f"#class-table tr[data-class='{name}'] td:nth-child(3)")
+
+    for threshold, positive in (("1", 0), ("0", patches)):
+        page.fill("#threshold", threshold)
+        page.dispatch_event("#threshold", "input")
+        assert won("haematoxylin").startswith(f"{positive} of {patches}")
+        assert won("eosin").startswith(f"{patches - positive} of {patches}")
+    page.close()

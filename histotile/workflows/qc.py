@@ -28,11 +28,25 @@ def qc_task(slide_path: str, out_dir: str, qc: dict[str, Any] | None = None,
         picture = write_picture(result.picture, outputs.path("qc.png"))
         fractions = {k: v for k, v in result.fractions.items() if not math.isnan(v)}
         return {"area_fractions": fractions, "decision": result.flag,
+                "warning": _unmeasured_blur(result, settings),
                 "outputs": {"qc_picture": str(picture)},
                 "extra": {"reasons": result.reasons, "view_mpp": result.view_mpp,
                           "qc": settings.to_dict()}}
 
     return resumable("qc", slide_path, out_dir, overwrite, settings.to_dict(), work)
+
+
+def _unmeasured_blur(result, settings) -> str | None:
+    """Why ``fraction_blur`` is missing from a slide's record (None when it was measured
+    or not asked for): never left out in silence."""
+    if settings.blur_tiles == 0 or not math.isnan(result.fractions.get("blur", 0.0)):
+        return None
+    if result.view_mpp is None:
+        return ("blur not measured: the slide records no microns per pixel, and focus is "
+                "judged on tiles read at about 1 um/px (no fraction_blur; convert the slide "
+                "to a format that records its scale to have focus checked)")
+    return ("blur not measured: no part of the tissue is large enough for a focus tile of "
+            f"{settings.blur_tile_um:g} um (no fraction_blur)")
 
 
 def qc_batch(slides: Iterable[str | Path], out_dir: str | Path, qc: dict[str, Any] | None = None,

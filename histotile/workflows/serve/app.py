@@ -53,6 +53,11 @@ def create_app(settings: ServeSettings):
 
     from histotile import __version__
     from histotile.workflows.serve.fast_tiles import FastTiles
+    from histotile.workflows.serve.http_rules import (
+        ERROR_RESPONSES,
+        HeadAsGet,
+        install_error_handlers,
+    )
     from histotile.workflows.serve.routes_api import router as api_router
     from histotile.workflows.serve.routes_ops import install as install_ops
     from histotile.workflows.serve.routes_pages import router as pages_router
@@ -64,12 +69,14 @@ def create_app(settings: ServeSettings):
     app = FastAPI(title="histotile serve", version=__version__,
                   description="Deep Zoom slides, tile-prediction heatmaps, slide results, "
                               "image classification (also TensorFlow-Serving style) and "
-                              "run jobs of histotile.")
+                              "run jobs of histotile.",
+                  responses=ERROR_RESPONSES)
     app.state.histotile = state
+    install_error_handlers(app)
 
     @app.exception_handler(HistotileError)
     async def histotile_error(_request: Request, error: HistotileError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=422)
+        return JSONResponse({"detail": str(error)}, status_code=getattr(error, "status", 422))
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, error: Exception) -> JSONResponse:
@@ -82,6 +89,7 @@ def create_app(settings: ServeSettings):
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(FastTiles, state=state)  # inside Guard: added first
+    app.add_middleware(HeadAsGet)  # HEAD reaches FastTiles and the routes as GET
     app.add_middleware(Guard, token=settings.token,
                        max_body=settings.max_upload_bytes + _BODY_MARGIN)
     install_ops(app, state)  # health, readiness, metrics: outermost, so added last

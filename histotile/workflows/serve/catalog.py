@@ -15,10 +15,18 @@ from pathlib import Path
 
 from histotile.workflows.inputs import expand_slides, find_annotation, slide_stem
 
-# Names as histotile writes them: no separators, no leading dot. Anything else is refused
-# before any lookup.
-_NAME = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\- +()\[\]]{0,199}$")
+# A name is only ever a key of the scanned names (never joined to a path), so any file name
+# may be one: spaces, brackets, '#', '%', non-ASCII letters. Refused before any lookup:
+# separators, control characters, a leading dot ('.', '..', hidden files), over 255 chars.
+_BAD_NAME = re.compile(r"[/\\\x00-\x1f\x7f]|^\.|^$")
+_MAX_NAME = 255
 _RESCAN_SECONDS = 5.0
+
+
+def valid_name(name: object) -> bool:
+    """True when ``name`` may name a slide: a file name's stem, no path in it."""
+    return (isinstance(name, str) and len(name) <= _MAX_NAME
+            and _BAD_NAME.search(name) is None)
 
 
 class SlideCatalog:
@@ -49,14 +57,14 @@ class SlideCatalog:
     def known(self, name: str) -> Path | None:
         """The file last found for ``name`` by a scan, without touching the file system
         (for cache lookups on the event loop; :meth:`path` before opening anything)."""
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not valid_name(name):
             return None
         with self._lock:
             return self._paths.get(name)
 
     def path(self, name: str) -> Path | None:
         """The file of slide ``name``, or None (unknown, malformed, or now outside)."""
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not valid_name(name):
             return None
         with self._lock:
             path = self._paths.get(name)

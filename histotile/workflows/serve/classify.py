@@ -8,16 +8,19 @@ import base64
 import binascii
 import io
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from histotile.errors import HistotileError
 from histotile.workflows.serve.results import default_positive
 
 
-class ImageRefused(Exception):
-    """An upload the service will not classify; ``status`` is the HTTP status."""
+class ImageRefused(HistotileError):
+    """An upload the service will not classify; ``status`` is the HTTP status (413 over a
+    limit, 415 not an image, 422 damaged or unusable)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -25,27 +28,33 @@ class ImageRefused(Exception):
         self.message = message
 
 
+_TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+
+
 def decode_image(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     """RGB uint8 (h, w, 3) of a PNG, JPEG or TIFF upload.
 
-    Raises :class:`ImageRefused`: 415 when it is not an image, 413 when it has more than
-    ``max_pixels`` pixels (checked from the header, before decoding), 422 when damaged."""
+    TIFFs are read by histotile's slide reader, as the command line reads them (16-bit,
+    float and multi-sample pixels included). Raises :class:`ImageRefused`: 415 when it is
+    not an image, 413 when it has more than ``max_pixels`` pixels (checked from the
+    header, before decoding), 422 when damaged."""
+    if data[:4] in _TIFF_MAGIC:
+        return _decode_tiff(data, name, max_pixels)
     from PIL import Image, UnidentifiedImageError
 
     from histotile.wsi.backends import to_rgb
 
     try:
-        image = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # the pixel limit below decides, not PIL's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageRefused(415, f"{name}: not an image (send a PNG, JPEG or TIFF)") from None
     except Image.DecompressionBombError as error:
         raise ImageRefused(413, f"{name}: {error}") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageRefused(422, f"{name}: damaged image header ({error})") from None
-    width, height = image.size
-    if width * height > max_pixels:
-        raise ImageRefused(413, f"{name}: {width} x {height} px is over the limit of "
-                                f"{max_pixels:,} pixels (send a smaller image or tile)")
+    _check_pixels(image.size, name, max_pixels)
     try:
         image.load()
         if image.mode not in ("RGB", "RGBA", "L", "LA", "I;16"):
@@ -55,6 +64,52 @@ def decode_image(data: bytes, name: str, max_pixels: int) -> np.ndarray:
         raise ImageRefused(422, f"{name}: the image is damaged or truncated "
                                 f"({type(error).__name__}: {error})") from None
     return np.ascontiguousarray(pixels)
+
+
+def _check_pixels(size: tuple[int, int], name: str, max_pixels: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageRefused(413, f"{name}: {width} x {height} px is over the limit of "
+                                f"{max_pixels:,} pixels (send a smaller image or tile)")
+
+
+def _decode_tiff(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    """A TIFF upload through :func:`~histotile.wsi.open_slide` (written to a private
+    temporary file, removed after): level 0 as RGB uint8."""
+    import tempfile
+
+    from histotile.errors import SlideError, UnsupportedFormatError
+    from histotile.wsi import open_slide
+
+    with tempfile.TemporaryDirectory(prefix="histotile-upload-") as folder:
+        path = Path(folder) / "upload.tif"
+        path.write_bytes(data)
+        try:
+            with open_slide(path) as slide:
+                _check_pixels(slide.dimensions, name, max_pixels)
+                pixels = slide.read_region((0, 0), 0, slide.dimensions)
+        except SlideError as error:  # said of the upload, never of the temporary file
+            status = 415 if isinstance(error, UnsupportedFormatError) else 422
+            hint = f" ({error.hint})" if error.hint else ""
+            raise ImageRefused(status, f"{name}: {error.cause}{hint}") from None
+        except (ValueError, OSError, EOFError, IndexError, KeyError) as error:
+            # The slide reader lets some damage through as tifffile's own errors (a strip
+            # shorter than its header says: TiffFileError, a ValueError); found by the
+            # fuzzed uploads test.
+            raise ImageRefused(422, f"{name}: the TIFF is damaged or truncated "
+                                    f"({type(error).__name__}: {error})") from None
+    return np.ascontiguousarray(pixels)
+
+
+def patch_winners(probabilities: np.ndarray, column: int, threshold: float) -> np.ndarray:
+    """The class each patch counts for at ``threshold``: the positive class (``column``)
+    when its probability reaches the threshold, else the likeliest other class."""
+    others = probabilities.astype(np.float64, copy=True)
+    others[:, column] = -np.inf
+    winners = others.argmax(axis=1) if probabilities.shape[1] > 1 else np.zeros(
+        len(probabilities), np.int64)
+    winners[probabilities[:, column] >= threshold] = column
+    return winners
 
 
 class Classifier:
@@ -144,7 +199,8 @@ class Classifier:
         threshold = used["threshold"]
         decision = slide_decision(probabilities[:, column].astype(np.float64),
                                   tile_threshold=threshold, fraction_threshold=0.5)
-        winners = np.bincount(probabilities.argmax(axis=1), minlength=len(classes))
+        winners = np.bincount(patch_winners(probabilities, column, threshold),
+                              minlength=len(classes))
         others = [c for c in classes if c != positive]
         negative = others[0] if len(others) == 1 else f"not {positive}"
         return {

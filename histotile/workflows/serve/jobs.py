@@ -60,14 +60,17 @@ class Jobs:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="histotile-job")
 
-    def start(self, slide: str, path: Path, annotation: Path | None) -> Job:
+    def start(self, slide: str, path: Path, annotation: Path | None,
+              resolution: dict[str, Any] | None = None) -> Job:
+        """Queue a run of ``path``; ``resolution``: ``{"level": n}`` or
+        ``{"magnification": m}`` to predict at instead of the model card's."""
         with self._lock:
             waiting = sum(j.state in ("queued", "running") for j in self._jobs.values())
             if waiting >= MAX_WAITING:
                 raise JobsFull(f"{waiting} jobs are waiting; try again when some finish")
             job = Job(id=f"job{next(self._ids)}", slide=slide)
             self._jobs[job.id] = job
-        self._pool.submit(self._run, job, path, annotation)
+        self._pool.submit(self._run, job, path, annotation, resolution or None)
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -78,13 +81,17 @@ class Jobs:
         with self._lock:
             return list(self._jobs.values())
 
-    def _run(self, job: Job, path: Path, annotation: Path | None) -> None:
+    def _run(self, job: Job, path: Path, annotation: Path | None,
+             resolution: dict[str, Any] | None) -> None:
+        from histotile.workflows.inputs import slide_stem
         from histotile.workflows.slide_tasks import run_task
 
         job.state, job.stage, job.started = "running", "starting", time.time()
+        folder = self.results / slide_stem(path)
+        new_folder = not folder.exists()
         try:
             self.results.mkdir(parents=True, exist_ok=True)
-            record = run_task(str(path), str(self.results), str(self.model),
+            record = run_task(str(path), str(self.results), str(self.model), tiling=resolution,
                               annotation=None if annotation is None else str(annotation),
                               progress=job.report)
             job.decision = record.get("decision")
@@ -92,8 +99,24 @@ class Jobs:
         except Exception as error:  # noqa: BLE001 - a failed job is reported, never raised
             job.state, job.stage = "failed", "failed"
             job.error = f"{type(error).__name__}: {error}"
+            if new_folder:
+                _remove_if_only_state(folder)
         finally:
             job.finished = time.time()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _remove_if_only_state(folder: Path) -> None:
+    """Remove the slide folder a failed job created when it holds nothing but histotile's
+    hidden state files (``.histotile-run.json``, the lock): no result lost, no empty
+    folder that looks like a started run left behind."""
+    import shutil
+
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return
+    if all(e.name.startswith(".histotile") and e.is_file() for e in entries):
+        shutil.rmtree(folder, ignore_errors=True)

@@ -10,21 +10,51 @@ import anyio
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from starlette.convertors import StringConvertor, register_url_convertor
 
+from histotile.workflows.serve.http_rules import BODY_RESPONSES, UPLOAD_RESPONSES, ErrorBody
 from histotile.workflows.serve.results import overlay_payload, predictions_path, slide_summary
 from histotile.workflows.serve.routes_tiles import slide_path
 
 router = APIRouter(prefix="", tags=["api"])
+
+
+class _ModelName(StringConvertor):
+    """A model name: no ':' either, so ``/v1/models/{name}:predict`` is never also the
+    status route of a model named ``NAME:predict`` (one path, one set of methods)."""
+
+    regex = "[^/:]+"
+
+
+register_url_convertor("model_name", _ModelName())
 MAX_INSTANCES = 64
+
+
+# A base64 PNG, JPEG or TIFF (a format of this document's own, named so clients and
+# schemathesis can tell these strings from any base64).
+IMAGE_FORMAT = "histotile-image-base64"
+IMAGE_TYPES = "image/png, image/jpeg, image/tiff"
 
 
 class RunRequest(BaseModel):
     slide: str = Field(description="A slide name from GET /api/slides.")
+    level: int | None = Field(None, ge=0, description="Pyramid level to predict at "
+                              "(at most one of level and magnification; neither: the "
+                              "model card's resolution).")
+    magnification: float | None = Field(None, gt=0, le=400, description="Objective power "
+                                        "to predict at (20 for 20x).")
+
+
+class B64Image(BaseModel):
+    b64: str = Field(json_schema_extra={"format": IMAGE_FORMAT})
 
 
 class PredictRequest(BaseModel):
-    instances: list[Any] = Field(
-        description='Base64 images, each a string or {"b64": "..."} (TensorFlow Serving).')
+    instances: list[Annotated[str, Field(json_schema_extra={"format": IMAGE_FORMAT})]
+                    | B64Image] = Field(
+        min_length=1, max_length=MAX_INSTANCES,
+        description='Base64 PNG, JPEG or TIFF images, each a string or {"b64": "..."} '
+                    "(TensorFlow Serving).")
 
 
 def _state(request: Request):
@@ -72,8 +102,7 @@ def _annotation_kind(path) -> str:
 
 
 @router.get("/api/slides/{slide}/annotation", response_class=Response,
-            responses={200: {"content": {"image/png": {}, "application/geo+json": {}}},
-                       404: {}})
+            responses={200: {"content": {"image/png": {}, "application/geo+json": {}}}})
 async def slide_annotation(request: Request, slide: str) -> Response:
     """The slide's annotation: a PNG of the painted overlay or mask (whole slide, at most
     2048 px), or the GeoJSON (level-0 px coordinates) as it is."""
@@ -106,7 +135,9 @@ async def model(request: Request) -> dict[str, Any]:
     return await anyio.to_thread.run_sync(_classifier(request).describe)
 
 
-@router.post("/api/classify")
+@router.post("/api/classify", responses=UPLOAD_RESPONSES, openapi_extra={
+    "requestBody": {"content": {"multipart/form-data": {
+        "encoding": {"file": {"contentType": IMAGE_TYPES}}}}}})
 async def classify(request: Request, file: Annotated[UploadFile, File()],
                    threshold: Annotated[float | None, Form(ge=0.0, le=1.0)] = None
                    ) -> dict[str, Any]:
@@ -124,7 +155,7 @@ async def classify(request: Request, file: Annotated[UploadFile, File()],
     if len(data) > limit:
         raise HTTPException(413, f"{name}: over the upload limit of {limit:,} bytes")
     if not data:
-        raise HTTPException(422, f"{name}: the file is empty")
+        raise HTTPException(422, f"{name}: the file is empty (send a PNG, JPEG or TIFF)")
 
     def work() -> dict[str, Any]:
         image = decode_image(data, name, state.settings.max_pixels)
@@ -137,7 +168,7 @@ async def classify(request: Request, file: Annotated[UploadFile, File()],
         raise HTTPException(refused.status, refused.message) from None
 
 
-@router.get("/v1/models/{name}")
+@router.get("/v1/models/{name:model_name}")
 def model_status(request: Request, name: str) -> dict[str, Any]:
     """TensorFlow-Serving style model status."""
     _classifier(request, name)
@@ -145,7 +176,7 @@ def model_status(request: Request, name: str) -> dict[str, Any]:
                                       "status": {"error_code": "OK", "error_message": ""}}]}
 
 
-@router.post("/v1/models/{name}:predict")
+@router.post("/v1/models/{name:model_name}:predict", responses=UPLOAD_RESPONSES)
 async def predict(request: Request, name: str, body: PredictRequest) -> dict[str, Any]:
     """TensorFlow-Serving REST ``predict``: ``{"instances": [base64 images]}`` ->
     ``{"predictions": [[p_class0, p_class1, ...], ...]}`` (mean over each image's
@@ -154,14 +185,10 @@ async def predict(request: Request, name: str, body: PredictRequest) -> dict[str
 
     state = _state(request)
     classifier = _classifier(request, name)
-    if not body.instances:
-        raise HTTPException(422, "instances is empty (send at least one image)")
-    if len(body.instances) > MAX_INSTANCES:
-        raise HTTPException(413, f"{len(body.instances)} instances: send at most "
-                                 f"{MAX_INSTANCES} per request")
+    instances = [i.model_dump() if isinstance(i, B64Image) else i for i in body.instances]
     try:
         predictions = await anyio.to_thread.run_sync(
-            classifier.predict_instances, body.instances, state.settings.max_upload_bytes)
+            classifier.predict_instances, instances, state.settings.max_upload_bytes)
     except ImageRefused as refused:
         raise HTTPException(refused.status, refused.message) from None
     return {"predictions": predictions}
@@ -175,15 +202,22 @@ def _jobs(request: Request):
     return jobs
 
 
-@router.post("/api/runs", status_code=202)
+@router.post("/api/runs", status_code=202, responses={
+    **BODY_RESPONSES, 429: {"model": ErrorBody, "description": "Too many jobs are waiting."}})
 def start_run(request: Request, body: RunRequest) -> dict[str, Any]:
-    """Start ``histotile run`` on a slide this server shows; poll GET /api/runs/{id}."""
+    """Start ``histotile run`` on a slide this server shows, at the model card's
+    resolution or the ``level`` / ``magnification`` given; poll GET /api/runs/{id}."""
     from histotile.workflows.serve.jobs import JobsFull
 
     jobs = _jobs(request)
     path = slide_path(request, body.slide)
+    if body.level is not None and body.magnification is not None:
+        raise HTTPException(422, "give at most one of level and magnification")
+    resolution = {k: v for k, v in (("level", body.level),
+                                    ("magnification", body.magnification)) if v is not None}
     try:
-        job = jobs.start(body.slide, path, _state(request).catalog.annotation(body.slide))
+        job = jobs.start(body.slide, path, _state(request).catalog.annotation(body.slide),
+                         resolution)
     except JobsFull as error:
         raise HTTPException(429, str(error)) from None
     return job.to_dict()

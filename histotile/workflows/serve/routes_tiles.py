@@ -24,7 +24,7 @@ def slide_path(request: Request, slide: str) -> Path:
 
 
 @router.get("/slides/{slide}.dzi", response_class=Response,
-            responses={200: {"content": {"application/xml": {}}}, 404: {}, 422: {}})
+            responses={200: {"content": {"application/xml": {}}}})
 async def dzi(request: Request, slide: str) -> Response:
     """The Deep Zoom descriptor (XML) of a slide."""
     state = request.app.state.histotile
@@ -34,7 +34,7 @@ async def dzi(request: Request, slide: str) -> Response:
 
 
 @router.get("/slides/{slide}_files/{level}/{col}_{row}.jpeg", response_class=Response,
-            responses={200: {"content": {"image/jpeg": {}}}, 404: {}, 422: {}})
+            responses={200: {"content": {"image/jpeg": {}}}})
 async def tile(request: Request, slide: str, level: int, col: int, row: int) -> Response:
     """One JPEG tile of the Deep Zoom pyramid; 404 outside it."""
     try:

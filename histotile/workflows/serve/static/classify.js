@@ -57,6 +57,24 @@ function drawImage(threshold) {
   ctx.globalAlpha = 1;
 }
 
+/* The class each patch counts for at the threshold, as the server's fractions: the
+   positive class when its probability reaches the threshold, else the likeliest other. */
+function patchesWon(threshold) {
+  const column = result.positive_class;
+  const won = Object.fromEntries(result.classes.map((c) => [c, 0]));
+  for (const patch of result.probabilities) {
+    const p = patch.probabilities;
+    let winner = column;
+    if (p[column] < threshold) {
+      winner = null;
+      for (const c of result.classes) if (c !== column && (winner === null || p[c] > p[winner])) winner = c;
+      if (winner === null) winner = column;
+    }
+    won[winner] += 1;
+  }
+  return won;
+}
+
 function show() {
   const threshold = Number($("threshold").value);
   $("threshold-value").textContent = threshold.toFixed(2);
@@ -65,10 +83,11 @@ function show() {
   drawImage(threshold);
   drawLegend($("legend"), "continuous", threshold);
   const body = document.querySelector("#class-table tbody");
+  const won = patchesWon(threshold), n = result.probabilities.length;
   body.replaceChildren(...result.classes.map((c) => {
     const mean = result.probabilities.reduce((s, p) => s + p.probabilities[c], 0) / result.probabilities.length;
-    const tr = el("tr");
-    tr.append(el("td", {}, c), el("td", { class: "num" }, mean.toFixed(3)), el("td", { class: "num" }, percent(result.fraction[c])));
+    const tr = el("tr", { "data-class": c });
+    tr.append(el("td", {}, c), el("td", { class: "num" }, mean.toFixed(3)), el("td", { class: "num" }, `${won[c]} of ${n} (${percent(n ? won[c] / n : 0)})`));
     return tr;
   }));
   $("patch-note").textContent = `${result.probabilities.length} patches of ${result.patch_size} px on a ` +

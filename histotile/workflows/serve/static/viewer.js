@@ -16,13 +16,19 @@ const viewer = OpenSeadragon({
   navigatorPosition: "TOP_RIGHT",
   maxZoomPixelRatio: 2,
   crossOriginPolicy: false,
+  // A click keeps the tile under the pointer (canvas-click below); zoom is the wheel,
+  // a double click and the buttons.
+  gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true },
 });
 window.histotileViewer.viewer = viewer;
 // The overlay canvas goes inside OpenSeadragon's drawing area: above the slide, below
 // the navigator and the zoom buttons.
 viewer.canvas.appendChild($("overlay"));
 viewer.addHandler("open", () => { window.histotileViewer.ready = true; });
-viewer.addHandler("tile-drawn", () => { window.histotileViewer.drawn = true; });
+// Raised by every drawer (WebGL and canvas alike), unlike "tile-drawn" (canvas only).
+viewer.addHandler("tiled-image-drawn", (event) => {
+  if (event.tiles && event.tiles.length) window.histotileViewer.drawn = true;
+});
 viewer.addHandler("open-failed", (e) => { $("info").textContent = "Cannot open the slide: " + e.message; });
 
 function imageToScreen(x, y) {
@@ -102,7 +108,7 @@ function repaint() {
   const h = state.heatmap;
   const threshold = Number($("threshold").value);
   $("threshold-value").textContent = threshold.toFixed(2);
-  $("opacity-value").textContent = Number($("opacity").value).toFixed(2);
+  showOpacity();
   drawLegend($("legend"), $("mode").value, threshold);
   if (h) {
     const share = h.paint($("class-select").value, $("mode").value, threshold);
@@ -130,17 +136,21 @@ function pointerTile(event) {
 new OpenSeadragon.MouseTracker({
   element: viewer.element,
   moveHandler: (event) => { if (state.pinned < 0) probe(pointerTile(event)); },
-  clickHandler: (event) => {
-    if (!event.quick) return;
-    const i = pointerTile(event);
-    state.pinned = state.pinned === i ? -1 : i;
-    probe(i);
-    redraw();
-  },
+});
+// A quick click (not the end of a drag) keeps the tile under it, or lets it go.
+viewer.addHandler("canvas-click", (event) => {
+  if (!event.quick) return;
+  event.preventDefaultAction = true;
+  const i = pointerTile(event);
+  state.pinned = state.pinned === i || i < 0 ? -1 : i;
+  probe(i);
+  redraw();
 });
 
 ["animation", "update-viewport", "resize", "open"].forEach((name) => viewer.addHandler(name, redraw));
-["heatmap-toggle", "annotation-toggle", "opacity"].forEach((id) => $(id).addEventListener("input", redraw));
+function showOpacity() { $("opacity-value").textContent = Number($("opacity").value).toFixed(2); }
+$("opacity").addEventListener("input", () => { showOpacity(); redraw(); });
+["heatmap-toggle", "annotation-toggle"].forEach((id) => $(id).addEventListener("input", redraw));
 ["class-select", "mode", "threshold"].forEach((id) => $(id).addEventListener("input", repaint));
 
 async function loadPredictions() {
@@ -167,8 +177,12 @@ async function offerRun() {
 $("run-button").addEventListener("click", async () => {
   $("run-button").disabled = true;
   try {
+    const request = { slide: slideName };
+    const level = $("run-level").value, magnification = $("run-magnification").value;
+    if (level !== "") request.level = Number(level);
+    if (magnification !== "") request.magnification = Number(magnification);
     let job = await fetchJSON("/api/runs", { method: "POST", headers: { "content-type": "application/json" },
-                                             body: JSON.stringify({ slide: slideName }) });
+                                             body: JSON.stringify(request) });
     while (job.state === "queued" || job.state === "running") {
       $("job-status").textContent = `${job.state}: ${job.stage}` + (job.seconds != null ? ` (${job.seconds.toFixed(0)} s)` : "");
       await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -209,6 +223,9 @@ async function loadDetail() {
     (detail.mpp ? `${detail.mpp.toFixed(3)} µm/px` : "no mpp (no scale bar)") + `, ${detail.vendor}`;
   if (detail.annotation && !state.annotation && !state.annotationImage) loadAnnotation(detail.annotation);
   redraw();
+  return detail;
 }
 
-loadDetail().then(loadPredictions).catch((error) => { $("info").textContent = error.message; });
+// Predictions only where the results folder has them (no 404 in the console otherwise).
+loadDetail().then((detail) => (detail.results && detail.results.has_results ? loadPredictions() : offerRun()))
+  .catch((error) => { $("info").textContent = error.message; });
