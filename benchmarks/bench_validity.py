@@ -148,6 +148,25 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+BEGIN, END = "<!-- bench_validity:begin -->", "<!-- bench_validity:end -->"
+
+
+def readme_block(results: dict, source: str) -> str:
+    """The README's validity block: the table, its source file, date and load."""
+    load = results["machine"]["load_before"]
+    return (f"{BEGIN}\n{results['table']}\n\n"
+            f"From `{source}` ({results['started'][:10]}, {results['machine']['cpus']} CPU "
+            f"cores, load {load[0]:.1f} at the start; {results['data_patches']} patches).\n"
+            f"{END}")
+
+
+def write_readme(results: dict, source: str, readme: Path = HERE.parent / "README.md") -> None:
+    """Replace the block between the markers in the README with :func:`readme_block`."""
+    text = readme.read_text()
+    start, stop = text.index(BEGIN), text.index(END) + len(END)
+    readme.write_text(text[:start] + readme_block(results, source) + text[stop:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -156,6 +175,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=None,
                         help="configurations to run (names of the ablation table)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--readme", action="store_true",
+                        help="put the table in README.md (between its markers)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="keep the model folders in this folder (default: deleted)")
     args = parser.parse_args()
@@ -193,6 +214,8 @@ def main() -> None:
     out = args.out or HERE / "results" / f"{started:%Y-%m-%d}-2core-cpu-validity.json"
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"written {out}")
+    if args.readme:
+        write_readme(results, out.relative_to(HERE.parent).as_posix())
 
 
 if __name__ == "__main__":

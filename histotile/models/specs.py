@@ -67,11 +67,12 @@ _LENET_DEFAULTS = {"optimizer": "adam", "lr": 0.001, "momentum": 0.8, "batch_siz
                    "epochs": 20, "weight_decay": 0.0}
 # TileNet, the default: the recipe measured on real H&E patches of unseen patients
 # (benchmarks/bench_validity.py): AdamW with a one-cycle schedule (warm-up, then cosine
-# decay), batch 64, 15 epochs. See histotile.models.settings for the rest of the recipe
+# decay), batch 64, 25 epochs (5-fold patient CV of the IDC development set, pooled
+# out-of-fold AUC 0.911 at 15 epochs, 0.918 at 25; 64 px input instead of 50: no gain). See histotile.models.settings for the rest of the recipe
 # (class-balanced loss, colour augmentation, early stopping on balanced accuracy, the
 # fold ensemble).
 _TILENET_DEFAULTS = {"optimizer": "adamw", "lr": 0.003, "momentum": 0.9, "batch_size": 64,
-                     "epochs": 15, "weight_decay": 1e-4}
+                     "epochs": 25, "weight_decay": 1e-4}
 # The torchvision study: 20 epochs, learning rate 0.001, early stopping.
 _TORCHVISION_DEFAULTS = {"optimizer": "sgd", "lr": 0.001, "momentum": 0.9, "batch_size": 32,
                          "epochs": 20, "weight_decay": 1e-4}
