@@ -13,7 +13,11 @@ from typing import Any
 
 from histotile._threads import thread_budget
 from histotile.errors import ConfigError
-from histotile.workflows.aggregate import combine_evaluations, combine_manifests
+from histotile.workflows.aggregate import (
+    check_tiling_agrees,
+    combine_evaluations,
+    combine_manifests,
+)
 from histotile.workflows.execution import Execution, run_tasks
 from histotile.workflows.inputs import expand_slides, find_annotation, slide_stem
 from histotile.workflows.options import (
@@ -21,6 +25,7 @@ from histotile.workflows.options import (
     HeatmapOptions,
     RunOptions,
     parse_classes,
+    tiling_settings,
 )
 from histotile.workflows.process import load_predictor
 from histotile.workflows.report import SlideRecord
@@ -94,6 +99,9 @@ def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[
     paths = resolve_slides(slides)
     parse_classes(options.get("classes"))  # a bad class list stops the batch at once
     tiling = _pick(options, TILING_OPTIONS + CLASS_KEYS)
+    # OUT/manifest.csv is the union of every slide tiled into OUT: one tiling for all.
+    check_tiling_agrees(out_dir, tiling_settings(tiling, options.get("classes")).to_dict(),
+                        {slide_stem(p) for p in paths} if options.get("overwrite") else set())
     annotations = options.get("annotations")
     execution = execution or Execution()
     # In-process, one slide at a time uses every core through region workers; on a
