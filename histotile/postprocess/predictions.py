@@ -28,6 +28,9 @@ from histotile.postprocess.maps import ProbabilityGrid
 FORMAT = "histotile.predictions/1"
 COORDINATE_COLUMNS = ("x", "y", "extent")
 PROB_PREFIX = "prob_"
+# Rounding a saved table may leave (6 significant digits): a probability may exceed 0-1
+# by this much and no more.
+PROBABILITY_SLACK = 1e-5
 
 
 def prob_column(class_name: str) -> str:
@@ -198,6 +201,8 @@ def load_predictions(path: str | Path) -> SlidePredictions:
         raise DatasetError(f"{path}: {error}") from None
     for column in COORDINATE_COLUMNS:
         result.tiles[column] = _integral(result.tiles[column], path, column)
+    for name in result.classes:
+        _check_probabilities(result.tiles[prob_column(name)], path, prob_column(name))
     if len(result) != meta.get("tiles", len(result)):
         raise DatasetError(f"{path}: {len(result)} rows but the sidecar records "
                            f"{meta['tiles']}; the CSV is truncated, predict the slide again")
@@ -213,6 +218,20 @@ def _integral(column: pd.Series, path: Path, name: str) -> pd.Series:
     if values.size and np.all(np.mod(values, 1) == 0):
         return column.astype(np.int64)
     return column
+
+
+def _check_probabilities(column: pd.Series, path: Path, name: str) -> None:
+    """Refuse a probability column with missing, non-numeric or out-of-range values (a
+    table edited by hand or written by other software): read as they are, 7.0 would
+    colour a heatmap and call a slide positive."""
+    values = pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(values) | (values < -PROBABILITY_SLACK) | (values > 1 + PROBABILITY_SLACK)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DatasetError(f"{path}: column {name!r} holds {column.iloc[row]!r} in row "
+                           f"{row + 1}, not a probability between 0 and 1 ({int(bad.sum())} "
+                           "such values); the table is damaged or not histotile's, predict "
+                           "the slide again")
 
 
 def _jsonable(value: Any) -> Any:
