@@ -76,3 +76,56 @@ def test_a_read_only_output_folder_is_a_clear_error(tmp_path, monkeypatch):
     code, output = invoke("tile", path, "--out", out, "--tile-size", "64")
     assert code == 1
     assert "cannot write: the file system is read-only (choose another --out)" in output
+
+
+def test_a_slide_another_run_finished_meanwhile_is_reported_as_such(tmp_path, monkeypatch):
+    """Two runs on one --out: this one finds 'one' busy (the other holds its folder), and
+    the other finishes it before this one ends."""
+    from histotile._files import folder_lock
+    from histotile.workflows import batch
+
+    slides = tmp_path / "slides"
+    first, second = slide(slides, "one.tif"), slide(slides, "two.tif", seed=2)
+    out = tmp_path / "tiles"
+    real = batch.run_tasks
+
+    def beside_another_run(task, jobs, *args, **kwargs):
+        with folder_lock(out / "one"):  # the other run is working on 'one'
+            records = real(task, jobs, *args, **kwargs)
+        monkeypatch.setattr(batch, "run_tasks", real)  # the other run is a plain one
+        other = CliRunner().invoke(cli, ["tile", str(first), "--out", str(out),
+                                         "--tile-size", "64"], catch_exceptions=False)
+        assert other.exit_code == 0, other.output  # ... and finishes it
+        return records
+
+    monkeypatch.setattr(batch, "run_tasks", beside_another_run)
+    code, output = invoke("tile", first, second, "--out", out, "--tile-size", "64")
+    assert code == 0, output
+    rows = report(out)
+    assert rows.loc["one", "status"] == "skipped"
+    assert rows.loc["one", "skip_reason"] == "finished by another run"
+    assert rows.loc["one", "error"] == ""  # nobody is working on it any more
+    assert int(rows.loc["one", "tiles"]) == len(pd.read_csv(out / "one" / "manifest.csv"))
+    assert rows.loc["two", "status"] == "ok"
+    assert "1 ok, 0 skipped (already complete" in output
+    assert "1 finished by another histotile run meanwhile" in output
+    assert set(pd.read_csv(out / "manifest.csv")["slide"]) == {"one", "two"}
+
+
+def test_a_slide_still_busy_is_not_called_complete(tmp_path):
+    from histotile._files import folder_lock
+
+    slides = tmp_path / "slides"
+    first, second = slide(slides, "one.tif"), slide(slides, "two.tif", seed=2)
+    out = tmp_path / "tiles"
+    assert invoke("tile", second, "--out", out, "--tile-size", "64")[0] == 0
+    with folder_lock(out / "one"):
+        code, output = invoke("tile", first, second, "--out", out, "--tile-size", "64")
+    assert code == 0, output
+    assert "0 ok, 1 skipped (already complete; --overwrite redoes them), 1 skipped " \
+           "(another histotile run is still working on them" in output
+    rows = report(out)
+    assert rows.loc["one", "skip_reason"] == "busy" and rows.loc["two", "skip_reason"] == \
+        "complete"
+    saved = json.loads((out / "tile-report.json").read_text())
+    assert saved["skip_reasons"] == {"complete": 1, "busy": 1, "finished by another run": 0}

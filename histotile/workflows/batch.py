@@ -29,6 +29,7 @@ from histotile.workflows.options import (
 )
 from histotile.workflows.process import load_predictor
 from histotile.workflows.report import SlideRecord
+from histotile.workflows.resumable import settle_busy
 from histotile.workflows.slide_predict import predict_task
 from histotile.workflows.slide_tasks import evaluate_task, heatmap_task, run_task, tile_task
 from histotile.workflows.training import train_task
@@ -82,11 +83,13 @@ def _progress(description: str, total: int):
 
 def _run(task, jobs: list[dict[str, Any]], execution: Execution | None,
          description: str, show_progress: bool) -> list[SlideRecord]:
+    """Run the jobs; slides skipped because another run held their folder, and that run
+    finished since, are reported as finished by it (:func:`settle_busy`)."""
     if not show_progress:
-        return run_tasks(task, jobs, execution)
+        return settle_busy(run_tasks(task, jobs, execution))
     bar, on_record = _progress(description, len(jobs))
     try:
-        return run_tasks(task, jobs, execution, on_record)
+        return settle_busy(run_tasks(task, jobs, execution, on_record))
     finally:
         bar.__exit__(None, None, None)
 
