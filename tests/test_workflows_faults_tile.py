@@ -9,8 +9,10 @@ import errno
 import json
 import pathlib
 
+import numpy as np
 import pandas as pd
 from click.testing import CliRunner
+from PIL import Image
 
 from histotile.workflows.cli import cli
 from histotile.wsi.synthetic import write_synthetic_slide
@@ -129,3 +131,87 @@ def test_a_slide_still_busy_is_not_called_complete(tmp_path):
         "complete"
     saved = json.loads((out / "tile-report.json").read_text())
     assert saved["skip_reasons"] == {"complete": 1, "busy": 1, "finished by another run": 0}
+
+
+def square(x, y, size):
+    return [[x, y], [x + size, y], [x + size, y + size], [x, y + size], [x, y]]
+
+
+def geojson(path: pathlib.Path, features) -> pathlib.Path:
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": geometry, "properties": properties}
+        for geometry, properties in features]}))
+    return path
+
+
+def polygon(name: str | None, x: int, y: int, size: int):
+    classified = {} if name is None else {"classification": {"name": name}}
+    return {"type": "Polygon", "coordinates": [square(x, y, size)]}, classified
+
+
+def test_one_annotation_file_for_several_slides_needs_annotations_for_all(tmp_path):
+    slides = tmp_path / "slides"
+    a, b = slide(slides, "a.tif"), slide(slides, "b.tif", seed=2)
+    marks = geojson(tmp_path / "shared.geojson", [polygon("tumour", 0, 0, 256)])
+    code, output = invoke("tile", a, b, "--annotations", marks, "--out", tmp_path / "t",
+                          "--tile-size", "64")
+    assert code == 2
+    assert "shared.geojson: one annotation file for 2 slides" in output
+    assert "--annotations-for-all" in output and not (tmp_path / "t" / "a").exists()
+    # Asked for: every slide uses it, and a slide's own mask beside it is named.
+    Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(slides / "b.mask.png")
+    code, output = invoke("tile", a, b, "--annotations", marks, "--annotations-for-all",
+                          "--out", tmp_path / "t", "--tile-size", "64")
+    assert code == 0, output
+    rows = report(tmp_path / "t")
+    assert "not its own annotation" in rows.loc["b", "warning"]
+    assert str(slides / "b.mask.png") in rows.loc["b", "warning"]
+    assert "not its own annotation" not in rows.loc["a", "warning"]
+    assert "not its own annotation" in output  # on the console too
+    manifest = pd.read_csv(tmp_path / "t" / "manifest.csv")
+    assert set(manifest.groupby("slide")["label"].apply(lambda s: "tumour" in set(s))) == {True}
+
+
+def test_unknown_geojson_classes_leave_nothing_behind_and_warnings_come_once(tmp_path):
+    path = slide(tmp_path / "slides", "a.tif")
+    geojson(tmp_path / "slides" / "a.geojson", [
+        polygon(None, 0, 0, 64),  # no classification: ignored, with a warning
+        ({"type": "Point", "coordinates": [5, 5]}, {"classification": {"name": "tumour"}}),
+        polygon("../../evil", 256, 256, 256), polygon("tumour", 0, 0, 256)])
+    out = tmp_path / "tiles"
+    for _ in range(2):  # a second run (--overwrite) leaves no more than the first
+        code, output = invoke("tile", path, "--out", out, "--tile-size", "64",
+                              "--overwrite")
+        assert code == 0, output
+        assert sorted(p.name for p in (out / "a").iterdir()) == [".histotile-tile.json",
+                                                                 "manifest.csv"]
+    assert not list(tmp_path.rglob("*evil*"))
+    assert "UserWarning" not in output and "slide_tasks.py" not in output
+    for problem in ("feature 0 has no classification", "is a Point",
+                    "class name(s) ../../evil are not in --classes"):
+        assert output.count(problem) == 1, problem
+        assert problem in report(out).loc["a", "warning"]
+    manifest = pd.read_csv(out / "a" / "manifest.csv")
+    tumour = manifest[manifest["label"] == "tumour"]
+    assert len(tumour) and (tumour[["x", "y"]].max() < 256).all()  # the evil square is not
+
+
+def test_an_rgb_mask_png_is_read_as_a_label_mask(tmp_path):
+    path = slide(tmp_path / "slides", "a.tif")
+    values = np.zeros((SIZE, SIZE), np.uint8)
+    values[:256, :256] = 1
+    Image.fromarray(np.repeat(values[:, :, None], 3, axis=2)).save(
+        tmp_path / "slides" / "a.mask.png")
+    code, output = invoke("tile", path, "--out", tmp_path / "t", "--tile-size", "64")
+    assert code == 0, output
+    assert report(tmp_path / "t").loc["a", "warning"] == ""
+    manifest = pd.read_csv(tmp_path / "t" / "a" / "manifest.csv")
+    tumour = manifest[manifest["label"] == "tumour"]
+    assert len(tumour) and (tumour[["x", "y"]].max() < 256).all()
+    # A mask in colour is refused rather than read by its red channel.
+    rgb = np.zeros((SIZE, SIZE, 3), np.uint8)
+    rgb[:256, :256] = (0, 255, 0)
+    Image.fromarray(rgb).save(tmp_path / "slides" / "a.mask.png")
+    code, output = invoke("tile", path, "--out", tmp_path / "u", "--tile-size", "64")
+    assert code == 1
+    assert "a.mask.png: a label mask in colour" in report(tmp_path / "u").loc["a", "error"]

@@ -78,8 +78,16 @@ class _LabelImage:
                     if image.mode not in ("P", "L", "I", "I;16", "I;16B", "1"):
                         image = image.convert("RGB")
                     pixels = np.asarray(image)
+                if pixels.ndim == 3 and np.any(pixels[..., 1:] != pixels[..., :1]):
+                    raise AnnotationError(
+                        f"{path}: a label mask in colour (its red, green and blue differ): "
+                        "a mask's pixel values are class numbers 0, 1, ...; save it as a "
+                        "single-channel PNG or TIFF (or name a painted copy of the slide "
+                        "<slide>.overlay.png)")
                 self._pixels = pixels[..., 0] if pixels.ndim == 3 else pixels
                 self.dimensions = (int(self._pixels.shape[1]), int(self._pixels.shape[0]))
+        except AnnotationError:
+            raise
         except Exception as error:  # noqa: BLE001 - PIL/tifffile raise many types
             raise AnnotationError(f"{path}: cannot read the label mask ({type(error).__name__}:"
                                   f" {error}); save it as a single-channel PNG or TIFF") from None

@@ -101,6 +101,10 @@ config_option = click.option(
 overwrite_option = click.option("--overwrite", is_flag=True,
                                 help="Redo slides whose outputs already exist.")
 slides_argument = click.argument("slides", nargs=-1, required=True)
+annotations_for_all_option = click.option(
+    "--annotations-for-all", is_flag=True,
+    help="With one annotation file and several slides: use it for every slide (without "
+         "it, that is an error: each slide needs its own annotation).")
 engine_option = click.option(
     "--engine", type=click.Choice(ENGINES), default=RunOptions.engine, show_default=True,
     help="Inference engine: auto = the fastest installed for the device and model "

@@ -68,14 +68,16 @@ def explain_batch(slides: Iterable[str | Path], model_dir: str | Path, out_dir: 
                   options: dict[str, Any], execution: Execution | None = None,
                   show_progress: bool = True) -> list[SlideRecord]:
     """Explain every slide (see :func:`explain_task`); annotations are used where found."""
-    from histotile.workflows.batch import _annotation, _run, resolve_slides
+    from histotile.workflows.batch import _run, annotation_jobs, resolve_slides
 
     predictions_dir = options.get("predictions_dir")
+    paths = resolve_slides(slides)
+    found, notes = annotation_jobs(paths, options)
     jobs = [{"slide_path": str(path), "out_dir": str(out_dir), "model_dir": str(model_dir),
              "predictions_dir": None if predictions_dir is None else str(predictions_dir),
-             "annotation": _annotation(path, options.get("annotations")),
+             "annotation": found[path],
              "class_name": options.get("class_name"), "top": int(options.get("top") or 8),
              "threshold": float(options.get("threshold", HeatmapOptions.threshold)),
              "overwrite": bool(options.get("overwrite"))}
-            for path in resolve_slides(slides)]
-    return _run(explain_task, jobs, execution, "explain", show_progress)
+            for path in paths]
+    return _run(explain_task, jobs, execution, "explain", show_progress, notes)
