@@ -178,15 +178,10 @@ def load_predictions(path: str | Path) -> SlidePredictions:
                            "CSV, or predict the slide again")
     try:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
-        slide = meta["slide"]
-        classes = tuple(meta["classes"])
-        dimensions = tuple(int(v) for v in slide["dimensions"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError) as error:
         raise DatasetError(f"{sidecar}: not a predictions sidecar ({type(error).__name__}: "
                            f"{error}); predict the slide again") from None
-    if meta.get("format") != FORMAT:
-        raise DatasetError(f"{sidecar}: unknown format {meta.get('format')!r} (expected "
-                           f"{FORMAT!r}); predict the slide again with this version")
+    slide, classes, dimensions = _sidecar_fields(sidecar, meta)
     try:
         tiles = pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError) as error:
@@ -194,9 +189,9 @@ def load_predictions(path: str | Path) -> SlidePredictions:
                            "is damaged, predict the slide again") from None
     tiles = tiles.drop(columns=["slide"], errors="ignore")
     try:
-        result = SlidePredictions(slide["name"], slide.get("path", ""), dimensions,
+        result = SlidePredictions(slide["name"], str(slide.get("path") or ""), dimensions,
                                   slide.get("mpp"), classes, tiles,
-                                  meta.get("settings", {}), meta.get("model", {}))
+                                  meta.get("settings") or {}, meta.get("model") or {})
     except HistotileError as error:
         raise DatasetError(f"{path}: {error}") from None
     for column in COORDINATE_COLUMNS:
@@ -207,6 +202,40 @@ def load_predictions(path: str | Path) -> SlidePredictions:
         raise DatasetError(f"{path}: {len(result)} rows but the sidecar records "
                            f"{meta['tiles']}; the CSV is truncated, predict the slide again")
     return result
+
+
+def _sidecar_fields(sidecar: Path, meta: Any) -> tuple[dict, tuple[str, ...],
+                                                       tuple[int, int]]:
+    """The slide entry, classes and level-0 dimensions of a sidecar, each checked: a
+    file edited by hand or by other software is refused with what is wrong."""
+    def refuse(problem: str) -> DatasetError:
+        return DatasetError(f"{sidecar}: not a predictions sidecar ({problem}); predict "
+                            "the slide again")
+
+    if not isinstance(meta, dict):
+        raise refuse("not a JSON object")
+    if meta.get("format") != FORMAT:
+        raise DatasetError(f"{sidecar}: unknown format {meta.get('format')!r} (expected "
+                           f"{FORMAT!r}); predict the slide again with this version")
+    slide, classes = meta.get("slide"), meta.get("classes")
+    if not isinstance(slide, dict) or not isinstance(slide.get("name"), str):
+        raise refuse("'slide' must be an object with the slide's 'name'")
+    dimensions = slide.get("dimensions")
+    if not (isinstance(dimensions, list) and len(dimensions) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in dimensions)):
+        raise refuse("'slide.dimensions' must be the slide's width and height in pixels")
+    mpp = slide.get("mpp")
+    if mpp is not None and not (isinstance(mpp, (int, float)) and not isinstance(mpp, bool)
+                                and math.isfinite(mpp) and mpp > 0):
+        raise refuse("'slide.mpp' must be a positive number or null")
+    if not (isinstance(classes, list) and classes and len(set(map(str, classes))) ==
+            len(classes) and all(isinstance(c, str) and c for c in classes)):
+        raise refuse("'classes' must list the model's class names, each once")
+    if not all(isinstance(meta.get(k) or {}, dict) for k in ("settings", "model")):
+        raise refuse("'settings' and 'model' must be objects")
+    if not isinstance(meta.get("tiles", 0), int):
+        raise refuse("'tiles' must be the number of rows")
+    return slide, tuple(classes), (dimensions[0], dimensions[1])
 
 
 def _integral(column: pd.Series, path: Path, name: str) -> pd.Series:

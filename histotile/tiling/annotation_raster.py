@@ -97,7 +97,12 @@ class _LabelImage:
             return self._pixels[y:y + height, x:x + width]
         index = tuple(slice(y, y + height) if a == "Y" else slice(x, x + width) if a == "X"
                       else 0 for a in self._axes)
-        return np.asarray(self._array[index])
+        try:
+            return np.asarray(self._array[index])
+        except Exception as error:  # noqa: BLE001 - tifffile/zarr raise many types
+            raise AnnotationError(f"{self.path}: cannot read the label mask "
+                                  f"({type(error).__name__}: {error}); the file is damaged "
+                                  "or truncated: export it again") from None
 
 
 class LabelMaskWindows(ClassMapWindows):

@@ -239,6 +239,7 @@ def evaluate(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
               help="Class to explain (default: the model card's positive class).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=HeatmapOptions.threshold,
               show_default=True)
+@tiling_options
 @execution_options
 @overwrite_option
 @config_option

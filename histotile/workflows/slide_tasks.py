@@ -20,7 +20,11 @@ from histotile.workflows.resumable import (
     saved_predictions,
 )
 from histotile.workflows.roles import assumed_note, model_roles, resolve_positive_class
-from histotile.workflows.slide_predict import predict_and_save, qupath_files
+from histotile.workflows.slide_predict import (
+    predict_and_save,
+    prediction_notes,
+    qupath_files,
+)
 from histotile.wsi import open_slide
 
 StageProgress = Callable[[str, int, int], None]
@@ -52,6 +56,7 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
         unknown_classes,
         without_unknown_classes,
     )
+    from histotile.tiling.no_tissue import no_tissue_reason
 
     settings = tiling_settings(tiling, classes)
 
@@ -78,9 +83,11 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
             plan = plan_tiles(slide, settings)
         manifest = extract_tiles(slide_path, settings, annotation=loaded, workers=workers,
                                  plan=plan)
-        if loaded is not None:
-            with open_slide(slide_path) as slide:
+        with open_slide(slide_path) as slide:
+            if loaded is not None:
                 warn(check_labels(loaded, manifest, slide, settings))
+            empty = no_tissue_reason(slide, plan, manifest)
+        found.extend([empty] if empty else [])  # a fact about the slide: never --strict
         return plan, manifest
 
     def work(outputs, _prepared) -> dict[str, Any]:
@@ -219,7 +226,8 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
         more, decision, extra = _heatmap_and_decision(slide_path, predictions, options,
                                                       outputs)
         written.update(more)
-        warning = extra.pop("warning")
+        warning = "; ".join(filter(None, (extra.pop("warning"), prediction_notes(
+            slide_path, model_dir, tiling, predictions)))) or None
         if annotation is not None:
             report("evaluating", 0, 0)
             evaluation = _evaluate(slide_path, predictions, annotation,
