@@ -215,3 +215,15 @@ def test_an_rgb_mask_png_is_read_as_a_label_mask(tmp_path):
     code, output = invoke("tile", path, "--out", tmp_path / "u", "--tile-size", "64")
     assert code == 1
     assert "a.mask.png: a label mask in colour" in report(tmp_path / "u").loc["a", "error"]
+
+
+def test_the_union_holds_slides_tiled_from_another_working_folder(tmp_path, monkeypatch):
+    slides = tmp_path / "slides"
+    a, b = slide(slides, "a.tif"), slide(slides, "b.tif", seed=2)
+    monkeypatch.chdir(tmp_path)
+    assert invoke("tile", a, "--out", "tiles", "--tile-size", "64")[0] == 0  # relative
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert invoke("tile", b, "--out", tmp_path / "tiles", "--tile-size", "64")[0] == 0
+    assert set(pd.read_csv(tmp_path / "tiles" / "manifest.csv")["slide"]) == {"a", "b"}

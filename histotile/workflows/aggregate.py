@@ -19,8 +19,8 @@ COMBINE_WAIT = 120.0
 
 
 def tiled_slides(out_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """The slides of a tile output folder whose tiling finished (their folder and every
-    output still there): slide folder name -> its stored record, by name."""
+    """The slides of a tile output folder whose tiling finished (and whose manifest is
+    still there): slide folder name -> its stored record, by name."""
     from histotile.workflows.outputs import SlideOutputs
 
     out_dir = Path(out_dir)
@@ -28,7 +28,10 @@ def tiled_slides(out_dir: str | Path) -> dict[str, dict[str, Any]]:
         return {}
     found = {}
     for folder in sorted(p for p in out_dir.iterdir() if p.is_dir()):
-        record = SlideOutputs(out_dir, folder.name, "tile").finished_record()
+        # The record's output paths are as the batch that wrote them was given --out
+        # (relative to its working folder): the manifest is looked for in the folder.
+        record = SlideOutputs(out_dir, folder.name, "tile").finished_record(
+            check_outputs=False)
         if record is not None and (folder / "manifest.csv").is_file():
             found[folder.name] = record
     return found

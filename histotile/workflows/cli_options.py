@@ -104,7 +104,7 @@ def _check_types(ctx: click.Context, path: str, options: dict[str, Any]) -> None
             param.type_cast_value(ctx, given)
         except click.BadParameter as error:
             raise click.BadParameter(f"{path}: {name}: {error.message}") from None
-        except (TypeError, ValueError, OverflowError) as error:
+        except (TypeError, ValueError, OverflowError, AttributeError) as error:
             raise click.BadParameter(f"{path}: {name}: {given!r} is not a valid value "
                                      f"({error})") from None
 
