@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from histotile._files import match_umask, write_failure
+from histotile._files import make_folder, match_umask, write_failure
 from histotile.errors import OutputExistsError
 
 
@@ -39,7 +39,7 @@ def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     :class:`~histotile._files.OutputWriteError` naming ``path``.
     """
     path = check_writable(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
                                         dir=path.parent)

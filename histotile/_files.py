@@ -76,6 +76,21 @@ def write_failure(path: str | Path, error: OSError) -> HistotileError | None:
                             "half-written")
 
 
+def make_folder(folder: str | Path) -> Path:
+    """``folder`` and its parents, created as needed; a folder that cannot be made (a
+    read-only file system, no permission, a full disk) is an :class:`OutputWriteError`
+    naming it, not a traceback."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        failure = write_failure(folder, error)
+        if failure is None:
+            raise
+        raise failure from None
+    return folder
+
+
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     """Remove histotile's own temporaries (``.<name>.XXXXXXXX.tmp.<ext>`` files, and
     ``.<name>.XXXXXXXX.partial`` training folders) that a killed run left in ``folder``.
@@ -105,16 +120,19 @@ def remove_stale_staging(folder: str | Path, name: str) -> list[Path]:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | Path, name: str = LOCK_NAME) -> Iterator[Path]:
+def folder_lock(folder: str | Path, name: str = LOCK_NAME,
+                wait: float = 0.0) -> Iterator[Path]:
     """Hold an exclusive lock on ``folder`` (a ``.histotile.lock`` file in it) or raise
-    :class:`FolderBusyError` at once when another process (or another open in this one)
-    holds it. The lock goes with the process: a killed run never leaves it held. The
-    file is removed when the lock is released, so finished folders hold no lock file."""
+    :class:`FolderBusyError` when another process (or another open in this one) holds it
+    at once, or still after ``wait`` seconds. The lock goes with the process: a killed run
+    never leaves it held. The file is removed when the lock is released, so finished
+    folders hold no lock file."""
     import fcntl
+    import time
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(folder)
     path = folder / name
+    deadline = time.monotonic() + wait
     while True:
         handle = open(path, "a+b")  # held open for the lock's lifetime
         try:
@@ -123,6 +141,9 @@ def folder_lock(folder: str | Path, name: str = LOCK_NAME) -> Iterator[Path]:
             handle.close()
             if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
+            if time.monotonic() < deadline:  # a short holder (a manifest being combined)
+                time.sleep(0.05)
+                continue
             raise FolderBusyError(
                 f"{folder}: another histotile run is working in this folder (it holds "
                 f"{path}); skipped here: run the command again once it has finished") from None

@@ -98,3 +98,36 @@ def test_run_reports_a_truncated_jpeg_and_finishes_the_others(model, tmp_path):
     assert rows.loc["whole", "status"] == "ok" and int(rows.loc["whole", "tiles"]) > 0
     assert rows.loc["cut", "status"] == "failed"
     assert "cut.jpg: cannot decode image: image file is truncated" in rows.loc["cut", "error"]
+
+
+class _Payload:
+    """Pickles as a call of ``os.getpid``: a stand-in for code hidden in a weights file."""
+
+    def __reduce__(self):
+        return (os.getpid, ())
+
+
+def _broken_weights(kind: str, good: bytes) -> bytes:
+    import pickle
+
+    return {"empty": b"", "truncated": good[:len(good) // 2],
+            "garbage": b"not a checkpoint" * 8,
+            "pickle": pickle.dumps({"conv.weight": _Payload()})}[kind]
+
+
+@pytest.mark.parametrize("engine", ["torch", "auto"])
+@pytest.mark.parametrize("kind", ["empty", "truncated", "garbage", "pickle"])
+def test_damaged_weights_are_histotiles_own_words(model, tmp_path, kind, engine):
+    copy = edited(model, tmp_path)
+    weights = copy / read_card(copy)["weights_file"]
+    weights.write_bytes(_broken_weights(kind, weights.read_bytes()))
+    with pytest.raises(ModelError) as info:
+        Predictor(copy, engine=engine)
+    message = str(info.value)
+    assert message.startswith(f"{weights}: ")
+    assert "weights_only" not in message and "Re-running" not in message
+    assert "EOFError" not in message and "PytorchStreamReader" not in message
+    expected = {"empty": "the weights file is empty",
+                "pickle": "holds pickled Python objects",
+                "truncated": "not a readable weights file", "garbage": "torch.save("}[kind]
+    assert expected in message

@@ -68,7 +68,8 @@ _LENET_DEFAULTS = {"optimizer": "adam", "lr": 0.001, "momentum": 0.8, "batch_siz
 # TileNet, the default: the recipe measured on real H&E patches of unseen patients
 # (benchmarks/bench_validity.py): AdamW with a one-cycle schedule (warm-up, then cosine
 # decay), batch 64, 25 epochs (5-fold patient CV of the IDC development set, pooled
-# out-of-fold AUC 0.911 at 15 epochs, 0.918 at 25; 64 px input instead of 50: no gain). See histotile.models.settings for the rest of the recipe
+# out-of-fold AUC 0.911 at 15 epochs, 0.918 at 25; 64 px input instead of 50: no gain).
+# See histotile.models.settings for the rest of the recipe
 # (class-balanced loss, colour augmentation, early stopping on balanced accuracy, the
 # fold ensemble).
 _TILENET_DEFAULTS = {"optimizer": "adamw", "lr": 0.003, "momentum": 0.9, "batch_size": 64,

@@ -166,12 +166,35 @@ def build(name: str, num_classes: int, tile_size: int,
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict read safely (``weights_only=True``: tensors and plain containers, no
-    arbitrary pickled objects). Accepts a checkpoint dict holding ``state_dict``/``model``."""
+    arbitrary pickled objects). Accepts a checkpoint dict holding ``state_dict``/``model``.
+
+    A missing, empty, truncated or damaged file, and one holding other pickled objects,
+    is a :class:`ModelError` in histotile's words: torch's own text would advise loading
+    with ``weights_only=False``, which runs whatever code the file holds."""
+    import pickle
+    import warnings
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such weights file (copy the whole model folder, or "
+                         "train again)")
+    size = path.stat().st_size
+    if size == 0:
+        raise ModelError(f"{path}: the weights file is empty (0 bytes: a copy or save that "
+                         "was cut short); copy the model folder again, or train again")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises many types for bad files
-        raise ModelError(f"{path}: not a loadable weights file ({type(error).__name__}: "
-                         f"{error}); save weights with torch.save(model.state_dict(), path)"
+        with warnings.catch_warnings():  # torch warns about pickle protocols: not for users
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ModelError(f"{path}: holds pickled Python objects besides tensors (or is "
+                         "damaged), which histotile never loads, as they could run code; "
+                         "save weights with torch.save(model.state_dict(), path), or copy "
+                         "the model folder again") from None
+    except Exception:  # noqa: BLE001 - torch raises many types (EOFError, RuntimeError...)
+        raise ModelError(f"{path}: not a readable weights file ({size} bytes: truncated, "
+                         "damaged or not written by torch.save); copy the model folder "
+                         "again, or save weights with torch.save(model.state_dict(), path)"
                          ) from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):

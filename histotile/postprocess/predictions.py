@@ -28,6 +28,9 @@ from histotile.postprocess.maps import ProbabilityGrid
 FORMAT = "histotile.predictions/1"
 COORDINATE_COLUMNS = ("x", "y", "extent")
 PROB_PREFIX = "prob_"
+# Rounding a saved table may leave (6 significant digits): a probability may exceed 0-1
+# by this much and no more.
+PROBABILITY_SLACK = 1e-5
 
 
 def prob_column(class_name: str) -> str:
@@ -175,15 +178,10 @@ def load_predictions(path: str | Path) -> SlidePredictions:
                            "CSV, or predict the slide again")
     try:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
-        slide = meta["slide"]
-        classes = tuple(meta["classes"])
-        dimensions = tuple(int(v) for v in slide["dimensions"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError) as error:
         raise DatasetError(f"{sidecar}: not a predictions sidecar ({type(error).__name__}: "
                            f"{error}); predict the slide again") from None
-    if meta.get("format") != FORMAT:
-        raise DatasetError(f"{sidecar}: unknown format {meta.get('format')!r} (expected "
-                           f"{FORMAT!r}); predict the slide again with this version")
+    slide, classes, dimensions = _sidecar_fields(sidecar, meta)
     try:
         tiles = pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError) as error:
@@ -191,17 +189,53 @@ def load_predictions(path: str | Path) -> SlidePredictions:
                            "is damaged, predict the slide again") from None
     tiles = tiles.drop(columns=["slide"], errors="ignore")
     try:
-        result = SlidePredictions(slide["name"], slide.get("path", ""), dimensions,
+        result = SlidePredictions(slide["name"], str(slide.get("path") or ""), dimensions,
                                   slide.get("mpp"), classes, tiles,
-                                  meta.get("settings", {}), meta.get("model", {}))
+                                  meta.get("settings") or {}, meta.get("model") or {})
     except HistotileError as error:
         raise DatasetError(f"{path}: {error}") from None
     for column in COORDINATE_COLUMNS:
         result.tiles[column] = _integral(result.tiles[column], path, column)
+    for name in result.classes:
+        _check_probabilities(result.tiles[prob_column(name)], path, prob_column(name))
     if len(result) != meta.get("tiles", len(result)):
         raise DatasetError(f"{path}: {len(result)} rows but the sidecar records "
                            f"{meta['tiles']}; the CSV is truncated, predict the slide again")
     return result
+
+
+def _sidecar_fields(sidecar: Path, meta: Any) -> tuple[dict, tuple[str, ...],
+                                                       tuple[int, int]]:
+    """The slide entry, classes and level-0 dimensions of a sidecar, each checked: a
+    file edited by hand or by other software is refused with what is wrong."""
+    def refuse(problem: str) -> DatasetError:
+        return DatasetError(f"{sidecar}: not a predictions sidecar ({problem}); predict "
+                            "the slide again")
+
+    if not isinstance(meta, dict):
+        raise refuse("not a JSON object")
+    if meta.get("format") != FORMAT:
+        raise DatasetError(f"{sidecar}: unknown format {meta.get('format')!r} (expected "
+                           f"{FORMAT!r}); predict the slide again with this version")
+    slide, classes = meta.get("slide"), meta.get("classes")
+    if not isinstance(slide, dict) or not isinstance(slide.get("name"), str):
+        raise refuse("'slide' must be an object with the slide's 'name'")
+    dimensions = slide.get("dimensions")
+    if not (isinstance(dimensions, list) and len(dimensions) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in dimensions)):
+        raise refuse("'slide.dimensions' must be the slide's width and height in pixels")
+    mpp = slide.get("mpp")
+    if mpp is not None and not (isinstance(mpp, (int, float)) and not isinstance(mpp, bool)
+                                and math.isfinite(mpp) and mpp > 0):
+        raise refuse("'slide.mpp' must be a positive number or null")
+    if not (isinstance(classes, list) and classes and len(set(map(str, classes))) ==
+            len(classes) and all(isinstance(c, str) and c for c in classes)):
+        raise refuse("'classes' must list the model's class names, each once")
+    if not all(isinstance(meta.get(k) or {}, dict) for k in ("settings", "model")):
+        raise refuse("'settings' and 'model' must be objects")
+    if not isinstance(meta.get("tiles", 0), int):
+        raise refuse("'tiles' must be the number of rows")
+    return slide, tuple(classes), (dimensions[0], dimensions[1])
 
 
 def _integral(column: pd.Series, path: Path, name: str) -> pd.Series:
@@ -213,6 +247,20 @@ def _integral(column: pd.Series, path: Path, name: str) -> pd.Series:
     if values.size and np.all(np.mod(values, 1) == 0):
         return column.astype(np.int64)
     return column
+
+
+def _check_probabilities(column: pd.Series, path: Path, name: str) -> None:
+    """Refuse a probability column with missing, non-numeric or out-of-range values (a
+    table edited by hand or written by other software): read as they are, 7.0 would
+    colour a heatmap and call a slide positive."""
+    values = pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(values) | (values < -PROBABILITY_SLACK) | (values > 1 + PROBABILITY_SLACK)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DatasetError(f"{path}: column {name!r} holds {column.iloc[row]!r} in row "
+                           f"{row + 1}, not a probability between 0 and 1 ({int(bad.sum())} "
+                           "such values); the table is damaged or not histotile's, predict "
+                           "the slide again")
 
 
 def _jsonable(value: Any) -> Any:

@@ -9,8 +9,6 @@ the default one, with the colours (or values) found and those expected.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -39,8 +37,7 @@ def check_annotation(annotation: Annotation, dimensions: tuple[int, int],
     problems = geojson_problems(features, dimensions, annotation.path.name)
     if not features:
         return problems
-    known = {c.lower() for c in settings.classes}
-    unknown = sorted({f[0] for f in features if f[0].lower() not in known})
+    unknown = unknown_classes(annotation, settings.classes)
     if unknown:
         problems.append(f"{annotation.path.name}: class name(s) {', '.join(unknown)} are "
                         f"not in --classes {list(settings.classes)}; their polygons are "
@@ -48,26 +45,21 @@ def check_annotation(annotation: Annotation, dimensions: tuple[int, int],
     return problems
 
 
-def without_unknown_classes(annotation: GeoJSONAnnotation, classes: tuple[str, ...],
-                            folder: str | Path) -> GeoJSONAnnotation:
-    """A copy of the GeoJSON in ``folder`` holding only features of known classes
-    (matched without regard to case), so that tiling can go on past a warning."""
-    data = json.loads(annotation.path.read_text(encoding="utf-8"))
-    features = data.get("features", []) if isinstance(data, dict) and \
-        data.get("type") == "FeatureCollection" else data if isinstance(data, list) else [data]
+def unknown_classes(annotation: Annotation, classes: tuple[str, ...]) -> list[str]:
+    """The class names of a GeoJSON's features not among ``classes`` (without regard to
+    case), sorted; empty for other kinds."""
+    if not isinstance(annotation, GeoJSONAnnotation):
+        return []
     known = {c.lower() for c in classes}
+    return sorted({f[0] for f in read_features(annotation.path) if f[0].lower() not in known})
 
-    def keep(feature) -> bool:
-        classification = ((feature or {}).get("properties") or {}).get("classification")
-        name = classification.get("name") if isinstance(classification, dict) else None
-        return name is None or str(name).lower() in known
 
-    kept = {"type": "FeatureCollection", "features": [f for f in features if keep(f)]}
-    handle, name = tempfile.mkstemp(prefix=f"{annotation.path.stem}.", suffix=".geojson",
-                                    dir=folder)
-    with open(handle, "w", encoding="utf-8") as file:
-        json.dump(kept, file)
-    return GeoJSONAnnotation(Path(name))
+def without_unknown_classes(annotation: GeoJSONAnnotation,
+                            classes: tuple[str, ...]) -> GeoJSONAnnotation:
+    """The GeoJSON with only the features of known classes drawn (matched without regard
+    to case), so that tiling can go on past a warning. Nothing is written: a copy of the
+    file in the output folder was left behind by every run."""
+    return GeoJSONAnnotation(annotation.path, only=tuple(classes))
 
 
 def check_labels(annotation: Annotation, manifest, slide, settings: TilingSettings

@@ -41,7 +41,7 @@ def _features_cached(path: str, mtime: float) -> tuple:
                               "a list of features; export it from QuPath as GeoJSON")
     if not isinstance(features, list):
         raise AnnotationError(f"{path}: 'features' is not a list")
-    parsed = []
+    parsed, notes = [], []
     for number, feature in enumerate(features):
         label = _feature_label(feature, number)
         if not isinstance(feature, dict):
@@ -51,23 +51,27 @@ def _features_cached(path: str, mtime: float) -> tuple:
                                   f"{type(feature['properties']).__name__}, not an object; "
                                   "fix that feature or export the annotations again")
         name = _classification(feature)
-        polygons = _polygons(feature.get("geometry"), path, label)
+        polygons = _polygons(feature.get("geometry"), path, label, notes)
         if not polygons:
             continue
         if name is None:
-            warnings.warn(f"{path}: {label} has no classification and is ignored "
-                          "(classify it in QuPath to use it)", stacklevel=4)
+            notes.append(f"{path}: {label} has no classification and is ignored "
+                         "(classify it in QuPath to use it)")
             continue
         points = np.concatenate([np.concatenate(rings) for rings in polygons])
         bbox = (*points.min(axis=0), *points.max(axis=0))
         parsed.append((name, label, tuple(polygons), bbox))
-    return tuple(parsed)
+    return tuple(parsed), tuple(notes)
 
 
 def read_features(path: Path) -> tuple:
     """The classified polygon features of a GeoJSON file: ``(name, label, polygons,
-    bbox)`` tuples, bbox in level-0 pixels."""
-    return _features_cached(str(path), path.stat().st_mtime)
+    bbox)`` tuples, bbox in level-0 pixels. Features ignored (no classification, no
+    area) are warned about at every call, the parse being cached."""
+    features, notes = _features_cached(str(path), path.stat().st_mtime)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return features
 
 
 def _feature_label(feature, number: int) -> str:
@@ -90,8 +94,10 @@ def _classification(feature: dict) -> str | None:
     return None if value in (None, "") else str(value)
 
 
-def _polygons(geometry, path: Path, label: str) -> list[list[np.ndarray]]:
-    """Rings (float64 (k, 2) arrays, exterior first) of each polygon of a geometry."""
+def _polygons(geometry, path: Path, label: str,
+              notes: list[str]) -> list[list[np.ndarray]]:
+    """Rings (float64 (k, 2) arrays, exterior first) of each polygon of a geometry;
+    a geometry without area is ignored with a line in ``notes``."""
     if geometry is None:
         return []
     if not isinstance(geometry, dict) or "type" not in geometry:
@@ -104,14 +110,14 @@ def _polygons(geometry, path: Path, label: str) -> list[list[np.ndarray]]:
         if kind == "MultiPolygon":
             return [[_ring(r) for r in poly] for poly in geometry["coordinates"]]
         if kind == "GeometryCollection":
-            return [p for g in geometry["geometries"] for p in _polygons(g, path, label)]
+            return [p for g in geometry["geometries"]
+                    for p in _polygons(g, path, label, notes)]
     except (KeyError, TypeError, ValueError) as error:
         raise AnnotationError(f"{path}: {label} has malformed {kind} coordinates "
                               f"({error}); fix or delete that annotation and export "
                               "again") from None
     if kind in ("Point", "MultiPoint", "LineString", "MultiLineString"):
-        warnings.warn(f"{path}: {label} is a {kind}, which covers no area, and is ignored",
-                      stacklevel=5)
+        notes.append(f"{path}: {label} is a {kind}, which covers no area, and is ignored")
         return []
     raise AnnotationError(f"{path}: {label} has unknown geometry type {kind!r}")
 
@@ -139,10 +145,14 @@ class GeoJSONWindows(ClassMapWindows):
     pixels per map pixel (never finer than level 0)."""
 
     def __init__(self, path: Path, slide, classes: tuple[str, ...],
-                 settings: TilingSettings, extent: float) -> None:
+                 settings: TilingSettings, extent: float,
+                 only: tuple[str, ...] | None = None) -> None:
         self.path = path
         self.classes = classes
         self.features = read_features(path)
+        if only is not None:  # the features of these classes alone (any case)
+            kept = {c.lower() for c in only}
+            self.features = tuple(f for f in self.features if f[0].lower() in kept)
         check_geojson(self.features, slide.dimensions, path)
         for name, label, _, _ in self.features:
             _class_index(name, classes, path, label)

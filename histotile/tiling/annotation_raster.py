@@ -78,8 +78,16 @@ class _LabelImage:
                     if image.mode not in ("P", "L", "I", "I;16", "I;16B", "1"):
                         image = image.convert("RGB")
                     pixels = np.asarray(image)
+                if pixels.ndim == 3 and np.any(pixels[..., 1:] != pixels[..., :1]):
+                    raise AnnotationError(
+                        f"{path}: a label mask in colour (its red, green and blue differ): "
+                        "a mask's pixel values are class numbers 0, 1, ...; save it as a "
+                        "single-channel PNG or TIFF (or name a painted copy of the slide "
+                        "<slide>.overlay.png)")
                 self._pixels = pixels[..., 0] if pixels.ndim == 3 else pixels
                 self.dimensions = (int(self._pixels.shape[1]), int(self._pixels.shape[0]))
+        except AnnotationError:
+            raise
         except Exception as error:  # noqa: BLE001 - PIL/tifffile raise many types
             raise AnnotationError(f"{path}: cannot read the label mask ({type(error).__name__}:"
                                   f" {error}); save it as a single-channel PNG or TIFF") from None
@@ -89,7 +97,12 @@ class _LabelImage:
             return self._pixels[y:y + height, x:x + width]
         index = tuple(slice(y, y + height) if a == "Y" else slice(x, x + width) if a == "X"
                       else 0 for a in self._axes)
-        return np.asarray(self._array[index])
+        try:
+            return np.asarray(self._array[index])
+        except Exception as error:  # noqa: BLE001 - tifffile/zarr raise many types
+            raise AnnotationError(f"{self.path}: cannot read the label mask "
+                                  f"({type(error).__name__}: {error}); the file is damaged "
+                                  "or truncated: export it again") from None
 
 
 class LabelMaskWindows(ClassMapWindows):

@@ -121,16 +121,22 @@ class GeoJSONAnnotation(_Kind):
 
     Attributes:
         path: the ``.geojson`` / ``.json`` file.
+        only: when set, the class names whose features are drawn (matched without
+            regard to case); the others are left out (names reported unknown, tiling
+            going on past the warning), with no copy of the file written anywhere.
     """
 
     path: Path
+    only: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
+        if self.only is not None:
+            object.__setattr__(self, "only", tuple(self.only))
 
     def windows(self, slide, classes: tuple[str, ...], settings: TilingSettings,
                 extent: float) -> ClassMapWindows:
-        return GeoJSONWindows(self.path, slide, classes, settings, extent)
+        return GeoJSONWindows(self.path, slide, classes, settings, extent, only=self.only)
 
 
 Annotation = PaintedOverlay | LabelMask | GeoJSONAnnotation
@@ -138,8 +144,10 @@ Annotation = PaintedOverlay | LabelMask | GeoJSONAnnotation
 
 def load_annotation(path: str | Path, *, palette: dict[str, RGB] | None = None,
                     classes: tuple[str, ...] | None = None) -> Annotation:
-    """The annotation kind for a file: ``.geojson``/``.json`` -> GeoJSON; a single-channel
-    image -> label mask; a colour image -> painted overlay."""
+    """The annotation kind for a file: ``.geojson``/``.json`` -> GeoJSON; a file named
+    ``<slide>.mask.*`` or a single-channel image -> label mask (a colour mask by its
+    first channel: exported masks are often saved as RGB); a colour image -> painted
+    overlay."""
     path = Path(path)
     if not path.exists():
         raise AnnotationError(f"{path}: annotation file not found (check the path)")
@@ -147,7 +155,7 @@ def load_annotation(path: str | Path, *, palette: dict[str, RGB] | None = None,
         annotation = GeoJSONAnnotation(path)
         read_features(path)  # parse now: errors surface before any tiling work
         return annotation
-    if _channels(path) == 1:
+    if ".mask." in path.name.lower() or _channels(path) == 1:
         return LabelMask(path, classes)
     return PaintedOverlay(path, palette)
 

@@ -49,9 +49,14 @@ class _Task:
 
 
 def _init_worker() -> None:
+    import warnings
+
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already; no oversubscription
+    # An annotation's warnings were given once, by the parent, when it was loaded and
+    # checked: a worker's copies would reach the terminal raw, once per process.
+    warnings.simplefilter("ignore", UserWarning)
 
 
 def _run_task(task: _Task) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:

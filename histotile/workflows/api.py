@@ -22,12 +22,13 @@ def tile_batch(slides: Iterable[str | Path] | str | Path, out_dir: str | Path, *
                balance: str | dict[str, float] | None = None, export_images: bool = False,
                execution: Execution | None = None, overwrite: bool = False,
                progress: bool = False, strict: bool = False,
-               **tiling: Any) -> list[SlideRecord]:
+               annotations_for_all: bool = False, **tiling: Any) -> list[SlideRecord]:
     """Tile slides (files, folders or glob patterns) into ``out_dir``.
 
     Args:
         classes: ``"normal,tumour=#00ff00"``: class order and painted-overlay colours.
         annotations: folder (or file) of annotations; default: beside each slide.
+        annotations_for_all: allow one annotation file for several slides.
         balance: class ratios for the combined manifest, e.g. ``{"normal": 1, "tumour": 1}``.
         strict: fail a slide whose annotation labels nothing instead of recording a
             warning (see :mod:`histotile.tiling.annotation_checks`).
@@ -40,7 +41,8 @@ def tile_batch(slides: Iterable[str | Path] | str | Path, out_dir: str | Path, *
     Returns:
         One :class:`SlideRecord` per slide; ``out_dir/manifest.csv`` holds every tile.
     """
-    options = {**tiling, "classes": classes, "annotations": annotations, "balance": balance,
+    options = {**tiling, "classes": classes, "annotations": annotations,
+               "annotations_for_all": annotations_for_all, "balance": balance,
                "export_images": export_images, "overwrite": overwrite, "strict": strict}
     records = _tile_batch(_as_list(slides), out_dir, options, execution=execution,
                           show_progress=progress)
@@ -50,7 +52,8 @@ def tile_batch(slides: Iterable[str | Path] | str | Path, out_dir: str | Path, *
 
 def run_batch(slides: Iterable[str | Path] | str | Path, model_dir: str | Path,
               out_dir: str | Path, *, annotations: str | Path | None = None,
-              class_name: str | None = None, default_class: str | None = None,
+              annotations_for_all: bool = False, class_name: str | None = None,
+              default_class: str | None = None,
               mode: str = _HEATMAP.mode, threshold: float | None = _HEATMAP.threshold,
               alpha: float = _HEATMAP.alpha, color: str = _HEATMAP.color,
               downsample: float | None = None,
@@ -67,6 +70,7 @@ def run_batch(slides: Iterable[str | Path] | str | Path, model_dir: str | Path,
     finished slides (see the README on resumable batches).
 
     Args:
+        annotations, annotations_for_all: as for :func:`tile_batch`.
         class_name: the class shown and decided on (default: the model's positive class).
         default_class: the truth of unannotated tiles for evaluation (default: the
             model card's; see :mod:`histotile.class_roles`).
@@ -79,7 +83,8 @@ def run_batch(slides: Iterable[str | Path] | str | Path, model_dir: str | Path,
         engine: the inference engine (see :class:`histotile.models.Predictor`).
         tta: test-time augmentation (each tile's 8 flips and rotations averaged).
     """
-    options = {"annotations": annotations, "class_name": class_name,
+    options = {"annotations": annotations, "annotations_for_all": annotations_for_all,
+               "class_name": class_name,
                "default_class": default_class, "mode": mode,
                "threshold": threshold, "alpha": alpha, "color": color,
                "downsample": downsample, "decision_threshold": decision_threshold,

@@ -13,17 +13,28 @@ from typing import Any
 
 from histotile._threads import thread_budget
 from histotile.errors import ConfigError
-from histotile.workflows.aggregate import combine_evaluations, combine_manifests
+from histotile.workflows.aggregate import (
+    check_tiling_agrees,
+    combine_evaluations,
+    combine_manifests,
+)
 from histotile.workflows.execution import Execution, run_tasks
-from histotile.workflows.inputs import expand_slides, find_annotation, slide_stem
+from histotile.workflows.inputs import (
+    expand_slides,
+    find_annotation,
+    slide_annotations,
+    slide_stem,
+)
 from histotile.workflows.options import (
     TILING_OPTIONS,
     HeatmapOptions,
     RunOptions,
     parse_classes,
+    tiling_settings,
 )
 from histotile.workflows.process import load_predictor
 from histotile.workflows.report import SlideRecord
+from histotile.workflows.resumable import settle_busy
 from histotile.workflows.slide_predict import predict_task
 from histotile.workflows.slide_tasks import evaluate_task, heatmap_task, run_task, tile_task
 from histotile.workflows.training import train_task
@@ -76,14 +87,38 @@ def _progress(description: str, total: int):
 
 
 def _run(task, jobs: list[dict[str, Any]], execution: Execution | None,
-         description: str, show_progress: bool) -> list[SlideRecord]:
+         description: str, show_progress: bool,
+         notes: dict[str, str | None] | None = None) -> list[SlideRecord]:
+    """Run the jobs; slides skipped because another run held their folder, and that run
+    finished since, are reported as finished by it (:func:`settle_busy`). ``notes``:
+    slide path -> a warning of the batch's own to add to that slide's record."""
+    pending = {path: note for path, note in (notes or {}).items() if note}
+
+    def noted(record: SlideRecord) -> SlideRecord:
+        note = pending.pop(record.path, None)
+        if note:
+            record.warning = "; ".join(filter(None, (record.warning, note)))
+        return record
+
     if not show_progress:
-        return run_tasks(task, jobs, execution)
+        return [noted(r) for r in settle_busy(run_tasks(task, jobs, execution))]
     bar, on_record = _progress(description, len(jobs))
     try:
-        return run_tasks(task, jobs, execution, on_record)
+        records = run_tasks(task, jobs, execution, lambda r: on_record(noted(r)))
+        return [noted(r) for r in settle_busy(records)]
     finally:
         bar.__exit__(None, None, None)
+
+
+def annotation_jobs(paths: list[Path], options: dict[str, Any]
+                    ) -> tuple[dict[Path, str | None], dict[str, str | None]]:
+    """Each slide's annotation (``options['annotations']``, default beside it) and the
+    batch's notes about them (see :func:`histotile.workflows.inputs.slide_annotations`;
+    one file for several slides needs ``options['annotations_for_all']``)."""
+    found = slide_annotations(paths, options.get("annotations"),
+                              bool(options.get("annotations_for_all")))
+    return ({p: annotation for p, (annotation, _) in found.items()},
+            {str(p): note for p, (_, note) in found.items()})
 
 
 def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[str, Any],
@@ -94,7 +129,11 @@ def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[
     paths = resolve_slides(slides)
     parse_classes(options.get("classes"))  # a bad class list stops the batch at once
     tiling = _pick(options, TILING_OPTIONS + CLASS_KEYS)
+    # OUT/manifest.csv is the union of every slide tiled into OUT: one tiling for all.
+    check_tiling_agrees(out_dir, tiling_settings(tiling, options.get("classes")).to_dict(),
+                        {slide_stem(p) for p in paths} if options.get("overwrite") else set())
     annotations = options.get("annotations")
+    found, notes = annotation_jobs(paths, options)
     execution = execution or Execution()
     # In-process, one slide at a time uses every core through region workers; on a
     # cluster the slides themselves are spread over the workers.
@@ -102,12 +141,12 @@ def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[
     jobs = [{"slide_path": str(p), "out_dir": str(out_dir), "tiling": tiling,
              "workers": region_workers,
              "classes": options.get("classes"),
-             "annotation": _annotation(p, annotations),
+             "annotation": found[p],
              "missing_annotation": _missing(p, annotations),
              "strict": bool(options.get("strict")),
              "export_images": bool(options.get("export_images")),
              "overwrite": bool(options.get("overwrite"))} for p in paths]
-    records = _run(tile_task, jobs, execution, "tiling", show_progress)
+    records = _run(tile_task, jobs, execution, "tiling", show_progress, notes)
     combine_manifests(records, out_dir, balance=options.get("balance"),
                       seed=options.get("seed") or 0)
     if options.get("stain_normalise") and any(r.status != "failed" for r in records):
@@ -125,11 +164,6 @@ def _missing(slide: Path, annotations: str | Path | None) -> str | None:
     stem = slide_stem(slide)
     return (f"no annotation found in {annotations} (looked for {stem}.geojson, "
             f"{stem}.overlay.*, {stem}.mask.*): every tile is labelled the default class")
-
-
-def _annotation(slide: Path, annotations: str | Path | None) -> str | None:
-    found = find_annotation(slide, annotations)
-    return None if found is None else str(found)
 
 
 def slide_batch(kind: str, slides: Iterable[str | Path], out_dir: str | Path,
@@ -158,13 +192,10 @@ def slide_batch(kind: str, slides: Iterable[str | Path], out_dir: str | Path,
         common["heatmap"] = heatmap
     if kind == "heatmap":
         common["predictions_dir"] = str(predictions_dir)
-    jobs = []
-    for path in paths:
-        job = {"slide_path": str(path), **common}
-        if kind == "run":
-            job["annotation"] = _annotation(path, options.get("annotations"))
-        jobs.append(job)
-    records = _run(task, jobs, execution, kind, show_progress)
+    found, notes = annotation_jobs(paths, options) if kind == "run" else ({}, {})
+    jobs = [{"slide_path": str(path), **common,
+             **({"annotation": found[path]} if kind == "run" else {})} for path in paths]
+    records = _run(task, jobs, execution, kind, show_progress, notes)
     if kind == "run":
         combine_evaluations(records, out_dir)
     return records
@@ -177,14 +208,11 @@ def evaluate_batch(slides: Iterable[str | Path], predictions_dir: str | Path,
     """Evaluate every slide that has an annotation; write per-slide and overall results."""
     paths = resolve_slides(slides)
     heatmap = HeatmapOptions.pick(options)
-    jobs = []
-    for path in paths:
-        annotation = _annotation(path, options.get("annotations"))
-        jobs.append({"slide_path": str(path), "predictions_dir": str(predictions_dir),
-                     "out_dir": str(out_dir), "annotation": annotation,
-                     "heatmap": heatmap,
-                     "overwrite": bool(options.get("overwrite"))})
-    records = _run(evaluate_task, jobs, execution, "evaluate", show_progress)
+    found, notes = annotation_jobs(paths, options)
+    jobs = [{"slide_path": str(path), "predictions_dir": str(predictions_dir),
+             "out_dir": str(out_dir), "annotation": found[path], "heatmap": heatmap,
+             "overwrite": bool(options.get("overwrite"))} for path in paths]
+    records = _run(evaluate_task, jobs, execution, "evaluate", show_progress, notes)
     combine_evaluations(records, out_dir)
     return records
 

@@ -16,6 +16,7 @@ import click
 from histotile import __version__
 from histotile.errors import HistotileError
 from histotile.workflows.cli_options import (
+    annotations_for_all_option,
     config_option,
     engine_option,
     examples,
@@ -126,6 +127,7 @@ def qc(slides: tuple[str, ...], out_dir: str, **options: Any) -> None:
 @click.option("--annotations", type=click.Path(exists=True), default=None,
               help="Folder of annotations (<slide>.overlay.*, <slide>.mask.*, "
                    "<slide>.geojson), or one annotation file. Default: beside each slide.")
+@annotations_for_all_option
 @click.option("--classes", default=None,
               help="Classes in order, with palette colours for painted overlays: "
                    "'normal,tumour=#00ff00'. The order is kept (never sorted).")
@@ -204,6 +206,7 @@ def heatmap(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
 @click.option("--predictions", "predictions_dir", type=click.Path(exists=True), required=True)
 @click.option("--annotations", type=click.Path(exists=True), default=None,
               help="Folder of annotations (default: beside each slide).")
+@annotations_for_all_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--default-class", default=None,
               help="Truth of unannotated tiles (default: the model card's default class).")
@@ -233,6 +236,7 @@ def evaluate(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
 @click.option("--annotations", type=click.Path(exists=True), default=None,
               help="Annotations (default: beside each slide); adds the worst false "
                    "positives and negatives.")
+@annotations_for_all_option
 @click.option("--top", type=click.IntRange(1), default=8, show_default=True,
               help="Tiles per group (most positive, most negative, most uncertain).")
 @click.option("--class", "class_name", default=None,
@@ -240,6 +244,7 @@ def evaluate(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
 @click.option("--threshold", type=click.FloatRange(0, 1), default=HeatmapOptions.threshold,
               help="Tile probability from which a tile is positive (default: the model "
                    "card's operating point, else 0.5).")
+@tiling_options
 @execution_options
 @overwrite_option
 @config_option
@@ -258,6 +263,7 @@ def explain(slides: tuple[str, ...], model_dir: str, out_dir: str, **options: An
 @prediction_options
 @click.option("--annotations", type=click.Path(exists=True), default=None,
               help="Evaluate slides that have annotations (folder, default: beside slides).")
+@annotations_for_all_option
 @click.option("--default-class", default=None,
               help="Truth of unannotated tiles (default: the model card's default class).")
 @engine_option

@@ -89,7 +89,29 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
     if unknown:
         raise click.BadParameter(f"{value}: unknown option(s) for '{ctx.info_name}': "
                                  f"{', '.join(unknown)}")
+    _check_types(ctx, value, options)
     ctx.default_map = {**(ctx.default_map or {}), **options}
+
+
+def _check_types(ctx: click.Context, path: str, options: dict[str, Any]) -> None:
+    """Each value of a configuration file converted by its option's type now, so that a
+    list, a mapping or an infinity where a number goes is a usage error naming the file
+    (click converts defaults later, and some of those values escape its checks)."""
+    params = {p.name: p for p in ctx.command.params}
+    for name, given in options.items():
+        param = params.get(name)
+        if param is None or given is None:
+            continue
+        if isinstance(given, (list, dict)) and not param.multiple:
+            raise click.BadParameter(f"{path}: {name} holds a {type(given).__name__}, "
+                                     "not one value")
+        try:
+            param.type_cast_value(ctx, given)
+        except click.BadParameter as error:
+            raise click.BadParameter(f"{path}: {name}: {error.message}") from None
+        except (TypeError, ValueError, OverflowError, AttributeError) as error:
+            raise click.BadParameter(f"{path}: {name}: {given!r} is not a valid value "
+                                     f"({error})") from None
 
 
 def option_group(*decorators: Callable) -> Callable:
@@ -102,10 +124,14 @@ def option_group(*decorators: Callable) -> Callable:
 
 config_option = click.option(
     "--config", type=click.Path(dir_okay=False), callback=_load_config, is_eager=True,
-    expose_value=False, help="YAML or TOML file of option values (the command line wins).")
+    expose_value=False, help="YAML, JSON or TOML file of option values (the command line wins).")
 overwrite_option = click.option("--overwrite", is_flag=True,
                                 help="Redo slides whose outputs already exist.")
 slides_argument = click.argument("slides", nargs=-1, required=True)
+annotations_for_all_option = click.option(
+    "--annotations-for-all", is_flag=True,
+    help="With one annotation file and several slides: use it for every slide (without "
+         "it, that is an error: each slide needs its own annotation).")
 engine_option = click.option(
     "--engine", type=click.Choice(ENGINES), default=RunOptions.engine, show_default=True,
     help="Inference engine: auto = the fastest installed for the device and model "

@@ -20,7 +20,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from histotile.workflows.report import FAILED, OK, SKIPPED, SlideRecord
+from histotile.workflows.report import (
+    BUSY,
+    COMPLETE,
+    ELSEWHERE,
+    FAILED,
+    OK,
+    SKIPPED,
+    SlideRecord,
+    skip_counts,
+)
 
 # Output to a file or pipe (a batch job's log) is at least this wide: rich's 80 columns
 # for a non-terminal (or a COLUMNS=80 that a job runner passes on) cut a QC table's
@@ -77,7 +86,8 @@ def summary_table(records: list[SlideRecord], title: str) -> Table:
     colours = {OK: "green", SKIPPED: "cyan", FAILED: "red"}
     for r in records:
         # Names, decisions and errors come from files and exceptions: never markup.
-        cells = [escape(r.slide), f"[{colours.get(r.status, 'white')}]{r.status}[/]"]
+        status = "skipped: done by another run" if r.skip_reason == ELSEWHERE else r.status
+        cells = [escape(r.slide), f"[{colours.get(r.status, 'white')}]{status}[/]"]
         cells += [str(r.tiles)] if show_tiles else []
         cells += [f"{r.fractions().get(c, 0.0):.1%}" for c in names]
         cells += [escape(r.decision or ""), f"{r.seconds:.1f}"]
@@ -89,9 +99,15 @@ def summary_table(records: list[SlideRecord], title: str) -> Table:
 def print_summary(records: list[SlideRecord], title: str, report_paths=()) -> None:
     out.print(summary_table(records, title))
     counts = {s: sum(r.status == s for r in records) for s in (OK, SKIPPED, FAILED)}
-    line = (f"{len(records)} slides: {counts[OK]} ok, {counts[SKIPPED]} skipped "
-            f"(already complete; --overwrite redoes them), {counts[FAILED]} failed")
-    out.print(line)
+    skips = skip_counts(records)
+    parts = [f"{counts[OK]} ok", f"{skips[COMPLETE]} skipped (already complete; "
+                                 "--overwrite redoes them)"]
+    if skips[ELSEWHERE]:
+        parts.append(f"{skips[ELSEWHERE]} finished by another histotile run meanwhile")
+    if skips[BUSY]:
+        parts.append(f"{skips[BUSY]} skipped (another histotile run is still working on "
+                     "them; run the command again once it has finished)")
+    out.print(f"{len(records)} slides: {', '.join(parts)}, {counts[FAILED]} failed")
     for path in report_paths:
         out.print(f"report: {escape(str(path))}")
     if counts[FAILED]:

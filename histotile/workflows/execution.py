@@ -117,7 +117,7 @@ def _recomputed(result: dict) -> dict:
     slide was done in this run (its stored record is the first run's), so it is ok. (A
     slide already finished before the run, whose skip was lost, is reported ok too: the
     outputs are the same either way.)"""
-    return {**result, "status": OK,
+    return {**result, "status": OK, "skip_reason": None,
             "warning": "; ".join(filter(None, [result.get("warning"), (
                 "its worker died after the slide finished; the record is the one its "
                 "finished output folder holds")]))}

@@ -25,9 +25,12 @@ def explain_task(slide_path: str, out_dir: str, model_dir: str,
                  predictions_dir: str | None = None, annotation: str | None = None,
                  class_name: str | None = None, top: int = 8,
                  threshold: float | None = HeatmapOptions.threshold,
-                 overwrite: bool = False) -> dict[str, Any]:
+                 overwrite: bool = False,
+                 tiling: dict[str, Any] | None = None) -> dict[str, Any]:
     """Explain one slide: ``OUT/<slide>/explanations.png`` and ``.html``. Uses the saved
-    predictions in ``predictions_dir`` when given, else predicts the slide first."""
+    predictions in ``predictions_dir`` when given, else predicts the slide first, with
+    the model's tiling and the ``tiling`` options given (``level``, ``magnification``,
+    ``mpp``... as ``run`` takes them: a slide without mpp needs ``level``)."""
     from histotile.postprocess import evaluate_slide, load_predictions
     from histotile.postprocess.explain import write_explanations
 
@@ -40,7 +43,7 @@ def explain_task(slide_path: str, out_dir: str, model_dir: str,
     def work(outputs, predictions) -> dict[str, Any]:
         predictor = load_predictor(model_dir)
         if predictions is None:
-            predictions = predict_part(slide_path, model_dir, None, None, None)
+            predictions = predict_part(slide_path, model_dir, tiling, None, None)
         positive_class = resolve_positive_class(list(predictions.classes),
                                                 predictions.model, class_name)
         used = used_threshold(predictions, threshold, positive_class).value
@@ -59,7 +62,8 @@ def explain_task(slide_path: str, out_dir: str, model_dir: str,
 
     return resumable(
         "explain", slide_path, out_dir, overwrite,
-        {"class_name": class_name, "top": top, "threshold": threshold}, work,
+        {"class_name": class_name, "top": top, "threshold": threshold,
+         **({"tiling": tiling} if tiling else {})}, work,
         model_dir=model_dir, prepare=prepare,
         extra={"annotation": file_identity(annotation),
                "predictions": file_identity(saved)})
@@ -69,14 +73,19 @@ def explain_batch(slides: Iterable[str | Path], model_dir: str | Path, out_dir: 
                   options: dict[str, Any], execution: Execution | None = None,
                   show_progress: bool = True) -> list[SlideRecord]:
     """Explain every slide (see :func:`explain_task`); annotations are used where found."""
-    from histotile.workflows.batch import _annotation, _run, resolve_slides
+    from histotile.workflows.batch import _run, annotation_jobs, resolve_slides
+    from histotile.workflows.options import RunOptions
 
     predictions_dir = options.get("predictions_dir")
+    paths = resolve_slides(slides)
+    found, notes = annotation_jobs(paths, options)
+    tiling = RunOptions.pick(options).tiling  # the options run takes, checked alike
     jobs = [{"slide_path": str(path), "out_dir": str(out_dir), "model_dir": str(model_dir),
+             "tiling": tiling,
              "predictions_dir": None if predictions_dir is None else str(predictions_dir),
-             "annotation": _annotation(path, options.get("annotations")),
+             "annotation": found[path],
              "class_name": options.get("class_name"), "top": int(options.get("top") or 8),
              "threshold": options.get("threshold", HeatmapOptions.threshold),
              "overwrite": bool(options.get("overwrite"))}
-            for path in resolve_slides(slides)]
-    return _run(explain_task, jobs, execution, "explain", show_progress)
+            for path in paths]
+    return _run(explain_task, jobs, execution, "explain", show_progress, notes)

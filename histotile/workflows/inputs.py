@@ -90,6 +90,31 @@ def find_annotation(slide: Path, annotations: str | Path | None) -> Path | None:
     return None
 
 
+def slide_annotations(slides: list[Path], annotations: str | Path | None,
+                      for_all: bool = False) -> dict[Path, tuple[str | None, str | None]]:
+    """Each slide's annotation (see :func:`find_annotation`) and a warning, or None.
+
+    One annotation *file* for several slides would label every slide with the same
+    polygons: a :class:`ConfigError` unless ``for_all`` (``--annotations-for-all``). A
+    slide whose own annotation lies beside it, overruled by the file, gets a warning."""
+    single = annotations is not None and Path(annotations).is_file()
+    if single and len(slides) > 1 and not for_all:
+        raise ConfigError(f"{annotations}: one annotation file for {len(slides)} slides "
+                          "would label every slide with the same annotation; pass a "
+                          "folder holding <slide>.geojson (.overlay.*, .mask.*) per slide, "
+                          "or --annotations-for-all if every slide really shares it")
+    found = {}
+    for slide in slides:
+        given = find_annotation(slide, annotations)
+        own = find_annotation(slide, None) if single else None
+        note = None
+        if own is not None and given is not None and own.resolve() != given.resolve():
+            note = (f"{given} was used for this slide, not its own annotation {own} beside "
+                    "it (leave --annotations out, or pass a folder, to use each slide's own)")
+        found[slide] = (None if given is None else str(given), note)
+    return found
+
+
 def slide_info(path: str | Path) -> dict[str, Any]:
     """A slide's metadata as plain data (what ``histotile info`` prints)."""
     from histotile.wsi import open_slide

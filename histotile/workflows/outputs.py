@@ -54,10 +54,21 @@ class SlideOutputs:
         """The stored record when the work finished with fingerprint ``print_`` and every
         output it listed still exists; else None."""
         state = self._state()
-        if not state or state.get("fingerprint") != print_ or state.get("state") != "done":
+        if not state or state.get("fingerprint") != print_:
             return None
-        record = state.get("record") or {}
-        if not all(Path(p).exists() for p in record.get("outputs", {}).values()):
+        return self.finished_record()
+
+    def finished_record(self, check_outputs: bool = True) -> dict[str, Any] | None:
+        """The stored record when the work finished (with any settings) and, with
+        ``check_outputs``, every output it listed still exists; else None."""
+        state = self._state()
+        if not isinstance(state, dict) or state.get("state") != "done":
+            return None
+        record = state.get("record")
+        if not isinstance(record, dict):
+            return None
+        if check_outputs and not all(Path(p).exists()
+                                     for p in (record.get("outputs") or {}).values()):
             return None
         return record
 

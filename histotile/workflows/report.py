@@ -12,6 +12,9 @@ from typing import Any
 from histotile._atomic import write_text_atomic
 
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
+# Why a slide was skipped (SlideRecord.skip_reason): its outputs were already complete;
+# another histotile run held its folder; another run finished it while this one ran.
+COMPLETE, BUSY, ELSEWHERE = "complete", "busy", "finished by another run"
 
 
 @dataclass
@@ -29,6 +32,10 @@ class SlideRecord:
         seconds: wall time; error: the error message when failed; outputs: files written.
         warning: what went wrong without failing the slide (an annotation that labels
             nothing, a class role assumed for an old model); None when all is well.
+        skip_reason: why a skipped slide was skipped: :data:`COMPLETE` (this run found
+            its outputs complete), :data:`BUSY` (another histotile run held its folder)
+            or :data:`ELSEWHERE` (another run finished it meanwhile; the record is that
+            run's); None when not skipped.
     """
 
     slide: str
@@ -43,6 +50,7 @@ class SlideRecord:
     outputs: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     warning: str | None = None
+    skip_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,6 +66,8 @@ class SlideRecord:
             old = data.pop("class_fractions") or {}
             qc = "reasons" in (data.get("extra") or {})
             data.setdefault("area_fractions" if qc else "class_shares", old)
+        if data.get("status") == SKIPPED and data.get("skip_reason") is None:
+            data["skip_reason"] = BUSY if data.get("error") else COMPLETE  # older records
         return cls(**data)
 
     def fractions(self) -> dict[str, float]:
@@ -78,18 +88,19 @@ def write_report(records: list[SlideRecord], out_dir: str | Path,
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["slide", "path", "status", "tiles", *[f"fraction_{c}" for c in names],
-                     "decision", "seconds", "error", "warning"])
+                     "decision", "seconds", "error", "warning", "skip_reason"])
     for r in records:
         writer.writerow([r.slide, r.path, r.status, r.tiles,
                          *[f"{r.fractions().get(c, 0.0):.4f}" for c in names],
                          r.decision or "", f"{r.seconds:.2f}", r.error or "",
-                         r.warning or ""])
+                         r.warning or "", r.skip_reason or ""])
     csv_path = write_text_atomic(out_dir / f"{name}.csv", buffer.getvalue())
     summary = {
         "slides": len(records),
         "ok": sum(r.status == OK for r in records),
         "skipped": sum(r.status == SKIPPED for r in records),
         "failed": sum(r.status == FAILED for r in records),
+        "skip_reasons": skip_counts(records),
         "records": [r.to_dict() for r in records],
     }
     json_path = write_text_atomic(out_dir / f"{name}.json", json.dumps(summary, indent=2))
@@ -108,6 +119,13 @@ def merged_records(previous_json: Path, records: list[SlideRecord]) -> list[Slid
     latest = {r.path: r for r in records}
     merged = [latest.pop(r.path, r) for r in old]
     return merged + [r for r in records if r.path in latest]
+
+
+def skip_counts(records: list[SlideRecord]) -> dict[str, int]:
+    """How many slides were skipped for each reason (:data:`COMPLETE`, :data:`BUSY`,
+    :data:`ELSEWHERE`)."""
+    return {reason: sum(r.status == SKIPPED and r.skip_reason == reason for r in records)
+            for reason in (COMPLETE, BUSY, ELSEWHERE)}
 
 
 def exit_code(records: list[SlideRecord]) -> int:

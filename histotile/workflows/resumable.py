@@ -22,7 +22,7 @@ def _skipped(record: dict[str, Any]) -> dict[str, Any]:
     from histotile.workflows.report import SlideRecord
 
     stored = SlideRecord.from_dict(record).to_dict()
-    return {**stored, "status": "skipped", "seconds": 0.0}
+    return {**stored, "status": "skipped", "seconds": 0.0, "skip_reason": "complete"}
 
 
 # -- the per-slide tasks ----------------------------------------------------------------
@@ -55,8 +55,33 @@ def resumable(kind: str, slide_path: str, out_dir: str, overwrite: bool,
             record = _record(slide_path, seconds=time.perf_counter() - started, **fields)
             outputs.finish(print_, record)
     except FolderBusyError as busy:
-        return {**_record(slide_path), "status": "skipped", "error": str(busy)}
+        # What settle_busy needs to tell, once the batch is over, whether the other run
+        # finished the slide.
+        waiting = {"kind": kind, "out_dir": str(out_dir), "fingerprint": print_}
+        return {**_record(slide_path), "status": "skipped", "error": str(busy),
+                "skip_reason": "busy", "extra": {"busy": waiting}}
     return record
+
+
+def settle_busy(records: list) -> list:
+    """This batch's records (:class:`~histotile.workflows.report.SlideRecord`), each slide
+    skipped because another run held its folder replaced, when that run has finished it
+    since (with this batch's fingerprint), by the stored record, reported as finished by
+    another run: so a report never says "another run is working" of a finished slide."""
+    from histotile.workflows.outputs import SlideOutputs
+    from histotile.workflows.report import BUSY, ELSEWHERE, SKIPPED, SlideRecord
+
+    settled = []
+    for record in records:
+        waiting = record.extra.get("busy") if record.skip_reason == BUSY else None
+        done = None if not isinstance(waiting, dict) else SlideOutputs(
+            waiting["out_dir"], record.slide, waiting["kind"]).completed_record(
+            waiting["fingerprint"])
+        if done is not None:
+            record = SlideRecord.from_dict({**done, "status": SKIPPED, "seconds": 0.0,
+                                            "skip_reason": ELSEWHERE})
+        settled.append(record)
+    return settled
 
 
 def predicted_shares(table, classes: list[str]) -> dict[str, float]:

@@ -66,6 +66,34 @@ def predict_part(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
                          threshold=threshold)
 
 
+def prediction_notes(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
+                     predictions) -> str | None:
+    """Warnings about a slide's predictions that are not errors: a level chosen on a
+    slide without a resolution while the model card records the one it was trained at
+    (the tiles' scale cannot be checked), and no tile at all (with the reason)."""
+    from histotile.models.card import read_card
+    from histotile.tiling.no_tissue import colour_reason
+
+    notes = []
+    geometry = read_card(model_dir).get("tiling") or {}
+    trained = geometry.get("magnification") or geometry.get("tile_mpp")
+    with open_slide(slide_path) as slide:
+        if (tiling or {}).get("level") is not None and slide.mpp is None and trained:
+            scale = (f"{geometry['magnification']:g}x" if geometry.get("magnification")
+                     else f"{geometry['tile_mpp']:g} um/px")
+            notes.append(f"the slide records no resolution (mpp), so the scale of its "
+                         f"level {tiling['level']} cannot be checked against the model's "
+                         f"training tiles ({scale}): unless the scan matches it, these "
+                         "predictions are not meaningful (pass --mpp or --magnification "
+                         "for a slide whose scale you know)")
+        if len(predictions) == 0:
+            reason = colour_reason(slide) or ("no tile held enough tissue, cut as the "
+                                              "model's tiling says; check the slide and "
+                                              "the tiling options")
+            notes.append(f"no tissue tile: {reason}")
+    return "; ".join(notes) or None
+
+
 def _region_parts(slide_path: str, region_megapixels: float | None) -> int:
     """How many parts to split a slide's prediction into: one unless this runs on a Dask
     worker and the slide is larger than ``region_megapixels`` (level 0)."""
@@ -118,7 +146,8 @@ def predict_task(slide_path: str, out_dir: str, model_dir: str,
                                                        threshold=threshold)
         if geojson:
             written.update(qupath_files(predictions, outputs, HeatmapOptions()))
-        return {**prediction_fields(predictions, parts), "outputs": written}
+        return {**prediction_fields(predictions, parts), "outputs": written,
+                "warning": prediction_notes(slide_path, model_dir, tiling, predictions)}
 
     return resumable("predict", slide_path, out_dir, overwrite,
                      {"tiling": tiling, **engine_setting(engine),

@@ -27,6 +27,7 @@ from histotile.workflows.roles import (
 )
 from histotile.workflows.slide_predict import (
     predict_and_save,
+    prediction_notes,
     prediction_setting,
     qupath_files,
 )
@@ -58,8 +59,10 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
     from histotile.tiling.annotation_checks import (
         check_annotation,
         check_labels,
+        unknown_classes,
         without_unknown_classes,
     )
+    from histotile.tiling.no_tissue import no_tissue_reason
 
     settings = tiling_settings(tiling, classes)
 
@@ -72,23 +75,29 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
 
     found: list[str] = []
 
-    def work(outputs, _prepared) -> dict[str, Any]:
+    def labelled():
+        """The tiles, labelled from the annotation, with its problems in ``found``."""
         warn([missing_annotation] if missing_annotation else [])
         loaded = None if annotation is None else load_annotation(
             annotation, palette=settings.palette, classes=settings.classes)
         if loaded is not None:
             with open_slide(slide_path) as slide:
-                problems = check_annotation(loaded, slide.dimensions, settings)
-            warn(problems)
-            if any("not in --classes" in p for p in problems):
-                loaded = without_unknown_classes(loaded, settings.classes, outputs.path("."))
+                warn(check_annotation(loaded, slide.dimensions, settings))
+            if unknown_classes(loaded, settings.classes):
+                loaded = without_unknown_classes(loaded, settings.classes)
         with open_slide(slide_path) as slide:
             plan = plan_tiles(slide, settings)
         manifest = extract_tiles(slide_path, settings, annotation=loaded, workers=workers,
                                  plan=plan)
-        if loaded is not None:
-            with open_slide(slide_path) as slide:
+        with open_slide(slide_path) as slide:
+            if loaded is not None:
                 warn(check_labels(loaded, manifest, slide, settings))
+            empty = no_tissue_reason(slide, plan, manifest)
+        found.extend([empty] if empty else [])  # a fact about the slide: never --strict
+        return plan, manifest
+
+    def work(outputs, _prepared) -> dict[str, Any]:
+        plan, manifest = caught_warnings(labelled, found)
         path = write_manifest(manifest, outputs.path("manifest.csv"), overwrite=True)
         if export_images:
             export_imagefolder(manifest, Path(out_dir) / "images", overwrite=True)
@@ -103,6 +112,25 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
     return resumable("tile", slide_path, out_dir, overwrite, settings.to_dict(), work,
                      extra={"annotation": file_identity(annotation),
                             "export_images": export_images, "strict": strict})
+
+
+def caught_warnings(work: Callable[[], Any], found: list[str]) -> Any:
+    """``work()``, its warnings (an ignored GeoJSON feature, an unused palette colour)
+    added to ``found``, each once, instead of reaching the terminal raw beside the same
+    problem in the record. :class:`AnnotationWarning` is left out: the checks before and
+    after tiling give those problems in their own words."""
+    import warnings
+
+    from histotile.tiling.annotation_limits import AnnotationWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = work()
+    for warning in caught:
+        message = str(warning.message)
+        if not issubclass(warning.category, AnnotationWarning) and message not in found:
+            found.append(message)
+    return result
 
 
 def _slide_qc_figures(plan) -> dict[str, Any]:
@@ -209,7 +237,8 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
         more, decision, extra = _heatmap_and_decision(slide_path, predictions, options,
                                                       outputs)
         written.update(more)
-        warning = extra.pop("warning")
+        warning = "; ".join(filter(None, (extra.pop("warning"), prediction_notes(
+            slide_path, model_dir, tiling, predictions)))) or None
         if annotation is not None:
             report("evaluating", 0, 0)
             evaluation = _evaluate(slide_path, predictions, annotation,

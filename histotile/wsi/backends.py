@@ -23,12 +23,13 @@ import numpy as np
 from histotile.errors import CorruptSlideError
 
 
-def to_uint8(pixels: np.ndarray) -> np.ndarray:
+def to_uint8(pixels: np.ndarray, float_max: float = 1.0) -> np.ndarray:
     """The one scaling rule to 8 bits, for every format and reader:
 
     * unsigned integers keep their top 8 bits (16-bit 65535 -> 255, 4096 -> 16);
     * signed integers: negative values are 0, then the top 8 bits of the positive range;
-    * floating point is taken as 0-1 (values outside are clipped, NaN is 0), times 255;
+    * floating point is taken as 0-``float_max`` (values outside are clipped, NaN is 0),
+      scaled to 0-255 (``float_max``: the image's range, see :func:`float_range`);
     * booleans are 0 or 255.
 
     Complex data is refused (:class:`ValueError`; readers check it at open time)."""
@@ -43,9 +44,32 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
         shift = 8 * pixels.dtype.itemsize - 9
         return (np.maximum(pixels, 0) >> shift).astype(np.uint8)
     if kind == "f":
-        scaled = np.nan_to_num(pixels.astype(np.float32), nan=0.0) * 255.0 + 0.5
+        scale = np.float32(255.0 / float_max)
+        scaled = np.nan_to_num(pixels.astype(np.float32), nan=0.0) * scale + 0.5
         return np.clip(scaled, 0, 255).astype(np.uint8)
     raise ValueError(f"cannot show {pixels.dtype} pixels as an image")
+
+
+FLOAT_RANGES = (1.0, 255.0, 65535.0)
+"""The ranges a floating-point image may hold: 0-1, or 8- or 16-bit values as floats."""
+
+
+def float_range(path: Path, sample: np.ndarray) -> float:
+    """The range (top of 0-1, 0-255 or 0-65535) of a floating-point image, from a
+    ``sample`` of its values: the smallest of :data:`FLOAT_RANGES` holding them all (an
+    image of 0-255 values read as 0-1 would be all white). Values beyond 65535 are an
+    :class:`~histotile.errors.UnsupportedFormatError`. (An image of 0-255 values none
+    above 1, all but black, cannot be told from a 0-1 one and is read as 0-1.)"""
+    from histotile.errors import UnsupportedFormatError
+
+    values = sample[np.isfinite(sample)]
+    top = float(values.max()) if values.size else 0.0
+    for limit in FLOAT_RANGES:
+        if top <= limit:
+            return limit
+    raise UnsupportedFormatError(path, f"floating-point pixels up to {top:g}, not in any "
+                                 "range histotile knows (0-1, 0-255, 0-65535)",
+                                 "export the image as 8-bit RGB")
 
 
 def cmyk_to_rgb(pixels: np.ndarray) -> np.ndarray:
@@ -55,14 +79,14 @@ def cmyk_to_rgb(pixels: np.ndarray) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
-def to_rgb(pixels: np.ndarray) -> np.ndarray:
+def to_rgb(pixels: np.ndarray, float_max: float = 1.0) -> np.ndarray:
     """Convert grey, grey+alpha, RGB or RGBA pixels of any depth to RGB uint8 (scaled by
-    :func:`to_uint8`).
+    :func:`to_uint8`; ``float_max``: the range of floating-point pixels).
 
     Transparent pixels are composited onto white (alpha is taken as straight, not
     premultiplied, as OpenSlide and PIL hand it out).
     """
-    pixels = to_uint8(pixels)
+    pixels = to_uint8(pixels, float_max)
     if pixels.ndim == 2:
         return np.repeat(pixels[:, :, None], 3, axis=2)
     channels = pixels.shape[2]
@@ -152,6 +176,9 @@ class TiffReader:
         ]
         page = series.levels[0].keyframe
         self._cmyk = _check_samples(path, page, series.dtype)
+        self._float_max = 1.0
+        if np.dtype(series.dtype).kind == "f":
+            self._float_max = float_range(path, self._sample_pixels())
         self.properties = {"tiff.ImageDescription": str(page.description or "")}
         self.vendor = "tifffile"
         self.mpp = _tiff_mpp(page)
@@ -169,7 +196,18 @@ class TiffReader:
             pixels = pixels[0]
         if self._cmyk:
             return cmyk_to_rgb(to_uint8(pixels))
-        return to_rgb(pixels)
+        return to_rgb(pixels, self._float_max)
+
+    def _sample_pixels(self, side: int = 2048) -> np.ndarray:
+        """Values of the smallest level, at most ``side`` x ``side`` of its centre (the
+        range of a floating-point image is judged on them)."""
+        level = len(self._levels) - 1
+        width, height = self.level_dimensions[level]
+        x, y = max(0, (width - side) // 2), max(0, (height - side) // 2)
+        array = self._levels[level]
+        if self._sample_first[level]:
+            return np.asarray(array[..., y:y + side, x:x + side])
+        return np.asarray(array[y:y + side, x:x + side])
 
     def associated_image_names(self) -> list[str]:
         return []
@@ -234,7 +272,8 @@ class PlainImageReader:
                             values = np.asarray(image)
                             if image.mode == "I":
                                 values = np.clip(values, 0, 65535).astype(np.uint16)
-                            self._pixels = to_rgb(values)
+                            self._pixels = to_rgb(values, float_range(self.path, values)
+                                                  if values.dtype.kind == "f" else 1.0)
                             return self._pixels
                         if image.mode not in ("RGB", "RGBA", "L", "LA"):
                             image = image.convert("RGBA" if "A" in image.mode or
