@@ -167,7 +167,8 @@ def test_slide_list_viewer_and_heatmap(server, browser, shots):
     page.close()
 
 
-def test_classify_page_reads_the_verdict(server, browser, shots, tmp_path):
+def _submit_dense_nuclei(server, browser, tmp_path):
+    """The classify page with an image of six nuclei-dense patches submitted."""
     from histotile.models.synthetic import stain_tiles
 
     tiles = stain_tiles(["haematoxylin"] * 6, 64, np.random.default_rng(3))
@@ -180,6 +181,11 @@ def test_classify_page_reads_the_verdict(server, browser, shots, tmp_path):
                            ".includes('haematoxylin')")
     page.set_input_files("#file", str(upload))
     page.click("#submit")
+    return page
+
+
+def test_classify_page_reads_the_verdict(server, browser, shots, tmp_path):
+    page = _submit_dense_nuclei(server, browser, tmp_path)
     page.wait_for_function("() => document.getElementById('verdict').dataset.label !== ''",
                            timeout=60_000)
     assert page.get_attribute("#verdict", "data-label") == "haematoxylin"
@@ -272,18 +278,7 @@ def test_no_console_error_on_any_page(server, browser):
 
 
 def test_classify_table_follows_the_threshold(server, browser, tmp_path):
-    from histotile.models.synthetic import stain_tiles
-
-    tiles = stain_tiles(["haematoxylin"] * 6, 64, np.random.default_rng(3))
-    image = tiles.reshape(2, 3, 64, 64, 3).transpose(0, 2, 1, 3, 4).reshape(128, 192, 3)
-    upload = tmp_path / "dense-nuclei.png"
-    Image.fromarray(image).save(upload)
-    page = browser.new_page(viewport={"width": 1100, "height": 700})
-    page.goto(server + "/classify")
-    page.wait_for_function("() => document.getElementById('model-note').textContent"
-                           ".includes('haematoxylin')")
-    page.set_input_files("#file", str(upload))
-    page.click("#submit")
+    page = _submit_dense_nuclei(server, browser, tmp_path)
     page.wait_for_selector("#class-table tr[data-class='haematoxylin']", timeout=60_000)
     patches = len(page.evaluate("() => result.probabilities"))
 
