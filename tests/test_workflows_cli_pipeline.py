@@ -66,8 +66,12 @@ def test_run_predicts_heatmaps_decides_and_evaluates(pipeline):
     for row in report.itertuples():
         predictions = pd.read_csv(out / row.slide / "predictions.csv")
         assert len(predictions) == row.tiles > 0
-        # The decision in the report equals the patch majority computed here.
-        positive = float((predictions["prob_tumour"] >= 0.5).mean())
+        # The decision in the report equals the patch majority computed here, at the
+        # threshold the sidecar records: the model card's operating point.
+        recorded = json.loads((out / row.slide / "predictions.json").read_text())
+        threshold = recorded["settings"]["threshold"]
+        assert threshold["source"] == "card"
+        positive = float((predictions["prob_tumour"] >= threshold["value"]).mean())
         assert row.decision.startswith("positive" if positive >= 0.5 else "negative")
         assert f"{positive:.1%}" in row.decision
         with openslide.OpenSlide(str(out / row.slide / "heatmap.tif")) as heatmap:
