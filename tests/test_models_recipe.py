@@ -88,15 +88,20 @@ def test_early_stopping_keeps_the_best_balanced_accuracy_not_the_lowest_loss():
     assert scores["val_auc"] == pytest.approx(1.0)
 
 
-def test_no_early_stop_in_the_first_half_of_a_decaying_schedule():
+def test_a_decaying_schedule_keeps_and_stops_only_in_its_last_quarter():
+    from histotile.models.torch_backend import min_kept_epoch
+
+    assert (min_kept_epoch("onecycle", 25), min_kept_epoch("cosine", 4),
+            min_kept_epoch("constant", 25)) == (19, 3, 0)
     targets = np.array([0, 1])
     good, bad = np.array([[0.9, 0.1], [0.1, 0.9]]), np.array([[0.4, 0.6], [0.6, 0.4]])
     tracker = EpochTracker("fold1", 6, 1, lambda *a, **k: None, "balanced_accuracy",
                            min_epochs=3)
     outcomes = [tracker.end_epoch(epoch, loss_sum=1.0, correct=1, seen=2, seconds=0.1,
                                   val_proba=proba, val_targets=targets)
-                for epoch, proba in ((1, good), (2, bad), (3, bad))]
-    assert outcomes == ["improved", "continue", "stop"]
+                for epoch, proba in ((1, good), (2, bad), (3, bad), (4, bad))]
+    assert outcomes == ["continue", "continue", "improved", "stop"]
+    assert tracker.best_epoch == 3  # the early good epoch is not kept
 
 
 def test_tilenet_takes_small_patches_and_the_ensemble_averages_probabilities():

@@ -55,7 +55,7 @@ class TrainSettings:
         weight_decay: L2 penalty.
         patience: early stopping: epochs without a better validation figure (``monitor``)
             before stopping (0 disables early stopping); with a decaying ``schedule``
-            never before half the epochs have run.
+            only the last quarter of the epochs is kept or counted (its low-rate tail).
         folds: cross-validation folds (stratified, grouped); 0 skips cross-validation.
         test_fraction: fraction of the groups held out as the test split (0: none).
         group_column: manifest column whose values must never straddle train and

@@ -138,6 +138,13 @@ def schedule(optimizer: torch.optim.Optimizer, settings: TrainSettings,
         optimizer, lambda step: lr_factor(step, steps, settings.schedule, settings.warmup))
 
 
+def min_kept_epoch(schedule_kind: str, epochs: int) -> int:
+    """The first epoch early stopping may keep or count: the last quarter of a decaying
+    schedule (its low-rate tail, where its best models are), any epoch of a constant
+    rate."""
+    return 0 if schedule_kind == "constant" else max(1, -(-3 * epochs // 4))
+
+
 def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarray,
         train_rows: np.ndarray, val_rows: np.ndarray | None, settings: TrainSettings, *,
         epochs: int, seed: int, device: torch.device, progress: Progress,
@@ -210,7 +217,7 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
 
     result = run_epochs(
         EpochTracker(tag, epochs, settings.patience, progress, settings.monitor,
-                     min_epochs=0 if settings.schedule == "constant" else -(-epochs // 2)),
+                     min_epochs=min_kept_epoch(settings.schedule, epochs)),
         epochs=epochs, seed=seed,
         train_epoch=train_epoch, validate=validate,
         val_targets=None if val_rows is None else targets[val_rows],
