@@ -60,9 +60,11 @@ def test_fifteen_overlapping_patches_per_image_grouped_by_patient(breakhis):
 
 
 def test_tile_size_is_checked_before_any_image_is_opened(tmp_path):
+    # An input side asked for below the network's minimum is refused before any read
+    # (patches of 50 px without --tile-size are resized up to the minimum instead).
     with pytest.raises(ConfigError, match="64 px"):
         train(tmp_path / "does-not-exist", tmp_path / "m",
-              TrainSettings(patchify=True, patch_size=50))
+              TrainSettings(model="resnet18", patchify=True, patch_size=50, tile_size=32))
 
 
 def test_grouped_test_split_draws_close_to_the_requested_tile_fraction():

@@ -141,12 +141,13 @@ class DataParallel:
             yield held_rows[:share.size], held_tiles[:share.size]
             held_rows, held_tiles = held_rows[share.size:], held_tiles[share.size:]
 
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor,
+             weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss to back-propagate, this rank's summed loss). DDP averages gradients over
         ranks, so each rank's summed loss is scaled by ``world / global batch``: the
-        average is then the gradient of the mean loss over the whole global batch."""
-        summed = nn.functional.cross_entropy(logits, targets, reduction="sum")
+        average is then the gradient of the mean loss over the whole global batch.
+        ``weight``: per-class weights of each tile's loss (the class balance)."""
+        summed = nn.functional.cross_entropy(logits, targets, weight=weight, reduction="sum")
         return summed * (self.world / self._global), summed.detach()
 
     def reduce(self, loss_sum: float, correct: int, seen: int) -> tuple[float, int, int]:

@@ -138,6 +138,26 @@ def schedule(optimizer: torch.optim.Optimizer, settings: TrainSettings,
         optimizer, lambda step: lr_factor(step, steps, settings.schedule, settings.warmup))
 
 
+def _training_loss(settings: TrainSettings, targets: np.ndarray, train_rows: np.ndarray,
+                   device: torch.device, parallel: Any):
+    """``loss(logits, y) -> (loss to back-propagate, summed loss of these tiles)``: the
+    cross-entropy, each tile weighed by its class weight with ``balance="weights"``
+    (:func:`class_weights`), summed and divided by the tiles of the (global) batch. The
+    same sum on every data-parallel rank, so DDP and one process train alike."""
+    weight = None
+    if settings.balance == "weights":
+        weight = torch.tensor(class_weights(targets[train_rows], int(targets.max()) + 1),
+                              dtype=torch.float32, device=device)
+
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if parallel is not None:
+            return parallel.loss(logits, y, weight)
+        summed = nn.functional.cross_entropy(logits, y, weight=weight, reduction="sum")
+        return summed / y.numel(), summed.detach()
+
+    return loss
+
+
 def min_kept_epoch(schedule_kind: str, epochs: int) -> int:
     """The first epoch early stopping may keep or count: the last quarter of a decaying
     schedule (its low-rate tail, where its best models are), any epoch of a constant
@@ -163,11 +183,7 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
     net = model if parallel is None else parallel.wrap(model)
     transform = InputTransform(spec, device)
     optimizer = _optimizer(model, settings)
-    weight = None
-    if settings.balance == "weights":
-        weight = torch.tensor(class_weights(targets[train_rows], int(targets.max()) + 1),
-                              dtype=torch.float32, device=device)
-    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    loss_fn = _training_loss(settings, targets, train_rows, device, parallel)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     labels = torch.from_numpy(targets.astype(np.int64))
     steps = -(-train_rows.size // settings.batch_size)
@@ -188,10 +204,7 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
             optimizer.zero_grad(set_to_none=True)
             with autocast(device):
                 logits = net(x)
-                if parallel is None:
-                    loss = loss_fn(logits.float(), y)
-                else:
-                    loss, summed = parallel.loss(logits.float(), y)
+                loss, summed = loss_fn(logits.float(), y)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -201,8 +214,7 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
                 optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            loss_sum += (float(loss.detach()) * rows.size if parallel is None
-                         else float(summed))
+            loss_sum += float(summed)
             correct += int((logits.detach().argmax(1) == y).sum())
             seen += rows.size
             progress("batch", tag=tag, epoch=epoch, step=step, steps=steps)

@@ -157,14 +157,8 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     for note in table.notes:
         log.info("%s: %s", table.source, note)
     settings = _with_roles(table, settings)
-    targets, groups = table.targets, table.groups
-    splits = make_splits(targets, groups, table.classes, folds=settings.folds,
-                         test_fraction=settings.test_fraction, seed=settings.seed,
-                         source=table.source, group_column=settings.group_column)
-    check_disjoint(splits, groups)
-    log.info("%d tiles, %d groups, classes %s; test %d tiles, development %d tiles, %d folds",
-             len(targets), len(set(groups)), table.classes, splits.test.size,
-             splits.development.size, len(splits.folds))
+    targets = table.targets
+    splits = _split(table, settings)
     device = backend.resolve_device(settings.device)
     progress("start", tiles=int(len(targets)), folds=len(splits.folds),
              classes=table.classes, epochs=settings.epochs, device=str(device))
@@ -242,6 +236,19 @@ def _with_roles(table: TileTable, settings: TrainSettings) -> TrainSettings:
              roles.default_class, roles.positive_class)
     return dataclasses.replace(settings, default_class=roles.default_class,
                                positive_class=roles.positive_class)
+
+
+def _split(table: TileTable, settings: TrainSettings) -> Splits:
+    """The test split and folds of ``table``, grouped and checked disjoint."""
+    targets, groups = table.targets, table.groups
+    splits = make_splits(targets, groups, table.classes, folds=settings.folds,
+                         test_fraction=settings.test_fraction, seed=settings.seed,
+                         source=table.source, group_column=settings.group_column)
+    check_disjoint(splits, groups)
+    log.info("%d tiles, %d groups, classes %s; test %d tiles, development %d tiles, %d folds",
+             len(targets), len(set(groups)), table.classes, splits.test.size,
+             splits.development.size, len(splits.folds))
+    return splits
 
 
 def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: TrainSettings,

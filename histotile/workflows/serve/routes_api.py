@@ -139,7 +139,10 @@ async def model(request: Request) -> dict[str, Any]:
     "requestBody": {"content": {"multipart/form-data": {
         "encoding": {"file": {"contentType": IMAGE_TYPES}}}}}})
 async def classify(request: Request, file: Annotated[UploadFile, File()],
-                   threshold: Annotated[float | None, Form(ge=0.0, le=1.0)] = None
+                   # A number or nothing: typed float, not float | None, so the document
+                   # offers no null, which a multipart form cannot carry (schemathesis
+                   # sent one and the parse refused it). Omitted: None.
+                   threshold: Annotated[float, Form(ge=0.0, le=1.0)] = None,  # type: ignore[assignment]
                    ) -> dict[str, Any]:
     """Classify an uploaded PNG, JPEG or TIFF: patches cut like training, per-patch
     probabilities with their boxes (image px), class fractions and the patch-majority
