@@ -201,3 +201,22 @@ def test_stain_settings_are_checked(tmp_path):
         TrainSettings(stain="vahadane").resolved()
     with pytest.raises(ConfigError, match="final"):
         TrainSettings(model="lenet", backend="mxnet", final="ensemble").resolved()
+
+
+def test_every_recipe_flag_reaches_the_card(folder, tmp_path):
+    from click.testing import CliRunner
+
+    from histotile.workflows.cli import cli
+
+    out = tmp_path / "m"
+    result = CliRunner().invoke(cli, [
+        "train", str(folder), "--out", str(out), "--positive-class", "haematoxylin",
+        "--epochs", "1", "--folds", "2", "--test-fraction", "0", "--batch-size", "16",
+        "--balance", "sampler", "--schedule", "cosine", "--warmup", "0.1", "--monitor",
+        "auc", "--final", "retrain", "--augment", "flip,blur"])
+    assert result.exit_code == 0, result.output
+    training = json.loads((out / "model_card.json").read_text())["training"]
+    assert (training["balance"], training["schedule"], training["warmup"],
+            training["monitor"], training["final"], training["augment"]) == (
+        "sampler", "cosine", 0.1, "auc", "retrain", "flip,blur")
+    assert "3 image(s) not of the folder's 24x24 px size skipped" in result.output
