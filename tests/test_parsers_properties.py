@@ -42,10 +42,22 @@ def slide(tmp_path_factory):
         yield opened
 
 
+_ROOT: list[Path] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _scratch_root(tmp_path_factory):
+    """The folder of every example's files: pytest's, so it goes with the run (a folder
+    per example in the system's /tmp left 20,000 of them behind)."""
+    _ROOT.append(tmp_path_factory.mktemp("property"))
+    yield
+    _ROOT.pop()
+
+
 def scratch(name: str, content: bytes) -> Path:
     """``content`` in a new file ``name`` of a fresh folder (Hypothesis runs many examples
     in one test: a function-scoped tmp_path would be shared by all of them)."""
-    folder = Path(tempfile.mkdtemp(prefix="histotile-property-"))
+    folder = Path(tempfile.mkdtemp(prefix="case-", dir=_ROOT[-1]))
     path = folder / name
     path.write_bytes(content)
     return path
