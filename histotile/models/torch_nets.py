@@ -57,8 +57,8 @@ class TileNet(nn.Module):
 
     Stages of 3x3 convolutions with batch norm and ReLU: 16 channels at full size, 32 and
     64 (two convolutions each) after 2x2 max-pools, then 128; global average pooling,
-    dropout 0.3 and the class outputs. About 0.2 M parameters and 20 M multiply-adds
-    for a 50 px patch, so it trains on CPU cores in minutes; global pooling makes it
+    dropout 0.3 and the class outputs. 0.14 M weights and (computed) about 20 M
+    multiply-adds for a 50 px patch, so it trains on CPU cores in minutes; global pooling makes it
     take any side from 16 px (three pools) without resizing. Its batch norm keeps it
     from collapsing to one class the way LeNet's sigmoid layers can on real patches.
     """

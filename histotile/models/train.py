@@ -293,6 +293,7 @@ def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: Tr
                  ] = at_point["confusion"]
     if matrices:
         confusion_matrices(matrices, classes, staging / CONFUSION_FILE)
+    final = final_description(settings, len(fold_metrics), final_epochs)
     card = build_card(
         architecture=spec.name, backend=settings.backend, description=spec.description,
         classes=classes, roles={"default_class": settings.default_class,
@@ -305,8 +306,9 @@ def _write_outputs(staging: Path, table: TileTable, splits: Splits, settings: Tr
                         "development_tiles": int(splits.development.size),
                         "folds": len(splits.folds), "group_column": settings.group_column}},
         metrics={"folds": fold_metrics, "cross_validation": summary, "test": test_metrics},
-        final_epochs=final_epochs if settings.final_model else None)
-    card["final_model"] = final_description(settings, len(fold_metrics), final_epochs)
+        # The epochs of a retrained final model; an ensemble's members ran their own.
+        final_epochs=final_epochs if (final or {}).get("kind") == "retrain" else None)
+    card["final_model"] = final
     card["execution"] = execution  # engine, world size, device, seed (see models.folds)
     card["operating_point"] = chosen.get("operating_point")  # models.operating_point
     card["calibration"] = chosen.get("calibration")
