@@ -23,6 +23,9 @@ ensemble) and with the network of the previous default (LeNet).
 
 Run: ``.venv/bin/python benchmarks/bench_validity.py [--seeds 0 1 2] [--ablation]
 [--out benchmarks/results/NAME.json]``. A tool, not a test: each run trains for minutes.
+``--add-to FILE`` adds the configurations FILE lacks to it (the ablation beside an earlier
+run of the defaults), rewriting FILE after each configuration, so a stopped run resumes; each
+configuration records its own start and machine load.
 """
 
 from __future__ import annotations
@@ -134,18 +137,34 @@ def summarise(runs: list[dict], key: str) -> dict[str, float]:
 
 def table(results: dict) -> str:
     lines = ["| configuration | seeds | balanced accuracy | AUC | F1 | sensitivity (idc) | "
-             "specificity (idc) | minutes per run |", "|---|---|---|---|---|---|---|---|"]
+             "specificity (idc) | Δ balanced accuracy, Δ AUC vs defaults (same seeds) | "
+             "minutes per run | load at start |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, entry in results["configurations"].items():
         m = entry["held_out"]
         minutes = np.mean([r["seconds"] for r in entry["runs"]]) / 60
+        load = entry.get("load_before", results["machine"]["load_before"])[0]
         lines.append(f"| {name} | {len(entry['runs'])} | {m['balanced_accuracy']:.3f} ± "
                      f"{m['balanced_accuracy_sd']:.3f} | {m['auc']:.3f} ± {m['auc_sd']:.3f} "
                      f"| {m['f1']:.3f} | {m['sensitivity']:.3f} | {m['specificity']:.3f} "
-                     f"| {minutes:.1f} |")
+                     f"| {versus_defaults(results, entry)} | {minutes:.1f} | {load:.1f} |")
     for paper in PUBLISHED:
         lines.append(f"| {paper['model']} | | {paper['balanced_accuracy']:.3f} | | "
-                     f"{paper['f1']:.3f} | | | |")
+                     f"{paper['f1']:.3f} | | | | | |")
     return "\n".join(lines)
+
+
+def versus_defaults(results: dict, entry: dict) -> str:
+    """How far a configuration's held-out balanced accuracy and AUC are from the defaults'
+    runs with the same seeds (the seed draws the test patients, so only those compare)."""
+    defaults = {r["seed"]: r for r in results["configurations"].get("defaults", {})
+                .get("runs", [])}
+    pairs = [(r, defaults[r["seed"]]) for r in entry["runs"] if r["seed"] in defaults]
+    if not pairs or entry is results["configurations"].get("defaults"):
+        return ""
+    delta = {name: np.mean([a["operating_point"][name] - b["operating_point"][name]
+                            for a, b in pairs]) for name in ("balanced_accuracy", "auc")}
+    return f"{delta['balanced_accuracy']:+.3f}, {delta['auc']:+.3f}"
 
 
 BEGIN, END = "<!-- bench_validity:begin -->", "<!-- bench_validity:end -->"
@@ -175,6 +194,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=None,
                         help="configurations to run (names of the ablation table)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--add-to", type=Path, default=None,
+                        help="a results file to add the configurations it lacks to")
     parser.add_argument("--readme", action="store_true",
                         help="put the table in README.md (between its markers)")
     parser.add_argument("--keep", type=Path, default=None,
@@ -184,38 +205,57 @@ def main() -> None:
         raise SystemExit(f"{args.data}: no such folder (the IDC development set)")
     names = args.only or (list(ABLATION) if args.ablation else ["defaults"])
     started = dt.datetime.now(dt.timezone.utc)
-    results: dict = {"benchmark": "validity", "started": started.isoformat(timespec="seconds"),
-                     "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                 "load_before": os.getloadavg()},
-                     "data": str(args.data), "published": PUBLISHED, "configurations": {}}
+    if args.add_to:
+        results = json.loads(args.add_to.read_text())
+        names = [name for name in names if name not in results["configurations"]]
+    else:
+        results = {"benchmark": "validity", "started": started.isoformat(timespec="seconds"),
+                   "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                               "load_before": os.getloadavg()},
+                   "data": str(args.data), "published": PUBLISHED, "configurations": {}}
+    out = args.add_to or args.out or (
+        HERE / "results" / f"{started:%Y-%m-%d}-2core-cpu-validity.json")
     with tempfile.TemporaryDirectory(prefix="histotile-validity-") as temporary:
         work = args.keep or Path(temporary)
         view, count = class_view(args.data, Path(work) / "view")
         results["data_patches"] = count
         for name in names:
-            runs = []
-            for seed in args.seeds:
-                out = Path(work) / f"model-{len(results['configurations'])}-{seed}"
-                run = train_once(view, out, seed, ABLATION[name])
-                runs.append(run)
-                m = run["operating_point"]
-                print(f"{name}, seed {seed}: balanced accuracy {m['balanced_accuracy']:.3f}, "
-                      f"AUC {m['auc']:.3f} (threshold {m['threshold']:.2f}; "
-                      f"{run['seconds'] / 60:.1f} min)", flush=True)
-            results["configurations"][name] = {
-                "flags": ABLATION[name], "runs": runs,
-                "held_out": summarise(runs, "operating_point"),
-                "held_out_at_0.5": summarise(runs, "at_0.5"),
-                "cross_validation": summarise(runs, "cross_validation")}
+            results["configurations"][name] = run_configuration(name, args.seeds, view, work)
+            save(results, out)
     results["machine"]["load_after"] = os.getloadavg()
     results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    results["table"] = table(results)
+    save(results, out)
     print(results["table"])
-    out = args.out or HERE / "results" / f"{started:%Y-%m-%d}-2core-cpu-validity.json"
-    out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"written {out}")
     if args.readme:
-        write_readme(results, out.relative_to(HERE.parent).as_posix())
+        write_readme(results, out.resolve().relative_to(HERE.parent).as_posix())
+
+
+def run_configuration(name: str, seeds: list[int], view: Path, work: Path) -> dict:
+    """Train one configuration of :data:`ABLATION` once per seed; its runs and summaries."""
+    entry = {"flags": ABLATION[name],
+             "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+             "load_before": os.getloadavg(), "runs": []}
+    for seed in seeds:
+        out = Path(work) / f"model-{name.replace(' ', '-')}-{seed}"
+        run = train_once(view, out, seed, ABLATION[name])
+        entry["runs"].append(run)
+        m = run["operating_point"]
+        print(f"{name}, seed {seed}: balanced accuracy {m['balanced_accuracy']:.3f}, "
+              f"AUC {m['auc']:.3f} (threshold {m['threshold']:.2f}; "
+              f"{run['seconds'] / 60:.1f} min)", flush=True)
+    runs = entry["runs"]
+    return entry | {"held_out": summarise(runs, "operating_point"),
+                    "held_out_at_0.5": summarise(runs, "at_0.5"),
+                    "cross_validation": summarise(runs, "cross_validation")}
+
+
+def save(results: dict, out: Path) -> None:
+    """Write the results with their table, atomically (a stopped run leaves the last one)."""
+    results["table"] = table(results)
+    partial = out.with_suffix(".json.partial")
+    partial.write_text(json.dumps(results, indent=1) + "\n")
+    partial.replace(out)
 
 
 if __name__ == "__main__":
