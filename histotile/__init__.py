@@ -69,10 +69,10 @@ _EXPORTS = {
     # stage 5: workflows
     "run_batch": "histotile.workflows.api",
     "tile_batch": "histotile.workflows.api",
-    "Execution": "histotile.workflows.execution",
+    "Execution": "histotile.workflows.tasks.execution",
     "spatial_groups": "histotile.workflows.demo",
     "ServeSettings": "histotile.workflows.serve",
-    "evaluate_images": "histotile.workflows.image_evaluation",
+    "evaluate_images": "histotile.workflows.tasks.image_evaluation",
     # errors
     "HistotileError": "histotile.errors",
 }
