@@ -25,7 +25,7 @@ from histotile.workflows.tasks.aggregate import (
     combine_evaluations,
     combine_manifests,
 )
-from histotile.workflows.tasks.execution import Execution, run_tasks
+from histotile.workflows.tasks.execution import Execution, Task, run_tasks
 from histotile.workflows.tasks.inputs import (
     expand_slides,
     find_annotation,
@@ -86,9 +86,9 @@ def _progress(description: str, total: int):
     return bar, on_record
 
 
-def _run(task, jobs: list[dict[str, Any]], execution: Execution | None,
-         description: str, show_progress: bool,
-         notes: dict[str, str | None] | None = None) -> list[SlideRecord]:
+def run_jobs(task: Task, jobs: list[dict[str, Any]], execution: Execution | None,
+             description: str, show_progress: bool,
+             notes: dict[str, str | None] | None = None) -> list[SlideRecord]:
     """Run the jobs; slides skipped because another run held their folder, and that run
     finished since, are reported as finished by it (:func:`settle_busy`). ``notes``:
     slide path -> a warning of the batch's own to add to that slide's record."""
@@ -146,7 +146,7 @@ def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[
              "strict": bool(options.get("strict")),
              "export_images": bool(options.get("export_images")),
              "overwrite": bool(options.get("overwrite"))} for p in paths]
-    records = _run(tile_task, jobs, execution, "tiling", show_progress, notes)
+    records = run_jobs(tile_task, jobs, execution, "tiling", show_progress, notes)
     combine_manifests(records, out_dir, balance=options.get("balance"),
                       seed=options.get("seed") or 0)
     if options.get("stain_normalise") and any(r.status != "failed" for r in records):
@@ -195,7 +195,7 @@ def slide_batch(kind: str, slides: Iterable[str | Path], out_dir: str | Path,
     found, notes = annotation_jobs(paths, options) if kind == "run" else ({}, {})
     jobs = [{"slide_path": str(path), **common,
              **({"annotation": found[path]} if kind == "run" else {})} for path in paths]
-    records = _run(task, jobs, execution, kind, show_progress, notes)
+    records = run_jobs(task, jobs, execution, kind, show_progress, notes)
     if kind == "run":
         combine_evaluations(records, out_dir)
     return records
@@ -212,7 +212,7 @@ def evaluate_batch(slides: Iterable[str | Path], predictions_dir: str | Path,
     jobs = [{"slide_path": str(path), "predictions_dir": str(predictions_dir),
              "out_dir": str(out_dir), "annotation": found[path], "heatmap": heatmap,
              "overwrite": bool(options.get("overwrite"))} for path in paths]
-    records = _run(evaluate_task, jobs, execution, "evaluate", show_progress, notes)
+    records = run_jobs(evaluate_task, jobs, execution, "evaluate", show_progress, notes)
     combine_evaluations(records, out_dir)
     return records
 

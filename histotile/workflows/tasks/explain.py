@@ -74,7 +74,7 @@ def explain_batch(slides: Iterable[str | Path], model_dir: str | Path, out_dir: 
                   show_progress: bool = True) -> list[SlideRecord]:
     """Explain every slide (see :func:`explain_task`); annotations are used where found."""
     from histotile.workflows.options import RunOptions
-    from histotile.workflows.tasks.batch import _run, annotation_jobs, resolve_slides
+    from histotile.workflows.tasks.batch import annotation_jobs, resolve_slides, run_jobs
 
     predictions_dir = options.get("predictions_dir")
     paths = resolve_slides(slides)
@@ -88,4 +88,4 @@ def explain_batch(slides: Iterable[str | Path], model_dir: str | Path, out_dir: 
              "threshold": options.get("threshold", HeatmapOptions.threshold),
              "overwrite": bool(options.get("overwrite"))}
             for path in paths]
-    return _run(explain_task, jobs, execution, "explain", show_progress, notes)
+    return run_jobs(explain_task, jobs, execution, "explain", show_progress, notes)

@@ -55,9 +55,9 @@ def qc_batch(slides: Iterable[str | Path], out_dir: str | Path, qc: dict[str, An
     """QC every slide; return the records (write the report with
     :func:`~histotile.workflows.tasks.report.write_report`)."""
     from histotile.tiling.qc import QCSettings
-    from histotile.workflows.tasks.batch import _run, resolve_slides
+    from histotile.workflows.tasks.batch import resolve_slides, run_jobs
 
     QCSettings.from_dict(qc or {})  # bad settings fail once, before any slide
     jobs = [{"slide_path": str(p), "out_dir": str(out_dir), "qc": qc,
              "overwrite": overwrite} for p in resolve_slides(slides)]
-    return _run(qc_task, jobs, execution, "qc", show_progress)
+    return run_jobs(qc_task, jobs, execution, "qc", show_progress)
