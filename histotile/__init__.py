@@ -51,6 +51,7 @@ _EXPORTS = {
     "TrainSettings": "histotile.models",
     "train": "histotile.models",
     "Predictor": "histotile.models",
+    "spatial_groups": "histotile.models.groups",
     "grad_cam": "histotile.models.cam",
     "export_model": "histotile.models.export",
     # stage 4: postprocess
@@ -70,7 +71,6 @@ _EXPORTS = {
     "run_batch": "histotile.workflows.api",
     "tile_batch": "histotile.workflows.api",
     "Execution": "histotile.workflows.tasks.execution",
-    "spatial_groups": "histotile.workflows.demo",
     "ServeSettings": "histotile.workflows.serve",
     "evaluate_images": "histotile.workflows.tasks.image_evaluation",
     # errors

@@ -18,21 +18,9 @@ SLIDE = DATA / "CMU-1-Small-Region.svs"
 OVERLAY = DATA / "CMU-1-Small-Region.overlay.png"
 CLASSES = ("other", "epithelium")
 POSITIVE = "epithelium"
-# One slide has no patients to group folds by: tiles are grouped by square regions of
-# this many level-0 pixels instead, so neighbouring tiles never straddle train and
-# validation (only tiles overlapping a region border can share pixels across groups).
-REGION = 512
 DEMO_OUTPUTS = ("tiles", "model", "predictions.csv", "predictions.json", "heatmap.tif",
                 "heatmap_preview.png", "heatmap_probability.tif",
                 "heatmap_probability_preview.png", "side_by_side.png", "evaluation.json")
-
-
-def spatial_groups(manifest, region: int = REGION):
-    """Group column for a single slide: ``<slide>:<column>,<row>`` of ``region``-px cells
-    (level-0 pixels), by each tile's centre."""
-    centre_x = (manifest["x"] + manifest["extent"] // 2) // region
-    centre_y = (manifest["y"] + manifest["extent"] // 2) // region
-    return manifest["slide"] + ":" + centre_x.astype(str) + "," + centre_y.astype(str)
 
 
 def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = None,
@@ -69,6 +57,7 @@ def _claim(out_dir: Path, overwrite: bool) -> Path:
 
 def _tile(out_dir: Path, say, outputs: dict[str, str]):
     """Step 1: tiles labelled from the painted overlay, balanced 1:1, grouped by region."""
+    from histotile.models.groups import spatial_groups
     from histotile.tiling import (
         TilingSettings,
         balance,
