@@ -122,3 +122,32 @@ def test_the_api_takes_the_old_keywords_with_a_deprecation_warning(monkeypatch):
                                              "mode": "continuous", "level": 1})
     with pytest.raises(TypeError, match="not both"):
         api.run_batch("s.svs", "model", "out", RunOptions(), mode="continuous")
+
+
+def test_the_cli_takes_old_spellings_with_a_notice(tmp_path, monkeypatch):
+    """``--class`` on the command line and ``class_name`` / ``no_geojson`` in a
+    configuration file reach the typed fields, each with a warning line."""
+    from click.testing import CliRunner
+
+    from histotile.workflows.cli.main import cli
+    from histotile.workflows.tasks import batch
+
+    taken = []
+    monkeypatch.setattr(batch, "run_batch", lambda slides, model, out, options, execution:
+                        taken.append(options) or [])
+    monkeypatch.setattr("histotile.workflows.cli.main.finish", lambda *args: 0)
+    slide, model = tmp_path / "a.svs", tmp_path / "model"
+    slide.write_bytes(b"")
+    model.mkdir()
+    config = tmp_path / "old.yaml"
+    config.write_text("no_geojson: true\n")
+    result = CliRunner().invoke(cli, ["run", str(slide), "--model", str(model), "--out",
+                                      str(tmp_path / "out"), "--class", "tumour",
+                                      "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert taken[0].positive_class == "tumour" and taken[0].geojson is False
+    assert "'class_name' is deprecated, use 'positive_class'" in result.output
+    assert "'no_geojson' is deprecated" in result.output
+    result = CliRunner().invoke(cli, ["run", str(slide), "--model", str(model), "--out",
+                                      str(tmp_path / "out"), "--positive-class", "tumour"])
+    assert result.exit_code == 0 and "deprecated" not in result.output
