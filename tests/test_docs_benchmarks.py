@@ -1,0 +1,85 @@
+"""The benchmark pages are made from ``benchmarks/results/*.json`` (scripts/docs_benchmarks.py,
+run by the docs build): every results file has its page, every row its date, machine and
+load, and a configuration the ablation adds to a results file shows up with its own start."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+@pytest.fixture(scope="module")
+def generator():
+    spec = importlib.util.spec_from_file_location(
+        "docs_benchmarks", ROOT / "scripts" / "docs_benchmarks.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rows(page: str) -> list[list[str]]:
+    """The body rows of a page's tables, as cells."""
+    return [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in page.splitlines()
+            if line.startswith("| `") and not line.startswith("| ---")]
+
+
+def test_every_results_file_is_on_its_page_with_date_machine_and_load(generator):
+    pages = generator.pages(RESULTS, demo=Path("/nonexistent"))
+    files = sorted(path.stem for path in RESULTS.glob("*.json"))
+    assert files, "no results files"
+    for stem in files:
+        holding = [name for name, text in pages.items() if f"`{stem}.json`" in text]
+        assert len(holding) == 1, f"{stem}.json is on {holding} (one page expected)"
+        rows = [row for row in _rows(pages[holding[0]]) if row[0] == f"`{stem}`"]
+        assert rows, f"{stem}.json has no row on {holding[0]}"
+        for _run, date, machine, load, *figures in rows:
+            assert date[:4].isdigit() and machine and load, (stem, date, machine, load)
+            assert any(cell for cell in figures), f"{stem}: a row without figures"
+
+
+def test_the_validity_page_follows_the_results_file_as_the_ablation_extends_it(
+        generator, tmp_path):
+    newest = sorted(RESULTS.glob("*-validity.json"))[-1]
+    results = json.loads(newest.read_text())
+    defaults = results["configurations"]["defaults"]
+    added = json.loads(json.dumps(defaults))
+    for run in added["runs"]:
+        run["operating_point"]["balanced_accuracy"] -= 0.02
+    added["held_out"]["balanced_accuracy"] = 0.4321
+    added |= {"flags": ["--balance", "none"], "started": "2026-12-06T16:05:00+00:00",
+              "load_before": [7.25, 6.0, 5.0]}
+    results["configurations"]["no class balance"] = added
+    (tmp_path / newest.name).write_text(json.dumps(results))
+    page = generator.pages(tmp_path, demo=Path("/nonexistent"))["benchmarks/validity.md"]
+    row = next(row for row in _rows(page) if row[4] == "no class balance")
+    assert row[5] == "2026-12-06 16:05 7.2" and row[7].startswith("0.432 ± ")
+    assert row[12].startswith("-0.020, +0.000"), row[12]  # against the defaults' seeds
+    held = defaults["held_out"]["balanced_accuracy"]
+    assert f"{held:.3f} ± " in page  # the defaults, from the file
+
+
+def test_a_run_that_records_no_date_or_load_says_so(generator, tmp_path):
+    source = RESULTS / "2026-11-29-2core-cpu-training-quick-loaded.json"
+    data = json.loads(source.read_text())
+    del data["load_before"]
+    (tmp_path / "2026-01-02-x-training.json").write_text(json.dumps(data))
+    row = _rows(generator.pages(tmp_path, demo=Path("/nonexistent"))
+                ["benchmarks/training.md"])[0]
+    assert row[1:4] == ["2026-01-02 (file name)", "2 cores", "not recorded"]
+
+
+def test_a_results_file_of_an_unknown_kind_stops_the_build(generator, tmp_path):
+    shutil.copy(RESULTS / "2026-12-06-2core-cpu-watch.json", tmp_path)
+    (tmp_path / "2026-12-07-new.json").write_text(json.dumps({"figures": {"x": 1}}))
+    with pytest.raises(ValueError, match="2026-12-07-new.json: a results file no benchmark"):
+        generator.pages(tmp_path, demo=Path("/nonexistent"))
