@@ -1,6 +1,7 @@
 """MkDocs hook: the configuration and environment pages list what the command line takes.
 
-Read from the click definitions at build time: the keys a configuration file may set for
+Read from the click definitions at build time (and the command reference's table of
+defaults tidied): the keys a configuration file may set for
 each command (its option names; for ``train`` also every training setting without a flag
 of its own) and the options that read an environment variable. A new option appears at
 the next build.
@@ -64,3 +65,11 @@ def on_page_markdown(text: str, page, config, files) -> str:
     if ENV_MARKER in text:
         text = text.replace(ENV_MARKER, cli_envvars())
     return text
+
+
+# mkdocs-click prints a flag's unset default as click's sentinel; a flag left out is off.
+_UNSET = "<td><code>Sentinel.UNSET</code></td>"
+
+
+def on_page_content(html: str, page, config, files) -> str:
+    return html.replace(_UNSET, "<td><code>off</code></td>")
