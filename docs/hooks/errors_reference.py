@@ -10,6 +10,7 @@ build; nothing on the page is typed by hand but the introduction.
 from __future__ import annotations
 
 import ast
+import html
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,8 +143,11 @@ def raised() -> list[Raised]:
     return sorted(rows, key=lambda r: (r.where.split(":")[0], int(r.where.split(":")[1])))
 
 
-def _cell(value: str) -> str:
+def _cell(value: str, code: bool = True) -> str:
+    """A table cell: the message as code, the advice as escaped plain text."""
     value = " ".join(value.split()).replace("|", "\\|").replace("`", "'")
+    if not code:
+        return html.escape(value, quote=False).replace("*", "\\*").replace("_", "\\_")
     return f"`{value}`" if value else ""
 
 
@@ -164,7 +168,7 @@ def markdown() -> str:
             lines += ["Raised through its kinds below, not on its own.", ""]
             continue
         lines += ["| message | what to do | raised in |", "|---|---|---|"]
-        lines += [f"| {_cell(r.problem)} | {_cell(r.fix) or 'see the message'} | "
+        lines += [f"| {_cell(r.problem)} | {_cell(r.fix, code=False) or 'see the message'} | "
                   f"`{r.where}` |" for r in mine]
         lines.append("")
     return "\n".join(lines)
