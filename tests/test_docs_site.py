@@ -92,7 +92,7 @@ def test_the_built_site_loads_nothing_from_the_network(site):
 
 
 def test_the_cli_reference_has_every_command(site):
-    from histotile.workflows.cli import cli
+    from histotile.workflows.cli.main import cli
 
     page = _text(site / "reference" / "cli.html")
     missing = [name for name in cli.commands if f'id="histotile-{name}"' not in page]

@@ -18,7 +18,7 @@ ENV_MARKER = "<!-- generated: cli-envvars -->"
 
 
 def _group() -> click.Group:
-    from histotile.workflows.cli import cli
+    from histotile.workflows.cli.main import cli
 
     return cli
 
