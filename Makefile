@@ -60,11 +60,11 @@ test-fast: $(STAMP_TEST)
 # NO_MKDOCS_2_WARNING: Material's banner about its successor is not a build warning.
 DOCS_ENV := NO_MKDOCS_2_WARNING=1
 docs: $(STAMP_TEST)
-	$(DOCS_ENV) $(BIN)/mkdocs build --strict
+	$(DOCS_ENV) $(BIN)/python -m mkdocs build --strict
 
 ## make docs-serve: preview the documentation on http://127.0.0.1:8000 (rebuilds on save).
 docs-serve: $(STAMP_TEST)
-	$(DOCS_ENV) $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+	$(DOCS_ENV) $(BIN)/python -m mkdocs serve --dev-addr 127.0.0.1:8000
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check .

@@ -1,25 +1,19 @@
 """MkDocs hook: the built site loads nothing from the network.
 
-Material's offline plugin adds the iframe-worker shim (search from ``file://``) as a URL on a
-CDN. This hook replaces it with the copy that ``scripts/vendor_docs_shim.sh`` fetched into
-``docs/assets/vendor/`` (``make docs`` runs it), or drops it when that copy is missing: search
-then works wherever the site is served over HTTP (``make docs-serve``, any local server), and
-every page still opens from the folder.
+Material's offline plugin adds the iframe-worker shim (search from ``file://`` pages) as a
+URL on a CDN. This hook drops every polyfill that is not a local file, so no page loads a
+script from elsewhere: every page opens from the ``site/`` folder itself, and search works
+wherever the site is served over HTTP (``make docs-serve``, or any local web server such as
+``python -m http.server -d site``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from mkdocs.plugins import event_priority
 
-SHIM = "assets/vendor/iframe-worker/shim.js"
 
-
-@event_priority(-100)
+@event_priority(-100)  # after the offline plugin has added its shim
 def on_config(config):
-    polyfills = [u for u in config.extra.get("polyfills", []) if "://" not in u]
-    if (Path(config.docs_dir) / SHIM).is_file() and SHIM not in polyfills:
-        polyfills.append(SHIM)
-    config.extra["polyfills"] = polyfills
+    config.extra["polyfills"] = [url for url in config.extra.get("polyfills", [])
+                                 if "://" not in url]
     return config
