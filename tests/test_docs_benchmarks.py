@@ -83,3 +83,16 @@ def test_a_results_file_of_an_unknown_kind_stops_the_build(generator, tmp_path):
     (tmp_path / "2026-12-07-new.json").write_text(json.dumps({"figures": {"x": 1}}))
     with pytest.raises(ValueError, match="2026-12-07-new.json: a results file no benchmark"):
         generator.pages(tmp_path, demo=Path("/nonexistent"))
+
+
+def test_the_demo_page_shows_the_demo_summary_it_is_given(generator, tmp_path):
+    committed = json.loads(generator.DEMO_SUMMARY.read_text())
+    committed["figures"]["test"]["roc_auc"] = 0.4567
+    committed["figures"]["cross_validation"]["accuracy"] = {"mean": 0.7654, "std": 0.0321}
+    summary = tmp_path / "demo-summary.json"
+    summary.write_text(json.dumps(committed))
+    page = generator.pages(RESULTS, demo=summary)["benchmarks/demo.md"]
+    assert "| AUC | " in page and "| 0.457 |" in page
+    assert "| accuracy | 0.765 ± 0.032 |" in page
+    assert f"| {committed['figures']['seconds']:.1f} |" in page
+    assert committed["date"].replace("T", " ")[:16] in page
