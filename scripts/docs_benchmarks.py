@@ -40,12 +40,13 @@ class Run:
     data: dict[str, Any]
 
     def cells(self) -> str:
-        """The run's own columns of a table row."""
-        return f"| `{self.name}` | {self.date} | {self.machine} | {self.load} "
+        """The run's own cell of a table row: its file, date, machine and load (shown on
+        the first row of the run only, see :func:`page`)."""
+        return f"| `{self.name}`<br>{self.date}<br>{self.machine}<br>load {self.load} "
 
 
-RUN_HEADER = "| run | date | machine | load average (1 min) "
-RUN_RULE = "|---|---|---|---"
+RUN_HEADER = "| run: file, date, machine, load average (1 min) "
+RUN_RULE = "|---"
 
 
 def _first(data: dict, *paths: str) -> Any:
@@ -209,26 +210,27 @@ def training_page(runs: list[Run]) -> list[str]:
 def validity_page(runs: list[Run]) -> list[str]:
     """``bench_validity.py``: held-out patients, each configuration with its own start."""
     versus_defaults = _bench_validity().versus_defaults
-    lines = [RUN_HEADER + "| configuration | configuration started, load | seeds | "
+    lines = [RUN_HEADER + "| configuration (its own start and load, where recorded) | seeds | "
              "balanced accuracy | AUC | F1 | sensitivity | specificity | Δ balanced "
              "accuracy, Δ AUC vs defaults (same seeds) | minutes a run |",
-             RUN_RULE + "|---|---|---:|---|---|---:|---:|---:|---|---:|"]
+             RUN_RULE + "|---|---:|---|---|---:|---:|---:|---|---:|"]
     for run in runs:
         d = run.data
         for name, entry in d["configurations"].items():
             m, seeds = entry["held_out"], entry["runs"]
             started = str(entry.get("started", "")).replace("T", " ")[:16]
-            own = " ".join(part for part in (started, _load(entry.get("load_before")))
-                           if part) or "as the run"
+            load = _load(entry.get("load_before"))
+            own = "".join(f"<br>{part}" for part in (started, load and f"load {load}")
+                          if part)
             minutes = sum(r["seconds"] for r in seeds) / len(seeds) / 60
             lines.append(
-                run.cells() + f"| {name} | {own} | {len(seeds)} | "
+                run.cells() + f"| {name}{own} | {len(seeds)} | "
                 f"{m['balanced_accuracy']:.3f} ± {m['balanced_accuracy_sd']:.3f} | "
                 f"{m['auc']:.3f} ± {m['auc_sd']:.3f} | {m['f1']:.3f} | "
                 f"{m['sensitivity']:.3f} | {m['specificity']:.3f} | "
                 f"{versus_defaults(d, entry)} | {minutes:.1f} |")
         for paper in d.get("published", []):
-            lines.append(f"| published | | | | {paper['model']} | | | "
+            lines.append(f"| published | {paper['model']} | | "
                          f"{paper['balanced_accuracy']:.3f} | | {paper['f1']:.3f} | | | | |")
     lines += ["", "Data: " + "; ".join(
         f"`{run.name}`: {run.data.get('data_patches', '?')} patches, positive class "
@@ -342,7 +344,8 @@ def kind(data: dict) -> Benchmark | None:
 
 
 def results(folder: Path = RESULTS) -> dict[str, list[Run]]:
-    """The runs of every results file under ``folder``, by benchmark, oldest first."""
+    """The runs of every results file under ``folder``, by benchmark, oldest first (by the
+    date each recorded, then by name)."""
     found: dict[str, list[Run]] = {}
     for path in sorted(folder.glob("*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -351,7 +354,8 @@ def results(folder: Path = RESULTS) -> dict[str, list[Run]]:
             raise ValueError(f"{path}: a results file no benchmark page recognises (add its "
                              "kind to BENCHMARKS in scripts/docs_benchmarks.py)")
         found.setdefault(benchmark.slug, []).append(describe(path, data))
-    return found
+    return {slug: sorted(runs, key=lambda run: (run.date, run.name))
+            for slug, runs in found.items()}
 
 
 def page(benchmark: Benchmark, runs: list[Run]) -> str:
@@ -360,7 +364,18 @@ def page(benchmark: Benchmark, runs: list[Run]) -> str:
     lines = [f"# {benchmark.title}", "",
              f"Generated from {files} (written by `{benchmark.source}`); how it measures "
              "and what it cannot say: [Benchmarks](index.md).", ""]
-    return "\n".join(lines + benchmark.render(runs)) + "\n"
+    return "\n".join(lines + _once_per_run(benchmark.render(runs), runs)) + "\n"
+
+
+def _once_per_run(lines: list[str], runs: list[Run]) -> list[str]:
+    """The run's cell on the first of its consecutive rows only (the others left blank)."""
+    cells = [run.cells() for run in runs]
+    out, previous = [], None
+    for line in lines:
+        cell = next((c for c in cells if line.startswith(c)), None)
+        out.append("| " + line[len(cell):] if cell is not None and cell == previous else line)
+        previous = cell
+    return out
 
 
 def pages(folder: Path = RESULTS, demo: Path = DEMO_SUMMARY) -> dict[str, str]:

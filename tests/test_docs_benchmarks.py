@@ -27,10 +27,13 @@ def generator():
 
 
 def _rows(page: str) -> list[list[str]]:
-    """The body rows of a page's tables, as cells."""
-    return [[cell.strip() for cell in line.strip("|").split("|")]
-            for line in page.splitlines()
-            if line.startswith("| `") and not line.startswith("| ---")]
+    """The body rows of a page's tables, as cells (a run's first cell holds its file,
+    date, machine and load, separated by <br>; its other rows leave that cell blank)."""
+    lines = page.splitlines()
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for i, line in enumerate(lines)
+            if line.startswith("|") and not line.startswith("|---")
+            and not (i + 1 < len(lines) and lines[i + 1].startswith("|---"))]
 
 
 def test_every_results_file_is_on_its_page_with_date_machine_and_load(generator):
@@ -40,11 +43,12 @@ def test_every_results_file_is_on_its_page_with_date_machine_and_load(generator)
     for stem in files:
         holding = [name for name, text in pages.items() if f"`{stem}.json`" in text]
         assert len(holding) == 1, f"{stem}.json is on {holding} (one page expected)"
-        rows = [row for row in _rows(pages[holding[0]]) if row[0] == f"`{stem}`"]
-        assert rows, f"{stem}.json has no row on {holding[0]}"
-        for _run, date, machine, load, *figures in rows:
-            assert date[:4].isdigit() and machine and load, (stem, date, machine, load)
-            assert any(cell for cell in figures), f"{stem}: a row without figures"
+        rows = [row for row in _rows(pages[holding[0]])
+                if row[0].split("<br>")[0] == f"`{stem}`"]
+        assert len(rows) == 1, f"{stem}.json has {len(rows)} first rows on {holding[0]}"
+        _name, date, machine, load = rows[0][0].split("<br>")
+        assert date[:4].isdigit() and machine and load.startswith("load "), rows[0][0]
+        assert any(cell for cell in rows[0][1:]), f"{stem}: a row without figures"
 
 
 def test_the_validity_page_follows_the_results_file_as_the_ablation_extends_it(
@@ -61,9 +65,10 @@ def test_the_validity_page_follows_the_results_file_as_the_ablation_extends_it(
     results["configurations"]["no class balance"] = added
     (tmp_path / newest.name).write_text(json.dumps(results))
     page = generator.pages(tmp_path, demo=Path("/nonexistent"))["benchmarks/validity.md"]
-    row = next(row for row in _rows(page) if row[4] == "no class balance")
-    assert row[5] == "2026-12-06 16:05 7.2" and row[7].startswith("0.432 ± ")
-    assert row[12].startswith("-0.020, +0.000"), row[12]  # against the defaults' seeds
+    row = next(row for row in _rows(page) if row[1].startswith("no class balance"))
+    assert row[1] == "no class balance<br>2026-12-06 16:05<br>load 7.2"
+    assert row[3].startswith("0.432 ± ") and row[0] == ""  # the run's cell: on its first row
+    assert row[8].startswith("-0.020, +0.000"), row[8]  # against the defaults' seeds
     held = defaults["held_out"]["balanced_accuracy"]
     assert f"{held:.3f} ± " in page  # the defaults, from the file
 
@@ -75,7 +80,8 @@ def test_a_run_that_records_no_date_or_load_says_so(generator, tmp_path):
     (tmp_path / "2026-01-02-x-training.json").write_text(json.dumps(data))
     row = _rows(generator.pages(tmp_path, demo=Path("/nonexistent"))
                 ["benchmarks/training.md"])[0]
-    assert row[1:4] == ["2026-01-02 (file name)", "2 cores", "not recorded"]
+    assert row[0].split("<br>")[1:] == ["2026-01-02 (file name)", "2 cores",
+                                        "load not recorded"]
 
 
 def test_a_results_file_of_an_unknown_kind_stops_the_build(generator, tmp_path):
