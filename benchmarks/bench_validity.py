@@ -146,8 +146,11 @@ def table(results: dict) -> str:
         m = entry["held_out"]
         minutes = np.mean([r["seconds"] for r in entry["runs"]]) / 60
         load = entry.get("load_before", results["machine"]["load_before"])[0]
-        lines.append(f"| {name} | {len(entry['runs'])} | {m['balanced_accuracy']:.3f} ± "
-                     f"{m['balanced_accuracy_sd']:.3f} | {m['auc']:.3f} ± {m['auc_sd']:.3f} "
+        spread = len(entry["runs"]) > 1  # one run has no spread to show
+        ba = f"{m['balanced_accuracy']:.3f}" + (
+            f" ± {m['balanced_accuracy_sd']:.3f}" if spread else "")
+        auc = f"{m['auc']:.3f}" + (f" ± {m['auc_sd']:.3f}" if spread else "")
+        lines.append(f"| {name} | {len(entry['runs'])} | {ba} | {auc} "
                      f"| {m['f1']:.3f} | {m['sensitivity']:.3f} | {m['specificity']:.3f} "
                      f"| {versus_defaults(results, entry)} | {minutes:.1f} | {load:.1f} |")
     for paper in PUBLISHED:
@@ -203,8 +206,9 @@ def main() -> None:
         for name in names:
             results["configurations"][name] = run_configuration(name, args.seeds, view, work)
             save(results, out)
-    results["machine"]["load_after"] = os.getloadavg()
-    results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    if names or not args.add_to:  # else only the table is redrawn from the runs
+        results["machine"]["load_after"] = os.getloadavg()
+        results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     save(results, out)
     print(results["table"])
     print(f"written {out}")
