@@ -223,10 +223,12 @@ def validity_page(runs: list[Run]) -> list[str]:
             own = "".join(f"<br>{part}" for part in (started, load and f"load {load}")
                           if part)
             minutes = sum(r["seconds"] for r in seeds) / len(seeds) / 60
+            spread = len(seeds) > 1  # one run has no spread to show
             lines.append(
                 run.cells() + f"| {name}{own} | {len(seeds)} | "
-                f"{m['balanced_accuracy']:.3f} ± {m['balanced_accuracy_sd']:.3f} | "
-                f"{m['auc']:.3f} ± {m['auc_sd']:.3f} | {m['f1']:.3f} | "
+                + " | ".join(f"{m[key]:.3f}" + (f" ± {m[key + '_sd']:.3f}" if spread else "")
+                             for key in ("balanced_accuracy", "auc"))
+                + f" | {m['f1']:.3f} | "
                 f"{m['sensitivity']:.3f} | {m['specificity']:.3f} | "
                 f"{versus_defaults(d, entry)} | {minutes:.1f} |")
         for paper in d.get("published", []):
