@@ -270,7 +270,7 @@ def test_no_console_error_on_any_page(server, browser):
         page = browser.new_page()
         errors = console_errors(page)
         page.goto(server + path)
-        page.wait_for_load_state("networkidle")
+        page.wait_for_load_state("networkidle", timeout=300_000)  # a hang bound only
         if path.startswith("/view/"):
             # A bound for a hang only: a loaded machine draws slowly.
             page.wait_for_function("() => window.histotileViewer.drawn", timeout=300_000)
