@@ -71,7 +71,8 @@ class BlendStyle:
         threshold = float(self.threshold)
         if not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"threshold={self.threshold}: a probability threshold lies "
-                              "between 0 and 1 (0.5 is the usual choice)")
+                              f"between 0 and 1 ({DEFAULT_THRESHOLD:g} is the usual "
+                              "choice)")
         object.__setattr__(self, "threshold", threshold)
         object.__setattr__(self, "alpha", check_alpha(self.alpha))
         object.__setattr__(self, "color", check_colour(self.color))
