@@ -19,7 +19,7 @@ threshold lies halfway between the validation score it admits last and the next 
 one (the same calls on the validation tiles, less bias towards the tiles seen).
 
 Every stage asks :func:`tile_threshold` for the threshold to use: a flag's value, else the
-card's, else :data:`DEFAULT_THRESHOLD`, with where it came from (``source``).
+card's, else :data:`DEFAULT_TILE_THRESHOLD`, with where it came from (``source``).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ import numpy as np
 from histotile.errors import ConfigError
 
 #: The tile threshold when nothing else is known (a model card that records none).
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_TILE_THRESHOLD = 0.5
 SOURCE_CARD = "card"
 SOURCE_FLAG = "flag"
-SOURCE_DEFAULT = f"default {DEFAULT_THRESHOLD:g} (the card records none)"
+SOURCE_DEFAULT = f"default {DEFAULT_TILE_THRESHOLD:g} (the card records none)"
 RULES = ("balanced", "youden", "sensitivity", "specificity", "fixed")
 CURVE_POINTS = 100  # points of the recorded curve (downsampled)
 
@@ -181,16 +181,16 @@ class TileThreshold:
 
 def card_threshold(card: dict[str, Any] | None, class_name: str | None = None
                    ) -> TileThreshold:
-    """The card's recorded threshold, else :data:`DEFAULT_THRESHOLD` with the reason
+    """The card's recorded threshold, else :data:`DEFAULT_TILE_THRESHOLD` with the reason
     (a card from before operating points; or ``class_name``, a class other than the one
     the card's threshold is about)."""
     point = (card or {}).get("operating_point")
     if not isinstance(point, dict) or not isinstance(point.get("threshold"), (int, float)):
-        return TileThreshold(DEFAULT_THRESHOLD, SOURCE_DEFAULT)
+        return TileThreshold(DEFAULT_TILE_THRESHOLD, SOURCE_DEFAULT)
     about = point.get("positive_class")
     if class_name is not None and about is not None and class_name != about:
-        return TileThreshold(DEFAULT_THRESHOLD,
-                             f"default {DEFAULT_THRESHOLD:g} (the card's threshold is "
+        return TileThreshold(DEFAULT_TILE_THRESHOLD,
+                             f"default {DEFAULT_TILE_THRESHOLD:g} (the card's threshold is "
                              f"about {about!r}, not {class_name!r})")
     return TileThreshold(float(point["threshold"]), SOURCE_CARD)
 

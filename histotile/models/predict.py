@@ -52,7 +52,7 @@ class Predictor:
             (None: the card records no calibration).
         threshold: the card's tile threshold of the positive class
             (:class:`~histotile.models.operating_point.TileThreshold`:
-            :data:`~histotile.models.operating_point.DEFAULT_THRESHOLD`, with that
+            :data:`~histotile.models.operating_point.DEFAULT_TILE_THRESHOLD`, with that
             said in ``source``, for a card that records none).
     """
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from histotile._atomic import write_text_atomic
 from histotile.errors import ConfigError, DatasetError, ModelError
-from histotile.models.operating_point import DEFAULT_THRESHOLD
+from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.postprocess.predictions import PROB_PREFIX, SlidePredictions, prob_column
 
 DEFAULT_THRESHOLDS = (0.10, 0.25, 0.50, 0.75, 0.90)
@@ -106,7 +106,7 @@ def positive_probabilities(predictions: Any, positive_class: str | None) -> np.n
 
 
 def slide_decision(predictions: Any, positive_class: str | None = None, *,
-                   tile_threshold: float = DEFAULT_THRESHOLD,
+                   tile_threshold: float = DEFAULT_TILE_THRESHOLD,
                    fraction_threshold: float = DEFAULT_FRACTION_THRESHOLD) -> Decision:
     """Patch-majority decision of one slide or image.
 
@@ -217,7 +217,7 @@ def threshold_sweep(
     target_sensitivity: float = DEFAULT_TARGET_SENSITIVITY,
     *,
     positive_class: str | None = None,
-    tile_threshold: float = DEFAULT_THRESHOLD,
+    tile_threshold: float = DEFAULT_TILE_THRESHOLD,
 ) -> SweepResult:
     """Decision counts and rates over slides for several fraction thresholds.
 

@@ -25,7 +25,7 @@ import numpy as np
 from histotile._atomic import atomic_path, check_writable
 from histotile._threads import thread_budget
 from histotile.errors import ConfigError, LevelError
-from histotile.models.operating_point import DEFAULT_THRESHOLD
+from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.postprocess.legend import with_legend, write_png
 from histotile.postprocess.maps import ProbabilityGrid
 from histotile.postprocess.predictions import SlidePredictions
@@ -193,7 +193,7 @@ def write_heatmap(
     *,
     class_name: str,
     mode: str = "threshold",
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float = DEFAULT_TILE_THRESHOLD,
     color: tuple[int, int, int] = (0, 255, 0),
     alpha: float = 0.4,
     colormap: str = "viridis",

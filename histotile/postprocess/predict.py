@@ -170,7 +170,7 @@ def predict_slide(
             equals the whole slide's predictions.
         threshold: the positive-class tile threshold to record for later stages
             (default: the model card's operating point, else
-            :data:`~histotile.models.operating_point.DEFAULT_THRESHOLD`); the sidecar's
+            :data:`~histotile.models.operating_point.DEFAULT_TILE_THRESHOLD`); the sidecar's
             ``settings.threshold`` says which it was (``value``, ``source``).
 
     Returns:
