@@ -76,7 +76,9 @@ def run_batch(slides: Iterable[str | Path] | str | Path, model_dir: str | Path,
             model card's; see :mod:`histotile.class_roles`).
         mode, threshold, alpha, color, downsample: heatmap style (see
             :func:`histotile.postprocess.write_heatmap`); ``threshold`` None: the model
-            card's operating point, else 0.5 (the predictions' JSON records which).
+            card's operating point, else
+            :data:`~histotile.models.operating_point.DEFAULT_TILE_THRESHOLD` (the
+            predictions' JSON records which).
         decision_threshold: a slide is positive when at least this fraction of its
             tiles is positive.
         tiling: tiling overrides (default: tiles cut as in training).

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from histotile.postprocess.decisions import DEFAULT_FRACTION_THRESHOLD
+
 NAMED_COLOURS = {"green": (0, 255, 0), "red": (255, 0, 0), "blue": (0, 0, 255),
                  "yellow": (255, 255, 0), "cyan": (0, 255, 255), "magenta": (255, 0, 255),
                  "black": (0, 0, 0), "orange": (255, 165, 0)}
@@ -94,12 +96,14 @@ class HeatmapOptions:
     default_class: str | None = None  # truth of unannotated tiles (default: model card's)
     mode: str = "threshold"           # "threshold" or "continuous"
     threshold: float | None = None    # tile probability that counts as positive
-    #                                   (None: the model card's, else 0.5: see
+    #                                   (None: the model card's, else
+    #                                   DEFAULT_TILE_THRESHOLD: see
     #                                   histotile.models.operating_point.tile_threshold)
     alpha: float = 0.4                # overlay opacity, 0..1
     color: str | tuple[int, int, int] = "#00ff00"  # threshold-mode colour
     downsample: float | None = None   # heatmap resolution vs level 0 (None: automatic)
-    decision_threshold: float = 0.5   # fraction of positive tiles for a positive slide
+    decision_threshold: float = DEFAULT_FRACTION_THRESHOLD  # fraction of positive tiles
+    #                                   for a positive slide
     colormap: str = "viridis"         # continuous-mode colour map
     floor: float | None = None        # continuous mode: uncoloured below (None: default)
     probability_tiff: bool = False    # also write probability.tif

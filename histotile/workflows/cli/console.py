@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.workflows.tasks.report import (
     BUSY,
     COMPLETE,
@@ -212,7 +213,8 @@ def training_summary(result) -> Any:
                   title_justify="left")
     table.add_column("metric")
     table.add_column("folds: mean +- std", justify="right")
-    table.add_column("test (threshold 0.5)" if at_point else "test", justify="right")
+    table.add_column(f"test (threshold {DEFAULT_TILE_THRESHOLD:g})" if at_point else "test",
+                     justify="right")
     if at_point:
         table.add_column(escape(f"test (threshold {at_point['threshold']:.3f})"),
                          justify="right")

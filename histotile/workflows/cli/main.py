@@ -15,6 +15,7 @@ import click
 
 from histotile import __version__
 from histotile.errors import HistotileError
+from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.workflows.cli.options import (
     annotations_for_all_option,
     config_option,
@@ -173,7 +174,8 @@ def tile(slides: tuple[str, ...], out_dir: str, **options: Any) -> None:
 @prediction_options
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Tile threshold recorded for heatmap, evaluate and the QuPath regions "
-                   "(default: the model card's operating point, else 0.5).")
+                   f"(default: the model card's operating point, else "
+                   f"{DEFAULT_TILE_THRESHOLD:g}).")
 @engine_option
 @tiling_options
 @execution_options
@@ -243,7 +245,7 @@ def evaluate(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
               help="Class to explain (default: the model card's positive class).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=HeatmapOptions.threshold,
               help="Tile probability from which a tile is positive (default: the model "
-                   "card's operating point, else 0.5).")
+                   f"card's operating point, else {DEFAULT_TILE_THRESHOLD:g}).")
 @tiling_options
 @execution_options
 @overwrite_option

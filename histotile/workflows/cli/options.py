@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from histotile.errors import ConfigError, HistotileError
+from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.workflows.options import ENGINES, HeatmapOptions, RunOptions
 from histotile.workflows.tasks.execution import Execution  # light: no dask until a cluster starts
 
@@ -219,7 +220,7 @@ heatmap_options = option_group(
     click.option("--threshold", type=click.FloatRange(0, 1), default=_HEATMAP.threshold,
                  help="Tile probability from which a tile is positive (default: the one "
                       "the predictions record: the model card's operating point, else "
-                      "0.5)."),
+                      f"{DEFAULT_TILE_THRESHOLD:g})."),
     click.option("--alpha", type=click.FloatRange(0, 1), default=_HEATMAP.alpha,
                  show_default=True),
     click.option("--color", default=_HEATMAP.color, show_default=True,

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.workflows.cli.options import (
     config_option,
     examples,
@@ -141,7 +142,7 @@ def bench(quick: bool, work: str, out_path: str | None, size: tuple[int, int] | 
               show_default=True, help="Largest upload accepted (413 above).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Tile threshold of the classify service (default: the model card's "
-                   "operating point, else 0.5).")
+                   f"operating point, else {DEFAULT_TILE_THRESHOLD:g}).")
 @config_option
 @handle_errors
 def serve(paths: tuple[str, ...], model_dir: str | None, **options: Any) -> None:
