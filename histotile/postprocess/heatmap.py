@@ -335,14 +335,14 @@ def write_probability_tiff(path: str | Path, grid: ProbabilityGrid,
     width = max(1, round(width0 / step))
     height = max(1, round(height0 / step))
     image = grid.render(width, height, width0 / width, height0 / height)
-    options = {}
+    resolution = {}
     if mpp is not None:
         pixels_per_cm = 1e4 / (mpp * width0 / width)
-        options = {"resolution": (pixels_per_cm, pixels_per_cm),
-                   "resolutionunit": "CENTIMETER"}
+        resolution = {"resolution": (pixels_per_cm, pixels_per_cm),
+                      "resolutionunit": "CENTIMETER"}
     with atomic_path(path, overwrite=overwrite) as tmp:
         tifffile.imwrite(tmp, image.astype(np.float32), photometric="minisblack",
-                         compression="zlib", metadata=None, **options)
+                         compression="zlib", metadata=None, **resolution)
     return Path(path)
 
 
