@@ -240,10 +240,12 @@ def evaluate_image_folder(model_dir: str | Path, folder: str | Path, out_dir: st
                           show_progress: bool = True) -> ImageEvaluation:
     """``histotile evaluate-images``: load the model (with the settings' ``batch_size``
     and ``tta``), evaluate the folder (:func:`evaluate_images`) and print the table."""
+    from histotile.workflows.options import ModelUse
     from histotile.workflows.tasks.process import load_predictor
 
     settings = settings or ImageEvaluationSettings()
-    predictor = load_predictor(model_dir, settings.batch_size, tta=settings.tta)
+    predictor = load_predictor(model_dir, ModelUse(batch_size=settings.batch_size,
+                                                   tta=settings.tta))
     result = evaluate_images(predictor, folder, out_dir, settings)
     if show_progress:
         from histotile.workflows.cli.console import out

@@ -7,30 +7,40 @@ from typing import Any
 
 
 def resolve_positive_class(classes: list[str], model: dict[str, Any],
-                           requested: str | None) -> str:
-    """The class heatmaps and decisions are about: ``requested`` (a class the model has),
+                           positive_class: str | None) -> str:
+    """The class heatmaps and decisions are about: ``positive_class`` (a class the model has),
     else the positive class recorded in the model card (``model``: the predictions' model
     reference), else the documented default, the last class (see
     :mod:`histotile.class_roles`; :func:`model_roles` also says what was assumed)."""
-    return model_roles(classes, model, positive=requested).positive_class
+    return model_roles(classes, model, positive_class=positive_class).positive_class
 
 
-def model_roles(classes: list[str], model: dict[str, Any], *, positive: str | None = None,
-                default: str | None = None):
+def model_roles(classes: list[str], model: dict[str, Any], *,
+                positive_class: str | None = None, default_class: str | None = None):
     """The :class:`~histotile.class_roles.ClassRoles` of a predictions table's model, with
-    explicit choices (``--class``/``--positive-class``, ``--default-class``) on top."""
+    explicit choices (``--positive-class``, ``--default-class``) on top."""
     import dataclasses
 
     from histotile.class_roles import card_roles
 
     reference = {**(model or {}), "classes": list(classes)}
-    roles = card_roles(reference, default_class=default, positive_class=positive,
+    roles = card_roles(reference, default_class=default_class, positive_class=positive_class,
                        source=str((model or {}).get("model_dir") or "the model"))
     # What prediction already assumed for an old card, unless chosen explicitly now.
     earlier = [n for n in reference.get("assumed") or ()
-               if not (positive and "positive class" in n)
-               and not (default and "default class" in n)]
+               if not (positive_class and "positive class" in n)
+               and not (default_class and "default class" in n)]
     return dataclasses.replace(roles, assumed=tuple(dict.fromkeys([*earlier, *roles.assumed])))
+
+
+def slide_roles(predictions, positive_class: str | None):
+    """The slide's class roles (:class:`~histotile.class_roles.ClassRoles`) with the
+    positive class resolved, once per slide: ``positive_class`` (a class the model has),
+    else the one the predictions' model reference records, else the last class (what
+    was assumed is in ``assumed``). Heatmap, decision, QuPath regions and evaluation
+    take it from here."""
+    return model_roles(list(predictions.classes), predictions.model,
+                       positive_class=positive_class)
 
 
 def assumed_note(roles, *extra: str) -> str | None:
