@@ -162,7 +162,7 @@ def predict_batch(slides: Iterable[str | Path], model_dir: str | Path,
     execution = execution or Execution()
     jobs = [{"slide_path": str(path), "out_dir": str(out_dir), "model_dir": str(model_dir),
              "options": options or PredictOptions(),
-             "region_megapixels": execution.region_megapixels}
+             "parts": execution.parts()}
             for path in resolve_slides(slides)]
     return run_jobs(predict_task, jobs, execution, "predict", show_progress)
 
@@ -189,7 +189,7 @@ def run_batch(slides: Iterable[str | Path], model_dir: str | Path, out_dir: str 
     found, notes = annotation_jobs(paths, options.annotations)
     jobs = [{"slide_path": str(path), "out_dir": str(out_dir), "model_dir": str(model_dir),
              "options": options, "annotation": found[path],
-             "region_megapixels": execution.region_megapixels} for path in paths]
+             "parts": execution.parts()} for path in paths]
     records = run_jobs(run_task, jobs, execution, "run", show_progress, notes)
     combine_evaluations(records, out_dir)
     return records
