@@ -34,6 +34,7 @@ API = {
     "qc": api.qc_batch,
     "watch": watch.watch_folder,
     "info": inputs.slide_info,
+    "explain": api.explain_batch,
 }
 """Each command's API function (other commands join with an entry here)."""
 
@@ -151,3 +152,9 @@ def test_a_training_option_without_a_field_is_found(monkeypatch):
                         [*cli.commands["train"].params, extra])
     with pytest.raises(AssertionError, match="sharpen"):
         test_every_training_and_tool_option_has_an_api_field("train")
+
+
+def test_every_command_is_covered():
+    """Each command has its API function in ``API`` or ``TOOL_API`` (serve: a service,
+    started from Python with ``histotile.workflows.serve.serve``)."""
+    assert set(cli.commands) - {"serve"} <= set(API) | set(TOOL_API)

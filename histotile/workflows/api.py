@@ -1,7 +1,7 @@
 """Python API of the workflows: the same work as the commands, each taking the
 command's options as one typed dataclass, built directly or with ``from_dict``
 from the CLI's option names: the slide commands (``histotile tile``, ``qc``,
-``predict``, ``heatmap``, ``evaluate``, ``run``; their options in
+``predict``, ``heatmap``, ``evaluate``, ``run``, ``explain``; their options in
 :mod:`histotile.workflows.slide_options`, and where to run: :class:`Execution`),
 ``train`` (:class:`~histotile.models.TrainSettings` and
 :class:`~histotile.workflows.training.task.TrainPlacement`), ``evaluate-images``,
@@ -21,6 +21,7 @@ from histotile.workflows.benchmark.suite import BenchmarkResult, BenchmarkSettin
 from histotile.workflows.demo import DEMO_OUT, DemoSettings
 from histotile.workflows.slide_options import (
     EvaluateOptions,
+    ExplainOptions,
     HeatmapOptions,
     PredictOptions,
     QCOptions,
@@ -130,6 +131,20 @@ def run_batch(slides: Slides, model_dir: str | Path, out_dir: str | Path,
     records = batch.run_batch(_as_list(slides), model_dir, out_dir, options,
                               execution=execution, show_progress=progress)
     write_report(records, out_dir, name="run-report")
+    return records
+
+
+def explain_batch(slides: Slides, model_dir: str | Path, out_dir: str | Path,
+                  options: ExplainOptions | None = None, *,
+                  execution: Execution | None = None, progress: bool = False
+                  ) -> list[SlideRecord]:
+    """Galleries of each slide's most telling tiles with their Grad-CAM (``histotile
+    explain``): ``out_dir/<slide>/explanations.png`` and ``.html``."""
+    from histotile.workflows.tasks.explain import explain_batch as explain
+
+    records = explain(_as_list(slides), model_dir, out_dir, options, execution=execution,
+                      show_progress=progress)
+    write_report(records, out_dir, name="explain-report")
     return records
 
 

@@ -1,8 +1,9 @@
 """The options of each slide command (``predict``, ``heatmap``, ``evaluate``, ``run``,
-``tile``, ``qc``): one frozen dataclass each, built once at the edge (the CLI, the API,
-``serve``, ``watch``) and passed whole to the batch, its Dask jobs and the per-slide
-tasks. ``run`` does what ``predict`` and ``evaluate`` do, so :class:`RunOptions` is both
-a :class:`PredictOptions` and an :class:`EvaluateOptions` (each field written once).
+``tile``, ``qc``, ``explain``): one frozen dataclass each, built once at the edge (the
+CLI, the API, ``serve``, ``watch``) and passed whole to the batch, its Dask jobs and the
+per-slide tasks. ``run`` does what ``predict`` and ``evaluate`` do, so
+:class:`RunOptions` is both a :class:`PredictOptions` and an :class:`EvaluateOptions`
+(each field written once).
 Light: the CLI imports it."""
 
 from __future__ import annotations
@@ -134,3 +135,23 @@ class QCOptions(SlideOptions):
     """``histotile qc``: the thresholds and sampling of slide QC."""
 
     qc: QCSettings = field(default_factory=QCSettings)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExplainOptions(ScoredOptions):
+    """``histotile explain``: galleries of each slide's ``top`` tiles per group (most
+    ``positive_class``, least, most uncertain; with an annotation, the worst mistakes),
+    each with its Grad-CAM; from the predictions saved in ``predictions_dir``, else
+    predicted again with the model's tiling and ``geometry`` on top."""
+
+    positive_class: str | None = None     # the class explained (None: the model card's)
+    top: int = 8                          # tiles per group
+    predictions_dir: str | None = None    # saved predictions (None: predict again)
+    annotations: AnnotationInputs = field(default_factory=AnnotationInputs)
+    geometry: Geometry = field(default_factory=Geometry)
+
+    def validate(self) -> None:
+        super().validate()
+        if isinstance(self.top, bool) or not isinstance(self.top, int) or self.top < 1:
+            raise ConfigError(f"explain top {self.top!r}: use a whole number of tiles, 1 "
+                              "or more")

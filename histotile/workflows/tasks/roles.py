@@ -50,11 +50,11 @@ def assumed_note(roles, *extra: str) -> str | None:
     return "; ".join(notes) or None
 
 
-def used_threshold(predictions, flag: float | None, class_name: str | None = None):
+def used_threshold(predictions, flag: float | None, positive_class: str | None = None):
     """The tile threshold a stage applies to saved predictions
     (:class:`~histotile.models.operating_point.TileThreshold`): ``flag`` (``--threshold``)
     when given; else the one their sidecar records (the model card's operating point, or
-    predict's flag), unless it is about another class than ``class_name``; else
+    predict's flag), unless it is about another class than ``positive_class``; else
     :data:`~histotile.models.operating_point.DEFAULT_TILE_THRESHOLD`,
     saying why."""
     from histotile.models.operating_point import (
@@ -72,9 +72,9 @@ def used_threshold(predictions, flag: float | None, class_name: str | None = Non
                              "predictions record no threshold: predicted before operating "
                              "points)")
     about = (predictions.model or {}).get("positive_class")
-    if (recorded.get("source") == SOURCE_CARD and class_name is not None
-            and about is not None and class_name != about):
+    if (recorded.get("source") == SOURCE_CARD and positive_class is not None
+            and about is not None and positive_class != about):
         return TileThreshold(DEFAULT_TILE_THRESHOLD,
                              f"default {DEFAULT_TILE_THRESHOLD:g} (the card's threshold is "
-                             f"about {about!r}, not {class_name!r})")
+                             f"about {about!r}, not {positive_class!r})")
     return TileThreshold(float(recorded["value"]), str(recorded.get("source")))
