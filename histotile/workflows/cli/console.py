@@ -38,8 +38,8 @@ from histotile.workflows.tasks.report import (
 LOG_WIDTH = 240
 
 
-def _console(**options: Any) -> Console:
-    made = Console(highlight=False, **options)
+def _console(**rich_console: Any) -> Console:
+    made = Console(highlight=False, **rich_console)
     if not made.is_terminal:
         made.width = max(made.width, LOG_WIDTH)
     return made

@@ -38,10 +38,6 @@ from histotile.workflows.tasks.resumable import settle_busy
 from histotile.workflows.tasks.slide import evaluate_task, heatmap_task, run_task, tile_task
 
 
-def _pick(options: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
-    return {k: options[k] for k in keys if options.get(k) is not None}
-
-
 def resolve_slides(slides: Iterable[str | Path]) -> list[Path]:
     """Expand slide arguments and refuse two slides that would share an output folder."""
     paths = expand_slides(slides)
