@@ -1,6 +1,10 @@
 """Options typed at the edge: :func:`settings_option` gathers a command's options named
 like the fields of a settings dataclass into one instance of it, so the command's
-function takes that dataclass (checked, frozen) instead of loose option values."""
+function takes that dataclass (checked, frozen) instead of loose option values. For the
+commands whose options fill settings of their own stage (``train``: ``TrainSettings`` and
+``TrainPlacement``; ``evaluate-images``, ``export``, ``demo``, ``bench``), several to a
+command when need be; the slide commands' ``Options`` (groups of options with flat
+names, old spellings) go through :func:`histotile.workflows.cli.options.typed`."""
 
 from __future__ import annotations
 
