@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: demo test test-fast lint bench bench-quick bench-all clean vendor chromium image test-container docs docs-serve
+.PHONY: demo test test-fast lint bench bench-quick bench-all clean vendor chromium image test-container docs docs-serve docs-images
 # OpenSeadragon for the web viewer, fetched from the npm registry (never committed).
 OSD := histotile/workflows/serve/static/vendor/openseadragon/openseadragon.min.js
 
@@ -65,6 +65,11 @@ docs: $(STAMP_TEST)
 ## make docs-serve: preview the documentation on http://127.0.0.1:8000 (rebuilds on save).
 docs-serve: $(STAMP_TEST)
 	$(DOCS_ENV) $(BIN)/python -m mkdocs serve --dev-addr 127.0.0.1:8000
+
+## make docs-images: the documentation's pictures (docs/images/) and the demo's figures
+## (docs/generated/demo-summary.json), made from the bundled slide: runs the demo first.
+docs-images: $(STAMP_TEST) $(OSD) chromium
+	$(BIN)/python scripts/docs_images.py
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check .

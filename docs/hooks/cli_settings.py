@@ -25,7 +25,7 @@ def _group() -> click.Group:
 
 def _options(command: click.Command) -> list[click.Option]:
     return [p for p in command.params if isinstance(p, click.Option)
-            and p.expose_value and p.name not in ("help",)]
+            and p.expose_value and not p.hidden and p.name not in ("help",)]
 
 
 def config_keys() -> str:
