@@ -57,7 +57,7 @@ class BlendStyle:
             H&E shows through where nothing was found.
     """
 
-    mode: str = "threshold"
+    mode: HeatmapMode = "threshold"
     threshold: float = DEFAULT_TILE_THRESHOLD
     color: tuple[int, int, int] = (0, 255, 0)
     alpha: float = 0.4

@@ -202,7 +202,7 @@ def _heatmaps(out_dir: Path, predictions, say, outputs: dict[str, str]) -> None:
     say("[bold]4/5 heatmap slides[/] (pyramidal JPEG TIFF for OpenSlide/QuPath + PNG preview)")
     used = used_threshold(predictions, None, POSITIVE).value  # the card's, as recorded
     threshold = write_heatmap(SLIDE, predictions, out_dir / "heatmap.tif", class_name=POSITIVE,
-                              preview_path=out_dir / "heatmap_preview.png", alpha=0.4,
+                              preview_path=out_dir / "heatmap_preview.png",
                               threshold=used)
     continuous = write_heatmap(SLIDE, predictions, out_dir / "heatmap_probability.tif",
                                class_name=POSITIVE, mode="continuous",
