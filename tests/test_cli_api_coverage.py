@@ -1,7 +1,9 @@
 """The Python API can do everything the command line can: every option of each command
 below is a parameter of its API function or a field (by name, groups included) of a
 dataclass that function takes. Only the options in ``CLI_ONLY`` (about the terminal, not
-the work) have none."""
+the work) have none.
+
+The training and tool commands are in ``TOOL_API`` below."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ API = {
     "qc": api.qc_batch,
     "watch": watch.watch_folder,
     "info": inputs.slide_info,
+    "explain": api.explain_batch,
 }
 """Each command's API function (other commands join with an entry here)."""
 
@@ -80,3 +83,78 @@ def test_an_option_without_a_field_is_found(monkeypatch):
     monkeypatch.setattr(cli.commands["run"], "params", [*cli.commands["run"].params, extra])
     with pytest.raises(AssertionError, match="sharpen"):
         test_every_cli_option_has_an_api_field("run")
+
+
+# -- the training and tool commands ----------------------------------------------------
+
+TOOL_API = {
+    "train": api.train_model,
+    "evaluate-images": api.evaluate_images,
+    "export": api.export_model,
+    "demo": api.run_demo,
+    "bench": api.run_benchmark,
+}
+"""Each command's API function."""
+
+TOOL_ALIASES = {
+    ("train", "no_augment"): "augment",  # --no-augment is augment="none"
+    ("export", "out_path"): "out",
+}
+"""An option that the API takes under another name (command, option) -> API name."""
+
+TOOL_CLI_ONLY = {
+    ("bench", "from_json"): "reprints an earlier run's table (benchmark.suite.load_result)",
+}
+"""Options with no API counterpart, and why (``--config`` fills no parameter)."""
+
+
+def _dataclasses_taken(function) -> list[type]:
+    """The dataclasses among ``function``'s parameter types (``X | None`` included)."""
+    found = []
+    hints = typing.get_type_hints(function)
+    for hint in (hint for name, hint in hints.items() if name != "return"):
+        union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+        found.extend(t for t in (typing.get_args(hint) if union else (hint,))
+                     if dataclasses.is_dataclass(t))
+    return found
+
+
+def _api_names(function) -> set[str]:
+    names = set(inspect.signature(function).parameters)
+    for settings in _dataclasses_taken(function):
+        names |= {f.name for f in dataclasses.fields(settings)}
+    return names
+
+
+@pytest.mark.parametrize("command", sorted(TOOL_API))
+def test_every_training_and_tool_option_has_an_api_field(command):
+    names = _api_names(TOOL_API[command])
+    missing = [p.name for p in cli.commands[command].params
+               if p.expose_value and (command, p.name) not in TOOL_CLI_ONLY
+               and TOOL_ALIASES.get((command, p.name), p.name) not in names]
+    assert not missing, f"{command}: no API field for {missing}"
+
+
+def test_the_settings_the_api_takes_are_the_clis():
+    """train's API takes the two dataclasses its command builds."""
+    from histotile.models.settings import TrainSettings
+    from histotile.workflows.training.task import TrainPlacement
+
+    assert set(_dataclasses_taken(api.train_model)) == {TrainSettings, TrainPlacement}
+
+
+def test_a_training_option_without_a_field_is_found(monkeypatch):
+    """The check itself: a flag the API does not take fails."""
+    import click
+
+    extra = click.Option(["--sharpen"], is_flag=True)
+    monkeypatch.setattr(cli.commands["train"], "params",
+                        [*cli.commands["train"].params, extra])
+    with pytest.raises(AssertionError, match="sharpen"):
+        test_every_training_and_tool_option_has_an_api_field("train")
+
+
+def test_every_command_is_covered():
+    """Each command has its API function in ``API`` or ``TOOL_API`` (serve: a service,
+    started from Python with ``histotile.workflows.serve.serve``)."""
+    assert set(cli.commands) - {"serve"} <= set(API) | set(TOOL_API)

@@ -46,7 +46,7 @@ else:  # "fail": rank 1 dies in the first epoch's reduction; rank 0 must not han
             raise ValueError("rank 1 was told to fail")
         return real(self, *args)
     distributed.DataParallel.reduce = reduce
-    run_rank(data, f"{out}/model", settings, info, timeout_s=60)
+    run_rank(data, f"{out}/model", TrainSettings(**settings), info, timeout_s=60)
 """
 
 

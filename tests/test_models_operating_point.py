@@ -135,7 +135,7 @@ def test_where_a_threshold_comes_from():
     old = card_threshold({"classes": ["a", "b"]})  # a card from before operating points
     assert old.value == 0.5
     assert old.source == SOURCE_DEFAULT == "default 0.5 (the card records none)"
-    other = card_threshold(card, class_name="stroma")  # the threshold is about idc only
+    other = card_threshold(card, positive_class="stroma")  # the threshold is about idc only
     assert other.value == 0.5 and "about 'idc', not 'stroma'" in other.source
 
 

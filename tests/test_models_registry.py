@@ -168,3 +168,24 @@ def test_mxnet_and_torch_lenet_are_the_same_network_and_update(optimizer):
         # A weight whose gradient is float32 noise may step the other way: allow 0.1 %.
         far = np.abs(mp.data().asnumpy() - tp.detach().numpy()) > 1e-4
         assert far.mean() < 1e-3, (tuple(tp.shape), int(far.sum()))
+
+
+def test_backend_names_are_the_backend_table():
+    from typing import get_args
+
+    from histotile.models.backends import BACKENDS, BackendName
+
+    assert set(get_args(BackendName)) == set(BACKENDS)
+
+
+def test_settings_are_frozen_and_checked_when_made():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TrainSettings().epochs = 3  # type: ignore[misc]
+    # Checked on construction, before any model default is filled in.
+    with pytest.raises(ConfigError, match="unknown optimizer"):
+        TrainSettings(optimizer="rmsprop")
+    with pytest.raises(ConfigError, match="choose one of weights"):
+        TrainSettings(balance="oversample")
+    assert TrainSettings(optimizer="Adam").resolved().optimizer == "adam"

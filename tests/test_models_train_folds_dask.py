@@ -4,6 +4,7 @@ command with its name; the CLI routes --workers to the cluster."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -92,9 +93,9 @@ def test_a_fold_that_keeps_failing_fails_the_run_by_name(manifest, tmp_path, mon
     calls = []
     real = train_cluster.fold_task
 
-    def wrong_count(payload):
-        calls.append(payload["job"].tag)
-        return real({**payload, "tiles": payload["tiles"] + 1})
+    def wrong_count(task):
+        calls.append(task.job.tag)
+        return real(dataclasses.replace(task, tiles=task.tiles + 1))
 
     monkeypatch.setattr(train_cluster, "fold_task", wrong_count)
     with pytest.raises(ModelError, match="same path on every worker"), \
@@ -107,7 +108,7 @@ def test_a_fold_that_keeps_failing_fails_the_run_by_name(manifest, tmp_path, mon
 def test_a_crashing_fold_is_retried_then_named(manifest, tmp_path, monkeypatch):
     from histotile.workflows.training import cluster as train_cluster
 
-    def crash(payload):
+    def crash(task):
         raise OSError("disk went away")
 
     monkeypatch.setattr(train_cluster, "fold_task", crash)

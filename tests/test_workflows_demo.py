@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from histotile.errors import OutputExistsError
-from histotile.workflows.demo import DEMO_OUTPUTS, run_demo
+from histotile.workflows.demo import DEMO_OUTPUTS, DemoSettings, run_demo
 
 
 def test_demo_refuses_an_earlier_demo_folder_without_overwrite(tmp_path):
@@ -22,7 +22,7 @@ def test_demo_refuses_an_earlier_demo_folder_without_overwrite(tmp_path):
 def test_demo_runs_end_to_end_and_replaces_only_its_own_outputs(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / "evaluation.json").write_text("{}")
-    outputs = run_demo(tmp_path, epochs=1, overwrite=True, quiet=True)
+    outputs = run_demo(tmp_path, DemoSettings(epochs=1), overwrite=True, quiet=True)
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert all((tmp_path / name).exists() for name in DEMO_OUTPUTS)
     assert set(outputs) == {"manifest", "model", "predictions", "heatmap", "heatmap_preview",

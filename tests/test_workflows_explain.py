@@ -174,3 +174,26 @@ def test_explanations_page_renders_in_a_browser(pipeline):
             browser.close()
     assert sizes and all(done and width == 64 for done, width in sizes)
     assert "most confidently tumour" in headings
+
+
+def test_explain_takes_positive_class_and_the_old_class_with_a_notice(tmp_path, monkeypatch):
+    """``--positive-class`` names the class explained, as on the other commands;
+    ``--class`` (the earlier name) still works, with a warning line."""
+    from histotile.workflows.slide_options import ExplainOptions
+    from histotile.workflows.tasks import explain
+
+    taken = []
+    monkeypatch.setattr(explain, "explain_batch", lambda slides, model, out, options,
+                        execution: taken.append(options) or [])
+    monkeypatch.setattr("histotile.workflows.cli.main.finish", lambda *args: 0)
+    slide, model = tmp_path / "a.svs", tmp_path / "model"
+    slide.write_bytes(b"")
+    model.mkdir()
+    base = ["explain", slide, "--model", model, "--out", tmp_path / "out"]
+    code, output = invoke(*base, "--class", "tumour", "--top", "3")
+    assert code == 0, output
+    assert taken[0] == ExplainOptions(positive_class="tumour", top=3)
+    assert "'class_name' is deprecated, use 'positive_class'" in output
+    code, output = invoke(*base, "--positive-class", "tumour")
+    assert code == 0 and "deprecated" not in output
+    assert taken[1] == ExplainOptions(positive_class="tumour")

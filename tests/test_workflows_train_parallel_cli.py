@@ -52,3 +52,27 @@ def test_ddp_two_processes_write_one_model_folder(manifest, tmp_path):
                            timeout=600)
     assert again.returncode == 1 and "output already exists" in again.stderr
     assert "rank" not in again.stderr
+
+
+def test_flags_and_a_config_file_reach_one_settings_and_one_placement(tmp_path, monkeypatch):
+    """train hands on one TrainSettings (flags, and a configuration file's settings that
+    have no flag) and one TrainPlacement (where it trains), nothing loose."""
+    from histotile.models.settings import TrainSettings
+    from histotile.workflows.training import parallel
+    from histotile.workflows.training.task import TrainPlacement
+
+    taken = []
+    monkeypatch.setattr(parallel, "train_command",
+                        lambda data, out, settings, placement, **rest: taken.append(
+                            (settings, placement, rest["overwrite"])))
+    config = tmp_path / "train.yaml"
+    config.write_text("cache_mb: 512\nworkers: 2\nepochs: 3\n")
+    (tmp_path / "images").mkdir()
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "images"), "--out",
+                                      str(tmp_path / "m"), "--config", str(config),
+                                      "--patchify", "32", "--no-augment", "--retries", "1"])
+    assert result.exit_code == 0, result.output
+    settings, placement, overwrite = taken[0]
+    assert settings == TrainSettings(cache_mb=512, epochs=3, patch_size=32, patchify=True,
+                                     augment="none")
+    assert placement == TrainPlacement(workers=2, retries=1) and overwrite is False

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import numpy as np
 
 if TYPE_CHECKING:  # for the annotation only: this module imports no histotile module
     from histotile.models.epochs import FitResult
 
+BackendName = Literal["torch", "mxnet"]
+"""The training backends by name: the keys of :data:`BACKENDS` (a test keeps the two
+alike)."""
 BACKENDS: dict[str, str] = {
     "torch": "histotile.models.torch_backend",
     "mxnet": "histotile.models.mxnet_backend",

@@ -33,11 +33,11 @@ from torch import nn
 from histotile.errors import ConfigError
 from histotile.models.epochs import CONTINUE, IMPROVED, STOP
 from histotile.models.folds import FoldJob, FoldResult, FoldSetup, train_fold
+from histotile.models.settings import DDP_TIMEOUT_S
 from histotile.models.tile_source import TileSource
 
 log = logging.getLogger("histotile.models")
 _OUTCOMES = (IMPROVED, CONTINUE, STOP)
-DEFAULT_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class RankInfo:
         return cls(rank, world, local, local_world)
 
 
-def start(info: RankInfo, device: str | None, timeout_s: float = DEFAULT_TIMEOUT_S
+def start(info: RankInfo, device: str | None, timeout_s: float = DDP_TIMEOUT_S
           ) -> DataParallel:
     """Join the process group (NCCL when training on CUDA, else gloo) and return this
     rank's :class:`DataParallel`. ``device``: as in ``TrainSettings.device``; CUDA ranks

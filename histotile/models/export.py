@@ -23,11 +23,14 @@ import tempfile
 import warnings
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from histotile._atomic import atomic_path, write_text_atomic
 from histotile.errors import ModelError
 
+ExportFormat = Literal["onnx", "torchscript"]
+"""The file formats a model folder exports to (``histotile export --format``)."""
+EXPORT_FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)
 OPSET = 17
 INPUT_NAME = "tiles"
 OUTPUT_NAME = "probabilities"
@@ -281,7 +284,8 @@ def cached_onnx(model_dir: Path, card: dict[str, Any], int8: bool = False) -> Pa
     return target / name
 
 
-def export_model(model: str | Path, out: str | Path, fmt: str = "onnx", *, int8: bool = False,
+def export_model(model: str | Path, out: str | Path, fmt: ExportFormat = "onnx", *,
+                 int8: bool = False,
                  calibration: str | Path | None = None,
                  overwrite: bool = False) -> dict[str, Any]:
     """Write ``out`` (the model as one file) and ``<out>.card.json`` (its card).
@@ -289,7 +293,7 @@ def export_model(model: str | Path, out: str | Path, fmt: str = "onnx", *, int8:
     Args:
         model: a model folder written by ``histotile train``.
         out: the file to write (``.onnx`` or ``.pt`` by convention).
-        fmt: ``"onnx"`` or ``"torchscript"``.
+        fmt: one of :data:`EXPORT_FORMATS`.
         int8: ONNX only: quantise statically to int8, calibrated on the training tiles
             (or on ``calibration``, a tile manifest or image folder); the card's
             ``export.quantisation`` reports its accuracy against float32.
@@ -305,8 +309,8 @@ def export_model(model: str | Path, out: str | Path, fmt: str = "onnx", *, int8:
     card = read_card(model_dir)
     out = check_writable(out, overwrite)
     card_path = check_writable(out.with_name(out.name + ".card.json"), overwrite)
-    if fmt not in ("onnx", "torchscript"):
-        raise ModelError(f"format={fmt!r}: choose 'onnx' or 'torchscript'")
+    if fmt not in EXPORT_FORMATS:
+        raise ModelError(f"format={fmt!r}: choose " + " or ".join(map(repr, EXPORT_FORMATS)))
     if int8 and fmt != "onnx":
         raise ModelError("int8 quantisation is for --format onnx (ONNX Runtime); drop "
                          "--int8 or export to ONNX")

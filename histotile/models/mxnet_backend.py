@@ -211,11 +211,11 @@ def fit(model: Any, spec: ModelSpec, source: TileSource, targets: np.ndarray,
     if model.collect_params().list_ctx() != [device]:
         model.collect_params().reset_ctx(device)
     transform = _Transform(spec.normalisation(), device)
-    options: dict[str, Any] = {"learning_rate": settings.lr, "wd": settings.weight_decay}
+    rates: dict[str, Any] = {"learning_rate": settings.lr, "wd": settings.weight_decay}
     if settings.optimizer == "sgd":  # MXNet's SGD matches torch.optim.SGD
-        optimizer: Any = mxnet.optimizer.SGD(momentum=settings.momentum, **options)
+        optimizer: Any = mxnet.optimizer.SGD(momentum=settings.momentum, **rates)
     else:
-        optimizer = torch_adam()(**options)
+        optimizer = torch_adam()(**rates)
     trainer = gluon.Trainer(model.collect_params(), optimizer)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     steps = -(-train_rows.size // settings.batch_size)

@@ -14,7 +14,11 @@ import numpy as np
 
 from histotile.models.calibration import apply_temperature, fit_temperature
 from histotile.models.metrics import classification_metrics
-from histotile.models.operating_point import OperatingRule, operating_point
+from histotile.models.operating_point import (
+    DEFAULT_TILE_THRESHOLD,
+    OperatingRule,
+    operating_point,
+)
 
 log = logging.getLogger("histotile.models")
 Scored = tuple[np.ndarray, np.ndarray]  # (true class indices, probabilities (N, C))
@@ -67,7 +71,7 @@ def _point(rule: OperatingRule, classes: list[str], positive_class: str | None,
     if pooled is None:
         if rule.kind != "fixed":
             log.warning("operating point %s needs out-of-fold predictions (folds >= 2); "
-                        "the card records none, so 0.5 is used", rule)
+                        "the card records none, so %g is used", rule, DEFAULT_TILE_THRESHOLD)
             return None
         return {"positive_class": positive_class, "threshold": float(rule.value),
                 "rule": str(rule), "fitted_on": None, "curve": None}

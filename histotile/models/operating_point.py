@@ -19,7 +19,7 @@ threshold lies halfway between the validation score it admits last and the next 
 one (the same calls on the validation tiles, less bias towards the tiles seen).
 
 Every stage asks :func:`tile_threshold` for the threshold to use: a flag's value, else the
-card's, else :data:`DEFAULT_THRESHOLD`, with where it came from (``source``).
+card's, else :data:`DEFAULT_TILE_THRESHOLD`, with where it came from (``source``).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ import numpy as np
 from histotile.errors import ConfigError
 
 #: The tile threshold when nothing else is known (a model card that records none).
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_TILE_THRESHOLD = 0.5
 SOURCE_CARD = "card"
 SOURCE_FLAG = "flag"
-SOURCE_DEFAULT = f"default {DEFAULT_THRESHOLD:g} (the card records none)"
+SOURCE_DEFAULT = f"default {DEFAULT_TILE_THRESHOLD:g} (the card records none)"
 RULES = ("balanced", "youden", "sensitivity", "specificity", "fixed")
 CURVE_POINTS = 100  # points of the recorded curve (downsampled)
 
@@ -179,25 +179,25 @@ class TileThreshold:
         return {"value": self.value, "source": self.source}
 
 
-def card_threshold(card: dict[str, Any] | None, class_name: str | None = None
+def card_threshold(card: dict[str, Any] | None, positive_class: str | None = None
                    ) -> TileThreshold:
-    """The card's recorded threshold, else :data:`DEFAULT_THRESHOLD` with the reason
-    (a card from before operating points; or ``class_name``, a class other than the one
-    the card's threshold is about)."""
+    """The card's recorded threshold, else :data:`DEFAULT_TILE_THRESHOLD` with the reason
+    (a card from before operating points; or ``positive_class``, a class other than the
+    one the card's threshold is about)."""
     point = (card or {}).get("operating_point")
     if not isinstance(point, dict) or not isinstance(point.get("threshold"), (int, float)):
-        return TileThreshold(DEFAULT_THRESHOLD, SOURCE_DEFAULT)
+        return TileThreshold(DEFAULT_TILE_THRESHOLD, SOURCE_DEFAULT)
     about = point.get("positive_class")
-    if class_name is not None and about is not None and class_name != about:
-        return TileThreshold(DEFAULT_THRESHOLD,
-                             f"default {DEFAULT_THRESHOLD:g} (the card's threshold is "
-                             f"about {about!r}, not {class_name!r})")
+    if positive_class is not None and about is not None and positive_class != about:
+        return TileThreshold(DEFAULT_TILE_THRESHOLD,
+                             f"default {DEFAULT_TILE_THRESHOLD:g} (the card's threshold is "
+                             f"about {about!r}, not {positive_class!r})")
     return TileThreshold(float(point["threshold"]), SOURCE_CARD)
 
 
 def tile_threshold(card: dict[str, Any] | None, flag: float | None = None,
-                   class_name: str | None = None) -> TileThreshold:
+                   positive_class: str | None = None) -> TileThreshold:
     """The tile threshold to use: ``flag`` when given, else :func:`card_threshold`."""
     if flag is not None:
         return TileThreshold(float(flag), SOURCE_FLAG)
-    return card_threshold(card, class_name)
+    return card_threshold(card, positive_class)

@@ -51,7 +51,8 @@ class Predictor:
         temperature: the card's calibration temperature, applied to every prediction
             (None: the card records no calibration).
         threshold: the card's tile threshold of the positive class
-            (:class:`~histotile.models.operating_point.TileThreshold`: 0.5, with that
+            (:class:`~histotile.models.operating_point.TileThreshold`:
+            :data:`~histotile.models.operating_point.DEFAULT_TILE_THRESHOLD`, with that
             said in ``source``, for a card that records none).
     """
 

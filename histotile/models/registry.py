@@ -32,7 +32,7 @@ __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MIN_TILE_SIZE", "SPECS", "ModelSpec
 def create(name: str, num_classes: int, tile_size: int, backend: str = "torch",
            weights: str | Path | None = None) -> Any:
     """Build a network for ``num_classes`` classes on ``tile_size`` x ``tile_size`` RGB
-    tiles (any size from 64 px up).
+    tiles (any size from the model's :attr:`ModelSpec.min_tile_size` up).
 
     Args:
         name: one of :func:`available_models`.
@@ -46,7 +46,8 @@ def create(name: str, num_classes: int, tile_size: int, backend: str = "torch",
             Never downloaded.
 
     Raises:
-        ModelError: unknown name/backend, tile size below 64, unusable weights file.
+        ModelError: unknown name/backend, tile size below the model's minimum, unusable
+            weights file.
     """
     spec = get_spec(name, backend)
     tile_size = check_tile_size(tile_size, spec.min_tile_size)

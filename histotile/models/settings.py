@@ -7,22 +7,30 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from histotile._settings import refuse_unknown
 from histotile.errors import ConfigError
 from histotile.models.backends import BACKENDS as BACKEND_MODULES
+from histotile.models.backends import BackendName
 from histotile.models.specs import SPECS, available_models
+from histotile.tiling.stain import METHODS as STAIN_METHODS
+from histotile.tiling.stain import StainMethod
 
 # Per-model optimiser defaults, read from each model's spec (the one place they are
 # written: histotile.models.specs). Everything here can be overridden in TrainSettings.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {name: dict(spec.defaults)
                                              for name, spec in SPECS.items()}
-OPTIMIZERS = ("sgd", "adam", "adamw")
-BALANCES = ("weights", "sampler", "none")
-SCHEDULES = ("onecycle", "cosine", "constant")
-MONITORS = ("balanced_accuracy", "auc", "loss")
-FINALS = ("ensemble", "retrain")
+Optimizer = Literal["sgd", "adam", "adamw"]
+Balance = Literal["weights", "sampler", "none"]
+Schedule = Literal["onecycle", "cosine", "constant"]
+Monitor = Literal["balanced_accuracy", "auc", "loss"]
+Final = Literal["ensemble", "retrain"]
+OPTIMIZERS: tuple[Optimizer, ...] = get_args(Optimizer)
+BALANCES: tuple[Balance, ...] = get_args(Balance)
+SCHEDULES: tuple[Schedule, ...] = get_args(Schedule)
+MONITORS: tuple[Monitor, ...] = get_args(Monitor)
+FINALS: tuple[Final, ...] = get_args(Final)
 RECIPE_DEFAULTS: dict[str, dict[str, str]] = {
     "torch": {"balance": "weights", "schedule": "onecycle", "monitor": "balanced_accuracy",
               "final": "ensemble"},
@@ -36,13 +44,18 @@ loop."""
 DEFAULT_AUGMENT = "flip,colour"
 """Flips and 90-degree rotations with HED, HSV and brightness/contrast jitter: stain and
 scanner differences between patients are what a tile classifier must not learn."""
-BACKENDS = tuple(BACKEND_MODULES)
+BACKENDS: tuple[str, ...] = tuple(BACKEND_MODULES)
+DDP_TIMEOUT_S = 600.0
+"""Seconds a rank of data-parallel training waits for the others in a collective before
+the job fails (:func:`histotile.models.distributed.start`, ``train --ddp-timeout``)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainSettings:
     """Everything that decides a training run. ``None`` means "the model's default"
-    (see :data:`MODEL_DEFAULTS`) or "automatic" as documented per field.
+    (see :data:`MODEL_DEFAULTS`) or "automatic" as documented per field. Frozen; what can
+    be checked before those defaults are filled in is checked when it is made, the rest
+    by :meth:`resolved` (both raise :class:`ConfigError` naming the setting).
 
     Attributes:
         model: architecture name (see :func:`histotile.models.available_models`).
@@ -126,12 +139,12 @@ class TrainSettings:
     """
 
     model: str = "tilenet"
-    backend: str = "torch"
+    backend: BackendName = "torch"
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
     momentum: float | None = None
-    optimizer: str | None = None
+    optimizer: Optimizer | None = None
     weight_decay: float | None = None
     patience: int = 5
     folds: int = 4
@@ -143,12 +156,12 @@ class TrainSettings:
     classes: list[str] | None = None
     seed: int = 0
     augment: bool | str = DEFAULT_AUGMENT
-    balance: str | None = None
-    schedule: str | None = None
+    balance: Balance | None = None
+    schedule: Schedule | None = None
     warmup: float = 0.2
-    monitor: str | None = None
-    final: str | None = None
-    stain: str | None = None
+    monitor: Monitor | None = None
+    final: Final | None = None
+    stain: StainMethod | None = None
     stain_reference: str | None = None
     workers: int | None = None
     threads: int | None = None
@@ -168,14 +181,17 @@ class TrainSettings:
     operating_point: str = "balanced"
     calibrate: bool = False
 
-    def resolved(self) -> TrainSettings:
-        """A copy with every ``None`` default filled in from the model's defaults and the
-        machine, validated. Raises :class:`ConfigError` naming the bad setting."""
-        name = self.model.lower()
+    def __post_init__(self) -> None:
+        self._check_model()
+        self._validate()
+
+    def _check_model(self) -> tuple[str, str]:
+        """The model and backend names, lower case, checked against the registry."""
+        name = str(self.model).lower()
         if name not in MODEL_DEFAULTS:
             raise ConfigError(f"model={self.model!r}: unknown model (choose one of "
                               f"{', '.join(available_models())})")
-        backend = self.backend.lower()
+        backend = str(self.backend).lower()
         if backend not in BACKENDS:
             raise ConfigError(f"backend={self.backend!r}: unknown backend (choose one of "
                               f"{', '.join(BACKENDS)})")
@@ -183,6 +199,12 @@ class TrainSettings:
             offered = ", ".join(f"model={model!r}" for model in available_models(backend))
             raise ConfigError(f"backend={backend!r} offers only {offered}, not {name!r} "
                               "(use backend='torch' for the torchvision networks)")
+        return name, backend
+
+    def resolved(self) -> TrainSettings:
+        """A copy with every ``None`` default filled in from the model's defaults and the
+        machine, validated. Raises :class:`ConfigError` naming the bad setting."""
+        name, backend = self._check_model()
         values = dataclasses.asdict(self)
         values["model"], values["backend"] = name, backend
         for key, default in (*MODEL_DEFAULTS[name].items(), *RECIPE_DEFAULTS[backend].items()):
@@ -199,25 +221,36 @@ class TrainSettings:
         if values["group_by"] not in (None, "patient", "slide", "region"):
             values["group_column"] = values["group_by"]  # a manifest column
         out = TrainSettings(**values)
-        out._validate()
+        out._validate(resolved=True)
         return out
 
-    def _validate(self) -> None:
+    def _validate(self, resolved: bool = False) -> None:
+        """Every setting given; with ``resolved``, also those that must be known by now
+        (the model's defaults: epochs, batch size, learning rate, momentum, optimizer)."""
         def bad(setting: str, problem: str) -> ConfigError:
             return ConfigError(f"{setting}={getattr(self, setting)!r}: {problem}")
 
-        if self.optimizer not in OPTIMIZERS:
+        def given(setting: str) -> bool:
+            return resolved or getattr(self, setting) is not None
+
+        optimizer = None if self.optimizer is None else str(self.optimizer).lower()
+        if given("optimizer") and optimizer not in OPTIMIZERS:
             raise bad("optimizer", f"unknown optimizer (choose one of {', '.join(OPTIMIZERS)})")
-        if self.backend == "mxnet" and self.optimizer == "adamw":
+        if str(self.backend).lower() == "mxnet" and optimizer == "adamw":
             raise bad("optimizer", "the MXNet backend offers 'sgd' and 'adam'")
-        if not isinstance(self.epochs, int) or self.epochs < 1:
+        if given("epochs") and (not isinstance(self.epochs, int) or self.epochs < 1):
             raise bad("epochs", "must be an integer >= 1")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+        if given("batch_size") and (not isinstance(self.batch_size, int)
+                                    or self.batch_size < 1):
             raise bad("batch_size", "must be an integer >= 1")
-        if not self.lr or self.lr <= 0:
+        if given("lr") and (not self.lr or self.lr <= 0):
             raise bad("lr", "the learning rate must be > 0")
-        if self.momentum is None or not 0 <= self.momentum < 1:
+        if given("momentum") and (self.momentum is None or not 0 <= self.momentum < 1):
             raise bad("momentum", "must be in [0, 1)")
+        self._validate_recipe(bad, given)
+        self._validate_data(bad)
+
+    def _validate_recipe(self, bad, given) -> None:
         if self.patience < 0:
             raise bad("patience", "must be >= 0 (0 disables early stopping)")
         if self.folds == 1 or self.folds < 0:
@@ -226,22 +259,24 @@ class TrainSettings:
             raise bad("test_fraction", "must be in [0, 1), e.g. 0.2 for a 20 % test split")
         for setting, choices in (("balance", BALANCES), ("schedule", SCHEDULES),
                                  ("monitor", MONITORS), ("final", FINALS)):
-            if getattr(self, setting) not in choices:
+            if given(setting) and getattr(self, setting) not in choices:
                 raise bad(setting, f"choose one of {', '.join(choices)}")
-        if self.stain is not None and self.stain not in ("macenko", "reinhard"):
-            raise bad("stain", "choose macenko or reinhard (or leave it unset)")
+        if self.stain is not None and self.stain not in STAIN_METHODS:
+            raise bad("stain", f"choose {' or '.join(STAIN_METHODS)} (or leave it unset)")
         if self.stain_reference is not None and self.stain is None:
             raise bad("stain_reference", "a reference needs a method: set stain too")
         if not 0 <= self.warmup <= 0.5:
             raise bad("warmup", "must be a share of the steps in [0, 0.5]")
-        if self.backend == "mxnet":
+        if str(self.backend).lower() == "mxnet":
             for setting, value in RECIPE_DEFAULTS["mxnet"].items():
-                if getattr(self, setting) != value:
+                if given(setting) and getattr(self, setting) != value:
                     raise bad(setting, f"the MXNet backend trains with {setting}="
                               f"{value!r} only (use backend='torch' for the full recipe)")
+
+    def _validate_data(self, bad) -> None:
         if self.workers is not None and self.workers < 0:
             raise bad("workers", "must be >= 0")
-        minimum = SPECS[self.model].min_tile_size
+        minimum = SPECS[str(self.model).lower()].min_tile_size
         if self.tile_size is not None and self.tile_size < minimum:
             raise bad("tile_size", f"the networks need tiles of {minimum} px or more")
         if self.patch_stride is not None and self.patch_stride < 1:

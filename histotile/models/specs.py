@@ -82,7 +82,7 @@ SPECS: dict[str, ModelSpec] = {
     "tilenet": ModelSpec("tilenet", ("torch",), IMAGENET_MEAN, IMAGENET_STD, True,
                          "TileNet: a compact CNN for tiles and small patches (3x3 "
                          "convolutions with batch norm, four stages of 16 to 128 channels, "
-                         "global average pooling, dropout); any side from 16 px",
+                         f"global average pooling, dropout); any side from {SMALL_TILE_SIZE} px",
                          cam_layer="features.20", defaults=_TILENET_DEFAULTS,
                          min_tile_size=SMALL_TILE_SIZE),
     "lenet": ModelSpec("lenet", ("torch", "mxnet"), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), True,
@@ -103,6 +103,12 @@ SPECS: dict[str, ModelSpec] = {
                                "torchvision ShuffleNet V2 x1.0", cam_layer="conv5",
                                defaults=_TORCHVISION_DEFAULTS),
 }
+
+
+SMALLEST_TILE_SIZE = min(spec.min_tile_size for spec in SPECS.values())
+"""The smallest network input side of any model (px): the lower bound of the CLI's
+``train --tile-size`` and ``--patchify``; each model checks its own
+:attr:`ModelSpec.min_tile_size`."""
 
 
 def available_models(backend: str | None = None) -> list[str]:
@@ -136,5 +142,6 @@ def check_tile_size(tile_size: int, minimum: int = MIN_TILE_SIZE) -> int:
     if int(tile_size) != tile_size or tile_size < minimum:
         raise ModelError(f"tile_size={tile_size!r}: this network needs square tiles of at "
                          f"least {minimum} px; pass tile_size={minimum} (--tile-size) to "
-                         "resize them, or choose model='tilenet' (16 px and more)")
+                         "resize them, or choose model='tilenet' "
+                         f"({SPECS['tilenet'].min_tile_size} px and more)")
     return int(tile_size)

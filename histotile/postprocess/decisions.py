@@ -22,10 +22,16 @@ import pandas as pd
 
 from histotile._atomic import write_text_atomic
 from histotile.errors import ConfigError, DatasetError, ModelError
-from histotile.models.operating_point import DEFAULT_THRESHOLD
+from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.postprocess.predictions import PROB_PREFIX, SlidePredictions, prob_column
 
 DEFAULT_THRESHOLDS = (0.10, 0.25, 0.50, 0.75, 0.90)
+DEFAULT_FRACTION_THRESHOLD = 0.5
+"""The slide fraction threshold when none is given: a slide (or image) is positive when at
+least this share of its tiles is (``--decision-threshold``)."""
+DEFAULT_TARGET_SENSITIVITY = 1.0
+"""A sweep's chosen threshold is the highest whose sensitivity reaches this (every
+positive slide or image called positive)."""
 RULE = "positive when at least t of its tiles are (fraction >= t)"
 
 
@@ -100,8 +106,8 @@ def positive_probabilities(predictions: Any, positive_class: str | None) -> np.n
 
 
 def slide_decision(predictions: Any, positive_class: str | None = None, *,
-                   tile_threshold: float = DEFAULT_THRESHOLD,
-                   fraction_threshold: float = 0.5) -> Decision:
+                   tile_threshold: float = DEFAULT_TILE_THRESHOLD,
+                   fraction_threshold: float = DEFAULT_FRACTION_THRESHOLD) -> Decision:
     """Patch-majority decision of one slide or image.
 
     Args:
@@ -208,10 +214,10 @@ def _normalise_items(items: Any) -> list[tuple[str, Any, bool]]:
 def threshold_sweep(
     items: Iterable[Any] | Mapping[str, Any],
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-    target_sensitivity: float = 1.0,
+    target_sensitivity: float = DEFAULT_TARGET_SENSITIVITY,
     *,
     positive_class: str | None = None,
-    tile_threshold: float = DEFAULT_THRESHOLD,
+    tile_threshold: float = DEFAULT_TILE_THRESHOLD,
 ) -> SweepResult:
     """Decision counts and rates over slides for several fraction thresholds.
 

@@ -29,7 +29,7 @@ import pandas as pd
 
 from histotile._atomic import atomic_path, check_writable
 from histotile.errors import ConfigError, DatasetError
-from histotile.models.operating_point import DEFAULT_THRESHOLD
+from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.postprocess.annotation_truth import (
     labelling_settings,
     resolve_annotation,
@@ -167,7 +167,7 @@ def predicted_classes(probabilities: np.ndarray, positive: int,
 
 
 def evaluate_tiles(predictions: SlidePredictions, truth: Sequence[Any] | np.ndarray, *,
-                   positive_class: str, tile_threshold: float = DEFAULT_THRESHOLD
+                   positive_class: str, tile_threshold: float = DEFAULT_TILE_THRESHOLD
                    ) -> SlideEvaluation:
     """Evaluate ``predictions`` against a known class per tile.
 
@@ -239,7 +239,7 @@ def evaluate_slide(
     annotation: Any,
     *,
     positive_class: str,
-    tile_threshold: float = DEFAULT_THRESHOLD,
+    tile_threshold: float = DEFAULT_TILE_THRESHOLD,
     min_label_fraction: float | None = None,
     default_class: str | None = None,
     palette: dict[str, tuple[int, int, int]] | None = None,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from histotile._atomic import atomic_path, check_writable
-from histotile.models.operating_point import DEFAULT_THRESHOLD
+from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.postprocess.annotation_truth import labelling_settings, resolve_annotation
 from histotile.postprocess.evaluation import SlideEvaluation
 from histotile.postprocess.legend import side_by_side, with_legend, write_png
@@ -50,7 +50,7 @@ def write_side_by_side(
     out_path: str | Path,
     *,
     class_name: str,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float = DEFAULT_TILE_THRESHOLD,
     color: tuple[int, int, int] = (0, 255, 0),
     alpha: float = 0.4,
     size: int = 1024,

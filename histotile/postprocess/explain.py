@@ -24,7 +24,7 @@ import numpy as np
 
 from histotile._atomic import atomic_path, check_writable, write_text_atomic
 from histotile.errors import ConfigError, DatasetError
-from histotile.models.operating_point import DEFAULT_THRESHOLD
+from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.postprocess.legend import write_png
 from histotile.postprocess.predictions import SlidePredictions
 from histotile.wsi import open_slide
@@ -78,7 +78,7 @@ class Explained:
 
 
 def select_tiles(predictions: SlidePredictions, class_name: str, top: int = 8,
-                 threshold: float = DEFAULT_THRESHOLD, truth: np.ndarray | None = None
+                 threshold: float = DEFAULT_TILE_THRESHOLD, truth: np.ndarray | None = None
                  ) -> list[TileGroup]:
     """The tiles worth looking at, by ``class_name``'s probability ``p``: the ``top``
     highest, the ``top`` lowest, the ``top`` closest to ``threshold``; with ``truth``
@@ -223,7 +223,7 @@ def gallery_html(groups: list[TileGroup], explained: Explained, title: str) -> s
 
 def write_explanations(slide_path: str | Path, predictions: SlidePredictions,
                        predictor: Any, out_dir: str | Path, *, class_name: str,
-                       top: int = 8, threshold: float = DEFAULT_THRESHOLD,
+                       top: int = 8, threshold: float = DEFAULT_TILE_THRESHOLD,
                        truth: np.ndarray | None = None,
                        overwrite: bool = False) -> dict[str, Path]:
     """``explanations.png`` and ``explanations.html`` of one slide in ``out_dir``: the

@@ -25,7 +25,7 @@ import numpy as np
 from histotile._atomic import atomic_path, check_writable
 from histotile._threads import thread_budget
 from histotile.errors import ConfigError, LevelError
-from histotile.models.operating_point import DEFAULT_THRESHOLD
+from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.postprocess.legend import with_legend, write_png
 from histotile.postprocess.maps import ProbabilityGrid
 from histotile.postprocess.predictions import SlidePredictions
@@ -192,11 +192,11 @@ def write_heatmap(
     out_path: str | Path,
     *,
     class_name: str,
-    mode: str = "threshold",
-    threshold: float = DEFAULT_THRESHOLD,
-    color: tuple[int, int, int] = (0, 255, 0),
-    alpha: float = 0.4,
-    colormap: str = "viridis",
+    mode: str = BlendStyle.mode,
+    threshold: float = DEFAULT_TILE_THRESHOLD,
+    color: tuple[int, int, int] = BlendStyle.color,
+    alpha: float = BlendStyle.alpha,
+    colormap: str = BlendStyle.colormap,
     floor: float = DEFAULT_FLOOR,
     level: int | None = None,
     downsample: float | None = None,
@@ -335,14 +335,14 @@ def write_probability_tiff(path: str | Path, grid: ProbabilityGrid,
     width = max(1, round(width0 / step))
     height = max(1, round(height0 / step))
     image = grid.render(width, height, width0 / width, height0 / height)
-    options = {}
+    resolution = {}
     if mpp is not None:
         pixels_per_cm = 1e4 / (mpp * width0 / width)
-        options = {"resolution": (pixels_per_cm, pixels_per_cm),
-                   "resolutionunit": "CENTIMETER"}
+        resolution = {"resolution": (pixels_per_cm, pixels_per_cm),
+                      "resolutionunit": "CENTIMETER"}
     with atomic_path(path, overwrite=overwrite) as tmp:
         tifffile.imwrite(tmp, image.astype(np.float32), photometric="minisblack",
-                         compression="zlib", metadata=None, **options)
+                         compression="zlib", metadata=None, **resolution)
     return Path(path)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from histotile._atomic import atomic_path, check_writable
 from histotile.errors import ConfigError
-from histotile.models.operating_point import DEFAULT_THRESHOLD
+from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.postprocess.evaluation import predicted_classes
 from histotile.postprocess.legend import write_png
 from histotile.postprocess.predictions import SlidePredictions
@@ -61,7 +61,7 @@ def tile_rectangles(predictions: SlidePredictions, width: int, height: int,
 
 
 def render_montage(slide, predictions: SlidePredictions, class_name: str,
-                   threshold: float = DEFAULT_THRESHOLD, size: int = 2048) -> np.ndarray:
+                   threshold: float = DEFAULT_TILE_THRESHOLD, size: int = 2048) -> np.ndarray:
     """The montage (without legend) as RGB uint8, longest side at most ``size``."""
     if size < 16:
         raise ConfigError(f"size={size}: give at least 16 pixels for the montage")
@@ -102,9 +102,9 @@ def montage_strip(width: int, classes: tuple[str, ...], caption: str) -> np.ndar
 
 
 def write_montage(slide_path: str | Path, predictions: SlidePredictions,
-                  out_path: str | Path, *, class_name: str, threshold: float = DEFAULT_THRESHOLD,
-                  size: int = 2048, match_name: bool = True,
-                  overwrite: bool = False) -> Path:
+                  out_path: str | Path, *, class_name: str,
+                  threshold: float = DEFAULT_TILE_THRESHOLD, size: int = 2048,
+                  match_name: bool = True, overwrite: bool = False) -> Path:
     """Write the montage PNG of one slide (tiles framed by predicted class, legend,
     slide name, scale bar when the slide's mpp is known); ``size``: longest side, px."""
     check_writable(out_path, overwrite)

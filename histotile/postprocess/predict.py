@@ -169,7 +169,8 @@ def predict_slide(
             spread over several workers; :func:`concat_predictions` of all the parts
             equals the whole slide's predictions.
         threshold: the positive-class tile threshold to record for later stages
-            (default: the model card's operating point, else 0.5); the sidecar's
+            (default: the model card's operating point, else
+            :data:`~histotile.models.operating_point.DEFAULT_TILE_THRESHOLD`); the sidecar's
             ``settings.threshold`` says which it was (``value``, ``source``).
 
     Returns:

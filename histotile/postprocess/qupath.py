@@ -22,7 +22,7 @@ import numpy as np
 
 from histotile._atomic import atomic_path, check_writable
 from histotile.errors import ConfigError
-from histotile.models.operating_point import DEFAULT_THRESHOLD
+from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.postprocess.maps import runs
 from histotile.postprocess.predictions import SlidePredictions
 
@@ -87,7 +87,7 @@ def positive_cells(predictions: SlidePredictions, class_name: str, threshold: fl
 
 
 def region_features(predictions: SlidePredictions, class_name: str,
-                    threshold: float = DEFAULT_THRESHOLD,
+                    threshold: float = DEFAULT_TILE_THRESHOLD,
                     tolerance_um: float = DEFAULT_TOLERANCE_UM) -> dict[str, Any]:
     """A FeatureCollection of the regions where ``class_name``'s averaged probability is
     at least ``threshold``: one annotation per connected polygon (holes kept), simplified
@@ -138,7 +138,7 @@ def write_geojson(path: str | Path, collection: dict[str, Any], *,
 
 
 def write_qupath(predictions: SlidePredictions, out_dir: str | Path, *,
-                 class_name: str | None, threshold: float = DEFAULT_THRESHOLD,
+                 class_name: str | None, threshold: float = DEFAULT_TILE_THRESHOLD,
                  tolerance_um: float = DEFAULT_TOLERANCE_UM,
                  overwrite: bool = False) -> dict[str, str]:
     """``predictions.geojson`` (every tile) and, when ``class_name`` is given,

@@ -17,7 +17,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from histotile.errors import ConfigError
-from histotile.models.operating_point import DEFAULT_THRESHOLD
+from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.postprocess.blend import (
     blend_constant,
     check_alpha,
@@ -57,8 +57,8 @@ class BlendStyle:
             H&E shows through where nothing was found.
     """
 
-    mode: str = "threshold"
-    threshold: float = DEFAULT_THRESHOLD
+    mode: HeatmapMode = "threshold"
+    threshold: float = DEFAULT_TILE_THRESHOLD
     color: tuple[int, int, int] = (0, 255, 0)
     alpha: float = 0.4
     colormap: str = "viridis"
@@ -71,7 +71,8 @@ class BlendStyle:
         threshold = float(self.threshold)
         if not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"threshold={self.threshold}: a probability threshold lies "
-                              "between 0 and 1 (0.5 is the usual choice)")
+                              f"between 0 and 1 ({DEFAULT_TILE_THRESHOLD:g} is the usual "
+                              "choice)")
         object.__setattr__(self, "threshold", threshold)
         object.__setattr__(self, "alpha", check_alpha(self.alpha))
         object.__setattr__(self, "color", check_colour(self.color))

@@ -113,9 +113,9 @@ def plan_tiles(slide, settings: TilingSettings | None = None, *,
     mask (``settings``' mask options), the full grid at the target resolution, the tiles
     touching tissue (those read) and how they are grouped for reading."""
     settings = settings or TilingSettings()
-    options = settings.tissue_options()
-    view = slide_view(slide, options.pop("downsample"))
-    mask = detect_tissue(slide, **options, view=view)
+    tissue = settings.tissue_options()
+    view = slide_view(slide, tissue.pop("downsample"))
+    mask = detect_tissue(slide, **tissue, view=view)
     artefacts = artefact_map(view[0], view[1], slide.mpp)
     grid = make_grid(slide, settings, mask, all_tiles=True)
     touching = mask.touches(grid.xs, grid.ys, grid.extent)

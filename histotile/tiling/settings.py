@@ -13,6 +13,9 @@ from histotile.class_roles import ClassRoles, resolve_roles
 from histotile.errors import ConfigError
 
 RGB = tuple[int, int, int]
+MIN_TILE_SIZE = 8
+"""The smallest tile side the tiler cuts (px; ``tile --tile-size``). A network takes
+smaller tiles than its own minimum resized up (see ``histotile.models.specs``)."""
 
 
 @dataclass
@@ -141,8 +144,8 @@ class TilingSettings:
         def bad(name: str, problem: str) -> ConfigError:
             return ConfigError(f"tiling setting {name}={getattr(self, name)!r}: {problem}")
 
-        if not isinstance(self.tile_size, numbers.Integral) or self.tile_size < 8:
-            raise bad("tile_size", "must be an integer of at least 8 pixels")
+        if not isinstance(self.tile_size, numbers.Integral) or self.tile_size < MIN_TILE_SIZE:
+            raise bad("tile_size", f"must be an integer of at least {MIN_TILE_SIZE} pixels")
         if self.stride is not None and (not isinstance(self.stride, numbers.Integral)
                                         or self.stride < 1):
             raise bad("stride", "must be a positive integer (pixels) or None for no overlap")

@@ -1,8 +1,12 @@
-"""Python API of the slide commands: the same work as ``histotile tile``, ``qc``,
-``predict``, ``heatmap``, ``evaluate`` and ``run``, each taking the command's options as
-one typed dataclass (:mod:`histotile.workflows.slide_options`, built directly or with
-``from_dict`` from the CLI's option names) and where to run (:class:`Execution`),
-returning the per-slide records and writing the same outputs and reports."""
+"""Python API of the workflows: the same work as the commands, each taking the
+command's options as one typed dataclass, built directly or with ``from_dict``
+from the CLI's option names: the slide commands (``histotile tile``, ``qc``,
+``predict``, ``heatmap``, ``evaluate``, ``run``, ``explain``; their options in
+:mod:`histotile.workflows.slide_options`, and where to run: :class:`Execution`),
+``train`` (:class:`~histotile.models.TrainSettings` and
+:class:`~histotile.workflows.training.task.TrainPlacement`), ``evaluate-images``,
+``export``, ``demo`` and ``bench``; each returns its results and writes the same
+outputs and reports as the command."""
 
 from __future__ import annotations
 
@@ -11,8 +15,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from histotile.models.settings import TrainSettings
+from histotile.models.train import TrainResult
+from histotile.workflows.benchmark.suite import BenchmarkResult, BenchmarkSettings
+from histotile.workflows.demo import DEMO_OUT, DemoSettings
 from histotile.workflows.slide_options import (
     EvaluateOptions,
+    ExplainOptions,
     HeatmapOptions,
     PredictOptions,
     QCOptions,
@@ -21,7 +30,10 @@ from histotile.workflows.slide_options import (
 )
 from histotile.workflows.tasks import batch
 from histotile.workflows.tasks.execution import Execution
+from histotile.workflows.tasks.export import ExportSettings
+from histotile.workflows.tasks.image_evaluation import ImageEvaluation, ImageEvaluationSettings
 from histotile.workflows.tasks.report import SlideRecord, write_report
+from histotile.workflows.training.task import TrainPlacement
 
 Slides = Iterable[str | Path] | str | Path
 """Slide files, folders (searched recursively) or glob patterns; one, or several."""
@@ -120,6 +132,71 @@ def run_batch(slides: Slides, model_dir: str | Path, out_dir: str | Path,
                               execution=execution, show_progress=progress)
     write_report(records, out_dir, name="run-report")
     return records
+
+
+def explain_batch(slides: Slides, model_dir: str | Path, out_dir: str | Path,
+                  options: ExplainOptions | None = None, *,
+                  execution: Execution | None = None, progress: bool = False
+                  ) -> list[SlideRecord]:
+    """Galleries of each slide's most telling tiles with their Grad-CAM (``histotile
+    explain``): ``out_dir/<slide>/explanations.png`` and ``.html``."""
+    from histotile.workflows.tasks.explain import explain_batch as explain
+
+    records = explain(_as_list(slides), model_dir, out_dir, options, execution=execution,
+                      show_progress=progress)
+    write_report(records, out_dir, name="explain-report")
+    return records
+
+
+def train_model(data: str | Path, out_dir: str | Path, settings: TrainSettings | None = None,
+                placement: TrainPlacement | None = None, *, overwrite: bool = False,
+                progress: bool = False) -> TrainResult:
+    """Train a tile classifier, as ``histotile train`` does: ``settings`` say how
+    (:class:`~histotile.models.TrainSettings`), ``placement`` where
+    (:class:`~histotile.workflows.training.task.TrainPlacement`: the folds on a Dask
+    cluster; data-parallel ``ddp`` needs the command line, started by torchrun)."""
+    from histotile.workflows.training.parallel import train_command
+
+    return train_command(data, out_dir, settings or TrainSettings(), placement,
+                         overwrite=overwrite, show_progress=progress)
+
+
+def evaluate_images(model_dir: str | Path, folder: str | Path, out_dir: str | Path,
+                    settings: ImageEvaluationSettings | None = None, *,
+                    progress: bool = False) -> ImageEvaluation:
+    """Image-level decisions and the threshold table of an image folder, as
+    ``histotile evaluate-images`` does (see
+    :mod:`histotile.workflows.tasks.image_evaluation`)."""
+    from histotile.workflows.tasks.image_evaluation import evaluate_image_folder
+
+    return evaluate_image_folder(model_dir, folder, out_dir, settings,
+                                 show_progress=progress)
+
+
+def export_model(model_dir: str | Path, out: str | Path,
+                 settings: ExportSettings | None = None, *,
+                 overwrite: bool = False) -> dict[str, Any]:
+    """Write a model folder as one ONNX or TorchScript file plus ``<out>.card.json``, as
+    ``histotile export`` does; returns the exported card."""
+    from histotile.workflows.tasks.export import export_file
+
+    return export_file(model_dir, out, settings, overwrite=overwrite)
+
+
+def run_demo(out_dir: str | Path = DEMO_OUT, settings: DemoSettings | None = None, *,
+             overwrite: bool = False, progress: bool = False) -> dict[str, str]:
+    """The whole pipeline on the bundled slide, as ``histotile demo`` does; returns the
+    outputs by name."""
+    from histotile.workflows import demo
+
+    return demo.run_demo(out_dir, settings, overwrite=overwrite, quiet=not progress)
+
+
+def run_benchmark(settings: BenchmarkSettings | None = None) -> BenchmarkResult:
+    """Time every pipeline stage on a synthetic slide, as ``histotile bench`` does."""
+    from histotile.workflows.benchmark import run_benchmark as run
+
+    return run(settings)
 
 
 def _typed(settings: type, options: Any, deprecated: dict[str, Any], where: str) -> Any:

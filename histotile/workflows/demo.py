@@ -13,13 +13,15 @@ import os
 import platform
 import shutil
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import histotile
 from histotile._atomic import write_text_atomic
-from histotile.errors import OutputExistsError
+from histotile._settings import refuse_unknown
+from histotile.errors import ConfigError, OutputExistsError
 from histotile.workflows.jsonable import plain
 
 DATA = Path(histotile.__file__).parent / "data"
@@ -35,7 +37,35 @@ DEMO_OUTPUTS = ("tiles", "model", "predictions.csv", "predictions.json", "heatma
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity")
 
 
-def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = None,
+DEMO_OUT = "histotile-demo"
+"""The demo's output folder unless told otherwise (``histotile demo --out``)."""
+SCREENING_FRACTION = 0.1
+"""The demo's slide decision: positive when at least this share of its tiles is (a
+screening-style patch-majority rule)."""
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What ``histotile demo`` runs (built by the CLI or the API).
+
+    Attributes:
+        epochs: training epochs per fold (a short run: the demo takes minutes).
+    """
+
+    epochs: int = 10
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ConfigError(f"epochs={self.epochs!r}: must be an integer >= 1")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DemoSettings:
+        """From option names and values; unknown names are a :class:`ConfigError`."""
+        refuse_unknown(cls, values, "demo")
+        return cls(**values)
+
+
+def run_demo(out_dir: str | Path = DEMO_OUT, settings: DemoSettings | None = None, *,
              overwrite: bool = False, quiet: bool = False) -> dict[str, str]:
     """Tile, train (grouped cross-validation), predict, write heatmaps and evaluate on the
     bundled slide. Returns the outputs by name; prints where they are."""
@@ -46,9 +76,10 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
     started, load_before = time.perf_counter(), _load()
     outputs: dict[str, str] = {}
     figures: dict[str, Any] = {}
-    settings, balanced = _tile(out_dir, say, outputs, figures)
-    model_dir = _train(out_dir, balanced, epochs, say, quiet, outputs, figures)
-    predictions = _predict(out_dir, model_dir, settings, say, outputs, figures)
+    demo = settings or DemoSettings()
+    tiling, balanced = _tile(out_dir, say, outputs, figures)
+    model_dir = _train(out_dir, balanced, demo, say, quiet, outputs, figures)
+    predictions = _predict(out_dir, model_dir, tiling, say, outputs, figures)
     _heatmaps(out_dir, predictions, say, outputs)
     _evaluate(out_dir, predictions, say, outputs, figures)
     seconds = time.perf_counter() - started
@@ -105,19 +136,20 @@ def _tile(out_dir: Path, say, outputs: dict[str, str], figures: dict[str, Any]):
     return settings, balanced
 
 
-def _train(out_dir: Path, balanced, epochs: int | None, say, quiet: bool,
+def _train(out_dir: Path, balanced, demo: DemoSettings, say, quiet: bool,
            outputs: dict[str, str], figures: dict[str, Any]) -> Path:
     """Step 2: the default recipe with grouped cross-validation; returns the model
     folder."""
     from histotile.models import TrainSettings, train
     from histotile.workflows.cli.console import out, training_progress
 
-    say("[bold]2/5 training[/] the default recipe (TileNet, class-weighted, one-cycle "
-        "schedule, colour augmentation), 3-fold cross-validation grouped by region, 20 % "
-        "of regions held out for test, up to 10 epochs; the final model is the ensemble "
-        "of the 3 fold models")
-    train_settings = TrainSettings(epochs=epochs or 10, folds=3, seed=0,
+    train_settings = TrainSettings(epochs=demo.epochs, folds=3, seed=0,
                                    positive_class=POSITIVE)
+    say("[bold]2/5 training[/] the default recipe (TileNet, class-weighted, one-cycle "
+        f"schedule, colour augmentation), {train_settings.folds}-fold cross-validation "
+        f"grouped by region, {train_settings.test_fraction * 100:g} % of regions held out for "
+        f"test, up to {demo.epochs} epochs; the final model is the ensemble of the "
+        f"{train_settings.folds} fold models")
     with training_progress() as progress:
         result = train(balanced, out_dir / "model", train_settings, progress=progress)
     outputs["model"] = str(result.model_dir)
@@ -140,16 +172,16 @@ def _predict(out_dir: Path, model_dir: Path, settings, say, outputs: dict[str, s
     from histotile.postprocess import predict_slide, slide_decision
     from histotile.workflows.cli.console import progress_bar
 
-    say("[bold]3/5 predicting[/] every tissue tile (128 px, stride 64: overlaps averaged)")
+    say(f"[bold]3/5 predicting[/] every tissue tile ({settings.tile_size} px, stride "
+        f"{settings.stride}: overlaps averaged)")
     predictor = Predictor(model_dir)
     with progress_bar("predicting", None, "tiles") as advance:
         predictions = predict_slide(SLIDE, predictor, tiling=settings,
                                     progress=lambda done, total: advance(0) or None)
     outputs["predictions"] = str(predictions.save(out_dir / "predictions.csv"))
-    # Screening-style patch-majority rule: positive when at least 10 % of the tiles are.
     threshold = predictor.threshold  # the card's operating point
     decision = slide_decision(predictions, POSITIVE, tile_threshold=threshold.value,
-                              fraction_threshold=0.1)
+                              fraction_threshold=SCREENING_FRACTION)
     figures["tiles"]["predicted"] = len(predictions)
     figures["slide_decision"] = {"positive": bool(decision.positive),
                                  "fraction_positive": decision.fraction,
@@ -157,7 +189,8 @@ def _predict(out_dir: Path, model_dir: Path, settings, say, outputs: dict[str, s
     say(f"   {len(predictions)} tiles; slide decision: "
         f"{'positive' if decision.positive else 'negative'} for {POSITIVE} "
         f"({decision.fraction:.1%} of tiles at {POSITIVE} probability >= "
-        f"{threshold.value:.3f}, from the {threshold.source}; positive from 10 %)")
+        f"{threshold.value:.3f}, from the {threshold.source}; positive from "
+        f"{SCREENING_FRACTION * 100:g} %)")
     return predictions
 
 
@@ -169,7 +202,7 @@ def _heatmaps(out_dir: Path, predictions, say, outputs: dict[str, str]) -> None:
     say("[bold]4/5 heatmap slides[/] (pyramidal JPEG TIFF for OpenSlide/QuPath + PNG preview)")
     used = used_threshold(predictions, None, POSITIVE).value  # the card's, as recorded
     threshold = write_heatmap(SLIDE, predictions, out_dir / "heatmap.tif", class_name=POSITIVE,
-                              preview_path=out_dir / "heatmap_preview.png", alpha=0.4,
+                              preview_path=out_dir / "heatmap_preview.png",
                               threshold=used)
     continuous = write_heatmap(SLIDE, predictions, out_dir / "heatmap_probability.tif",
                                class_name=POSITIVE, mode="continuous",

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from histotile.errors import ConfigError
 from histotile.models.engines import ENGINES, EngineName
-from histotile.postprocess.render import MODES, HeatmapMode
+from histotile.postprocess.render import MODES, BlendStyle, HeatmapMode
 
 if TYPE_CHECKING:
     from typing import Self
+
 
 NAMED_COLOURS = {"green": (0, 255, 0), "red": (255, 0, 0), "blue": (0, 0, 255),
                  "yellow": (255, 255, 0), "cyan": (0, 255, 255), "magenta": (255, 0, 255),
@@ -271,11 +272,11 @@ class ModelUse(Options):
 class HeatmapLook(Options):
     """How heatmap slides are drawn (``--mode`` ... ``--probability-tiff``)."""
 
-    mode: HeatmapMode = "threshold"       # colour tiles over the threshold, or a colour map
-    alpha: float = 0.4                    # overlay opacity, 0..1
+    mode: HeatmapMode = BlendStyle.mode   # colour tiles over the threshold, or a colour map
+    alpha: float = BlendStyle.alpha       # overlay opacity, 0..1
     color: str | tuple[int, int, int] = "#00ff00"  # threshold-mode colour
     downsample: float | None = None       # heatmap resolution vs level 0 (None: automatic)
-    colormap: str = "viridis"             # continuous-mode colour map (matplotlib's)
+    colormap: str = BlendStyle.colormap   # continuous-mode colour map (matplotlib's)
     floor: float | None = None            # continuous mode: uncoloured below (None: the
     #                                       renderer's DEFAULT_FLOOR)
     probability_tiff: bool = False        # also write probability.tif

@@ -1,8 +1,9 @@
 """The options of each slide command (``predict``, ``heatmap``, ``evaluate``, ``run``,
-``tile``, ``qc``): one frozen dataclass each, built once at the edge (the CLI, the API,
-``serve``, ``watch``) and passed whole to the batch, its Dask jobs and the per-slide
-tasks. ``run`` does what ``predict`` and ``evaluate`` do, so :class:`RunOptions` is both
-a :class:`PredictOptions` and an :class:`EvaluateOptions` (each field written once).
+``tile``, ``qc``, ``explain``): one frozen dataclass each, built once at the edge (the
+CLI, the API, ``serve``, ``watch``) and passed whole to the batch, its Dask jobs and the
+per-slide tasks. ``run`` does what ``predict`` and ``evaluate`` do, so
+:class:`RunOptions` is both a :class:`PredictOptions` and an :class:`EvaluateOptions`
+(each field written once).
 Light: the CLI imports it."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from histotile.errors import ConfigError
+from histotile.postprocess.decisions import DEFAULT_FRACTION_THRESHOLD
 from histotile.tiling.qc import QCSettings
 from histotile.tiling.settings import TilingSettings
 from histotile.tiling.stain import METHODS, StainMethod
@@ -41,7 +43,7 @@ class ScoredOptions(SlideOptions):
 
     threshold: float | None = None        # tile probability from which a tile is
     #                                       positive (None: the model card's operating
-    #                                       point, else DEFAULT_THRESHOLD; see
+    #                                       point, else DEFAULT_TILE_THRESHOLD; see
     #                                       histotile.models.operating_point.tile_threshold)
 
     def validate(self) -> None:
@@ -67,7 +69,8 @@ class HeatmapOptions(ScoredOptions):
     the look of the heatmap slides."""
 
     positive_class: str | None = None     # None: the model card's positive class
-    decision_threshold: float = 0.5       # share of positive tiles for a positive slide
+    decision_threshold: float = DEFAULT_FRACTION_THRESHOLD  # share of positive tiles
+    #                                       for a positive slide
     look: HeatmapLook = field(default_factory=HeatmapLook)
 
     def validate(self) -> None:
@@ -132,3 +135,23 @@ class QCOptions(SlideOptions):
     """``histotile qc``: the thresholds and sampling of slide QC."""
 
     qc: QCSettings = field(default_factory=QCSettings)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExplainOptions(ScoredOptions):
+    """``histotile explain``: galleries of each slide's ``top`` tiles per group (most
+    ``positive_class``, least, most uncertain; with an annotation, the worst mistakes),
+    each with its Grad-CAM; from the predictions saved in ``predictions_dir``, else
+    predicted again with the model's tiling and ``geometry`` on top."""
+
+    positive_class: str | None = None     # the class explained (None: the model card's)
+    top: int = 8                          # tiles per group
+    predictions_dir: str | None = None    # saved predictions (None: predict again)
+    annotations: AnnotationInputs = field(default_factory=AnnotationInputs)
+    geometry: Geometry = field(default_factory=Geometry)
+
+    def validate(self) -> None:
+        super().validate()
+        if isinstance(self.top, bool) or not isinstance(self.top, int) or self.top < 1:
+            raise ConfigError(f"explain top {self.top!r}: use a whole number of tiles, 1 "
+                              "or more")

@@ -84,11 +84,11 @@ def write_pyramid_tiff(
         with tifffile.TiffWriter(tmp, bigtiff=big) as writer:
             for level, (width, height) in enumerate(level_dimensions):
                 downsample = width0 / width
-                options = {}
+                resolution = {}
                 if mpp is not None:
                     pixels_per_cm = 1e4 / (mpp * downsample)
-                    options = {"resolution": (pixels_per_cm, pixels_per_cm),
-                               "resolutionunit": "CENTIMETER"}
+                    resolution = {"resolution": (pixels_per_cm, pixels_per_cm),
+                                  "resolutionunit": "CENTIMETER"}
                 writer.write(
                     _tiles(level, width, height, render, tile_size, on_band, shape_tail),
                     shape=(height, width, *shape_tail),
@@ -104,7 +104,7 @@ def write_pyramid_tiff(
                     # tifffile buffers 256 MB of tiles for its compression threads by
                     # default; 32 MB keeps both cores busy at a fraction of the memory.
                     buffersize=32 * 2**20,
-                    **options,
+                    **resolution,
                 )
     return Path(path)
 

@@ -8,11 +8,12 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from histotile._atomic import write_text_atomic
+from histotile._settings import refuse_unknown
 from histotile._threads import thread_budget
 from histotile.errors import ConfigError
 from histotile.workflows.benchmark.inputs import BenchInput, cached_input
@@ -21,15 +22,21 @@ from histotile.workflows.benchmark.tables import render_markdown
 
 FULL_SIZE = (100_000, 50_000)  # 5 GP: the scale of the original workflow's slides
 QUICK_SIZE = (20_000, 20_000)  # 0.4 GP: the whole quick run takes under two minutes
+MIN_SIZE = 2048  # the smallest side of a benchmark slide (px)
+WORK = Path("histotile-bench")
+RESNET_TILES, QUICK_RESNET_TILES = 2048, 256  # tiles ResNet18 classifies (extrapolated)
+QUICK_TRAIN_TILES = 1024  # tiles of the quick run's timed epoch (the full run: every tile)
+BASELINE_SECONDS, QUICK_BASELINE_SECONDS = 3.0, 1.5  # a bare network's timed run
 Progress = Callable[..., None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class BenchmarkSettings:
-    """What the benchmark runs.
+    """What the benchmark runs (built by ``histotile bench``, ``benchmarks/run.py`` or the
+    API; ``None`` fields are filled in by :meth:`resolved`).
 
     Attributes:
-        quick: the 20,000 x 20,000 px slide instead of 100,000 x 50,000 px.
+        quick: the :data:`QUICK_SIZE` slide instead of :data:`FULL_SIZE`.
         work: folder for the cached synthetic slides and every stage's outputs.
         out: the Markdown table (a JSON of every figure is written beside it); default
             ``<work>/benchmark.md`` (``benchmark-quick.md`` with ``quick``).
@@ -38,17 +45,19 @@ class BenchmarkSettings:
             CUDA when present).
         workers: tiling processes (None: this process's thread budget).
         resnet_tiles: tissue tiles ResNet18 classifies; its time for all of them is
-            extrapolated (None: 2,048, or 256 with ``quick``).
+            extrapolated (None: :data:`RESNET_TILES`, or :data:`QUICK_RESNET_TILES` with
+            ``quick``).
         train_tiles: tiles of the training epoch, a stratified sample whose training
-            steps are extrapolated to every tile (None: every tile, or 1,024 with
-            ``quick``; 0: every tile).
+            steps are extrapolated to every tile (None: every tile, or
+            :data:`QUICK_TRAIN_TILES` with ``quick``; 0: every tile).
         baseline_seconds: how long each bare network runs to measure its steady rate
-            (None: 3, or 1.5 with ``quick``).
+            (None: :data:`BASELINE_SECONDS`, or :data:`QUICK_BASELINE_SECONDS` with
+            ``quick``).
         scaling: also tile slides of 1/16 and 1/4 the main slide's area.
     """
 
     quick: bool = False
-    work: Path = field(default_factory=lambda: Path("histotile-bench"))
+    work: Path = WORK
     out: Path | None = None
     size: tuple[int, int] | None = None
     device: str | None = None
@@ -58,24 +67,44 @@ class BenchmarkSettings:
     baseline_seconds: float | None = None
     scaling: bool = True
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "work", Path(self.work))
+        if self.out is not None:
+            object.__setattr__(self, "out", Path(self.out))
+        if self.size is not None:
+            size = tuple(int(v) for v in self.size)
+            if len(size) != 2 or min(size) < MIN_SIZE:
+                raise ConfigError(f"size={self.size}: need (width, height), each at least "
+                                  f"{MIN_SIZE} px")
+            object.__setattr__(self, "size", size)
+        checks = (("workers", 1), ("resnet_tiles", 1), ("train_tiles", 0))
+        for name, least in checks:
+            value = getattr(self, name)
+            if value is not None and value < least:
+                raise ConfigError(f"{name}={value}: must be >= {least}")
+        if self.baseline_seconds is not None and not self.baseline_seconds > 0:
+            raise ConfigError(f"baseline_seconds={self.baseline_seconds}: must be > 0")
+
     def resolved(self) -> BenchmarkSettings:
-        size = tuple(int(v) for v in (self.size or (QUICK_SIZE if self.quick else FULL_SIZE)))
-        if len(size) != 2 or min(size) < 2048:
-            raise ConfigError(f"size={self.size}: need (width, height), each at least 2048 px")
-        work = Path(self.work)
-        out = Path(self.out) if self.out else work / (
-            "benchmark-quick.md" if self.quick else "benchmark.md")
-        workers = int(self.workers or thread_budget())
-        resnet = int(self.resnet_tiles or (256 if self.quick else 2048))
+        """A copy with every ``None`` filled in (for ``quick`` or the full run)."""
+        quick = self.quick
+        out = self.out or self.work / ("benchmark-quick.md" if quick else "benchmark.md")
         train_tiles = (self.train_tiles if self.train_tiles is not None
-                       else (1024 if self.quick else 0))
-        baseline = float(self.baseline_seconds or (1.5 if self.quick else 3.0))
-        if workers < 1 or resnet < 1 or train_tiles < 0 or baseline <= 0:
-            raise ConfigError(f"workers={workers}, resnet_tiles={resnet}, train_tiles="
-                              f"{train_tiles}, baseline_seconds={baseline}: the first two "
-                              "must be >= 1, train_tiles >= 0 and baseline_seconds > 0")
-        return BenchmarkSettings(self.quick, work, out, size, self.device, workers, resnet,
-                                 int(train_tiles), baseline, self.scaling)
+                       else (QUICK_TRAIN_TILES if quick else 0))
+        return BenchmarkSettings(
+            quick, self.work, out, self.size or (QUICK_SIZE if quick else FULL_SIZE),
+            self.device, int(self.workers or thread_budget()),
+            int(self.resnet_tiles or (QUICK_RESNET_TILES if quick else RESNET_TILES)),
+            int(train_tiles),
+            float(self.baseline_seconds or (QUICK_BASELINE_SECONDS if quick
+                                            else BASELINE_SECONDS)),
+            self.scaling)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> BenchmarkSettings:
+        """From option names and values; unknown names are a :class:`ConfigError`."""
+        refuse_unknown(cls, values, "benchmark")
+        return cls(**values)
 
 
 @dataclass

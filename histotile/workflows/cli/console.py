@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.workflows.tasks.report import (
     BUSY,
     COMPLETE,
@@ -37,8 +38,8 @@ from histotile.workflows.tasks.report import (
 LOG_WIDTH = 240
 
 
-def _console(**options: Any) -> Console:
-    made = Console(highlight=False, **options)
+def _console(**rich_console: Any) -> Console:
+    made = Console(highlight=False, **rich_console)
     if not made.is_terminal:
         made.width = max(made.width, LOG_WIDTH)
     return made
@@ -212,7 +213,8 @@ def training_summary(result) -> Any:
                   title_justify="left")
     table.add_column("metric")
     table.add_column("folds: mean +- std", justify="right")
-    table.add_column("test (threshold 0.5)" if at_point else "test", justify="right")
+    table.add_column(f"test (threshold {DEFAULT_TILE_THRESHOLD:g})" if at_point else "test",
+                     justify="right")
     if at_point:
         table.add_column(escape(f"test (threshold {at_point['threshold']:.3f})"),
                          justify="right")

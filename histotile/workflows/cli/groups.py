@@ -12,9 +12,9 @@ from collections.abc import Callable
 import click
 
 from histotile.models.engines import ENGINES
-from histotile.models.operating_point import DEFAULT_THRESHOLD
+from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.postprocess.render import DEFAULT_FLOOR, MODES
-from histotile.tiling.settings import TilingSettings
+from histotile.tiling.settings import MIN_TILE_SIZE, TilingSettings
 from histotile.tiling.stain import METHODS
 from histotile.workflows.cli.options import option, option_group, overwrite_option
 from histotile.workflows.options import (
@@ -59,7 +59,7 @@ _GEOMETRY_HELP = {
     "keep_background": "Fraction of background tiles kept (seeded).",
     "seed": "Random seed (background sample, balancing).",
 }
-_GEOMETRY_TYPES = {"tile_size": click.IntRange(16), "stride": click.IntRange(1),
+_GEOMETRY_TYPES = {"tile_size": click.IntRange(MIN_TILE_SIZE), "stride": click.IntRange(1),
                    "magnification": float, "mpp": float, "level": click.IntRange(0),
                    "min_tissue": click.FloatRange(0, 1),
                    "keep_background": click.FloatRange(0, 1), "seed": int}
@@ -133,7 +133,7 @@ threshold_option = option(
     ScoredOptions, "threshold", "--threshold", type=click.FloatRange(0, 1),
     help="Tile probability from which a tile is positive (default: the one the "
          "predictions record: the model card's operating point, else "
-         f"{DEFAULT_THRESHOLD:g}). predict records it for heatmap, evaluate and the QuPath "
+         f"{DEFAULT_TILE_THRESHOLD:g}). predict records it for heatmap, evaluate and the QuPath "
          "regions.")
 decision_threshold_option = option(
     HeatmapOptions, "decision_threshold", "--decision-threshold",

@@ -10,7 +10,6 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
 
 import click
 
@@ -36,12 +35,10 @@ from histotile.workflows.cli.groups import (
 from histotile.workflows.cli.options import (
     config_option,
     examples,
-    execution_from,
     execution_options,
     finish,
     handle_errors,
     option,
-    overwrite_option,
     typed,
 )
 from histotile.workflows.cli.tools import bench, demo, export, serve
@@ -50,6 +47,7 @@ from histotile.workflows.cli.watch import watch
 from histotile.workflows.options import Geometry
 from histotile.workflows.slide_options import (
     EvaluateOptions,
+    ExplainOptions,
     HeatmapOptions,
     PredictOptions,
     QCOptions,
@@ -229,26 +227,25 @@ def evaluate(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
 @slides_argument
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
               required=True, help="Model folder written by 'histotile train' (torch).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
-@click.option("--predictions", "predictions_dir", type=click.Path(exists=True), default=None,
-              help="Saved predictions (from 'predict' or 'run'); default: predict again.")
+@output_options("explanations.png and .html per slide")
+@option(ExplainOptions, "predictions_dir", "--predictions", type=click.Path(exists=True),
+        help="Saved predictions (from 'predict' or 'run'); default: predict again.")
 @annotation_inputs
-@click.option("--top", type=click.IntRange(1), default=8, show_default=True,
-              help="Tiles per group (most positive, most negative, most uncertain).")
-@click.option("--class", "class_name", default=None,
-              help="Class to explain (default: the model card's positive class).")
+@option(ExplainOptions, "top", "--top", type=click.IntRange(1),
+        help="Tiles per group (most positive, most negative, most uncertain).")
+@positive_class_option
 @threshold_option
 @slide_geometry(Geometry)
 @execution_options
-@overwrite_option
 @config_option
 @handle_errors
-def explain(slides: tuple[str, ...], model_dir: str, out_dir: str, **options: Any) -> None:
+@typed(ExplainOptions)
+def explain(slides: tuple[str, ...], model_dir: str, out_dir: str, options: ExplainOptions,
+            execution: Execution) -> None:
     """Galleries (PNG and HTML) of each slide's most telling tiles with their Grad-CAM."""
     from histotile.workflows.tasks.explain import explain_batch
 
-    execution = execution_from(options)
-    records = explain_batch(slides, model_dir, out_dir, options, execution=execution)
+    records = explain_batch(slides, model_dir, out_dir, options, execution)
     sys.exit(finish(records, "explain", out_dir))
 
 

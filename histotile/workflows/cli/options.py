@@ -44,7 +44,7 @@ EXAMPLES = {
                  "--out evaluation/"),
     "explain": ("histotile explain slides/ --model model/ --out explanations/ --top 8\n"
                 "  histotile explain slides/ --model model/ --predictions results/ "
-                "--out explanations/ --class tumour"),
+                "--out explanations/ --positive-class tumour"),
     "run": ("histotile run slides/ --model model/ --out results/\n"
             "  histotile run slides/ --model model/ --out results/ --workers 4\n"
             "  histotile run slides/ --model model/ --out results/ "

@@ -7,50 +7,70 @@ from typing import Any
 
 import click
 
+from histotile.models.export import EXPORT_FORMATS
+from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
+from histotile.workflows.benchmark.suite import (
+    FULL_SIZE,
+    QUICK_RESNET_TILES,
+    QUICK_SIZE,
+    QUICK_TRAIN_TILES,
+    RESNET_TILES,
+    BenchmarkSettings,
+)
 from histotile.workflows.cli.options import (
     config_option,
     examples,
     handle_errors,
     overwrite_option,
 )
+from histotile.workflows.cli.settings import settings_option
+from histotile.workflows.demo import DEMO_OUT, DemoSettings
+from histotile.workflows.tasks.export import ExportSettings
+
+_BENCH = BenchmarkSettings()
+_EXPORT = ExportSettings()
+
+
+def _wxh(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
 
 
 @click.command(epilog=examples("demo"))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="histotile-demo",
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=DEMO_OUT,
               show_default=True)
-@click.option("--epochs", type=click.IntRange(1), default=None,
-              help="Training epochs (default: a short run).")
+@click.option("--epochs", type=click.IntRange(1), default=DemoSettings.epochs,
+              show_default=True, help="Training epochs per fold (a short run).")
 @overwrite_option
 @config_option
 @handle_errors
-def demo(out_dir: str, epochs: int | None, overwrite: bool) -> None:
+@settings_option(DemoSettings)
+def demo(out_dir: str, settings: DemoSettings, overwrite: bool) -> None:
     """Run the whole pipeline on the bundled real H&E slide and its painted annotation."""
     from histotile.workflows.demo import run_demo
 
-    run_demo(out_dir, epochs=epochs, overwrite=overwrite)
+    run_demo(out_dir, settings, overwrite=overwrite)
 
 
 @click.command(epilog=examples("export"))
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx",
+@click.option("--format", type=click.Choice(EXPORT_FORMATS), default=_EXPORT.format,
               show_default=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True,
               help="The model file; its card is written beside it as OUT.card.json.")
-@click.option("--int8", is_flag=True,
+@click.option("--int8", is_flag=True, default=_EXPORT.int8,
               help="ONNX: quantise to int8 (static, calibrated on the training tiles); the "
                    "card reports its accuracy against float32.")
-@click.option("--calibration", type=click.Path(exists=True), default=None,
+@click.option("--calibration", type=click.Path(exists=True), default=_EXPORT.calibration,
               help="Tile manifest or image folder to calibrate --int8 on when the training "
                    "tiles are not at hand.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT and its card if they exist.")
 @handle_errors
-def export(model_dir: str, fmt: str, out_path: str, int8: bool, calibration: str | None,
-           overwrite: bool) -> None:
+@settings_option(ExportSettings)
+def export(model_dir: str, out_path: str, settings: ExportSettings, overwrite: bool) -> None:
     """Write a model as one self-contained ONNX or TorchScript file plus its card."""
     from histotile.workflows.tasks.export import export_command
 
-    click.echo(export_command(model_dir, out_path, fmt, int8=int8, calibration=calibration,
-                              overwrite=overwrite))
+    click.echo(export_command(model_dir, out_path, settings, overwrite=overwrite))
 
 
 def _size(_ctx: click.Context, _param: click.Parameter,
@@ -65,44 +85,45 @@ def _size(_ctx: click.Context, _param: click.Parameter,
     return width, height
 
 
-@click.command(epilog=examples("bench"))
-@click.option("--quick", is_flag=True,
-              help="A 20,000 x 20,000 px slide and a sampled training epoch (about 2 min).")
-@click.option("--work", type=click.Path(file_okay=False), default="histotile-bench",
+@click.command(epilog=examples("bench"), help=f"""Time every pipeline stage on a synthetic
+    slide against its same-run baseline and the original workflow; print the Markdown
+    table and write it (and a JSON) to a file.
+
+    A tool, not a test: run it on a quiet machine. The synthetic slides are written once
+    and cached in --work (the {FULL_SIZE[0] * FULL_SIZE[1] / 1e9:g}-gigapixel one takes a
+    few minutes).""")
+@click.option("--quick", is_flag=True, default=_BENCH.quick,
+              help=f"A {QUICK_SIZE[0]:,} x {QUICK_SIZE[1]:,} px slide and a sampled training "
+                   "epoch (about 2 min).")
+@click.option("--work", type=click.Path(file_okay=False), default=str(_BENCH.work),
               show_default=True,
               help="Folder for the cached synthetic slides and every stage's outputs.")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--out", type=click.Path(dir_okay=False), default=_BENCH.out,
               help="The Markdown table (JSON beside it) [default: WORK/benchmark.md].")
-@click.option("--size", callback=_size, default=None, metavar="WxH",
-              help="Main slide size in level-0 px [default: 100000x50000; quick 20000x20000].")
-@click.option("--device", default=None,
+@click.option("--size", callback=_size, default=_BENCH.size, metavar="WxH",
+              help=f"Main slide size in level-0 px [default: {_wxh(FULL_SIZE)}; quick "
+                   f"{_wxh(QUICK_SIZE)}].")
+@click.option("--device", default=_BENCH.device,
               help="cpu, cuda or cuda:N for training and prediction [default: CUDA when "
                    "present].")
-@click.option("--workers", type=click.IntRange(1), default=None,
+@click.option("--workers", type=click.IntRange(1), default=_BENCH.workers,
               help="Tiling processes [default: the CPU cores].")
-@click.option("--train-tiles", type=click.IntRange(0), default=None,
+@click.option("--train-tiles", type=click.IntRange(0), default=_BENCH.train_tiles,
               help="Tiles of the timed epoch; the rest is extrapolated (0: all) [default: "
-                   "all; quick 1024].")
-@click.option("--resnet-tiles", type=click.IntRange(1), default=None,
-              help="Tiles ResNet18 classifies before extrapolating [default: 2048; quick 256].")
-@click.option("--no-scaling", is_flag=True, help="Skip tiling the two smaller slides.")
+                   f"all; quick {QUICK_TRAIN_TILES}].")
+@click.option("--resnet-tiles", type=click.IntRange(1), default=_BENCH.resnet_tiles,
+              help="Tiles ResNet18 classifies before extrapolating [default: "
+                   f"{RESNET_TILES}; quick {QUICK_RESNET_TILES}].")
+@click.option("--scaling/--no-scaling", default=_BENCH.scaling, show_default=True,
+              help="Also tile two smaller slides (1/16 and 1/4 of the area).")
 @click.option("--from-json", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Print (and rewrite beside it) the table of an earlier run's JSON; "
                    "measures nothing.")
 @handle_errors
-def bench(quick: bool, work: str, out_path: str | None, size: tuple[int, int] | None,
-          device: str | None, workers: int | None, train_tiles: int | None,
-          resnet_tiles: int | None, no_scaling: bool, from_json: str | None) -> None:
-    """Time every pipeline stage on a synthetic slide against its same-run baseline and
-    the original workflow; print the Markdown table and write it (and a JSON) to a file.
-
-    A tool, not a test: run it on a quiet machine. The synthetic slides are written once
-    and cached in --work (the 5-gigapixel one takes a few minutes).
-    """
-    from pathlib import Path
-
+@settings_option(BenchmarkSettings)
+def bench(settings: BenchmarkSettings, from_json: str | None) -> None:
     from histotile._atomic import write_text_atomic
-    from histotile.workflows.benchmark import BenchmarkSettings, run_benchmark
+    from histotile.workflows.benchmark import run_benchmark
     from histotile.workflows.benchmark.suite import load_result
     from histotile.workflows.cli.console import bench_progress
 
@@ -112,10 +133,6 @@ def bench(quick: bool, work: str, out_path: str | None, size: tuple[int, int] | 
         click.echo(result.markdown)
         click.echo(f"table: {result.markdown_path}")
         return
-    settings = BenchmarkSettings(quick=quick, work=Path(work),
-                                 out=Path(out_path) if out_path else None, size=size,
-                                 device=device, workers=workers, train_tiles=train_tiles,
-                                 resnet_tiles=resnet_tiles, scaling=not no_scaling)
     with bench_progress() as on_event:
         result = run_benchmark(settings, progress=on_event)
     # Plain text, never wrapped: the table is meant to be pasted into Markdown.
@@ -141,7 +158,7 @@ def bench(quick: bool, work: str, out_path: str | None, size: tuple[int, int] | 
               show_default=True, help="Largest upload accepted (413 above).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Tile threshold of the classify service (default: the model card's "
-                   "operating point, else 0.5).")
+                   f"operating point, else {DEFAULT_TILE_THRESHOLD:g}).")
 @config_option
 @handle_errors
 def serve(paths: tuple[str, ...], model_dir: str | None, **options: Any) -> None:

@@ -147,7 +147,8 @@ class Classifier:
     def threshold(self, flag: float | None, positive: str) -> dict[str, Any]:
         """The tile threshold (``threshold``) and where it came from
         (``threshold_source``): the request's or the server's, else the model card's
-        operating point, else 0.5."""
+        operating point, else
+        :data:`~histotile.models.operating_point.DEFAULT_TILE_THRESHOLD`."""
         from histotile.models.operating_point import tile_threshold
 
         used = tile_threshold(self.predictor.card, flag, positive)
@@ -187,8 +188,10 @@ class Classifier:
     def classify(self, image: np.ndarray, name: str,
                  threshold: float | None = None) -> dict[str, Any]:
         """Per-patch probabilities, class fractions and the patch-majority decision at
-        ``threshold`` (None: the model card's operating point, else 0.5)."""
+        ``threshold`` (None: the model card's operating point, else
+        :data:`~histotile.models.operating_point.DEFAULT_TILE_THRESHOLD`)."""
         from histotile.postprocess import slide_decision
+        from histotile.postprocess.decisions import DEFAULT_FRACTION_THRESHOLD
 
         tiles, boxes = self.patches(image, name)
         probabilities = self.probabilities(tiles)
@@ -198,7 +201,8 @@ class Classifier:
         used = self.threshold(threshold, positive)
         threshold = used["threshold"]
         decision = slide_decision(probabilities[:, column].astype(np.float64),
-                                  tile_threshold=threshold, fraction_threshold=0.5)
+                                  tile_threshold=threshold,
+                                  fraction_threshold=DEFAULT_FRACTION_THRESHOLD)
         winners = np.bincount(patch_winners(probabilities, column, threshold),
                               minlength=len(classes))
         others = [c for c in classes if c != positive]

@@ -147,7 +147,9 @@ async def classify(request: Request, file: Annotated[UploadFile, File()],
     """Classify an uploaded PNG, JPEG or TIFF: patches cut like training, per-patch
     probabilities with their boxes (image px), class fractions and the patch-majority
     decision at ``threshold`` (default: the server's ``--threshold``, else the model
-    card's operating point, else 0.5; the answer says which in ``threshold_source``)."""
+    card's operating point, else
+    :data:`~histotile.models.operating_point.DEFAULT_TILE_THRESHOLD`; the answer says which
+    in ``threshold_source``)."""
     from histotile.workflows.serve.classify import ImageRefused, decode_image
 
     state = _state(request)

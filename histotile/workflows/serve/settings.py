@@ -34,7 +34,8 @@ class ServeSettings:
         tile_size, overlap: Deep Zoom tile side and overlap (px); 254 + 2 x 1 = 256.
         jpeg_quality: quality of served tiles (1-100).
         threshold: the tile threshold of the classify service (probability; None: the
-            model card's operating point, else 0.5).
+            model card's operating point, else
+            :data:`~histotile.models.operating_point.DEFAULT_TILE_THRESHOLD`).
         tile_threads: threads that read slides and encode tiles (off the event loop);
             None: one per core (``HISTOTILE_THREADS`` when set), as the work is
             JPEG decoding and encoding that release the GIL.

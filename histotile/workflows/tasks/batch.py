@@ -5,7 +5,6 @@ Shared by the CLI and the Python API (:mod:`histotile.workflows.api`)."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 from histotile._threads import thread_budget
 from histotile.errors import ConfigError
-from histotile.workflows.options import AnnotationInputs, ModelUse
+from histotile.workflows.options import AnnotationInputs
 from histotile.workflows.slide_options import (
     EvaluateOptions,
     HeatmapOptions,
@@ -34,15 +33,9 @@ from histotile.workflows.tasks.inputs import (
     slide_stem,
 )
 from histotile.workflows.tasks.predict import predict_task
-from histotile.workflows.tasks.process import load_predictor
 from histotile.workflows.tasks.report import SlideRecord
 from histotile.workflows.tasks.resumable import settle_busy
 from histotile.workflows.tasks.slide import evaluate_task, heatmap_task, run_task, tile_task
-from histotile.workflows.training.task import train_task
-
-
-def _pick(options: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
-    return {k: options[k] for k in keys if options.get(k) is not None}
 
 
 def resolve_slides(slides: Iterable[str | Path]) -> list[Path]:
@@ -165,7 +158,7 @@ def predict_batch(slides: Iterable[str | Path], model_dir: str | Path,
     execution = execution or Execution()
     jobs = [{"slide_path": str(path), "out_dir": str(out_dir), "model_dir": str(model_dir),
              "options": options or PredictOptions(),
-             "region_megapixels": execution.region_megapixels}
+             "parts": execution.parts()}
             for path in resolve_slides(slides)]
     return run_jobs(predict_task, jobs, execution, "predict", show_progress)
 
@@ -192,7 +185,7 @@ def run_batch(slides: Iterable[str | Path], model_dir: str | Path, out_dir: str 
     found, notes = annotation_jobs(paths, options.annotations)
     jobs = [{"slide_path": str(path), "out_dir": str(out_dir), "model_dir": str(model_dir),
              "options": options, "annotation": found[path],
-             "region_megapixels": execution.region_megapixels} for path in paths]
+             "parts": execution.parts()} for path in paths]
     records = run_jobs(run_task, jobs, execution, "run", show_progress, notes)
     combine_evaluations(records, out_dir)
     return records
@@ -213,42 +206,3 @@ def evaluate_batch(slides: Iterable[str | Path], predictions_dir: str | Path,
     combine_evaluations(records, out_dir)
     return records
 
-
-def train_model(data: str | Path, out_dir: str | Path, options: dict[str, Any],
-                show_progress: bool = True, fold_runner: Any = None):
-    """Train from a manifest or image folder (see :func:`histotile.models.train`;
-    ``fold_runner``: where the folds train, default in this process)."""
-    from rich.markup import escape
-
-    from histotile.workflows.cli.console import out, training_summary
-
-    started = time.perf_counter()
-    result = train_task(data, out_dir, options, show_progress=show_progress,
-                        fold_runner=fold_runner)
-    if show_progress:
-        for note in (result.card.get("data") or {}).get("notes") or []:
-            out.print(f"note: {escape(str(note))}")  # skipped images, left-out tiles
-        out.print(training_summary(result))
-        out.print(f"model written to {escape(str(out_dir))} in "
-                  f"{time.perf_counter() - started:.0f} s")
-    return result
-
-
-def evaluate_image_folder(model_dir: str | Path, folder: str | Path, out_dir: str | Path,
-                          options: dict[str, Any], show_progress: bool = True):
-    """``histotile evaluate-images`` (see :mod:`histotile.workflows.tasks.image_evaluation`)."""
-    from histotile.workflows.tasks.image_evaluation import evaluate_images
-
-    predictor = load_predictor(model_dir, ModelUse(batch_size=options.get("batch_size"),
-                                                   tta=bool(options.get("tta"))))
-    keys = ("positive_class", "patch_size", "patch_stride", "target_sensitivity",
-            "tile_threshold")
-    result = evaluate_images(predictor, folder, out_dir, **_pick(options, keys))
-    if show_progress:
-        from histotile.workflows.cli.console import out
-
-        out.print(Path(result.outputs["markdown"]).read_text(encoding="utf-8"), markup=False,
-                  highlight=False)
-        out.print(f"written to {out_dir}: " + ", ".join(
-            Path(p).name for p in result.outputs.values()))
-    return result

@@ -64,6 +64,20 @@ class Execution:
     def distributed(self) -> bool:
         return bool(self.scheduler or self.workers)
 
+    def parts(self) -> SlideParts:
+        """How the per-slide tasks split a very large slide on this cluster."""
+        return SlideParts(self.region_megapixels, self.retries)
+
+
+@dataclass(frozen=True)
+class SlideParts:
+    """How a slide task predicts a very large slide on a cluster: in parts of about
+    ``megapixels`` level-0 megapixels (None: never in parts), each part a task of its own
+    with ``retries`` extra attempts (the run's ``--retries``, as for its slides)."""
+
+    megapixels: float | None = None
+    retries: int = Execution.retries
+
 
 def guarded(task: Task, job: dict[str, Any]) -> dict:
     """Run ``task(**job)``, turning histotile errors into a failed record (no retry: the

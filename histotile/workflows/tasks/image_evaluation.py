@@ -21,9 +21,61 @@ import numpy as np
 import pandas as pd
 
 from histotile._atomic import write_text_atomic
-from histotile.errors import DatasetError
+from histotile._settings import refuse_unknown
+from histotile.errors import ConfigError, DatasetError
+from histotile.models.specs import SMALLEST_TILE_SIZE
+from histotile.postprocess.decisions import (
+    DEFAULT_FRACTION_THRESHOLD,
+    DEFAULT_TARGET_SENSITIVITY,
+)
 
 THRESHOLDS = tuple(round(0.1 * k, 2) for k in range(1, 10))  # 0.10, 0.20, ..., 0.90
+
+
+@dataclass(frozen=True)
+class ImageEvaluationSettings:
+    """What ``histotile evaluate-images`` decides with, besides the model and the folder:
+    built once by the CLI or the API, passed whole to :func:`evaluate_image_folder`.
+
+    Attributes:
+        positive_class: the class called positive (None: the model card's).
+        patch_size, patch_stride: patch geometry in image pixels (None: as the model was
+            trained; a stride of None: the patch size, no overlap).
+        tile_threshold: positive-class probability from which a patch is positive (None:
+            the model card's operating point, else
+            :data:`~histotile.models.operating_point.DEFAULT_TILE_THRESHOLD`).
+        tta: test-time augmentation: average each patch's 8 flips and rotations.
+        target_sensitivity: the chosen t is the highest whose sensitivity reaches this.
+        batch_size: patches per inference batch (None: the model's).
+    """
+
+    positive_class: str | None = None
+    patch_size: int | None = None
+    patch_stride: int | None = None
+    tile_threshold: float | None = None
+    tta: bool = False
+    target_sensitivity: float = DEFAULT_TARGET_SENSITIVITY
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        def bad(name: str, problem: str) -> ConfigError:
+            return ConfigError(f"{name}={getattr(self, name)!r}: {problem}")
+
+        if self.patch_size is not None and self.patch_size < SMALLEST_TILE_SIZE:
+            raise bad("patch_size", f"patches of {SMALLEST_TILE_SIZE} px or more")
+        for name in ("patch_stride", "batch_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise bad(name, "must be 1 or more")
+        for name in ("tile_threshold", "target_sensitivity"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise bad(name, "must be between 0 and 1")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ImageEvaluationSettings:
+        """From option names and values; unknown names are a :class:`ConfigError`."""
+        refuse_unknown(cls, values, "evaluate-images")
+        return cls(**values)
 
 
 @dataclass
@@ -33,11 +85,13 @@ class ImageEvaluation:
     Attributes:
         images: one row per image: ``image``, ``label``, ``truth`` (label is the positive
             class), ``patches``, ``positive_fraction``, ``majority`` (most common patch
-            class), ``called`` (positive at the chosen threshold, else at 0.5).
+            class), ``called`` (positive at the chosen fraction threshold t, else at
+            :data:`~histotile.postprocess.decisions.DEFAULT_FRACTION_THRESHOLD`).
         sweep: the threshold table (:class:`histotile.postprocess.decisions.SweepResult`).
         outputs: files written, by name.
         tile_threshold: the patch threshold used and where it came from (``value``,
-            ``source``: the card, the flag, or the default 0.5).
+            ``source``: the card, the flag, or
+            :data:`~histotile.models.operating_point.DEFAULT_TILE_THRESHOLD`).
     """
 
     images: pd.DataFrame
@@ -57,11 +111,9 @@ def patch_geometry(card: dict[str, Any], patch_size: int | None,
     return patch_size, patch_stride
 
 
-def evaluate_images(predictor, folder: str | Path, out_dir: str | Path, *,
-                    positive_class: str | None = None, patch_size: int | None = None,
-                    patch_stride: int | None = None,
+def evaluate_images(predictor, folder: str | Path, out_dir: str | Path,
+                    settings: ImageEvaluationSettings | None = None, *,
                     thresholds: Sequence[float] = THRESHOLDS,
-                    target_sensitivity: float = 1.0, tile_threshold: float | None = None,
                     progress: Callable[[int, int], None] | None = None) -> ImageEvaluation:
     """Patch-majority image decisions and the threshold table (see the module).
 
@@ -69,12 +121,10 @@ def evaluate_images(predictor, folder: str | Path, out_dir: str | Path, *,
         predictor: a loaded model (:class:`histotile.models.Predictor` or any
             :class:`~histotile.postprocess.predict.TilePredictor`).
         folder: images in one sub-folder per class, named like the model's classes.
-        positive_class: the class called positive (default: the model card's).
-        patch_size, patch_stride: patch geometry in image pixels (default: the card's).
+        settings: the positive class, patch geometry, tile threshold and target
+            sensitivity (:class:`ImageEvaluationSettings`; its ``tta`` and
+            ``batch_size`` are the predictor's, set when it is loaded).
         thresholds: the fractions t of the table.
-        target_sensitivity: the chosen t is the highest whose sensitivity reaches this.
-        tile_threshold: positive-class probability from which a patch is positive
-            (default: the model card's operating point, else 0.5).
         progress: ``progress(done, total)`` in patches.
     """
     from histotile.class_roles import card_roles
@@ -83,13 +133,15 @@ def evaluate_images(predictor, folder: str | Path, out_dir: str | Path, *,
     from histotile.models.operating_point import tile_threshold as resolve_tile_threshold
     from histotile.postprocess.decisions import called_positive, threshold_sweep
 
+    settings = settings or ImageEvaluationSettings()
     folder, out_dir = Path(folder), Path(out_dir)
     classes = [str(c) for c in predictor.classes]
-    roles = card_roles({**predictor.card, "classes": classes}, positive_class=positive_class)
+    roles = card_roles({**predictor.card, "classes": classes},
+                       positive_class=settings.positive_class)
     positive = roles.positive_class
-    used = resolve_tile_threshold(predictor.card, tile_threshold, positive)
+    used = resolve_tile_threshold(predictor.card, settings.tile_threshold, positive)
     tile_threshold = used.value
-    size, stride = patch_geometry(predictor.card, patch_size, patch_stride)
+    size, stride = patch_geometry(predictor.card, settings.patch_size, settings.patch_stride)
     frame, _, _, notes = scan_imagefolder(folder, patch_size=size, patch_stride=stride)
     unknown = sorted(set(frame["label"]) - set(classes))
     if unknown:
@@ -106,9 +158,10 @@ def evaluate_images(predictor, folder: str | Path, out_dir: str | Path, *,
     sweep = threshold_sweep(
         [(row.image, float(row.positive_fraction), bool(row.truth))
          for row in images.itertuples(index=False)],
-        thresholds=thresholds, target_sensitivity=target_sensitivity,
+        thresholds=thresholds, target_sensitivity=settings.target_sensitivity,
         positive_class=positive, tile_threshold=tile_threshold)
-    chosen = 0.5 if sweep.chosen_threshold is None else sweep.chosen_threshold
+    chosen = (DEFAULT_FRACTION_THRESHOLD if sweep.chosen_threshold is None
+              else sweep.chosen_threshold)
     images["called"] = called_positive(images["positive_fraction"].to_numpy(), chosen)
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = {"images": str(write_text_atomic(out_dir / "images.csv",
@@ -180,3 +233,25 @@ def _plot(sweep, path: Path, positive: str) -> Path:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
+
+
+def evaluate_image_folder(model_dir: str | Path, folder: str | Path, out_dir: str | Path,
+                          settings: ImageEvaluationSettings | None = None,
+                          show_progress: bool = True) -> ImageEvaluation:
+    """``histotile evaluate-images``: load the model (with the settings' ``batch_size``
+    and ``tta``), evaluate the folder (:func:`evaluate_images`) and print the table."""
+    from histotile.workflows.options import ModelUse
+    from histotile.workflows.tasks.process import load_predictor
+
+    settings = settings or ImageEvaluationSettings()
+    predictor = load_predictor(model_dir, ModelUse(batch_size=settings.batch_size,
+                                                   tta=settings.tta))
+    result = evaluate_images(predictor, folder, out_dir, settings)
+    if show_progress:
+        from histotile.workflows.cli.console import out
+
+        out.print(Path(result.outputs["markdown"]).read_text(encoding="utf-8"), markup=False,
+                  highlight=False)
+        out.print(f"written to {out_dir}: " + ", ".join(
+            Path(p).name for p in result.outputs.values()))
+    return result

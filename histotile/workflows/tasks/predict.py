@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from histotile.workflows.options import Geometry
 from histotile.workflows.slide_options import PredictOptions
+from histotile.workflows.tasks.execution import SlideParts
 from histotile.workflows.tasks.process import load_predictor, set_threads
 from histotile.workflows.tasks.resumable import (
     engine_setting,
@@ -39,18 +40,20 @@ def _merged_tiling(predictor, geometry: Geometry):
 
 
 def predict_and_save(slide_path: str, model_dir: str, options: PredictOptions, outputs,
-                     region_megapixels: float | None = None,
+                     parts: SlideParts | None = None,
                      progress: Progress | None = None) -> tuple[Any, dict[str, str], int]:
-    """Predict (in parts over the cluster when large), save; return the predictions, the
-    files written and the number of parts. ``progress(done, total)`` follows the tiles
+    """Predict (in ``parts`` over the cluster when large), save; return the predictions,
+    the files written and the number of parts. ``progress(done, total)`` follows the tiles
     classified (in one process only: parts on a cluster report nothing)."""
-    parts = _region_parts(slide_path, region_megapixels)
-    if parts > 1:
-        predictions = _predict_on_cluster(slide_path, model_dir, options, parts)
+    parts = parts or SlideParts()
+    count = _region_parts(slide_path, parts.megapixels)
+    if count > 1:
+        predictions = _predict_on_cluster(slide_path, model_dir, options, count,
+                                          parts.retries)
     else:
         predictions = predict_part(slide_path, model_dir, options, None, progress=progress)
     path = predictions.save(outputs.path("predictions.csv"), overwrite=True)
-    return predictions, {"predictions": str(path)}, parts
+    return predictions, {"predictions": str(path)}, count
 
 
 def predict_part(slide_path: str, model_dir: str, options: PredictOptions,
@@ -113,36 +116,37 @@ def _region_parts(slide_path: str, region_megapixels: float | None) -> int:
 
 
 def _predict_on_cluster(slide_path: str, model_dir: str, options: PredictOptions,
-                        parts: int):
-    """Spread the parts of a very large slide over the cluster: each part is a task that
-    gets only paths and the options; the tables of probabilities come back and are
-    joined. This task leaves its worker slot while waiting (worker_client secedes)."""
+                        parts: int, retries: int):
+    """Spread the ``parts`` of a very large slide over the cluster: each part is a task
+    that gets only paths and the options (``retries`` extra attempts); the tables of
+    probabilities come back and are joined. This task leaves its worker slot while
+    waiting (worker_client secedes)."""
     from distributed import worker_client
 
     from histotile.postprocess import concat_predictions
 
     with worker_client() as client:
         futures = [client.submit(predict_part, slide_path, model_dir, options,
-                                 (index, parts), pure=False, retries=2)
+                                 (index, parts), pure=False, retries=retries)
                    for index in range(parts)]
         return concat_predictions(client.gather(futures))
 
 
 def predict_task(slide_path: str, out_dir: str, model_dir: str,
                  options: PredictOptions | None = None,
-                 region_megapixels: float | None = None) -> dict[str, Any]:
+                 parts: SlideParts | None = None) -> dict[str, Any]:
     """Predict one slide: ``OUT/<slide>/predictions.csv`` (+ ``.json`` sidecar) and, with
-    ``options.geojson``, the QuPath files. On a cluster, slides over
-    ``region_megapixels`` are predicted in parts on several workers."""
+    ``options.geojson``, the QuPath files. On a cluster, a very large slide is predicted
+    in ``parts`` on several workers."""
     options = options or PredictOptions()
 
     def work(outputs, _prepared) -> dict[str, Any]:
-        predictions, written, parts = predict_and_save(slide_path, model_dir, options,
-                                                       outputs, region_megapixels)
+        predictions, written, count = predict_and_save(slide_path, model_dir, options,
+                                                       outputs, parts)
         if options.geojson:
             positive_class = slide_roles(predictions, None).positive_class
             written.update(qupath_files(predictions, outputs, positive_class, None))
-        return {**prediction_fields(predictions, parts), "outputs": written,
+        return {**prediction_fields(predictions, count), "outputs": written,
                 "warning": prediction_notes(slide_path, model_dir, options.geometry,
                                             predictions)}
 

@@ -50,14 +50,15 @@ def assumed_note(roles, *extra: str) -> str | None:
     return "; ".join(notes) or None
 
 
-def used_threshold(predictions, flag: float | None, class_name: str | None = None):
+def used_threshold(predictions, flag: float | None, positive_class: str | None = None):
     """The tile threshold a stage applies to saved predictions
     (:class:`~histotile.models.operating_point.TileThreshold`): ``flag`` (``--threshold``)
     when given; else the one their sidecar records (the model card's operating point, or
-    predict's flag), unless it is about another class than ``class_name``; else 0.5,
+    predict's flag), unless it is about another class than ``positive_class``; else
+    :data:`~histotile.models.operating_point.DEFAULT_TILE_THRESHOLD`,
     saying why."""
     from histotile.models.operating_point import (
-        DEFAULT_THRESHOLD,
+        DEFAULT_TILE_THRESHOLD,
         SOURCE_CARD,
         TileThreshold,
         tile_threshold,
@@ -67,12 +68,13 @@ def used_threshold(predictions, flag: float | None, class_name: str | None = Non
         return tile_threshold(None, flag)
     recorded = (predictions.settings or {}).get("threshold")
     if not isinstance(recorded, dict) or not isinstance(recorded.get("value"), (int, float)):
-        return TileThreshold(DEFAULT_THRESHOLD, f"default {DEFAULT_THRESHOLD:g} (the "
+        return TileThreshold(DEFAULT_TILE_THRESHOLD, f"default {DEFAULT_TILE_THRESHOLD:g} (the "
                              "predictions record no threshold: predicted before operating "
                              "points)")
     about = (predictions.model or {}).get("positive_class")
-    if (recorded.get("source") == SOURCE_CARD and class_name is not None
-            and about is not None and class_name != about):
-        return TileThreshold(DEFAULT_THRESHOLD, f"default {DEFAULT_THRESHOLD:g} (the card's "
-                             f"threshold is about {about!r}, not {class_name!r})")
+    if (recorded.get("source") == SOURCE_CARD and positive_class is not None
+            and about is not None and positive_class != about):
+        return TileThreshold(DEFAULT_TILE_THRESHOLD,
+                             f"default {DEFAULT_TILE_THRESHOLD:g} (the card's threshold is "
+                             f"about {about!r}, not {positive_class!r})")
     return TileThreshold(float(recorded["value"]), str(recorded.get("source")))

@@ -18,6 +18,7 @@ from histotile.workflows.slide_options import (
     RunOptions,
     TileOptions,
 )
+from histotile.workflows.tasks.execution import SlideParts
 from histotile.workflows.tasks.inputs import slide_stem
 from histotile.workflows.tasks.predict import (
     predict_and_save,
@@ -219,10 +220,10 @@ def heatmap_task(slide_path: str, out_dir: str, predictions_dir: str,
 
 def run_task(slide_path: str, out_dir: str, model_dir: str,
              options: RunOptions | None = None, annotation: str | None = None,
-             region_megapixels: float | None = None,
+             parts: SlideParts | None = None,
              progress: StageProgress | None = None) -> dict[str, Any]:
-    """Predict, heatmap, decide and (with an annotation) evaluate one slide (prediction
-    in parts over the cluster for slides over ``region_megapixels``); with
+    """Predict, heatmap, decide and (with an annotation) evaluate one slide (a very large
+    slide predicted in ``parts`` over the cluster); with
     ``options.geojson`` also the QuPath files. ``progress(stage, done, total)`` names
     each stage as it starts ("predicting", "heatmap", "evaluating") and follows the
     tiles classified."""
@@ -231,8 +232,8 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
 
     def work(outputs, _prepared) -> dict[str, Any]:
         report("predicting", 0, 0)
-        predictions, written, parts = predict_and_save(
-            slide_path, model_dir, options, outputs, region_megapixels,
+        predictions, written, count = predict_and_save(
+            slide_path, model_dir, options, outputs, parts,
             progress=lambda done, total: report("predicting", done, total))
         roles = slide_roles(predictions, options.positive_class)
         if options.geojson:
@@ -251,7 +252,7 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
             written.update(evaluation.pop("outputs"))
             warning = "; ".join(filter(None, (warning, evaluation.pop("warning")))) or None
             extra["evaluation"] = evaluation
-        fields = prediction_fields(predictions, parts)
+        fields = prediction_fields(predictions, count)
         return {**fields, "decision": decision, "outputs": written, "warning": warning,
                 "extra": {**fields["extra"], **extra}}
 

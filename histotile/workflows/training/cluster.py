@@ -2,7 +2,8 @@
 
 :class:`DaskFolds` is a fold runner for :func:`histotile.models.train`: each
 :class:`~histotile.models.folds.FoldJob` becomes one task. Only the data's path (or the
-manifest DataFrame), the resolved settings and row indices travel; the worker reads the
+manifest DataFrame), the resolved :class:`~histotile.models.TrainSettings`, whole, and row
+indices travel (one :class:`FoldTask`); the worker reads the
 tiles itself, so the data must be visible to every worker at the same path, as for
 ``histotile run``. Retries follow :mod:`histotile.workflows.tasks.execution`: a task that
 crashes, or whose worker dies, is retried (``retries``); a histotile error (bad data, bad
@@ -18,12 +19,14 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from histotile.errors import HistotileError, ModelError
+from histotile.models.settings import TrainSettings
 from histotile.workflows.tasks.execution import Execution, open_client
 
 log = logging.getLogger("histotile.models")
@@ -40,35 +43,51 @@ class _Lines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def fold_task(payload: dict[str, Any]) -> tuple[str, Any, list[str]]:
+@dataclass(frozen=True)
+class FoldTask:
+    """What one fold's task on the cluster gets (it pickles; the tiles do not travel).
+
+    Attributes:
+        data: the manifest's or image folder's absolute path, or the manifest DataFrame.
+        settings: the run's resolved training settings.
+        classes, tiles: the client's classes and tile count, which the worker's table
+            must match (the same data at the same path).
+        job: the fold (or final model) to train: a :class:`~histotile.models.folds.FoldJob`.
+    """
+
+    data: str | pd.DataFrame
+    settings: TrainSettings
+    classes: list[str]
+    tiles: int
+    job: Any
+
+
+def fold_task(task: FoldTask) -> tuple[str, Any, list[str]]:
     """On a worker: rebuild the tile table, train one job, return
     ``("ok", FoldResult, log lines)``, or ``("error", HistotileError, log lines)`` for an
     error that a retry would repeat. Anything else raises, so Dask retries it."""
     from histotile._threads import thread_budget
     from histotile.models.folds import FoldSetup, load_table, train_fold
-    from histotile.models.settings import TrainSettings
 
     handler, models_log = _Lines(), logging.getLogger("histotile.models")
     level = models_log.level
     models_log.addHandler(handler)
     models_log.setLevel(logging.INFO)
     try:
-        settings = TrainSettings.from_dict(payload["settings"])
         # One torch thread per core this worker was given; tiles are read in the task
         # (Dask worker processes are daemons and may not start DataLoader processes).
-        settings = dataclasses.replace(settings, workers=0,
-                                       threads=min(settings.threads, thread_budget()))
-        table = load_table(payload["data"], settings)
-        if table.classes != payload["classes"] or len(table.frame) != payload["tiles"]:
+        settings = dataclasses.replace(task.settings, workers=0,
+                                       threads=min(task.settings.threads, thread_budget()))
+        table = load_table(task.data, settings)
+        if table.classes != task.classes or len(table.frame) != task.tiles:
             raise ModelError(f"{table.source}: this worker sees {len(table.frame)} tiles of "
-                             f"classes {table.classes}, the client {payload['tiles']} of "
-                             f"{payload['classes']}; the data must be the same file at the "
+                             f"classes {table.classes}, the client {task.tiles} of "
+                             f"{task.classes}; the data must be the same file at the "
                              "same path on every worker")
-        job = payload["job"]
-        setup = FoldSetup(payload["data"], settings, table, rows=job.rows())
+        setup = FoldSetup(task.data, settings, table, rows=task.job.rows())
         try:
             _set_torch_threads(settings.threads)
-            result = train_fold(setup, job, lambda event, **info: None)
+            result = train_fold(setup, task.job, lambda event, **info: None)
         finally:
             setup.close()
         return "ok", result, handler.lines
@@ -126,12 +145,12 @@ class DaskFolds:
         data = setup.data
         if not isinstance(data, pd.DataFrame):
             data = str(Path(data).resolve())
-        common = {"data": data, "settings": setup.settings.to_dict(),
-                  "classes": setup.table.classes, "tiles": int(len(setup.table.frame))}
         run = uuid.uuid4().hex[:8]
         futures = {}
         for index, job in enumerate(jobs):
-            future = self.client.submit(fold_task, {**common, "job": job}, pure=False,
+            task = FoldTask(data, setup.settings, setup.table.classes,
+                            int(len(setup.table.frame)), job)
+            future = self.client.submit(fold_task, task, pure=False,
                                         retries=self.execution.retries,
                                         key=f"histotile-train-{job.tag}-{run}")
             futures[future] = index

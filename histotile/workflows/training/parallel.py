@@ -13,52 +13,49 @@ from typing import Any
 from histotile._atomic import check_writable
 from histotile._threads import available_cores
 from histotile.errors import ConfigError, ModelError
+from histotile.models.settings import TrainSettings
+from histotile.workflows.training.task import DDP_AND_DASK, TrainPlacement, train_task
 
-#: Options of the train command that say where training runs (not training settings).
-PLACEMENT_KEYS = ("workers", "scheduler", "retries", "ddp", "ddp_timeout")
 
-
-def train_command(data: str | Path, out_dir: str | Path, options: dict[str, Any],
-                  argv: list[str] | None = None) -> Any:
-    """The ``train`` command: pick the engine from ``options`` (and torchrun's
-    environment), then train. ``argv``: the command line, for ``--ddp`` to relaunch."""
+def train_command(data: str | Path, out_dir: str | Path, settings: TrainSettings,
+                  placement: TrainPlacement | None = None, *, overwrite: bool = False,
+                  argv: list[str] | None = None, show_progress: bool = True) -> Any:
+    """The ``train`` command: train ``settings`` where ``placement`` (and torchrun's
+    environment) says: one rank of a torchrun job, ``placement.ddp`` ranks on this
+    machine, the folds on a Dask cluster, or this process. ``argv``: the command line,
+    for ``--ddp`` to relaunch; ``show_progress``: progress bars and the summary (rank 0
+    only)."""
     from histotile.models.distributed import RankInfo
-    from histotile.workflows.tasks.batch import train_model
-    from histotile.workflows.tasks.execution import Execution
     from histotile.workflows.training.cluster import fold_runner
 
-    placement = {k: options.pop(k, None) for k in PLACEMENT_KEYS}
-    ddp, info = placement["ddp"], RankInfo.from_environment()
-    execution = Execution(scheduler=placement["scheduler"], workers=placement["workers"],
-                          retries=2 if placement["retries"] is None else placement["retries"])
-    if (ddp or info is not None) and execution.distributed:
-        raise ConfigError("--ddp (or torchrun) trains one model on several processes; "
-                          "--workers/--scheduler spread the folds over a Dask cluster: "
-                          "choose one")
-    timeout = float(placement["ddp_timeout"] or 600.0)
+    placement = placement or TrainPlacement()
+    info, execution = RankInfo.from_environment(), placement.execution()
+    if info is not None and execution.distributed:
+        raise ConfigError(DDP_AND_DASK)
     if info is not None:
-        return run_rank(data, out_dir, options, info, timeout)
-    if ddp and ddp > 1:
+        return run_rank(data, out_dir, settings, info, placement.ddp_timeout,
+                        overwrite=overwrite, show_progress=show_progress)
+    if placement.ddp and placement.ddp > 1:
         if argv is None:
             raise ConfigError("--ddp relaunches the command line; from Python, start "
                               "torchrun yourself")
-        check_writable(out_dir, bool(options.get("overwrite")))  # before starting ranks
-        return launch(ddp, argv)
+        check_writable(out_dir, overwrite)  # before starting ranks
+        return launch(placement.ddp, argv)
     with fold_runner(execution) as runner:
-        return train_model(data, out_dir, options, fold_runner=runner)
+        return train_task(data, out_dir, settings, overwrite=overwrite,
+                          show_progress=show_progress, fold_runner=runner)
 
 
-def run_rank(data: str | Path, out_dir: str | Path, options: dict[str, Any], info: Any,
-             timeout_s: float) -> Any:
+def run_rank(data: str | Path, out_dir: str | Path, settings: TrainSettings, info: Any,
+             timeout_s: float, *, overwrite: bool = False, show_progress: bool = True) -> Any:
     """This process as one rank of a torchrun job. Rank 0 writes ``out_dir``; the
     other ranks write theirs to a temporary folder, deleted at the end."""
     from histotile.models import distributed
-    from histotile.workflows.tasks.batch import train_model
 
     # Each rank gets its share of the machine's cores unless told otherwise.
     os.environ.setdefault("HISTOTILE_THREADS",
                           str(max(1, available_cores() // max(1, info.local_world_size))))
-    parallel = distributed.start(info, options.get("device"), timeout_s)
+    parallel = distributed.start(info, settings.device, timeout_s)
     scratch = None
     if info.rank != 0:
         scratch = Path(tempfile.mkdtemp(prefix=f"histotile-rank{info.rank}-"))
@@ -66,8 +63,9 @@ def run_rank(data: str | Path, out_dir: str | Path, options: dict[str, Any], inf
     try:
         # On CUDA the rank's device is the current one (distributed.start chose it), which
         # device=None (and "cuda") resolves to.
-        return train_model(data, out_dir, options, show_progress=info.rank == 0,
-                           fold_runner=distributed.DistributedFolds(parallel))
+        return train_task(data, out_dir, settings, overwrite=overwrite,
+                          show_progress=show_progress and info.rank == 0,
+                          fold_runner=distributed.DistributedFolds(parallel))
     except Exception as error:
         if isinstance(error, RuntimeError):  # a collective that failed or timed out
             error = ModelError(f"rank {info.rank} of {info.world_size}: data-parallel "

@@ -1,0 +1,44 @@
+"""Options typed at the edge: :func:`settings_option` gathers a command's options named
+like the fields of a settings dataclass into one instance of it, so the command's
+function takes that dataclass (checked, frozen) instead of loose option values. For the
+commands whose options fill settings of their own stage (``train``: ``TrainSettings`` and
+``TrainPlacement``; ``evaluate-images``, ``export``, ``demo``, ``bench``), several to a
+command when need be; the slide commands' ``Options`` (groups of options with flat
+names, old spellings) go through :func:`histotile.workflows.cli.options.typed`."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def field_names(cls: type) -> tuple[str, ...]:
+    """The fields of the dataclass ``cls``, in order."""
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def settings_option(cls: type, name: str = "settings",
+                    build: Callable[[dict[str, Any]], Any] | None = None
+                    ) -> Callable[[F], F]:
+    """Decorate a click command's function (below its ``@click.option`` lines and
+    ``handle_errors``): the option values whose names are fields of the dataclass ``cls``
+    become one ``cls`` instance, passed as the keyword argument ``name``. ``build`` makes
+    it from those values (default: ``cls.from_dict``, which refuses unknown names and
+    checks the values, so a bad value is the command's usage error)."""
+    names = set(field_names(cls))
+    make = build or cls.from_dict  # type: ignore[attr-defined]
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def command(*args: Any, **given: Any) -> Any:
+            values = {key: given.pop(key) for key in list(given) if key in names}
+            given[name] = make(values)
+            return function(*args, **given)
+
+        return command  # type: ignore[return-value]
+
+    return decorate
