@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SLIDE = ROOT / "histotile" / "data" / "CMU-1-Small-Region.svs"
-HISTOTILE = [sys.executable, "-m", "histotile.workflows.cli"]
+HISTOTILE = [sys.executable, "-m", "histotile.workflows.cli.main"]
 REPEATS = 7
 
 

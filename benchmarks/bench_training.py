@@ -8,7 +8,7 @@ tiles, three ways, in one run.
 * ``N processes x 1 thread (DDP)``: every fold trained data-parallel by N
   ``torch.distributed`` ranks (gloo on CPU, NCCL on CUDA), started with torchrun.
 * ``N Dask workers, folds in parallel``: a local Dask cluster of N one-thread workers,
-  one fold per task (:class:`histotile.workflows.train_cluster.DaskFolds`).
+  one fold per task (:class:`histotile.workflows.training.cluster.DaskFolds`).
 
 Tiles per second = training tiles (epochs run x training rows, summed over the folds) /
 wall seconds from the call of ``train`` (the process group's start included) to the
@@ -70,8 +70,8 @@ def single(manifest: Path, args: argparse.Namespace, out: Path, threads: int) ->
 
 
 def dask_folds(manifest: Path, args: argparse.Namespace, out: Path) -> dict:
-    from histotile.workflows.execution import Execution
-    from histotile.workflows.train_cluster import DaskFolds
+    from histotile.workflows.tasks.execution import Execution
+    from histotile.workflows.training.cluster import DaskFolds
 
     started = time.perf_counter()
     with DaskFolds(Execution(workers=args.processes)) as runner:

@@ -47,7 +47,7 @@ def make_model(directory: Path) -> Path:
 
 
 def time_run(slides: list[Path], model: Path, out: Path) -> float:
-    from histotile.workflows.batch import slide_batch
+    from histotile.workflows.tasks.batch import slide_batch
 
     started = time.perf_counter()
     records = slide_batch("run", slides, out, {}, model_dir=model, show_progress=False)

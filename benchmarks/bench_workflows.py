@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import WORK, cpu_count
 
 from histotile.workflows.api import run_batch, tile_batch
-from histotile.workflows.execution import Execution
+from histotile.workflows.tasks.execution import Execution
 from histotile.wsi.synthetic import Mark, write_overlay, write_synthetic_slide
 
 SLIDES = 4

@@ -19,7 +19,7 @@ WORK = Path(__file__).resolve().parent / "_work"
 
 if __name__ == "__main__":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from histotile.workflows.cli import cli
+    from histotile.workflows.cli.main import cli
 
     arguments = sys.argv[1:]
     if not any(a == "--work" or a.startswith("--work=") for a in arguments):

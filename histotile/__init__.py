@@ -51,6 +51,7 @@ _EXPORTS = {
     "TrainSettings": "histotile.models",
     "train": "histotile.models",
     "Predictor": "histotile.models",
+    "spatial_groups": "histotile.models.groups",
     "grad_cam": "histotile.models.cam",
     "export_model": "histotile.models.export",
     # stage 4: postprocess
@@ -69,10 +70,9 @@ _EXPORTS = {
     # stage 5: workflows
     "run_batch": "histotile.workflows.api",
     "tile_batch": "histotile.workflows.api",
-    "Execution": "histotile.workflows.execution",
-    "spatial_groups": "histotile.workflows.demo",
+    "Execution": "histotile.workflows.tasks.execution",
     "ServeSettings": "histotile.workflows.serve",
-    "evaluate_images": "histotile.workflows.image_evaluation",
+    "evaluate_images": "histotile.workflows.tasks.image_evaluation",
     # errors
     "HistotileError": "histotile.errors",
 }

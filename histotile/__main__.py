@@ -1,6 +1,6 @@
 """``python -m histotile``: the command line (what ``torchrun -m histotile`` starts)."""
 
-from histotile.workflows.cli import main
+from histotile.workflows.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,10 @@
-"""histotile's import graph, computed from the source with ast: no cycle inside the package.
+"""histotile's import graph, computed from the source with ast: no cycle inside the package,
+and no module importing another's private (underscore-prefixed) names.
 
 Every import counts, function-level (lazy) ones included: a lazy import still ties the two
-modules together, and a cycle means neither can be understood or changed alone."""
+modules together, and a cycle means neither can be understood or changed alone. A private
+name used from another module is a public one in disguise: it gets a public name where it
+belongs."""
 
 from __future__ import annotations
 
@@ -47,6 +50,21 @@ def import_graph() -> dict[str, set[str]]:
                 if target in modules and target != name:
                     graph[name].add(target)
     return graph
+
+
+def private_imports(tree: ast.AST, module: str, is_package: bool) -> list[str]:
+    """``"from X import _name"`` for each underscore-prefixed (not dunder) name that ``tree``
+    imports from another histotile module (relative imports resolved)."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        source = _imported(node, module, is_package)[0]
+        if not source.startswith("histotile") or source == module:
+            continue
+        found += [f"from {source} import {alias.name}" for alias in node.names
+                  if alias.name.startswith("_") and not alias.name.startswith("__")]
+    return found
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -107,3 +125,24 @@ def test_histotile_has_no_import_cycle():
     found = cycles(import_graph())
     assert found == [], "import cycles inside histotile/: " + "; ".join(
         " <-> ".join(component) for component in found)
+
+
+def test_the_private_import_finder_finds_absolute_lazy_and_relative_imports():
+    source = ("from histotile.tiling.artefacts import FALLBACK_MPP, _frame\n"
+              "def f():\n    from histotile.workflows.tasks.batch import _hidden\n"
+              "from .batch import _run\n"
+              "from histotile.tiling._boxes import box_sums\n"
+              "from histotile import __version__\n"
+              "from os.path import _get_sep\n")
+    found = private_imports(ast.parse(source), "histotile.workflows.tasks.qc", False)
+    assert sorted(found) == ["from histotile.tiling.artefacts import _frame",
+                             "from histotile.workflows.tasks.batch import _hidden",
+                             "from histotile.workflows.tasks.batch import _run"]
+
+
+def test_no_module_imports_another_modules_private_names():
+    found = {name: private for name, path in _module_names().items()
+             if (private := private_imports(ast.parse(path.read_text(encoding="utf-8")), name,
+                                            path.name == "__init__.py"))}
+    assert found == {}, ("private names imported across histotile modules (give them a "
+                         f"public name where they are defined): {found}")

@@ -21,7 +21,7 @@ CASES = [
     pytest.param("import histotile.models, histotile.models.train, histotile.models.predict",
                  ("torch", "mxnet", "torchvision", "matplotlib"), "", id="models"),
     # The info command runs end to end (it reads the slide) without the heavy libraries.
-    pytest.param("from histotile.workflows.cli import cli\n"
+    pytest.param("from histotile.workflows.cli.main import cli\n"
                  f"sys.argv = ['histotile', 'info', {SLIDE!r}]\n"
                  "try:\n    cli(prog_name='histotile')\nexcept SystemExit:\n    pass",
                  ("torch", "torchvision", "mxnet", "dask", "distributed", "matplotlib"),

@@ -17,7 +17,7 @@ from histotile.errors import ConfigError
 from histotile.models import TrainSettings, load_tiles, make_splits, train
 from histotile.models.groups import BREAKHIS, compile_pattern, name_group
 from histotile.models.splits import check_disjoint
-from histotile.workflows.cli import cli
+from histotile.workflows.cli.main import cli
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ WORKTREE = str(Path(__file__).resolve().parents[1])
 RANK = """
 import json, os, sys
 from histotile.models import TrainSettings, train, distributed
-from histotile.workflows.train_parallel import run_rank
+from histotile.workflows.training.parallel import run_rank
 
 data, settings, out, mode = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
 info = distributed.RankInfo.from_environment()

@@ -108,7 +108,7 @@ def test_network_and_to_input_stay_available_with_onnxruntime(tmp_path):
 def test_predictions_json_records_the_engine(tmp_path, synthetic_pyramid):
     from click.testing import CliRunner
 
-    from histotile.workflows.cli import cli
+    from histotile.workflows.cli.main import cli
 
     model = make_model(tmp_path / "m")
     out = tmp_path / "out"

@@ -15,7 +15,7 @@ from engine_fixtures import make_model, tiles
 
 from histotile.errors import ModelError
 from histotile.models import Predictor
-from histotile.workflows.cli import cli
+from histotile.workflows.cli.main import cli
 
 pytest.importorskip("onnxruntime")
 

@@ -177,7 +177,7 @@ def test_a_collapsed_fold_is_reported_and_trained_again_at_a_lower_rate(folder, 
     assert collapse == [{"tag": "fold1", "lr": 0.01, "retry_lr": pytest.approx(0.001)}]
     assert "fold1 collapsed" in (result.model_dir / "train.log").read_text()
     # The console summary says so, and names the images the folder's size left out.
-    from histotile.workflows.console import training_summary
+    from histotile.workflows.cli.console import training_summary
 
     caption = str(training_summary(result).caption)
     assert "fold 1 collapsed to one class at lr 0.01 and was trained again at lr 0.001" in (
@@ -206,7 +206,7 @@ def test_stain_settings_are_checked(tmp_path):
 def test_every_recipe_flag_reaches_the_card(folder, tmp_path):
     from click.testing import CliRunner
 
-    from histotile.workflows.cli import cli
+    from histotile.workflows.cli.main import cli
 
     out = tmp_path / "m"
     result = CliRunner().invoke(cli, [

@@ -77,7 +77,7 @@ def test_run_reports_a_truncated_jpeg_and_finishes_the_others(model, tmp_path):
     import pandas as pd
     from click.testing import CliRunner
 
-    from histotile.workflows.cli import cli
+    from histotile.workflows.cli.main import cli
 
     image = np.full((384, 512, 3), 240, np.uint8)
     image[64:320, 64:448] = (180, 80, 150)

@@ -14,8 +14,8 @@ from dask_fixtures import kill_workers_running
 from histotile.errors import ModelError
 from histotile.models import TrainSettings, train
 from histotile.models.synthetic import write_stain_slides
-from histotile.workflows.execution import Execution
-from histotile.workflows.train_cluster import DaskFolds
+from histotile.workflows.tasks.execution import Execution
+from histotile.workflows.training.cluster import DaskFolds
 
 # threads=1 in both runs: the fold tasks use at most their worker's one core, and the
 # same thread count gives the same float reductions, so results are bit-identical.
@@ -87,7 +87,7 @@ def test_folds_on_dask_equal_the_sequential_run(manifest, sequential, tmp_path):
 def test_a_fold_that_keeps_failing_fails_the_run_by_name(manifest, tmp_path, monkeypatch):
     # A manifest the workers cannot read the same way: the client sees 120 tiles, the
     # workers (told a different count) refuse -- a histotile error, not retried.
-    from histotile.workflows import train_cluster
+    from histotile.workflows.training import cluster as train_cluster
 
     calls = []
     real = train_cluster.fold_task
@@ -105,7 +105,7 @@ def test_a_fold_that_keeps_failing_fails_the_run_by_name(manifest, tmp_path, mon
 
 
 def test_a_crashing_fold_is_retried_then_named(manifest, tmp_path, monkeypatch):
-    from histotile.workflows import train_cluster
+    from histotile.workflows.training import cluster as train_cluster
 
     def crash(payload):
         raise OSError("disk went away")

@@ -223,8 +223,8 @@ def config_files(draw) -> tuple[str, bytes]:
 @PROPERTY
 @given(config=config_files())
 def test_config_files_parse_or_give_a_usage_error(config):
-    from histotile.workflows.cli import cli
-    from histotile.workflows.config import load_config, options_for
+    from histotile.workflows.cli.config import load_config, options_for
+    from histotile.workflows.cli.main import cli
 
     suffix, raw = config
     path = scratch(f"options{suffix}", raw)

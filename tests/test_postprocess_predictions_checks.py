@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from histotile.errors import DatasetError
 from histotile.postprocess import SlidePredictions, load_predictions
-from histotile.workflows.cli import cli
+from histotile.workflows.cli.main import cli
 from histotile.wsi.synthetic import write_synthetic_slide
 
 SIZE = 256

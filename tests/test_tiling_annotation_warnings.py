@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from histotile.workflows.cli import cli
+from histotile.workflows.cli.main import cli
 from histotile.wsi.synthetic import Mark, write_overlay, write_synthetic_slide
 
 WIDTH, HEIGHT = 768, 512

@@ -17,7 +17,7 @@ from histotile.errors import ConfigError
 from histotile.tiling.artefacts import ARTEFACTS, artefact_masks
 from histotile.tiling.mount_artefacts import bubble_mask, edge_mask, mount_masks
 from histotile.tiling.qc import COLOURS, FAIL, PASS, WARN, QCSettings, qc_picture, slide_qc
-from histotile.workflows.cli import cli
+from histotile.workflows.cli.main import cli
 from histotile.wsi import open_slide
 from histotile.wsi.synthetic import BACKGROUND_RGB, write_synthetic_slide
 

@@ -163,7 +163,7 @@ def test_tile_command_records_the_normaliser_beside_the_manifest(tmp_path, pixel
     import cv2
     from click.testing import CliRunner
 
-    from histotile.workflows.cli import cli
+    from histotile.workflows.cli.main import cli
 
     reference = tmp_path / "reference.png"
     cv2.imwrite(str(reference), pixels[1600:1856, 800:1056, ::-1])

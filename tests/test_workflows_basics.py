@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from histotile.errors import ConfigError, OutputExistsError
-from histotile.workflows.cli import cli
-from histotile.workflows.config import load_config, options_for
-from histotile.workflows.inputs import expand_slides, find_annotation
-from histotile.workflows.outputs import SlideOutputs, fingerprint
+from histotile.workflows.cli.config import load_config, options_for
+from histotile.workflows.cli.main import cli
+from histotile.workflows.tasks.inputs import expand_slides, find_annotation
+from histotile.workflows.tasks.outputs import SlideOutputs, fingerprint
 
 
 def test_expand_files_folders_and_globs(tmp_path):
@@ -120,7 +120,7 @@ def test_heatmaps_and_decisions_default_to_the_class_the_model_detects():
     sorted class ('other' here)."""
     from histotile.errors import ModelError
     from histotile.postprocess.predict import model_reference
-    from histotile.workflows.roles import resolve_positive_class
+    from histotile.workflows.tasks.roles import resolve_positive_class
 
     class Trained:
         classes = ("epithelium", "other")
@@ -135,7 +135,7 @@ def test_heatmaps_and_decisions_default_to_the_class_the_model_detects():
         resolve_positive_class(list(Trained.classes), reference, "tumour")
     # Without a recorded positive class the documented default, the last class, applies
     # (whatever the number of classes), and the roles say it was assumed.
-    from histotile.workflows.roles import model_roles
+    from histotile.workflows.tasks.roles import model_roles
 
     assert resolve_positive_class(["a", "b", "c"], {}, None) == "c"
     assert "assumed the last class 'c'" in model_roles(["a", "b", "c"], {}).assumed[0]

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from histotile.errors import HistotileError
 from histotile.workflows.benchmark.child import measure
 from histotile.workflows.benchmark.tables import duration, scaling_fit, stage_rows
-from histotile.workflows.cli import cli
+from histotile.workflows.cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["tissue detection", "tiling + labelling + white-tile filter",

@@ -16,7 +16,7 @@ from PIL import Image
 import histotile
 from histotile.class_roles import card_roles, order_classes, resolve_roles
 from histotile.errors import ConfigError, ModelError
-from histotile.workflows.cli import cli
+from histotile.workflows.cli.main import cli
 
 SLIDE = histotile.sample_slide()
 OVERLAY = histotile.sample_overlay()

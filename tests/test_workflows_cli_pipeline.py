@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from histotile.workflows.cli import cli
+from histotile.workflows.cli.main import cli
 from histotile.wsi.synthetic import Mark, write_overlay, write_synthetic_slide
 
 

@@ -12,8 +12,8 @@ import pytest
 from dask_fixtures import kill_workers_running
 from distributed import Client, LocalCluster
 
-from histotile.workflows.batch import tile_batch
-from histotile.workflows.execution import Execution
+from histotile.workflows.tasks.batch import tile_batch
+from histotile.workflows.tasks.execution import Execution
 from histotile.wsi.synthetic import Mark, write_overlay, write_synthetic_slide
 
 OPTIONS = {"classes": "normal,tumour=#00ff00", "tile_size": 128, "seed": 1}
@@ -143,7 +143,7 @@ def tiny_model(in_process, tmp_path_factory):
 
 
 def test_large_slide_predicted_in_parts_across_workers(slide_folder, tiny_model, tmp_path):
-    from histotile.workflows.batch import slide_batch
+    from histotile.workflows.tasks.batch import slide_batch
 
     slide = slide_folder / "slide2.tif"
     whole = slide_batch("predict", [slide], tmp_path / "whole", {}, model_dir=tiny_model,

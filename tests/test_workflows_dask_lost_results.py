@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from histotile.workflows import execution
-from histotile.workflows.execution import LOST_RESULT_WAITS, Execution, _run_dask
+from histotile.workflows.tasks import execution
+from histotile.workflows.tasks.execution import LOST_RESULT_WAITS, Execution, _run_dask
 
 
 class FakeFuture:

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from histotile.workflows.cli import cli
+from histotile.workflows.cli.main import cli
 from histotile.wsi import open_slide
 from histotile.wsi.synthetic import write_synthetic_slide
 

@@ -14,7 +14,7 @@ import pandas as pd
 from click.testing import CliRunner
 from PIL import Image
 
-from histotile.workflows.cli import cli
+from histotile.workflows.cli.main import cli
 from histotile.wsi.synthetic import write_synthetic_slide
 
 SIZE = 512
@@ -84,7 +84,7 @@ def test_a_slide_another_run_finished_meanwhile_is_reported_as_such(tmp_path, mo
     """Two runs on one --out: this one finds 'one' busy (the other holds its folder), and
     the other finishes it before this one ends."""
     from histotile._files import folder_lock
-    from histotile.workflows import batch
+    from histotile.workflows.tasks import batch
 
     slides = tmp_path / "slides"
     first, second = slide(slides, "one.tif"), slide(slides, "two.tif", seed=2)
@@ -186,7 +186,7 @@ def test_unknown_geojson_classes_leave_nothing_behind_and_warnings_come_once(tmp
         assert sorted(p.name for p in (out / "a").iterdir()) == [".histotile-tile.json",
                                                                  "manifest.csv"]
     assert not list(tmp_path.rglob("*evil*"))
-    assert "UserWarning" not in output and "slide_tasks.py" not in output
+    assert "UserWarning" not in output and "tasks/slide.py" not in output
     for problem in ("feature 0 has no classification", "is a Point",
                     "class name(s) ../../evil are not in --classes"):
         assert output.count(problem) == 1, problem

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from histotile.postprocess import slide_decision
-from histotile.workflows.cli import cli
-from histotile.workflows.image_evaluation import THRESHOLDS, evaluate_images
+from histotile.workflows.cli.main import cli
+from histotile.workflows.tasks.image_evaluation import THRESHOLDS, evaluate_images
 
 DARK, BRIGHT = 20, 200
 # Positive fraction (of 5 patch columns) per image: benign, then malignant.

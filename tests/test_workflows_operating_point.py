@@ -20,7 +20,7 @@ from histotile.models.calibration import apply_temperature
 from histotile.models.operating_point import SOURCE_DEFAULT
 from histotile.models.predict import dihedral_views
 from histotile.models.synthetic import write_stain_imagefolder, write_stain_slides
-from histotile.workflows.cli import cli
+from histotile.workflows.cli.main import cli
 
 TRAIN = ["--epochs", "1", "--folds", "2", "--test-fraction", "0.34", "--threads", "1",
          "--batch-size", "16", "--seed", "1"]
@@ -111,7 +111,7 @@ def test_tta_is_the_mean_of_the_eight_views_then_calibrated(model, patches):
 def test_predict_and_heatmap_use_the_card_threshold_unless_a_flag_says(model, slide,
                                                                        tmp_path):
     from histotile.postprocess import load_predictions
-    from histotile.workflows.slide_tasks import heatmap_task
+    from histotile.workflows.tasks.slide import heatmap_task
 
     out, _ = model
     threshold = json.loads((out / "model_card.json").read_text())["operating_point"]["threshold"]
@@ -141,7 +141,7 @@ def test_predict_and_heatmap_use_the_card_threshold_unless_a_flag_says(model, sl
 
 
 def test_evaluate_images_threshold_from_card_and_flag(model, patches, tmp_path):
-    from histotile.workflows.image_evaluation import evaluate_images
+    from histotile.workflows.tasks.image_evaluation import evaluate_images
 
     out, _ = model
     predictor = Predictor(out)

@@ -54,7 +54,7 @@ def test_cli_and_api_show_the_dataclass_defaults():
     import inspect
 
     from histotile.workflows.api import run_batch
-    from histotile.workflows.cli import cli
+    from histotile.workflows.cli.main import cli
 
     defaults = HeatmapOptions()
     params = {p.name: p.default for p in cli.commands["run"].params}

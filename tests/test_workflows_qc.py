@@ -13,7 +13,7 @@ from tiling_fixtures import RED_PEN, SAMPLE, copy_with
 
 from histotile.errors import ConfigError
 from histotile.tiling.qc import COLOURS, FAIL, PASS, QCSettings, slide_qc
-from histotile.workflows.cli import cli
+from histotile.workflows.cli.main import cli
 
 
 def inked_copy(tmp_path):
@@ -80,7 +80,7 @@ def test_qc_command_writes_pictures_and_report(tmp_path):
 
 
 def test_tile_report_records_the_qc_figures(tmp_path):
-    from histotile.workflows.slide_tasks import tile_task
+    from histotile.workflows.tasks.slide import tile_task
 
     record = tile_task(str(SAMPLE), str(tmp_path / "tiles"), {"tile_size": 128})
     qc = record["extra"]["qc"]
@@ -102,7 +102,7 @@ def test_tile_report_records_the_qc_figures(tmp_path):
 
 
 def test_qc_says_why_blur_was_not_measured_on_a_slide_without_mpp(tmp_path):
-    from histotile.workflows.qc import qc_task
+    from histotile.workflows.tasks.qc import qc_task
 
     image = np.full((600, 800, 3), 240, np.uint8)
     cv2.circle(image, (400, 300), 220, (150, 80, 170), -1)  # a purple disc of "tissue"

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from histotile.postprocess import SlidePredictions
-from histotile.workflows.cli import cli
+from histotile.workflows.cli.main import cli
 from histotile.wsi.synthetic import write_synthetic_slide
 
 SIZE = 512
@@ -58,7 +58,7 @@ def modes(root: pathlib.Path) -> dict[str, int]:
 
 
 def test_names_and_errors_are_printed_as_written_not_as_markup(tmp_path, monkeypatch):
-    from histotile.workflows import console
+    from histotile.workflows.cli import console
 
     monkeypatch.setattr(console.out, "width", 200)  # no folding inside the names
     monkeypatch.setattr(console.console, "width", 200)

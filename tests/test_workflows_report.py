@@ -7,8 +7,8 @@ from __future__ import annotations
 import csv
 import json
 
-from histotile.workflows.report import SlideRecord, write_report
-from histotile.workflows.resumable import _skipped
+from histotile.workflows.tasks.report import SlideRecord, write_report
+from histotile.workflows.tasks.resumable import _skipped
 
 OLD_PREDICT = {"slide": "a", "path": "/slides/a.svs", "status": "ok", "tiles": 10,
                "class_fractions": {"normal": 0.7, "tumour": 0.3}, "decision": "positive",

@@ -290,7 +290,7 @@ def test_pages_are_served_with_security_headers(client):
 def test_cli_refuses_an_open_host_without_a_token(serve_world):
     from click.testing import CliRunner
 
-    from histotile.workflows.cli import cli
+    from histotile.workflows.cli.main import cli
 
     result = CliRunner().invoke(cli, ["serve", str(serve_world.slides), "--host", "0.0.0.0"])
     assert result.exit_code == 2 and "--token" in result.output

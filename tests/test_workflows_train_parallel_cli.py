@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from histotile.models.synthetic import write_stain_slides
-from histotile.workflows.cli import cli
+from histotile.workflows.cli.main import cli
 
 WORKTREE = str(Path(__file__).resolve().parents[1])
 

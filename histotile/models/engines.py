@@ -27,7 +27,7 @@ from histotile.models.runtimes import (
     Engine,
     OnnxRuntimeEngine,
     TorchScriptEngine,
-    _device_kind,
+    device_kind,
     onnx_installed,
 )
 
@@ -69,7 +69,7 @@ def choose_engine(engine: str, card: dict[str, Any], device: str | None,
     if engine == "auto":
         if backend != "torch":
             return backend  # MXNet models run on MXNet (see MXNET_ONNX)
-        fastest = FASTEST.get(_device_kind(device), {}).get(str(card.get("architecture")))
+        fastest = FASTEST.get(device_kind(device), {}).get(str(card.get("architecture")))
         return fastest if fastest is not None and onnx_installed() else "torch"
     if engine in BACKENDS and engine != backend:
         raise ModelError(f"{source}: the model was trained with {backend}, so engine="

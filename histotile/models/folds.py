@@ -3,7 +3,7 @@ in, a :class:`FoldResult` out.
 
 :func:`histotile.models.train` plans the jobs and hands them to a fold runner. The
 default, :data:`IN_PROCESS`, trains them one after another in this process;
-:mod:`histotile.workflows.train_cluster` runs them as tasks on a Dask cluster and
+:mod:`histotile.workflows.training.cluster` runs them as tasks on a Dask cluster and
 :mod:`histotile.models.distributed` trains each one data-parallel across
 ``torch.distributed`` ranks. A job holds only row indices and numbers and a result only
 plain values and the weights file's bytes, so both travel between processes; a fold

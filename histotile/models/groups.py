@@ -22,7 +22,10 @@ import pandas as pd
 from histotile.errors import ConfigError, DatasetError
 
 GROUP_KINDS = ("patient", "slide", "region")
-REGION = 512  # level-0 pixels per side of a region cell
+REGION = 512
+"""Level-0 pixels per side of a region cell. One slide has no patients to group folds by:
+its tiles are grouped by square regions instead, so neighbouring tiles never straddle
+training and validation (only tiles overlapping a region border can share pixels)."""
 # BreakHis: SOB_<B|M>_<type>-<year>-<slide id>-<magnification>-<sequence>.png; the
 # patient is the year and slide id (the study's "patient" of each image).
 BREAKHIS = re.compile(r"^SOB_[BM]_[A-Z]+-(?P<group>\d+-[0-9A-Za-z]+)-\d+-\d+$")
@@ -61,10 +64,7 @@ def group_values(frame: pd.DataFrame, group_by: str, *, pattern: str | None = No
     if group_by == "slide":
         return stems.to_numpy(dtype=str)
     if group_by == "region":
-        cx = (frame["x"].to_numpy(np.int64) + frame["extent"].to_numpy(np.int64) // 2) // REGION
-        cy = (frame["y"].to_numpy(np.int64) + frame["extent"].to_numpy(np.int64) // 2) // REGION
-        return (stems + ":" + pd.Series(cx, index=frame.index).astype(str) + ","
-                + pd.Series(cy, index=frame.index).astype(str)).to_numpy(dtype=str)
+        return _region_labels(stems, frame, REGION).to_numpy(dtype=str)
     if group_by == "patient":
         compiled = compile_pattern(pattern)
         unique = {stem: name_group(stem, compiled) for stem in stems.unique()}
@@ -78,3 +78,18 @@ def group_values(frame: pd.DataFrame, group_by: str, *, pattern: str | None = No
         return stems.map(unique).to_numpy(dtype=str)
     raise ConfigError(f"--group-by {group_by!r}: choose patient, slide, region or a manifest "
                       "column")
+
+
+def spatial_groups(manifest: pd.DataFrame, region: int = REGION) -> pd.Series:
+    """Group column for a single slide: ``<slide>:<column>,<row>`` of ``region``-px cells
+    (level-0 pixels), by each tile's centre (columns ``slide``, ``x``, ``y``, ``extent``);
+    the cells of ``group_by="region"``, named by the manifest's ``slide`` column."""
+    return _region_labels(manifest["slide"], manifest, region)
+
+
+def _region_labels(names: pd.Series, frame: pd.DataFrame, region: int) -> pd.Series:
+    """``<name>:<column>,<row>`` of the ``region``-px cell holding each tile's centre."""
+    cx = (frame["x"].to_numpy(np.int64) + frame["extent"].to_numpy(np.int64) // 2) // region
+    cy = (frame["y"].to_numpy(np.int64) + frame["extent"].to_numpy(np.int64) // 2) // region
+    return (names + ":" + pd.Series(cx, index=frame.index).astype(str) + ","
+            + pd.Series(cy, index=frame.index).astype(str))

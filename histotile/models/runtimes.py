@@ -46,7 +46,8 @@ def onnx_installed() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ONNX_MODULES)
 
 
-def _device_kind(device: str | None) -> str:
+def device_kind(device: str | None) -> str:
+    """``"cuda"`` or ``"cpu"``: the kind of ``device`` (``None``: CUDA where torch sees a GPU)."""
     if device is None:
         import torch
 
@@ -112,7 +113,7 @@ def _providers(device: str | None, available: list[str]) -> tuple[list[Any], str
     The CUDA path is untested here (no GPU on the machines this was written on)."""
     has_cuda = "CUDAExecutionProvider" in available
     if device is None:
-        device = "cuda:0" if has_cuda and _device_kind(None) == "cuda" else "cpu"
+        device = "cuda:0" if has_cuda and device_kind(None) == "cuda" else "cpu"
     kind, _, index = str(device).partition(":")
     if kind == "cpu":
         return ["CPUExecutionProvider"], "cpu"

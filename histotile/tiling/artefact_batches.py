@@ -17,14 +17,14 @@ import numpy as np
 from histotile.tiling._pixels import grow, shrink
 from histotile.tiling._rgb_table import rgb_lookup
 from histotile.tiling.artefacts import (  # the rules and their single-image helpers
-    _FALLBACK_MPP,
     BLUR_THRESHOLD,
+    FALLBACK_MPP,
     FOCUS_MAX_MPP,
     FOCUS_MPP,
     WINDOW_UM,
-    _shrink_factor,
-    _window,
     ink_lut,
+    shrink_factor,
+    window_px,
 )
 
 
@@ -68,8 +68,8 @@ def _ink_small(tiles: np.ndarray, mpp: float | None) -> np.ndarray:
     """The ink test of each tile of a uint8 batch at :data:`ANALYSIS_MPP`: bool (n, H, W).
     One shrink, one box filter (:func:`_blur_tiles`: no window crosses two tiles) and one
     table read for the whole batch."""
-    factor = _shrink_factor(mpp)
-    k = _window((mpp or _FALLBACK_MPP) * factor, WINDOW_UM)
+    factor = shrink_factor(mpp)
+    k = window_px((mpp or FALLBACK_MPP) * factor, WINDOW_UM)
     small = _shrink_tiles(tiles, factor)
     if k > 1:
         small = _blur_tiles(small, k)
@@ -110,7 +110,7 @@ def _focus_measures(tiles: np.ndarray, mpp: float | None) -> np.ndarray:
     Laplacian of whole grey levels is a whole number, so it is computed exactly in int16
     with the reflect-101 border OpenCV uses; the variances are numpy's float32 ones."""
     n = len(tiles)
-    mpp = mpp or _FALLBACK_MPP
+    mpp = mpp or FALLBACK_MPP
     if mpp > FOCUS_MAX_MPP:
         return np.full(n, np.nan)
     if n == 0:

@@ -76,7 +76,8 @@ BLUR_THRESHOLD = 0.08
 tissue tiles of the bundled slide score 0.26-1.7; blurred by a 1-um Gaussian 0.02-0.14."""
 BLUR_BLOCK_UM = 128.0
 """Side of the blocks of the blur mask, in microns."""
-_FALLBACK_MPP = 0.5
+FALLBACK_MPP = 0.5
+"""Microns per pixel taken for a slide without resolution metadata (20x)."""
 ANALYSIS_MPP = 2.0
 """Ink and folds are judged at about this resolution (um/px): both are averaged over
 16 um or more, so finer pixels add cost, not information (a 0.5-um tile is shrunk 4x
@@ -139,12 +140,16 @@ def ink_lut() -> np.ndarray:
     return table
 
 
-def _window(mpp: float | None, um: float) -> int:
-    return int(min(max(1, 2 * round(um / (mpp or _FALLBACK_MPP) / 2) + 1), 255))
+def window_px(mpp: float | None, um: float) -> int:
+    """An odd window side in pixels (1 to 255) spanning ``um`` microns at ``mpp`` microns per
+    pixel."""
+    return int(min(max(1, 2 * round(um / (mpp or FALLBACK_MPP) / 2) + 1), 255))
 
 
-def _shrink_factor(mpp: float | None) -> int:
-    return max(1, int(ANALYSIS_MPP // (mpp or _FALLBACK_MPP)))
+def shrink_factor(mpp: float | None) -> int:
+    """The whole factor (at least 1) by which a level of ``mpp`` microns per pixel is shrunk
+    towards ``ANALYSIS_MPP`` for the artefact checks."""
+    return max(1, int(ANALYSIS_MPP // (mpp or FALLBACK_MPP)))
 
 
 def pen_mask(image: np.ndarray, mpp: float | None = None) -> np.ndarray:
@@ -153,9 +158,9 @@ def pen_mask(image: np.ndarray, mpp: float | None = None) -> np.ndarray:
     (box filter, in transmission: cheap on uint8 and close to the OD mean for
     classification), then tested against the ink table, at :data:`ANALYSIS_MPP`."""
     image = rgb_uint8(image)
-    factor = _shrink_factor(mpp)
+    factor = shrink_factor(mpp)
     small = shrink(image, factor)
-    k = _window((mpp or _FALLBACK_MPP) * factor, WINDOW_UM)
+    k = window_px((mpp or FALLBACK_MPP) * factor, WINDOW_UM)
     smooth = cv2.blur(small, (k, k), borderType=cv2.BORDER_REFLECT) if k > 1 else small
     return grow(rgb_lookup(ink_lut(), smooth), image.shape)
 
@@ -173,15 +178,15 @@ def fold_mask(image: np.ndarray, mpp: float | None = None,
     norm = np.sqrt((od * od).sum(axis=-1))
     # Judged at ANALYSIS_MPP: the OD (not the colour, whose average would be paler) is
     # averaged down, and the mask brought back to the image's pixels at the end.
-    factor = _shrink_factor(mpp)
+    factor = shrink_factor(mpp)
     norm = shrink(norm, factor)
     pen = shrink(pen.view(np.uint8), factor) > 0 if factor > 1 else pen
-    mpp = (mpp or _FALLBACK_MPP) * factor
-    tissue = cv2.blur(norm, (_window(mpp, WINDOW_UM),) * 2,
+    mpp = (mpp or FALLBACK_MPP) * factor
+    tissue = cv2.blur(norm, (window_px(mpp, WINDOW_UM),) * 2,
                       borderType=cv2.BORDER_REFLECT) >= GLASS_OD
     # Density averaged like the pen test's colour: single dark nuclei average out with
     # the paler tissue around them; the opening below drops clusters of them.
-    k = _window(mpp, WINDOW_UM)
+    k = window_px(mpp, WINDOW_UM)
     norm = cv2.blur(norm, (k, k), borderType=cv2.BORDER_REFLECT)
     tissue &= ~pen
     if not tissue.any():
@@ -191,7 +196,7 @@ def fold_mask(image: np.ndarray, mpp: float | None = None,
     dense = ((norm >= level) & tissue).view(np.uint8)
     if not dense.any():
         return np.zeros(image.shape[:2], dtype=bool)
-    side = _window(mpp, FOLD_MIN_UM)
+    side = window_px(mpp, FOLD_MIN_UM)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
     return grow(cv2.morphologyEx(dense, cv2.MORPH_OPEN, kernel).view(bool), image.shape)
 
@@ -202,7 +207,7 @@ def focus_measure(image: np.ndarray, mpp: float | None = None) -> float:
     so that neither magnification nor stain intensity sets the score. Lower is
     blurrier; NaN when the image is coarser than :data:`FOCUS_MAX_MPP`."""
     image = rgb_uint8(image)
-    mpp = mpp or _FALLBACK_MPP
+    mpp = mpp or FALLBACK_MPP
     if mpp > FOCUS_MAX_MPP:
         return float("nan")
     if mpp < 0.9 * FOCUS_MPP:  # a resize by nearly 1 would smooth: measure as is
@@ -227,9 +232,9 @@ def blur_mask(image: np.ndarray, mpp: float | None = None,
     ``threshold``. All False where the image is too coarse to judge focus."""
     image = rgb_uint8(image)
     out = np.zeros(image.shape[:2], dtype=bool)
-    if (mpp or _FALLBACK_MPP) > FOCUS_MAX_MPP:
+    if (mpp or FALLBACK_MPP) > FOCUS_MAX_MPP:
         return out
-    side = max(16, round(BLUR_BLOCK_UM / (mpp or _FALLBACK_MPP)))
+    side = max(16, round(BLUR_BLOCK_UM / (mpp or FALLBACK_MPP)))
     od = optical_density(image).sum(axis=-1)
     for y in range(0, image.shape[0], side):
         for x in range(0, image.shape[1], side):

@@ -8,11 +8,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from histotile.workflows.batch import slide_batch
-from histotile.workflows.batch import tile_batch as _tile_batch
-from histotile.workflows.execution import Execution
 from histotile.workflows.options import HeatmapOptions, RunOptions
-from histotile.workflows.report import SlideRecord, write_report
+from histotile.workflows.tasks.batch import slide_batch
+from histotile.workflows.tasks.batch import tile_batch as _tile_batch
+from histotile.workflows.tasks.execution import Execution
+from histotile.workflows.tasks.report import SlideRecord, write_report
 
 _HEATMAP = HeatmapOptions()  # the defaults of run_batch's heatmap keywords
 

@@ -18,28 +18,16 @@ SLIDE = DATA / "CMU-1-Small-Region.svs"
 OVERLAY = DATA / "CMU-1-Small-Region.overlay.png"
 CLASSES = ("other", "epithelium")
 POSITIVE = "epithelium"
-# One slide has no patients to group folds by: tiles are grouped by square regions of
-# this many level-0 pixels instead, so neighbouring tiles never straddle train and
-# validation (only tiles overlapping a region border can share pixels across groups).
-REGION = 512
 DEMO_OUTPUTS = ("tiles", "model", "predictions.csv", "predictions.json", "heatmap.tif",
                 "heatmap_preview.png", "heatmap_probability.tif",
                 "heatmap_probability_preview.png", "side_by_side.png", "evaluation.json")
-
-
-def spatial_groups(manifest, region: int = REGION):
-    """Group column for a single slide: ``<slide>:<column>,<row>`` of ``region``-px cells
-    (level-0 pixels), by each tile's centre."""
-    centre_x = (manifest["x"] + manifest["extent"] // 2) // region
-    centre_y = (manifest["y"] + manifest["extent"] // 2) // region
-    return manifest["slide"] + ":" + centre_x.astype(str) + "," + centre_y.astype(str)
 
 
 def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = None,
              overwrite: bool = False, quiet: bool = False) -> dict[str, str]:
     """Tile, train (grouped cross-validation), predict, write heatmaps and evaluate on the
     bundled slide. Returns the outputs by name; prints where they are."""
-    from histotile.workflows.console import out
+    from histotile.workflows.cli.console import out
 
     out_dir = _claim(Path(out_dir), overwrite)
     say = (lambda *_: None) if quiet else out.print
@@ -69,6 +57,7 @@ def _claim(out_dir: Path, overwrite: bool) -> Path:
 
 def _tile(out_dir: Path, say, outputs: dict[str, str]):
     """Step 1: tiles labelled from the painted overlay, balanced 1:1, grouped by region."""
+    from histotile.models.groups import spatial_groups
     from histotile.tiling import (
         TilingSettings,
         balance,
@@ -76,7 +65,7 @@ def _tile(out_dir: Path, say, outputs: dict[str, str]):
         load_annotation,
         write_manifest,
     )
-    from histotile.workflows.console import progress_bar
+    from histotile.workflows.cli.console import progress_bar
 
     say(f"[bold]1/5 tiling[/] {SLIDE.name} (real H&E, 20x) with the painted overlay "
         f"{OVERLAY.name} (green = {POSITIVE})")
@@ -104,7 +93,7 @@ def _train(out_dir: Path, balanced, epochs: int | None, say, quiet: bool,
     """Step 2: the default recipe with grouped cross-validation; returns the model
     folder."""
     from histotile.models import TrainSettings, train
-    from histotile.workflows.console import out, training_progress
+    from histotile.workflows.cli.console import out, training_progress
 
     say("[bold]2/5 training[/] the default recipe (TileNet, class-weighted, one-cycle "
         "schedule, colour augmentation), 3-fold cross-validation grouped by region, 20 % "
@@ -116,7 +105,7 @@ def _train(out_dir: Path, balanced, epochs: int | None, say, quiet: bool,
         result = train(balanced, out_dir / "model", train_settings, progress=progress)
     outputs["model"] = str(result.model_dir)
     if not quiet:
-        from histotile.workflows.console import training_summary
+        from histotile.workflows.cli.console import training_summary
 
         out.print(training_summary(result))
     return result.model_dir
@@ -126,7 +115,7 @@ def _predict(out_dir: Path, model_dir: Path, settings, say, outputs: dict[str, s
     """Step 3: every tissue tile predicted, the table saved and the slide decided."""
     from histotile.models import Predictor
     from histotile.postprocess import predict_slide, slide_decision
-    from histotile.workflows.console import progress_bar
+    from histotile.workflows.cli.console import progress_bar
 
     say("[bold]3/5 predicting[/] every tissue tile (128 px, stride 64: overlaps averaged)")
     predictor = Predictor(model_dir)
@@ -148,7 +137,7 @@ def _predict(out_dir: Path, model_dir: Path, settings, say, outputs: dict[str, s
 def _heatmaps(out_dir: Path, predictions, say, outputs: dict[str, str]) -> None:
     """Step 4: the threshold and the continuous heatmap slides with their previews."""
     from histotile.postprocess import write_heatmap
-    from histotile.workflows.roles import used_threshold
+    from histotile.workflows.tasks.roles import used_threshold
 
     say("[bold]4/5 heatmap slides[/] (pyramidal JPEG TIFF for OpenSlide/QuPath + PNG preview)")
     used = used_threshold(predictions, None, POSITIVE).value  # the card's, as recorded
@@ -166,7 +155,7 @@ def _heatmaps(out_dir: Path, predictions, say, outputs: dict[str, str]) -> None:
 def _evaluate(out_dir: Path, predictions, say, outputs: dict[str, str]) -> None:
     """Step 5: the tiles scored against the painted annotation, and the side-by-side."""
     from histotile.postprocess import evaluate_slide, write_side_by_side
-    from histotile.workflows.roles import used_threshold
+    from histotile.workflows.tasks.roles import used_threshold
 
     say("[bold]5/5 evaluating[/] tiles against the painted annotation")
     used = used_threshold(predictions, None, POSITIVE).value  # the card's, as recorded
@@ -190,7 +179,7 @@ def _show(outputs: dict[str, str], seconds: float) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from histotile.workflows.console import console, out
+    from histotile.workflows.cli.console import console, out
 
     table = Table(title=f"demo outputs ({seconds:.0f} s)", title_justify="left")
     table.add_column("output")

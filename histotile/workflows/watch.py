@@ -4,8 +4,8 @@
 A file counts as completely written when its size and modification time have not changed
 for ``settle`` seconds; until then it is only ``stat``-ed, never opened (a scanner or a
 copy may still be writing it). Each slide then goes through ``run``'s own batch path
-(:func:`histotile.workflows.batch.slide_batch`, so the per-slide
-:func:`~histotile.workflows.slide_tasks.run_task`): the same outputs, fingerprints,
+(:func:`histotile.workflows.tasks.batch.slide_batch`, so the per-slide
+:func:`~histotile.workflows.tasks.slide.run_task`): the same outputs, fingerprints,
 folder locks and ``run-report``. A slide finished before a restart is skipped by its
 fingerprint; a slide that fails gets a failed record and the watch goes on; a stop
 (SIGTERM, SIGINT) lets the current slide finish writing, then returns.
@@ -25,8 +25,8 @@ from typing import Any
 
 from histotile._settings import refuse_unknown
 from histotile.errors import ConfigError
-from histotile.workflows.inputs import is_slide_file
 from histotile.workflows.options import HeatmapOptions, RunOptions
+from histotile.workflows.tasks.inputs import is_slide_file
 
 
 @dataclass
@@ -186,9 +186,9 @@ def _scan(folder: Path, waiting: Settling) -> None:
 def _process(path: Path, settings: WatchSettings, report: OnEvent):
     """``run`` on one slide (its batch path: task, locks, fingerprints); the run report
     and the evaluation over every slide run into the results folder, rewritten."""
-    from histotile.workflows.aggregate import combine_evaluations
-    from histotile.workflows.batch import slide_batch
-    from histotile.workflows.report import merged_records, write_report
+    from histotile.workflows.tasks.aggregate import combine_evaluations
+    from histotile.workflows.tasks.batch import slide_batch
+    from histotile.workflows.tasks.report import merged_records, write_report
 
     report(WatchEvent("processing", path))
     [record] = slide_batch("run", [path], settings.out_dir, settings.options,

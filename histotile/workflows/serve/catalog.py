@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from histotile.workflows.inputs import expand_slides, find_annotation, slide_stem
+from histotile.workflows.tasks.inputs import expand_slides, find_annotation, slide_stem
 
 # A name is only ever a key of the scanned names (never joined to a path), so any file name
 # may be one: spaces, brackets, '#', '%', non-ASCII letters. Refused before any lookup:

@@ -129,7 +129,7 @@ class Classifier:
     def predictor(self):
         with self._lock:
             if self._predictor is None:
-                from histotile.workflows.process import load_predictor
+                from histotile.workflows.tasks.process import load_predictor
 
                 self._predictor = load_predictor(self.model_dir)
             return self._predictor

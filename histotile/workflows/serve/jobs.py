@@ -83,8 +83,8 @@ class Jobs:
 
     def _run(self, job: Job, path: Path, annotation: Path | None,
              resolution: dict[str, Any] | None) -> None:
-        from histotile.workflows.inputs import slide_stem
-        from histotile.workflows.slide_tasks import run_task
+        from histotile.workflows.tasks.inputs import slide_stem
+        from histotile.workflows.tasks.slide import run_task
 
         job.state, job.stage, job.started = "running", "starting", time.time()
         folder = self.results / slide_stem(path)

@@ -73,7 +73,7 @@ def list_slides(request: Request) -> list[dict[str, Any]]:
 @router.get("/api/slides/{slide}")
 async def slide_detail(request: Request, slide: str) -> dict[str, Any]:
     """A slide's metadata (dimensions, levels, mpp, vendor), its results and layers."""
-    from histotile.workflows.inputs import slide_info
+    from histotile.workflows.tasks.inputs import slide_info
 
     state = _state(request)
     path = slide_path(request, slide)

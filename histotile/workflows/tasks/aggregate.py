@@ -21,7 +21,7 @@ COMBINE_WAIT = 120.0
 def tiled_slides(out_dir: str | Path) -> dict[str, dict[str, Any]]:
     """The slides of a tile output folder whose tiling finished (and whose manifest is
     still there): slide folder name -> its stored record, by name."""
-    from histotile.workflows.outputs import SlideOutputs
+    from histotile.workflows.tasks.outputs import SlideOutputs
 
     out_dir = Path(out_dir)
     if not out_dir.is_dir():

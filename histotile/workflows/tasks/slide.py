@@ -1,7 +1,7 @@
 """Per-slide tasks: module-level functions of paths and plain settings dicts, so that a
 Dask worker can run them from nothing but their arguments. Each returns a
-:class:`~histotile.workflows.report.SlideRecord` as a dict. (``predict_task`` lives in
-:mod:`histotile.workflows.slide_predict`.)"""
+:class:`~histotile.workflows.tasks.report.SlideRecord` as a dict. (``predict_task`` lives in
+:mod:`histotile.workflows.tasks.predict`.)"""
 
 from __future__ import annotations
 
@@ -9,27 +9,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from histotile.workflows.inputs import slide_stem
 from histotile.workflows.jsonable import plain
 from histotile.workflows.options import HeatmapOptions, RunOptions, tiling_settings
-from histotile.workflows.resumable import (
+from histotile.workflows.tasks.inputs import slide_stem
+from histotile.workflows.tasks.predict import (
+    predict_and_save,
+    prediction_notes,
+    prediction_setting,
+    qupath_files,
+)
+from histotile.workflows.tasks.resumable import (
     engine_setting,
     file_identity,
     prediction_fields,
     resumable,
     saved_predictions,
 )
-from histotile.workflows.roles import (
+from histotile.workflows.tasks.roles import (
     assumed_note,
     model_roles,
     resolve_positive_class,
     used_threshold,
-)
-from histotile.workflows.slide_predict import (
-    predict_and_save,
-    prediction_notes,
-    prediction_setting,
-    qupath_files,
 )
 from histotile.wsi import open_slide
 

@@ -15,7 +15,7 @@ import click
 
 from histotile import __version__
 from histotile.errors import HistotileError
-from histotile.workflows.cli_options import (
+from histotile.workflows.cli.options import (
     annotations_for_all_option,
     config_option,
     engine_option,
@@ -31,9 +31,9 @@ from histotile.workflows.cli_options import (
     slides_argument,
     tiling_options,
 )
-from histotile.workflows.cli_tools import bench, demo, export, serve
-from histotile.workflows.cli_train import evaluate_images, train
-from histotile.workflows.cli_watch import watch
+from histotile.workflows.cli.tools import bench, demo, export, serve
+from histotile.workflows.cli.train import evaluate_images, train
+from histotile.workflows.cli.watch import watch
 from histotile.workflows.options import HeatmapOptions
 
 # -- the commands -----------------------------------------------------------------------
@@ -66,7 +66,7 @@ def cli(verbose: int) -> None:
 @handle_errors
 def info(slides: tuple[str, ...], as_json: bool) -> None:
     """Show slides' metadata: size, pyramid levels, resolution, associated images."""
-    from histotile.workflows.inputs import expand_slides, slide_info
+    from histotile.workflows.tasks.inputs import expand_slides, slide_info
 
     paths = expand_slides(slides)
     results, failed = [], 0
@@ -79,7 +79,7 @@ def info(slides: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(results, indent=2))
     else:
-        from histotile.workflows.console import out, print_info
+        from histotile.workflows.cli.console import out, print_info
 
         for result in results:
             print_info(result)
@@ -110,7 +110,7 @@ def info(slides: tuple[str, ...], as_json: bool) -> None:
 def qc(slides: tuple[str, ...], out_dir: str, **options: Any) -> None:
     """Screen slides: tissue, pen ink, blur, fold, bubble and coverslip-edge fractions, a
     pass/warn/fail flag and an outlined QC picture per slide."""
-    from histotile.workflows.qc import qc_batch
+    from histotile.workflows.tasks.qc import qc_batch
 
     settings = {k: v for k, v in options.items() if v is not None
                 and k in ("pen_fail", "blur_fail", "fold_fail", "bubble_fail", "edge_fail",
@@ -162,7 +162,7 @@ def qc(slides: tuple[str, ...], out_dir: str, **options: Any) -> None:
 @handle_errors
 def tile(slides: tuple[str, ...], out_dir: str, **options: Any) -> None:
     """Cut slides into tissue tiles labelled from annotations; write the manifest."""
-    from histotile.workflows.batch import tile_batch
+    from histotile.workflows.tasks.batch import tile_batch
 
     records = tile_batch(slides, out_dir, options, execution=execution_from(options))
     sys.exit(finish(records, "tile", out_dir))
@@ -219,7 +219,7 @@ def evaluate(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
              **options: Any) -> None:
     """Compare predictions with annotations: confusion matrices, sensitivity, specificity,
     side-by-side images."""
-    from histotile.workflows.batch import evaluate_batch
+    from histotile.workflows.tasks.batch import evaluate_batch
 
     records = evaluate_batch(slides, predictions_dir, out_dir, options,
                              execution=execution_from(options))
@@ -251,7 +251,7 @@ def evaluate(slides: tuple[str, ...], predictions_dir: str, out_dir: str,
 @handle_errors
 def explain(slides: tuple[str, ...], model_dir: str, out_dir: str, **options: Any) -> None:
     """Galleries (PNG and HTML) of each slide's most telling tiles with their Grad-CAM."""
-    from histotile.workflows.explain import explain_batch
+    from histotile.workflows.tasks.explain import explain_batch
 
     records = explain_batch(slides, model_dir, out_dir, options,
                             execution=execution_from(options))

@@ -20,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from histotile.workflows.report import (
+from histotile.workflows.tasks.report import (
     BUSY,
     COMPLETE,
     ELSEWHERE,
@@ -116,7 +116,8 @@ def print_summary(records: list[SlideRecord], title: str, report_paths=()) -> No
 
 
 def print_info(info: dict) -> None:
-    """A slide's metadata as a small table (see :func:`histotile.workflows.inputs.slide_info`)."""
+    """A slide's metadata as a small table (see
+    :func:`histotile.workflows.tasks.inputs.slide_info`)."""
     if "error" in info:
         out.print(f"[red]error[/]: {escape(str(info['error']))}")
         return

@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from histotile.workflows.execution import Execution
-from histotile.workflows.report import SlideRecord
+from histotile.workflows.tasks.execution import Execution
+from histotile.workflows.tasks.report import SlideRecord
 
 
 def qc_task(slide_path: str, out_dir: str, qc: dict[str, Any] | None = None,
@@ -19,7 +19,7 @@ def qc_task(slide_path: str, out_dir: str, qc: dict[str, Any] | None = None,
     (``area_fractions``: the fractions, blur left out when it could not be judged;
     ``decision``: the flag; ``extra``: the reasons and the settings)."""
     from histotile.tiling.qc import QCSettings, slide_qc, write_picture
-    from histotile.workflows.resumable import resumable
+    from histotile.workflows.tasks.resumable import resumable
 
     settings = QCSettings.from_dict(qc or {})
 
@@ -53,11 +53,11 @@ def qc_batch(slides: Iterable[str | Path], out_dir: str | Path, qc: dict[str, An
              *, overwrite: bool = False, execution: Execution | None = None,
              show_progress: bool = True) -> list[SlideRecord]:
     """QC every slide; return the records (write the report with
-    :func:`~histotile.workflows.report.write_report`)."""
+    :func:`~histotile.workflows.tasks.report.write_report`)."""
     from histotile.tiling.qc import QCSettings
-    from histotile.workflows.batch import _run, resolve_slides
+    from histotile.workflows.tasks.batch import resolve_slides, run_jobs
 
     QCSettings.from_dict(qc or {})  # bad settings fail once, before any slide
     jobs = [{"slide_path": str(p), "out_dir": str(out_dir), "qc": qc,
              "overwrite": overwrite} for p in resolve_slides(slides)]
-    return _run(qc_task, jobs, execution, "qc", show_progress)
+    return run_jobs(qc_task, jobs, execution, "qc", show_progress)

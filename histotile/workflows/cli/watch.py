@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from histotile.workflows.cli_options import (
+from histotile.workflows.cli.options import (
     config_option,
     engine_option,
     examples,

@@ -1,5 +1,5 @@
 """The ``histotile train`` and ``histotile evaluate-images`` commands (registered on the
-one ``cli`` group in :mod:`histotile.workflows.cli`)."""
+one ``cli`` group in :mod:`histotile.workflows.cli.main`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from histotile.models.settings import BALANCES, FINALS, MONITORS, OPTIMIZERS, SCHEDULES
-from histotile.workflows.cli_options import (
+from histotile.workflows.cli.options import (
     config_option,
     examples,
     handle_errors,
@@ -125,7 +125,7 @@ from histotile.workflows.cli_options import (
 @handle_errors
 def train(data: str, out_dir: str, **options: Any) -> None:
     """Train a tile classifier with grouped, stratified cross-validation."""
-    from histotile.workflows.train_parallel import train_command
+    from histotile.workflows.training.parallel import train_command
 
     extra = click.get_current_context().meta.get("histotile.train_settings") or {}
     train_command(data, out_dir, {**extra, **options}, argv=sys.argv[1:])
@@ -157,6 +157,6 @@ def evaluate_images(model_dir: str, folder: str, out_dir: str, **options: Any) -
     0.90, accuracy, sensitivity and specificity of "an image is positive when at least t
     of its patches are" (>= t, the rule slide decisions use too). FOLDER holds one
     sub-folder of images per class."""
-    from histotile.workflows.batch import evaluate_image_folder
+    from histotile.workflows.tasks.batch import evaluate_image_folder
 
     evaluate_image_folder(model_dir, folder, out_dir, options)

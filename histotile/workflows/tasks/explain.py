@@ -7,18 +7,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from histotile.workflows.execution import Execution
 from histotile.workflows.options import HeatmapOptions
-from histotile.workflows.process import load_predictor
-from histotile.workflows.report import SlideRecord
-from histotile.workflows.resumable import (
+from histotile.workflows.tasks.execution import Execution
+from histotile.workflows.tasks.predict import predict_part
+from histotile.workflows.tasks.process import load_predictor
+from histotile.workflows.tasks.report import SlideRecord
+from histotile.workflows.tasks.resumable import (
     file_identity,
     prediction_fields,
     resumable,
     saved_predictions,
 )
-from histotile.workflows.roles import resolve_positive_class, used_threshold
-from histotile.workflows.slide_predict import predict_part
+from histotile.workflows.tasks.roles import resolve_positive_class, used_threshold
 
 
 def explain_task(slide_path: str, out_dir: str, model_dir: str,
@@ -73,8 +73,8 @@ def explain_batch(slides: Iterable[str | Path], model_dir: str | Path, out_dir: 
                   options: dict[str, Any], execution: Execution | None = None,
                   show_progress: bool = True) -> list[SlideRecord]:
     """Explain every slide (see :func:`explain_task`); annotations are used where found."""
-    from histotile.workflows.batch import _run, annotation_jobs, resolve_slides
     from histotile.workflows.options import RunOptions
+    from histotile.workflows.tasks.batch import annotation_jobs, resolve_slides, run_jobs
 
     predictions_dir = options.get("predictions_dir")
     paths = resolve_slides(slides)
@@ -88,4 +88,4 @@ def explain_batch(slides: Iterable[str | Path], model_dir: str | Path, out_dir: 
              "threshold": options.get("threshold", HeatmapOptions.threshold),
              "overwrite": bool(options.get("overwrite"))}
             for path in paths]
-    return _run(explain_task, jobs, execution, "explain", show_progress, notes)
+    return run_jobs(explain_task, jobs, execution, "explain", show_progress, notes)

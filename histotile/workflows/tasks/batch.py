@@ -1,5 +1,5 @@
 """Batch commands over many slides: build one job per slide, run them through
-:mod:`histotile.workflows.execution`, show progress, return the records.
+:mod:`histotile.workflows.tasks.execution`, show progress, return the records.
 
 Shared by the CLI and the Python API (:mod:`histotile.workflows.api`)."""
 
@@ -13,18 +13,6 @@ from typing import Any
 
 from histotile._threads import thread_budget
 from histotile.errors import ConfigError
-from histotile.workflows.aggregate import (
-    check_tiling_agrees,
-    combine_evaluations,
-    combine_manifests,
-)
-from histotile.workflows.execution import Execution, run_tasks
-from histotile.workflows.inputs import (
-    expand_slides,
-    find_annotation,
-    slide_annotations,
-    slide_stem,
-)
 from histotile.workflows.options import (
     TILING_OPTIONS,
     HeatmapOptions,
@@ -32,12 +20,24 @@ from histotile.workflows.options import (
     parse_classes,
     tiling_settings,
 )
-from histotile.workflows.process import load_predictor
-from histotile.workflows.report import SlideRecord
-from histotile.workflows.resumable import settle_busy
-from histotile.workflows.slide_predict import predict_task
-from histotile.workflows.slide_tasks import evaluate_task, heatmap_task, run_task, tile_task
-from histotile.workflows.training import train_task
+from histotile.workflows.tasks.aggregate import (
+    check_tiling_agrees,
+    combine_evaluations,
+    combine_manifests,
+)
+from histotile.workflows.tasks.execution import Execution, Task, run_tasks
+from histotile.workflows.tasks.inputs import (
+    expand_slides,
+    find_annotation,
+    slide_annotations,
+    slide_stem,
+)
+from histotile.workflows.tasks.predict import predict_task
+from histotile.workflows.tasks.process import load_predictor
+from histotile.workflows.tasks.report import SlideRecord
+from histotile.workflows.tasks.resumable import settle_busy
+from histotile.workflows.tasks.slide import evaluate_task, heatmap_task, run_task, tile_task
+from histotile.workflows.training.task import train_task
 
 # Class roles given when tiling (recorded in manifest.json for training).
 CLASS_KEYS = ("default_class", "positive_class")
@@ -63,7 +63,7 @@ def resolve_slides(slides: Iterable[str | Path]) -> list[Path]:
 def _progress(description: str, total: int):
     from rich.markup import escape
 
-    from histotile.workflows.console import console, progress_bar
+    from histotile.workflows.cli.console import console, progress_bar
 
     bar = progress_bar(description, total, "slides")
     advance = bar.__enter__()
@@ -86,9 +86,9 @@ def _progress(description: str, total: int):
     return bar, on_record
 
 
-def _run(task, jobs: list[dict[str, Any]], execution: Execution | None,
-         description: str, show_progress: bool,
-         notes: dict[str, str | None] | None = None) -> list[SlideRecord]:
+def run_jobs(task: Task, jobs: list[dict[str, Any]], execution: Execution | None,
+             description: str, show_progress: bool,
+             notes: dict[str, str | None] | None = None) -> list[SlideRecord]:
     """Run the jobs; slides skipped because another run held their folder, and that run
     finished since, are reported as finished by it (:func:`settle_busy`). ``notes``:
     slide path -> a warning of the batch's own to add to that slide's record."""
@@ -113,7 +113,7 @@ def _run(task, jobs: list[dict[str, Any]], execution: Execution | None,
 def annotation_jobs(paths: list[Path], options: dict[str, Any]
                     ) -> tuple[dict[Path, str | None], dict[str, str | None]]:
     """Each slide's annotation (``options['annotations']``, default beside it) and the
-    batch's notes about them (see :func:`histotile.workflows.inputs.slide_annotations`;
+    batch's notes about them (see :func:`histotile.workflows.tasks.inputs.slide_annotations`;
     one file for several slides needs ``options['annotations_for_all']``)."""
     found = slide_annotations(paths, options.get("annotations"),
                               bool(options.get("annotations_for_all")))
@@ -146,11 +146,11 @@ def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[
              "strict": bool(options.get("strict")),
              "export_images": bool(options.get("export_images")),
              "overwrite": bool(options.get("overwrite"))} for p in paths]
-    records = _run(tile_task, jobs, execution, "tiling", show_progress, notes)
+    records = run_jobs(tile_task, jobs, execution, "tiling", show_progress, notes)
     combine_manifests(records, out_dir, balance=options.get("balance"),
                       seed=options.get("seed") or 0)
     if options.get("stain_normalise") and any(r.status != "failed" for r in records):
-        from histotile.workflows.stain import record_stain
+        from histotile.workflows.tasks.stain import record_stain
 
         record_stain(out_dir, options["stain_normalise"], options.get("stain_reference"),
                      seed=options.get("seed") or 0)
@@ -195,7 +195,7 @@ def slide_batch(kind: str, slides: Iterable[str | Path], out_dir: str | Path,
     found, notes = annotation_jobs(paths, options) if kind == "run" else ({}, {})
     jobs = [{"slide_path": str(path), **common,
              **({"annotation": found[path]} if kind == "run" else {})} for path in paths]
-    records = _run(task, jobs, execution, kind, show_progress, notes)
+    records = run_jobs(task, jobs, execution, kind, show_progress, notes)
     if kind == "run":
         combine_evaluations(records, out_dir)
     return records
@@ -212,7 +212,7 @@ def evaluate_batch(slides: Iterable[str | Path], predictions_dir: str | Path,
     jobs = [{"slide_path": str(path), "predictions_dir": str(predictions_dir),
              "out_dir": str(out_dir), "annotation": found[path], "heatmap": heatmap,
              "overwrite": bool(options.get("overwrite"))} for path in paths]
-    records = _run(evaluate_task, jobs, execution, "evaluate", show_progress, notes)
+    records = run_jobs(evaluate_task, jobs, execution, "evaluate", show_progress, notes)
     combine_evaluations(records, out_dir)
     return records
 
@@ -223,7 +223,7 @@ def train_model(data: str | Path, out_dir: str | Path, options: dict[str, Any],
     ``fold_runner``: where the folds train, default in this process)."""
     from rich.markup import escape
 
-    from histotile.workflows.console import out, training_summary
+    from histotile.workflows.cli.console import out, training_summary
 
     started = time.perf_counter()
     result = train_task(data, out_dir, options, show_progress=show_progress,
@@ -239,8 +239,8 @@ def train_model(data: str | Path, out_dir: str | Path, options: dict[str, Any],
 
 def evaluate_image_folder(model_dir: str | Path, folder: str | Path, out_dir: str | Path,
                           options: dict[str, Any], show_progress: bool = True):
-    """``histotile evaluate-images`` (see :mod:`histotile.workflows.image_evaluation`)."""
-    from histotile.workflows.image_evaluation import evaluate_images
+    """``histotile evaluate-images`` (see :mod:`histotile.workflows.tasks.image_evaluation`)."""
+    from histotile.workflows.tasks.image_evaluation import evaluate_images
 
     predictor = load_predictor(model_dir, options.get("batch_size"),
                                tta=bool(options.get("tta")))
@@ -248,7 +248,7 @@ def evaluate_image_folder(model_dir: str | Path, folder: str | Path, out_dir: st
             "tile_threshold")
     result = evaluate_images(predictor, folder, out_dir, **_pick(options, keys))
     if show_progress:
-        from histotile.workflows.console import out
+        from histotile.workflows.cli.console import out
 
         out.print(Path(result.outputs["markdown"]).read_text(encoding="utf-8"), markup=False,
                   highlight=False)

@@ -20,8 +20,8 @@ from typing import Any
 
 from histotile._threads import available_cores
 from histotile.errors import ConfigError, HistotileError
-from histotile.workflows.inputs import slide_stem
-from histotile.workflows.report import FAILED, OK, SKIPPED, SlideRecord
+from histotile.workflows.tasks.inputs import slide_stem
+from histotile.workflows.tasks.report import FAILED, OK, SKIPPED, SlideRecord
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from histotile.workflows.options import HeatmapOptions, RunOptions
-from histotile.workflows.process import load_predictor, set_threads
-from histotile.workflows.resumable import engine_setting, prediction_fields, resumable
-from histotile.workflows.roles import resolve_positive_class, used_threshold
+from histotile.workflows.tasks.process import load_predictor, set_threads
+from histotile.workflows.tasks.resumable import engine_setting, prediction_fields, resumable
+from histotile.workflows.tasks.roles import resolve_positive_class, used_threshold
 from histotile.wsi import open_slide
 
 if TYPE_CHECKING:  # annotations only: prediction is imported where it runs

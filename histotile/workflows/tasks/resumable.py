@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from histotile.workflows.inputs import slide_stem
-from histotile.workflows.process import set_threads
+from histotile.workflows.tasks.inputs import slide_stem
+from histotile.workflows.tasks.process import set_threads
 
 
 def _record(slide_path: str, **fields: Any) -> dict[str, Any]:
-    from histotile.workflows.report import SlideRecord
+    from histotile.workflows.tasks.report import SlideRecord
 
     path = Path(slide_path)
     return SlideRecord(slide=slide_stem(path), path=str(path), **fields).to_dict()
@@ -19,7 +19,7 @@ def _record(slide_path: str, **fields: Any) -> dict[str, Any]:
 
 def _skipped(record: dict[str, Any]) -> dict[str, Any]:
     """A finished folder's stored record (any version), as skipped."""
-    from histotile.workflows.report import SlideRecord
+    from histotile.workflows.tasks.report import SlideRecord
 
     stored = SlideRecord.from_dict(record).to_dict()
     return {**stored, "status": "skipped", "seconds": 0.0, "skip_reason": "complete"}
@@ -36,8 +36,8 @@ def resumable(kind: str, slide_path: str, out_dir: str, overwrite: bool,
     import time
 
     from histotile._files import FolderBusyError, folder_lock, remove_stale_temporaries
-    from histotile.workflows.inputs import check_slide_input
-    from histotile.workflows.outputs import SlideOutputs, fingerprint
+    from histotile.workflows.tasks.inputs import check_slide_input
+    from histotile.workflows.tasks.outputs import SlideOutputs, fingerprint
 
     started = time.perf_counter()
     check_slide_input(Path(slide_path))
@@ -64,12 +64,12 @@ def resumable(kind: str, slide_path: str, out_dir: str, overwrite: bool,
 
 
 def settle_busy(records: list) -> list:
-    """This batch's records (:class:`~histotile.workflows.report.SlideRecord`), each slide
+    """This batch's records (:class:`~histotile.workflows.tasks.report.SlideRecord`), each slide
     skipped because another run held its folder replaced, when that run has finished it
     since (with this batch's fingerprint), by the stored record, reported as finished by
     another run: so a report never says "another run is working" of a finished slide."""
-    from histotile.workflows.outputs import SlideOutputs
-    from histotile.workflows.report import BUSY, ELSEWHERE, SKIPPED, SlideRecord
+    from histotile.workflows.tasks.outputs import SlideOutputs
+    from histotile.workflows.tasks.report import BUSY, ELSEWHERE, SKIPPED, SlideRecord
 
     settled = []
     for record in records:

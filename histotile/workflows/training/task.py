@@ -24,7 +24,7 @@ def train_task(data: str | Path, out_dir: str | Path, options: dict[str, Any],
     if not show_progress:
         return train(data, out_dir, settings, overwrite=bool(options.get("overwrite")),
                      fold_runner=fold_runner)
-    from histotile.workflows.console import training_progress
+    from histotile.workflows.cli.console import training_progress
 
     with training_progress() as progress:
         return train(data, out_dir, settings, progress=progress,

@@ -1,6 +1,6 @@
 """What the ``histotile`` commands share: their examples, the option groups (tiling,
 execution, heatmap), ``--config`` loading, the error handler, and running a batch of
-slides to its report and exit code. Light: click only (see :mod:`histotile.workflows.cli`).
+slides to its report and exit code. Light: click only (see :mod:`histotile.workflows.cli.main`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 import click
 
 from histotile.errors import ConfigError, HistotileError
-from histotile.workflows.execution import Execution  # light: no dask until a cluster starts
 from histotile.workflows.options import ENGINES, HeatmapOptions, RunOptions
+from histotile.workflows.tasks.execution import Execution  # light: no dask until a cluster starts
 
 EXAMPLES = {
     "info": "histotile info slides/*.svs\n  histotile info slides/ --json",
@@ -69,7 +69,7 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
     """Eager ``--config``: its values become defaults, so the command line still wins."""
     if value is None:
         return
-    from histotile.workflows.config import load_config, options_for
+    from histotile.workflows.cli.config import load_config, options_for
 
     try:
         options = options_for(load_config(value), ctx.info_name or "")
@@ -246,7 +246,7 @@ heatmap_options = option_group(
 def slide_batch_command(kind: str, slides: tuple[str, ...], out_dir: str, options: dict[str, Any],
                  **where: Any) -> None:
     """predict / heatmap / run: the batch, its report and summary, then the exit code."""
-    from histotile.workflows.batch import slide_batch
+    from histotile.workflows.tasks.batch import slide_batch
 
     records = slide_batch(kind, slides, out_dir, options, execution=execution_from(options),
                           **where)
@@ -254,8 +254,8 @@ def slide_batch_command(kind: str, slides: tuple[str, ...], out_dir: str, option
 
 
 def finish(records, command: str, out_dir: str) -> int:
-    from histotile.workflows.console import print_summary
-    from histotile.workflows.report import exit_code, write_report
+    from histotile.workflows.cli.console import print_summary
+    from histotile.workflows.tasks.report import exit_code, write_report
 
     try:
         paths = write_report(records, out_dir, name=f"{command}-report")

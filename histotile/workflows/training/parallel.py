@@ -23,9 +23,9 @@ def train_command(data: str | Path, out_dir: str | Path, options: dict[str, Any]
     """The ``train`` command: pick the engine from ``options`` (and torchrun's
     environment), then train. ``argv``: the command line, for ``--ddp`` to relaunch."""
     from histotile.models.distributed import RankInfo
-    from histotile.workflows.batch import train_model
-    from histotile.workflows.execution import Execution
-    from histotile.workflows.train_cluster import fold_runner
+    from histotile.workflows.tasks.batch import train_model
+    from histotile.workflows.tasks.execution import Execution
+    from histotile.workflows.training.cluster import fold_runner
 
     placement = {k: options.pop(k, None) for k in PLACEMENT_KEYS}
     ddp, info = placement["ddp"], RankInfo.from_environment()
@@ -53,7 +53,7 @@ def run_rank(data: str | Path, out_dir: str | Path, options: dict[str, Any], inf
     """This process as one rank of a torchrun job. Rank 0 writes ``out_dir``; the
     other ranks write theirs to a temporary folder, deleted at the end."""
     from histotile.models import distributed
-    from histotile.workflows.batch import train_model
+    from histotile.workflows.tasks.batch import train_model
 
     # Each rank gets its share of the machine's cores unless told otherwise.
     os.environ.setdefault("HISTOTILE_THREADS",

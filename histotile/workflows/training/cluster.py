@@ -4,7 +4,7 @@
 :class:`~histotile.models.folds.FoldJob` becomes one task. Only the data's path (or the
 manifest DataFrame), the resolved settings and row indices travel; the worker reads the
 tiles itself, so the data must be visible to every worker at the same path, as for
-``histotile run``. Retries follow :mod:`histotile.workflows.execution`: a task that
+``histotile run``. Retries follow :mod:`histotile.workflows.tasks.execution`: a task that
 crashes, or whose worker dies, is retried (``retries``); a histotile error (bad data, bad
 settings) fails at once, since it would fail the same way again; a fold that keeps
 failing fails the whole command with a message naming it. Each fold trains from its own
@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from histotile.errors import HistotileError, ModelError
-from histotile.workflows.execution import Execution, open_client
+from histotile.workflows.tasks.execution import Execution, open_client
 
 log = logging.getLogger("histotile.models")
 

@@ -1,5 +1,5 @@
 """The tool commands: ``demo``, ``export``, ``bench`` and ``serve`` (registered on the one
-``cli`` group in :mod:`histotile.workflows.cli`)."""
+``cli`` group in :mod:`histotile.workflows.cli.main`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from histotile.workflows.cli_options import (
+from histotile.workflows.cli.options import (
     config_option,
     examples,
     handle_errors,
@@ -47,7 +47,7 @@ def demo(out_dir: str, epochs: int | None, overwrite: bool) -> None:
 def export(model_dir: str, fmt: str, out_path: str, int8: bool, calibration: str | None,
            overwrite: bool) -> None:
     """Write a model as one self-contained ONNX or TorchScript file plus its card."""
-    from histotile.workflows.export import export_command
+    from histotile.workflows.tasks.export import export_command
 
     click.echo(export_command(model_dir, out_path, fmt, int8=int8, calibration=calibration,
                               overwrite=overwrite))
@@ -104,7 +104,7 @@ def bench(quick: bool, work: str, out_path: str | None, size: tuple[int, int] | 
     from histotile._atomic import write_text_atomic
     from histotile.workflows.benchmark import BenchmarkSettings, run_benchmark
     from histotile.workflows.benchmark.suite import load_result
-    from histotile.workflows.console import bench_progress
+    from histotile.workflows.cli.console import bench_progress
 
     if from_json:
         result = load_result(from_json)

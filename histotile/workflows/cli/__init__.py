@@ -1,0 +1,1 @@
+"""The command line: the `histotile` group, its subcommands, console output, config files."""
