@@ -13,6 +13,7 @@ from histotile.models import create as create_model
 from histotile.models import train as train
 from histotile.models.cam import grad_cam as grad_cam
 from histotile.models.export import export_model as export_model
+from histotile.models.groups import spatial_groups as spatial_groups
 from histotile.postprocess import evaluate_slide as evaluate_slide
 from histotile.postprocess import load_predictions as load_predictions
 from histotile.postprocess import predict_slide as predict_slide
@@ -43,10 +44,9 @@ from histotile.tiling.qc import QCSettings as QCSettings
 from histotile.tiling.qc import slide_qc as slide_qc
 from histotile.workflows.api import run_batch as run_batch
 from histotile.workflows.api import tile_batch as tile_batch
-from histotile.workflows.demo import spatial_groups as spatial_groups
-from histotile.workflows.execution import Execution as Execution
-from histotile.workflows.image_evaluation import evaluate_images as evaluate_images
 from histotile.workflows.serve import ServeSettings as ServeSettings
+from histotile.workflows.tasks.execution import Execution as Execution
+from histotile.workflows.tasks.image_evaluation import evaluate_images as evaluate_images
 from histotile.wsi import Slide as Slide
 from histotile.wsi import choose_level as choose_level
 from histotile.wsi import open_slide as open_slide
