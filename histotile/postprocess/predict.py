@@ -108,12 +108,12 @@ def model_reference(predictor: TilePredictor) -> dict[str, Any]:
     # The class the model detects (heatmaps and decisions default to it) and the label
     # of unannotated tiles (evaluation's truth), as recorded; what an old card lacks is
     # None here and each stage applies (and reports) the documented default.
-    from histotile.class_roles import card_roles
+    from histotile.class_roles import Role, card_roles
 
     if card.get("classes"):
         roles = card_roles(card)
         reference["positive_class"] = roles.positive_class
-        reference["default_class"] = (None if any("default class" in n for n in roles.assumed)
+        reference["default_class"] = (None if roles.assumes(Role.DEFAULT)
                                       else roles.default_class)
         reference["assumed"] = list(roles.assumed)
     model_dir = getattr(predictor, "model_dir", None)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from histotile.class_roles import ClassRoles, Role, card_roles, recorded_assumptions
+
 
 def resolve_positive_class(classes: list[str], model: dict[str, Any],
                            requested: str | None) -> str:
@@ -16,27 +18,25 @@ def resolve_positive_class(classes: list[str], model: dict[str, Any],
 
 
 def model_roles(classes: list[str], model: dict[str, Any], *, positive: str | None = None,
-                default: str | None = None):
+                default: str | None = None) -> ClassRoles:
     """The :class:`~histotile.class_roles.ClassRoles` of a predictions table's model, with
     explicit choices (``--class``/``--positive-class``, ``--default-class``) on top."""
     import dataclasses
-
-    from histotile.class_roles import card_roles
 
     reference = {**(model or {}), "classes": list(classes)}
     roles = card_roles(reference, default_class=default, positive_class=positive,
                        source=str((model or {}).get("model_dir") or "the model"))
     # What prediction already assumed for an old card, unless chosen explicitly now.
-    earlier = [n for n in reference.get("assumed") or ()
-               if not (positive and "positive class" in n)
-               and not (default and "default class" in n)]
-    return dataclasses.replace(roles, assumed=tuple(dict.fromkeys([*earlier, *roles.assumed])))
+    chosen = {Role.POSITIVE: bool(positive), Role.DEFAULT: bool(default)}
+    earlier = [a for a in recorded_assumptions(reference) if not chosen[a.role]]
+    return dataclasses.replace(
+        roles, assumptions=tuple(dict.fromkeys([*earlier, *roles.assumptions])))
 
 
-def assumed_note(roles, *extra: str) -> str | None:
+def assumed_note(roles: ClassRoles, *extra: str) -> str | None:
     """The roles' assumptions about the positive class, and ``extra`` notes, as one
     warning (None when nothing was assumed)."""
-    notes = [n for n in roles.assumed if "default class" not in n] + list(extra)
+    notes = [a.note for a in roles.assumptions if a.role is not Role.DEFAULT] + list(extra)
     return "; ".join(notes) or None
 
 
