@@ -44,9 +44,13 @@ class TilePredictor(Protocol):
     """What :func:`predict_slide` needs of a model (``histotile.models.Predictor`` is
     one): class names, the tile side it takes, its card, and ``predict``."""
 
-    classes: Sequence[str]
     tile_size: int
     card: dict[str, Any]
+
+    @property
+    def classes(self) -> Sequence[str]:
+        """The class names (read only here: a list or a tuple)."""
+        ...
 
     def predict(self, tiles: np.ndarray) -> np.ndarray:
         """uint8 (N, tile_size, tile_size, 3) -> float32 (N, len(classes))."""
