@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: demo test test-fast lint bench bench-quick bench-all clean vendor chromium image test-container
+.PHONY: demo test test-fast lint bench bench-quick bench-all clean vendor chromium image test-container docs docs-serve docs-images
 # OpenSeadragon for the web viewer, fetched from the npm registry (never committed).
 OSD := histotile/workflows/serve/static/vendor/openseadragon/openseadragon.min.js
 
@@ -23,7 +23,7 @@ $(STAMP_RUN): setup.cfg pyproject.toml | $(BIN)/python
 	touch $@
 
 $(STAMP_TEST): setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[all,mxnet,dev]" || { echo $(NEEDS); df -h $(VENV); exit 1; }
+	$(BIN)/pip install --quiet -e ".[all,mxnet,dev,docs]" || { echo $(NEEDS); df -h $(VENV); exit 1; }
 	touch $@ $(STAMP_RUN)
 
 ## make demo: install, then run the whole pipeline on the bundled real sample slide.
@@ -55,6 +55,21 @@ test: $(STAMP_TEST) $(OSD) chromium
 ## make test-fast: the quick tier, every test not marked slow (no lint, no browser setup).
 test-fast: $(STAMP_TEST)
 	$(BIN)/python -m pytest -q -m "not slow" $(PARALLEL)
+
+## make docs: the documentation site into site/ (MkDocs, strict: any warning fails the build).
+# NO_MKDOCS_2_WARNING: Material's banner about its successor is not a build warning.
+DOCS_ENV := NO_MKDOCS_2_WARNING=1
+docs: $(STAMP_TEST)
+	$(DOCS_ENV) $(BIN)/python -m mkdocs build --strict
+
+## make docs-serve: preview the documentation on http://127.0.0.1:8000 (rebuilds on save).
+docs-serve: $(STAMP_TEST)
+	$(DOCS_ENV) $(BIN)/python -m mkdocs serve --dev-addr 127.0.0.1:8000
+
+## make docs-images: the documentation's pictures (docs/images/) and the demo's figures
+## (docs/generated/demo-summary.json), made from the bundled slide: runs the demo first.
+docs-images: $(STAMP_TEST) $(OSD) chromium
+	$(BIN)/python scripts/docs_images.py
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check .
@@ -99,4 +114,4 @@ test-container: $(STAMP_TEST)
 	HISTOTILE_CONTAINER_TESTS=1 $(BIN)/python -m pytest -q -p no:xdist tests/test_container_image.py
 
 clean:
-	rm -rf $(VENV) histotile-demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) histotile-demo .pytest_cache .ruff_cache site

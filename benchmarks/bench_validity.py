@@ -25,7 +25,9 @@ Run: ``.venv/bin/python benchmarks/bench_validity.py [--seeds 0 1 2] [--ablation
 [--out benchmarks/results/NAME.json]``. A tool, not a test: each run trains for minutes.
 ``--add-to FILE`` adds the configurations FILE lacks to it (the ablation beside an earlier
 run of the defaults), rewriting FILE after each configuration, so a stopped run resumes; each
-configuration records its own start and machine load.
+configuration records its own start and machine load. The documentation's page of held-out
+figures is generated from the results files (``scripts/docs_benchmarks.py``): commit the
+file and the next docs build shows it.
 """
 
 from __future__ import annotations
@@ -144,8 +146,11 @@ def table(results: dict) -> str:
         m = entry["held_out"]
         minutes = np.mean([r["seconds"] for r in entry["runs"]]) / 60
         load = entry.get("load_before", results["machine"]["load_before"])[0]
-        lines.append(f"| {name} | {len(entry['runs'])} | {m['balanced_accuracy']:.3f} ± "
-                     f"{m['balanced_accuracy_sd']:.3f} | {m['auc']:.3f} ± {m['auc_sd']:.3f} "
+        spread = len(entry["runs"]) > 1  # one run has no spread to show
+        ba = f"{m['balanced_accuracy']:.3f}" + (
+            f" ± {m['balanced_accuracy_sd']:.3f}" if spread else "")
+        auc = f"{m['auc']:.3f}" + (f" ± {m['auc_sd']:.3f}" if spread else "")
+        lines.append(f"| {name} | {len(entry['runs'])} | {ba} | {auc} "
                      f"| {m['f1']:.3f} | {m['sensitivity']:.3f} | {m['specificity']:.3f} "
                      f"| {versus_defaults(results, entry)} | {minutes:.1f} | {load:.1f} |")
     for paper in PUBLISHED:
@@ -167,25 +172,6 @@ def versus_defaults(results: dict, entry: dict) -> str:
     return f"{delta['balanced_accuracy']:+.3f}, {delta['auc']:+.3f}"
 
 
-BEGIN, END = "<!-- bench_validity:begin -->", "<!-- bench_validity:end -->"
-
-
-def readme_block(results: dict, source: str) -> str:
-    """The README's validity block: the table, its source file, date and load."""
-    load = results["machine"]["load_before"]
-    return (f"{BEGIN}\n{results['table']}\n\n"
-            f"From `{source}` ({results['started'][:10]}, {results['machine']['cpus']} CPU "
-            f"cores, load {load[0]:.1f} at the start; {results['data_patches']} patches).\n"
-            f"{END}")
-
-
-def write_readme(results: dict, source: str, readme: Path = HERE.parent / "README.md") -> None:
-    """Replace the block between the markers in the README with :func:`readme_block`."""
-    text = readme.read_text()
-    start, stop = text.index(BEGIN), text.index(END) + len(END)
-    readme.write_text(text[:start] + readme_block(results, source) + text[stop:])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -196,8 +182,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--add-to", type=Path, default=None,
                         help="a results file to add the configurations it lacks to")
-    parser.add_argument("--readme", action="store_true",
-                        help="put the table in README.md (between its markers)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="keep the model folders in this folder (default: deleted)")
     args = parser.parse_args()
@@ -222,13 +206,12 @@ def main() -> None:
         for name in names:
             results["configurations"][name] = run_configuration(name, args.seeds, view, work)
             save(results, out)
-    results["machine"]["load_after"] = os.getloadavg()
-    results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    if names or not args.add_to:  # else only the table is redrawn from the runs
+        results["machine"]["load_after"] = os.getloadavg()
+        results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     save(results, out)
     print(results["table"])
     print(f"written {out}")
-    if args.readme:
-        write_readme(results, out.resolve().relative_to(HERE.parent).as_posix())
 
 
 def run_configuration(name: str, seeds: list[int], view: Path, work: Path) -> dict:

@@ -47,10 +47,10 @@ def make_model(directory: Path) -> Path:
 
 
 def time_run(slides: list[Path], model: Path, out: Path) -> float:
-    from histotile.workflows.tasks.batch import slide_batch
+    from histotile.workflows.tasks.batch import run_batch
 
     started = time.perf_counter()
-    records = slide_batch("run", slides, out, {}, model_dir=model, show_progress=False)
+    records = run_batch(slides, model, out, show_progress=False)
     seconds = time.perf_counter() - started
     assert all(r.status == "ok" for r in records), records
     return seconds

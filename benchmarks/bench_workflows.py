@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import WORK, cpu_count
 
 from histotile.workflows.api import run_batch, tile_batch
+from histotile.workflows.slide_options import TileOptions
 from histotile.workflows.tasks.execution import Execution
 from histotile.wsi.synthetic import Mark, write_overlay, write_synthetic_slide
 
@@ -42,8 +43,9 @@ def prepare() -> tuple[Path, Path]:
 
         tiles = WORK / "workflow_tiles"
         shutil.rmtree(tiles, ignore_errors=True)
-        tile_batch(folder, tiles, classes="normal,tumour=#00ff00",
-                   balance={"normal": 1, "tumour": 1}, overwrite=True)
+        tile_batch(folder, tiles, TileOptions.from_dict(
+            {"classes": "normal,tumour=#00ff00", "balance": {"normal": 1, "tumour": 1},
+             "overwrite": True}))
         train(tiles / "manifest.csv", model,
               TrainSettings(model="lenet", epochs=2, folds=0, test_fraction=0.0,
                             optimizer="adam", lr=1e-3, max_tiles=2000), overwrite=True)

@@ -111,7 +111,7 @@ def card_roles(card: dict[str, Any], *, default_class: str | None = None,
         raise ModelError(f"{source}: the model card lists no classes; retrain the model")
     for role, name in (("default", default_class), ("positive", positive_class)):
         if name is not None and name not in classes:
-            flag = "--default-class" if role == "default" else "--class (--positive-class)"
+            flag = "--default-class" if role == "default" else "--positive-class"
             raise ModelError(f"{source}: {role} class {name!r} is not one of the model's "
                              f"classes {list(classes)} (choose {flag} among them)")
     assumed: list[Assumption] = []

@@ -1,5 +1,7 @@
 """histotile's import graph, computed from the source with ast: no cycle inside the package,
-and no module importing another's private (underscore-prefixed) names.
+no module importing another's private (underscore-prefixed) names, and the stage order of
+ARCHITECTURE.md (wsi -> tiling -> models -> postprocess -> workflows: no stage imports a
+later one; the shared leaves at the top import no stage).
 
 Every import counts, function-level (lazy) ones included: a lazy import still ties the two
 modules together, and a cycle means neither can be understood or changed alone. A private
@@ -146,3 +148,50 @@ def test_no_module_imports_another_modules_private_names():
                                             path.name == "__init__.py"))}
     assert found == {}, ("private names imported across histotile modules (give them a "
                          f"public name where they are defined): {found}")
+
+
+STAGES = ("wsi", "tiling", "models", "postprocess", "workflows")
+FRONT_DOORS = {"histotile", "histotile.__main__"}  # the lazy public API and python -m
+
+
+def stage(module: str) -> int | None:
+    """The stage a module belongs to (its index in :data:`STAGES`); None for the shared
+    leaves at the top of the package."""
+    parts = module.split(".")
+    return STAGES.index(parts[1]) if len(parts) > 1 and parts[1] in STAGES else None
+
+
+def against_the_order(graph: dict[str, set[str]]) -> list[str]:
+    """Every import against the stage order, as 'importer (its stage) imports imported
+    (its stage)'."""
+    found = []
+    for module in sorted(set(graph) - FRONT_DOORS):
+        own = stage(module)
+        for target in sorted(graph[module]):
+            theirs = stage(target)
+            if theirs is not None and (own is None or theirs > own):
+                found.append(f"{module} ({'a shared leaf' if own is None else STAGES[own]}) "
+                             f"imports {target} ({STAGES[theirs]})")
+    return found
+
+
+def test_the_stage_rule_finds_imports_of_later_stages():
+    graph = {"histotile.tiling.plan": {"histotile.models.specs", "histotile.wsi.slide",
+                                       "histotile.errors"},
+             "histotile.models.specs": {"histotile.errors"},
+             "histotile.postprocess.maps": {"histotile.workflows.options"},
+             "histotile.errors": {"histotile.wsi.slide"},
+             "histotile.wsi.slide": set(), "histotile.workflows.options": set(),
+             "histotile": {"histotile.workflows.api"}}
+    assert against_the_order(graph) == [
+        "histotile.errors (a shared leaf) imports histotile.wsi.slide (wsi)",
+        "histotile.postprocess.maps (postprocess) imports histotile.workflows.options "
+        "(workflows)",
+        "histotile.tiling.plan (tiling) imports histotile.models.specs (models)"]
+
+
+def test_no_stage_imports_a_later_stage():
+    found = against_the_order(import_graph())
+    assert found == [], ("imports against the stage order of ARCHITECTURE.md (move the "
+                         "code to the stage that owns it, or pass the value in): "
+                         + "; ".join(found))

@@ -139,3 +139,13 @@ def test_mxnet_model_refuses_onnx_clearly(tmp_path):
         Predictor(model, device="cpu", engine="onnxruntime")
     with pytest.raises(ModelError, match="cannot be exported"):
         export.export_model(model, tmp_path / "mx.onnx")
+
+
+def test_every_backend_is_an_engine_name():
+    """``EngineName`` is written out (a Literal for the type checker and the CLI's
+    choices): a backend added to BACKENDS must be added there too."""
+    from histotile.models.backends import BACKENDS
+    from histotile.models.engines import ENGINES
+
+    assert set(BACKENDS) <= set(ENGINES)
+    assert ENGINES[0] == "auto" and "onnxruntime-int8" in ENGINES

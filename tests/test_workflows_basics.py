@@ -131,7 +131,7 @@ def test_heatmaps_and_decisions_default_to_the_class_the_model_detects():
     # the training default, the last class:
     assert resolve_positive_class(list(Trained.classes), {}, None) == "other"
     assert resolve_positive_class(list(Trained.classes), reference, "other") == "other"
-    with pytest.raises(ModelError, match="choose --class"):
+    with pytest.raises(ModelError, match="choose --positive-class"):
         resolve_positive_class(list(Trained.classes), reference, "tumour")
     # Without a recorded positive class the documented default, the last class, applies
     # (whatever the number of classes), and the roles say it was assumed.

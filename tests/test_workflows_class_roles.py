@@ -107,9 +107,9 @@ def test_an_assumed_role_is_a_field_that_the_predictions_sidecar_keeps():
     roles = model_roles(["a", "b"], reworded)
     assert roles.assumes(Role.POSITIVE) and roles.assumes(Role.DEFAULT)
     assert assumed_note(roles, "extra") == "first note; extra"  # the default's is left out
-    chosen = model_roles(["a", "b"], reworded, positive="b", default="a")
+    chosen = model_roles(["a", "b"], reworded, positive_class="b", default_class="a")
     assert chosen.assumptions == () and assumed_note(chosen) is None
-    positive_only = model_roles(["a", "b"], reworded, positive="a")
+    positive_only = model_roles(["a", "b"], reworded, positive_class="a")
     assert assumed_note(positive_only) is None and positive_only.assumes(Role.DEFAULT)
 
 

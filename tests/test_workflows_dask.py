@@ -12,11 +12,13 @@ import pytest
 from dask_fixtures import kill_workers_running
 from distributed import Client, LocalCluster
 
+from histotile.workflows.slide_options import TileOptions
 from histotile.workflows.tasks.batch import tile_batch
 from histotile.workflows.tasks.execution import Execution
 from histotile.wsi.synthetic import Mark, write_overlay, write_synthetic_slide
 
-OPTIONS = {"classes": "normal,tumour=#00ff00", "tile_size": 128, "seed": 1}
+OPTIONS = TileOptions.from_dict({"classes": "normal,tumour=#00ff00", "tile_size": 128,
+                                 "seed": 1})
 
 
 @pytest.fixture(scope="module")
@@ -143,15 +145,14 @@ def tiny_model(in_process, tmp_path_factory):
 
 
 def test_large_slide_predicted_in_parts_across_workers(slide_folder, tiny_model, tmp_path):
-    from histotile.workflows.tasks.batch import slide_batch
+    from histotile.workflows.tasks.batch import predict_batch
 
     slide = slide_folder / "slide2.tif"
-    whole = slide_batch("predict", [slide], tmp_path / "whole", {}, model_dir=tiny_model,
-                        show_progress=False)
+    whole = predict_batch([slide], tiny_model, tmp_path / "whole", show_progress=False)
     # 3072 x 2048 = 6.3 MP: parts of 1 MP make 7 tasks spread over the two workers.
-    split = slide_batch("predict", [slide], tmp_path / "split", {}, model_dir=tiny_model,
-                        execution=Execution(workers=2, region_megapixels=1.0),
-                        show_progress=False)
+    split = predict_batch([slide], tiny_model, tmp_path / "split",
+                          execution=Execution(workers=2, region_megapixels=1.0),
+                          show_progress=False)
     assert whole[0].status == split[0].status == "ok", split[0].error
     assert whole[0].extra["prediction_parts"] == 1
     assert split[0].extra["prediction_parts"] == 7

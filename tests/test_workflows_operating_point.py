@@ -111,6 +111,7 @@ def test_tta_is_the_mean_of_the_eight_views_then_calibrated(model, patches):
 def test_predict_and_heatmap_use_the_card_threshold_unless_a_flag_says(model, slide,
                                                                        tmp_path):
     from histotile.postprocess import load_predictions
+    from histotile.workflows.slide_options import HeatmapOptions
     from histotile.workflows.tasks.slide import heatmap_task
 
     out, _ = model
@@ -134,7 +135,7 @@ def test_predict_and_heatmap_use_the_card_threshold_unless_a_flag_says(model, sl
     used = record["extra"]["heatmap"]
     assert used["threshold"] == pytest.approx(threshold) and used["threshold_source"] == "card"
     record = heatmap_task(str(slide), str(tmp_path / "h2"), str(tmp_path / "p"),
-                          heatmap={"threshold": 0.9})
+                          HeatmapOptions(threshold=0.9))
     assert record["extra"]["heatmap"]["threshold_source"] == "flag"
     predictions = load_predictions(next((tmp_path / "p").glob("*/predictions.csv")))
     assert predictions.model["positive_class"] == "idc"

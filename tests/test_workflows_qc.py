@@ -80,9 +80,11 @@ def test_qc_command_writes_pictures_and_report(tmp_path):
 
 
 def test_tile_report_records_the_qc_figures(tmp_path):
+    from histotile.workflows.slide_options import TileOptions
     from histotile.workflows.tasks.slide import tile_task
 
-    record = tile_task(str(SAMPLE), str(tmp_path / "tiles"), {"tile_size": 128})
+    options = TileOptions.from_dict({"tile_size": 128})
+    record = tile_task(str(SAMPLE), str(tmp_path / "tiles"), options)
     qc = record["extra"]["qc"]
     assert qc["flag"] == PASS
     assert set(qc) == {"flag", "reasons", "tissue", "pen", "fold", "bubble",
@@ -91,7 +93,7 @@ def test_tile_report_records_the_qc_figures(tmp_path):
     # read of the view, on a clean slide and on an inked one (which fails for its pen).
     inked = inked_copy(tmp_path)
     for path, report in ((SAMPLE, qc), (inked, tile_task(str(inked), str(tmp_path / "i"),
-                                                           {"tile_size": 128})["extra"]["qc"])):
+                                                           options)["extra"]["qc"])):
         screened = slide_qc(path, QCSettings(blur_tiles=0))
         assert (report["flag"], report["reasons"]) == (screened.flag, screened.reasons)
         for kind in ("tissue", "pen", "fold", "bubble", "edge"):
@@ -102,11 +104,13 @@ def test_tile_report_records_the_qc_figures(tmp_path):
 
 
 def test_qc_says_why_blur_was_not_measured_on_a_slide_without_mpp(tmp_path):
+    from histotile.workflows.slide_options import QCOptions
     from histotile.workflows.tasks.qc import qc_task
 
     image = np.full((600, 800, 3), 240, np.uint8)
     cv2.circle(image, (400, 300), 220, (150, 80, 170), -1)  # a purple disc of "tissue"
     cv2.imwrite(str(tmp_path / "nompp.png"), image)
-    record = qc_task(str(tmp_path / "nompp.png"), str(tmp_path / "out"), {"blur_tiles": 8})
+    record = qc_task(str(tmp_path / "nompp.png"), str(tmp_path / "out"),
+                     QCOptions(qc=QCSettings(blur_tiles=8)))
     assert "blur" not in record["area_fractions"]
     assert "blur not measured" in record["warning"] and "microns per pixel" in record["warning"]

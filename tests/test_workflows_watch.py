@@ -161,8 +161,8 @@ def test_settings_are_checked_before_watching(world, tmp_path):
     with pytest.raises(ConfigError, match="not a model folder"):
         WatchSettings(tmp_path / "in", tmp_path / "out", tmp_path).validate()
     with pytest.raises(ConfigError, match="engine"):
-        WatchSettings(tmp_path / "in", tmp_path / "out", world["model"],
-                      options={"engine": "fast"}).validate()
+        WatchSettings.from_dict({"inbox": tmp_path / "in", "out_dir": tmp_path / "out",
+                                 "model_dir": world["model"], "engine": "fast"})
     with pytest.raises(ConfigError, match="unknown watch setting"):
         WatchSettings.from_dict({"inbox": "in", "out_dir": "o", "model_dir": "m",
                                  "settel": 3})

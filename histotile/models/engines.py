@@ -16,7 +16,7 @@ is an error that says what to install or choose instead.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from histotile.errors import ModelError
 from histotile.models.backends import BACKENDS, load_backend
@@ -32,11 +32,14 @@ from histotile.models.runtimes import (
 )
 
 __all__ = ["ENGINES", "FASTEST", "INSTALL_ONNX", "MXNET_ONNX", "ONNX_MODULES", "Engine",
-           "OnnxRuntimeEngine", "TorchScriptEngine", "choose_engine", "load_engine",
+           "EngineName", "OnnxRuntimeEngine", "TorchScriptEngine", "choose_engine", "load_engine",
            "onnx_installed"]
 
-ENGINES = ("auto", *BACKENDS, "onnxruntime", "onnxruntime-int8")
-"""Engine names a model folder accepts (an exported file runs on its own format's)."""
+EngineName = Literal["auto", "torch", "mxnet", "onnxruntime", "onnxruntime-int8"]
+"""An engine a model folder accepts (an exported file runs on its own format's): ``auto``,
+a training backend's own (:data:`~histotile.models.backends.BACKENDS`), or ONNX Runtime."""
+ENGINES: tuple[str, ...] = get_args(EngineName)
+"""The names of :data:`EngineName`, in order (the CLI's choices)."""
 
 # The fastest engine per device and registry model, measured with
 # benchmarks/bench_engines.py on 2 x86_64 cores, 2026-11-30 01:02, quiet machine (load

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -27,7 +28,9 @@ from histotile.postprocess.blend import (
 )
 from histotile.postprocess.maps import ProbabilityGrid, runs
 
-MODES = ("threshold", "continuous")
+HeatmapMode = Literal["threshold", "continuous"]
+"""How a heatmap colours tiles: those over the threshold, or a colour map of probability."""
+MODES: tuple[str, ...] = get_args(HeatmapMode)
 # Below this many pixels per constant-colour rectangle, blend pixel by pixel instead.
 _MIN_RUN_PIXELS = 1024
 

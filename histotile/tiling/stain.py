@@ -15,7 +15,7 @@ uint8 (a -0.5 bias per channel) and converts LAB in numpy where OpenCV is faster
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
@@ -24,11 +24,13 @@ from histotile.errors import ConfigError, HistotileError
 from histotile.tiling.macenko import MacenkoNormaliser
 from histotile.tiling.stain_base import Normaliser, StainError, rgb_image
 
-__all__ = ["METHODS", "MacenkoNormaliser", "Normaliser", "ReinhardNormaliser",
+__all__ = ["METHODS", "StainMethod", "MacenkoNormaliser", "Normaliser", "ReinhardNormaliser",
            "StainError", "create_normaliser", "fit_to_manifest", "mosaic",
            "normalise_tiles", "normaliser_from_dict", "read_reference"]
 
-METHODS = ("macenko", "reinhard")
+StainMethod = Literal["macenko", "reinhard"]
+"""The stain normalisers (``--stain-normalise``)."""
+METHODS: tuple[str, ...] = get_args(StainMethod)
 
 
 # -- Reinhard ----------------------------------------------------------------------------

@@ -1,12 +1,21 @@
 """The demo: the whole pipeline on the bundled real H&E slide (CC0) and the painted
-annotation overlay shipped for it. ``histotile demo`` / ``make demo``."""
+annotation overlay shipped for it. ``histotile demo`` / ``make demo``.
+
+Besides its pictures and tables it writes ``summary.json``: the figures it measured (tile
+counts, cross-validation and test metrics, the evaluation against the annotation, the
+slide decision, its time) with when and where it ran. ``make docs-images`` keeps a copy
+in ``docs/generated/demo-summary.json`` for the documentation, which types none of them."""
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import shutil
 import time
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import histotile
 from histotile._atomic import write_text_atomic
@@ -20,7 +29,10 @@ CLASSES = ("other", "epithelium")
 POSITIVE = "epithelium"
 DEMO_OUTPUTS = ("tiles", "model", "predictions.csv", "predictions.json", "heatmap.tif",
                 "heatmap_preview.png", "heatmap_probability.tif",
-                "heatmap_probability_preview.png", "side_by_side.png", "evaluation.json")
+                "heatmap_probability_preview.png", "side_by_side.png", "evaluation.json",
+                "summary.json")
+# The metrics the summary keeps of cross-validation and of the held-out test split.
+SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity")
 
 
 def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = None,
@@ -31,15 +43,18 @@ def run_demo(out_dir: str | Path = "histotile-demo", *, epochs: int | None = Non
 
     out_dir = _claim(Path(out_dir), overwrite)
     say = (lambda *_: None) if quiet else out.print
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), _load()
     outputs: dict[str, str] = {}
-    settings, balanced = _tile(out_dir, say, outputs)
-    model_dir = _train(out_dir, balanced, epochs, say, quiet, outputs)
-    predictions = _predict(out_dir, model_dir, settings, say, outputs)
+    figures: dict[str, Any] = {}
+    settings, balanced = _tile(out_dir, say, outputs, figures)
+    model_dir = _train(out_dir, balanced, epochs, say, quiet, outputs, figures)
+    predictions = _predict(out_dir, model_dir, settings, say, outputs, figures)
     _heatmaps(out_dir, predictions, say, outputs)
-    _evaluate(out_dir, predictions, say, outputs)
+    _evaluate(out_dir, predictions, say, outputs, figures)
+    seconds = time.perf_counter() - started
+    outputs["summary"] = str(_write_summary(out_dir, figures, seconds, load_before))
     if not quiet:
-        _show(outputs, time.perf_counter() - started)
+        _show(outputs, seconds)
     return outputs
 
 
@@ -55,7 +70,7 @@ def _claim(out_dir: Path, overwrite: bool) -> Path:
     return out_dir
 
 
-def _tile(out_dir: Path, say, outputs: dict[str, str]):
+def _tile(out_dir: Path, say, outputs: dict[str, str], figures: dict[str, Any]):
     """Step 1: tiles labelled from the painted overlay, balanced 1:1, grouped by region."""
     from histotile.models.groups import spatial_groups
     from histotile.tiling import (
@@ -83,13 +98,15 @@ def _tile(out_dir: Path, say, outputs: dict[str, str]):
     write_text_atomic(out_dir / "tiles" / "manifest.json",
                       json.dumps({"tiling": settings.to_dict()}, indent=2))
     counts = manifest["label"].value_counts().to_dict()
+    figures["tiles"] = {"tiled": len(manifest), "trained": len(balanced),
+                        "region_groups": int(balanced["group"].nunique())}
     say(f"   {len(manifest)} tiles ({counts}); balanced 1:1 to {len(balanced)}, "
         f"{balanced['group'].nunique()} region groups")
     return settings, balanced
 
 
 def _train(out_dir: Path, balanced, epochs: int | None, say, quiet: bool,
-           outputs: dict[str, str]) -> Path:
+           outputs: dict[str, str], figures: dict[str, Any]) -> Path:
     """Step 2: the default recipe with grouped cross-validation; returns the model
     folder."""
     from histotile.models import TrainSettings, train
@@ -104,6 +121,11 @@ def _train(out_dir: Path, balanced, epochs: int | None, say, quiet: bool,
     with training_progress() as progress:
         result = train(balanced, out_dir / "model", train_settings, progress=progress)
     outputs["model"] = str(result.model_dir)
+    figures["cross_validation"] = {"folds": len(result.folds)} | {
+        name: result.summary[name] for name in SUMMARY_METRICS if name in result.summary}
+    test = result.test or {}
+    figures["test"] = {"tiles": test.get("n")} | {
+        name: test[name] for name in SUMMARY_METRICS if name in test}
     if not quiet:
         from histotile.workflows.cli.console import training_summary
 
@@ -111,7 +133,8 @@ def _train(out_dir: Path, balanced, epochs: int | None, say, quiet: bool,
     return result.model_dir
 
 
-def _predict(out_dir: Path, model_dir: Path, settings, say, outputs: dict[str, str]):
+def _predict(out_dir: Path, model_dir: Path, settings, say, outputs: dict[str, str],
+             figures: dict[str, Any]):
     """Step 3: every tissue tile predicted, the table saved and the slide decided."""
     from histotile.models import Predictor
     from histotile.postprocess import predict_slide, slide_decision
@@ -127,6 +150,10 @@ def _predict(out_dir: Path, model_dir: Path, settings, say, outputs: dict[str, s
     threshold = predictor.threshold  # the card's operating point
     decision = slide_decision(predictions, POSITIVE, tile_threshold=threshold.value,
                               fraction_threshold=0.1)
+    figures["tiles"]["predicted"] = len(predictions)
+    figures["slide_decision"] = {"positive": bool(decision.positive),
+                                 "fraction_positive": decision.fraction,
+                                 "tile_threshold": threshold.value}
     say(f"   {len(predictions)} tiles; slide decision: "
         f"{'positive' if decision.positive else 'negative'} for {POSITIVE} "
         f"({decision.fraction:.1%} of tiles at {POSITIVE} probability >= "
@@ -152,7 +179,8 @@ def _heatmaps(out_dir: Path, predictions, say, outputs: dict[str, str]) -> None:
                    probability_preview=str(continuous.preview_path))
 
 
-def _evaluate(out_dir: Path, predictions, say, outputs: dict[str, str]) -> None:
+def _evaluate(out_dir: Path, predictions, say, outputs: dict[str, str],
+              figures: dict[str, Any]) -> None:
     """Step 5: the tiles scored against the painted annotation, and the side-by-side."""
     from histotile.postprocess import evaluate_slide, write_side_by_side
     from histotile.workflows.tasks.roles import used_threshold
@@ -169,9 +197,30 @@ def _evaluate(out_dir: Path, predictions, say, outputs: dict[str, str]) -> None:
         {**row, "confusion": evaluation.confusion.tolist(),
          "classes": list(evaluation.classes)}), indent=2))
     outputs["evaluation"] = str(out_dir / "evaluation.json")
+    figures["against_the_annotation"] = {
+        "tiles": row["tiles"], "tile_threshold": used, "sensitivity": row["sensitivity"],
+        "specificity": row["specificity"], "accuracy": row["accuracy"]}
     say(f"   tiles {row['tiles']}: TP {row['TP']}, FP {row['FP']}, FN {row['FN']}, "
         f"TN {row['TN']}; sensitivity ({POSITIVE}) {row['sensitivity']:.3f}, "
         f"specificity ({POSITIVE}) {row['specificity']:.3f} at threshold {used:.3f}")
+
+
+def _load() -> list[float] | None:
+    """The load averages (1, 5, 15 min) where the system has them."""
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+def _write_summary(out_dir: Path, figures: dict[str, Any], seconds: float,
+                   load_before: list[float] | None) -> Path:
+    """``summary.json``: the figures this demo measured, when and where (time in s)."""
+    summary = {"command": "histotile demo", "histotile": histotile.__version__,
+               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "machine": {"cores": os.cpu_count(), "platform": platform.platform(),
+                           "load_before": load_before, "load_after": _load()},
+               "figures": {"seconds": round(seconds, 1), **figures}}
+    path = out_dir / "summary.json"
+    write_text_atomic(path, json.dumps(plain(summary), indent=2) + "\n")
+    return path
 
 
 def _show(outputs: dict[str, str], seconds: float) -> None:

@@ -4,7 +4,7 @@
 A file counts as completely written when its size and modification time have not changed
 for ``settle`` seconds; until then it is only ``stat``-ed, never opened (a scanner or a
 copy may still be writing it). Each slide then goes through ``run``'s own batch path
-(:func:`histotile.workflows.tasks.batch.slide_batch`, so the per-slide
+(:func:`histotile.workflows.tasks.batch.run_batch`, so the per-slide
 :func:`~histotile.workflows.tasks.slide.run_task`): the same outputs, fingerprints,
 folder locks and ``run-report``. A slide finished before a restart is skipped by its
 fingerprint; a slide that fails gets a failed record and the watch goes on; a stop
@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from histotile._settings import refuse_unknown
 from histotile.errors import ConfigError
-from histotile.workflows.options import HeatmapOptions, RunOptions
+from histotile.workflows.slide_options import RunOptions
 from histotile.workflows.tasks.inputs import is_slide_file
 
 
-@dataclass
+@dataclass(frozen=True)
 class WatchSettings:
     """How ``histotile watch`` runs.
 
@@ -42,8 +41,8 @@ class WatchSettings:
         poll: poll the folder instead of waiting for file-system events (NFS, SMB).
         interval: seconds between checks of files still settling (and, with ``poll``,
             between polls).
-        options: ``run``'s options (heatmap, tiling, engine, batch size, annotations),
-            checked by :meth:`validate`.
+        run: how each slide is run (:class:`RunOptions`: heatmap, tiling, engine, batch
+            size, annotations...), checked when built.
     """
 
     inbox: Path
@@ -52,11 +51,11 @@ class WatchSettings:
     settle: float = 10.0
     poll: bool = False
     interval: float = 1.0
-    options: dict[str, Any] = field(default_factory=dict)
+    run: RunOptions = field(default_factory=RunOptions)
 
     def __post_init__(self) -> None:
-        self.inbox, self.out_dir = Path(self.inbox), Path(self.out_dir)
-        self.model_dir = Path(self.model_dir)
+        for name in ("inbox", "out_dir", "model_dir"):
+            object.__setattr__(self, name, Path(getattr(self, name)))
 
     def validate(self) -> WatchSettings:
         """Raise :class:`ConfigError` naming the first bad setting; return self."""
@@ -72,15 +71,19 @@ class WatchSettings:
         if self.settle < 0 or self.interval <= 0:
             raise ConfigError(f"settle {self.settle} s / interval {self.interval} s: use a "
                               "settle of 0 or more and an interval above 0")
-        RunOptions.pick(self.options)      # bad run or heatmap options stop here, at once
-        HeatmapOptions.pick(self.options)
         return self
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> WatchSettings:
-        """Settings from a plain dict; unknown keys are refused."""
-        refuse_unknown(cls, values, "watch")
-        return cls(**values)
+    def from_dict(cls, values: Mapping[str, Any]) -> WatchSettings:
+        """Settings from a plain dict: the watch's own and ``run``'s options by their
+        option names, flat (:meth:`RunOptions.from_dict`); unknown keys are refused."""
+        own = {f.name for f in fields(cls)} - {"run"}
+        unknown = sorted(set(values) - own - set(RunOptions.option_names()))
+        if unknown:
+            raise ConfigError(f"unknown watch setting(s) {', '.join(unknown)} (known: "
+                              f"{', '.join(sorted(own | set(RunOptions.option_names())))})")
+        return cls(**{k: v for k, v in values.items() if k in own},
+                   run=RunOptions.from_dict({k: v for k, v in values.items() if k not in own}))
 
 
 @dataclass(frozen=True)
@@ -187,12 +190,12 @@ def _process(path: Path, settings: WatchSettings, report: OnEvent):
     """``run`` on one slide (its batch path: task, locks, fingerprints); the run report
     and the evaluation over every slide run into the results folder, rewritten."""
     from histotile.workflows.tasks.aggregate import combine_evaluations
-    from histotile.workflows.tasks.batch import slide_batch
+    from histotile.workflows.tasks.batch import run_batch
     from histotile.workflows.tasks.report import merged_records, write_report
 
     report(WatchEvent("processing", path))
-    [record] = slide_batch("run", [path], settings.out_dir, settings.options,
-                           model_dir=settings.model_dir, show_progress=False)
+    [record] = run_batch([path], settings.model_dir, settings.out_dir, settings.run,
+                         show_progress=False)
     write_report([record], settings.out_dir, name="run-report")
     combine_evaluations(merged_records(settings.out_dir / "run-report.json", []),
                         settings.out_dir)

@@ -1,19 +1,24 @@
-"""What the ``histotile`` commands share: their examples, the option groups (tiling,
-execution, heatmap), ``--config`` loading, the error handler, and running a batch of
-slides to its report and exit code. Light: click only (see :mod:`histotile.workflows.cli.main`).
+"""What the ``histotile`` commands share: their examples, ``--config`` loading, the
+execution options, the error handler, the typed options a command body receives
+(:func:`typed`), and running a batch of slides to its report and exit code. The option
+groups of the slide commands are in :mod:`histotile.workflows.cli.groups`. Light: click
+only (see :mod:`histotile.workflows.cli.main`).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from histotile.errors import ConfigError, HistotileError
-from histotile.workflows.options import ENGINES, HeatmapOptions, RunOptions
+from histotile.workflows.options import Options, field_default, renamed
+from histotile.workflows.slide_options import SlideOptions
 from histotile.workflows.tasks.execution import Execution  # light: no dask until a cluster starts
 
 EXAMPLES = {
@@ -34,7 +39,7 @@ EXAMPLES = {
                         "--target-sensitivity 0.95"),
     "predict": "histotile predict slides/ --model model/ --out predictions/",
     "heatmap": ("histotile heatmap slides/ --predictions predictions/ --out heatmaps/ "
-                "--class tumour --alpha 0.4"),
+                "--positive-class tumour --alpha 0.4"),
     "evaluate": ("histotile evaluate slides/ --predictions predictions/ --annotations marks/ "
                  "--out evaluation/"),
     "explain": ("histotile explain slides/ --model model/ --out explanations/ --top 8\n"
@@ -76,6 +81,7 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
     except ConfigError as error:
         raise click.BadParameter(str(error)) from None
     known = {p.name for p in ctx.command.params}
+    options = noted(renamed, options, value, known)  # old names, with a notice
     if ctx.info_name == "train":  # every training setting, flag or not
         import dataclasses
 
@@ -114,7 +120,19 @@ def _check_types(ctx: click.Context, path: str, options: dict[str, Any]) -> None
                                      f"({error})") from None
 
 
+def noted(function: Callable, *args: Any) -> Any:
+    """``function(*args)``, its warnings (an old option name's deprecation) shown on
+    stderr as ``warning: ...`` lines."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = function(*args)
+    for warning in caught:
+        click.secho(f"warning: {warning.message}", fg="yellow", err=True)
+    return result
+
+
 def option_group(*decorators: Callable) -> Callable:
+    """Several options applied as one decorator, in the order given."""
     def apply(function: Callable) -> Callable:
         for decorator in reversed(decorators):
             function = decorator(function)
@@ -122,75 +140,60 @@ def option_group(*decorators: Callable) -> Callable:
     return apply
 
 
+def option(settings: type, name: str, *declarations: str, **attributes: Any) -> Callable:
+    """A click option filling field ``name`` of the dataclass ``settings`` (a group's
+    field too), whose default it takes: the one place each default is written. The help
+    shows it unless it is None or False."""
+    default = field_default(settings, name)
+    attributes.setdefault("show_default", default is not None and default is not False)
+    return click.option(*declarations, name, default=default, **attributes)
+
+
 config_option = click.option(
     "--config", type=click.Path(dir_okay=False), callback=_load_config, is_eager=True,
     expose_value=False, help="YAML, JSON or TOML file of option values (the command line wins).")
-overwrite_option = click.option("--overwrite", is_flag=True,
-                                help="Redo slides whose outputs already exist.")
-slides_argument = click.argument("slides", nargs=-1, required=True)
-annotations_for_all_option = click.option(
-    "--annotations-for-all", is_flag=True,
-    help="With one annotation file and several slides: use it for every slide (without "
-         "it, that is an error: each slide needs its own annotation).")
-engine_option = click.option(
-    "--engine", type=click.Choice(ENGINES), default=RunOptions.engine, show_default=True,
-    help="Inference engine: auto = the fastest installed for the device and model "
-         "(onnxruntime on CPU for most models, with the onnx extra); onnxruntime-int8 "
-         "only when asked.")
-# What a command that predicts with a model takes (predict, run).
-prediction_options = option_group(
-    click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
-                 required=True, help="Model folder written by 'histotile train'."),
-    click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True),
-    click.option("--batch-size", type=click.IntRange(1), default=None),
-    click.option("--no-geojson", is_flag=True,
-                 help="Skip predictions.geojson and regions.geojson (QuPath objects)."),
-    click.option("--tta", is_flag=True, default=None,
-                 help="Test-time augmentation: each tile's probabilities averaged over its 8 "
-                      "flips and 90-degree rotations (8 times the inference work)."),
-)
-
-tiling_options = option_group(
-    click.option("--tile-size", type=click.IntRange(16), default=None,
-                 help="Tile side in pixels at the target resolution (tile: default 128; "
-                      "predict/run: the model's)."),
-    click.option("--stride", type=click.IntRange(1), default=None,
-                 help="Step between tiles in pixels at the target resolution "
-                      "(default: tile size, no overlap)."),
-    click.option("--magnification", type=float, default=None,
-                 help="Target objective magnification, e.g. 20."),
-    click.option("--mpp", type=float, default=None, help="Target microns per pixel."),
-    click.option("--level", type=click.IntRange(0), default=None,
-                 help="Explicit pyramid level (for slides without metadata)."),
-    click.option("--min-tissue", type=click.FloatRange(0, 1), default=None,
-                 help="Tissue fraction below which a tile is background."),
-    click.option("--keep-background", type=click.FloatRange(0, 1), default=None,
-                 help="Fraction of background tiles kept (seeded)."),
-    click.option("--seed", type=int, default=None, help="Random seed (default 0)."),
-)
+overwrite_option = option(SlideOptions, "overwrite", "--overwrite", is_flag=True,
+                          help="Redo slides whose outputs already exist.")
 
 execution_options = option_group(
-    click.option("--workers", type=click.IntRange(1), default=None,
-                 help="Start a local Dask cluster with this many worker processes."),
-    click.option("--scheduler", default=None,
-                 help="Address of a running Dask scheduler, e.g. tcp://host:8786."),
-    click.option("--retries", type=click.IntRange(0), default=Execution.retries,
-                 show_default=True,
-                 help="Extra attempts for a slide whose worker crashed."),
-    click.option("--region-megapixels", type=click.FloatRange(1),
-                 default=Execution.region_megapixels,
-                 show_default=True,
-                 help="On a cluster, predict slides larger than this in parts of this size "
-                      "on several workers."),
+    option(Execution, "workers", "--workers", type=click.IntRange(1),
+           help="Start a local Dask cluster with this many worker processes."),
+    option(Execution, "scheduler", "--scheduler",
+           help="Address of a running Dask scheduler, e.g. tcp://host:8786."),
+    option(Execution, "retries", "--retries", type=click.IntRange(0),
+           help="Extra attempts for a slide whose worker crashed."),
+    option(Execution, "region_megapixels", "--region-megapixels", type=click.FloatRange(1),
+           help="On a cluster, predict slides larger than this in parts of this size on "
+                "several workers."),
 )
+EXECUTION = ("workers", "scheduler", "retries", "region_megapixels")
+"""The execution options: the fields of :class:`Execution` the command line sets."""
 
 
-def execution_from(options: dict[str, Any]) -> Execution:
-    """Where a command's slides run, from its execution options."""
-    return Execution(scheduler=options.get("scheduler"), workers=options.get("workers"),
-                     retries=options.get("retries", Execution.retries),
-                     region_megapixels=(options.get("region_megapixels")
-                                        or Execution.region_megapixels))
+def execution_from(params: dict[str, Any]) -> Execution:
+    """Where a command's slides run, from its execution options (taken out of
+    ``params``)."""
+    given = {k: params.pop(k) for k in EXECUTION if k in params}
+    return Execution(**{k: v for k, v in given.items() if v is not None})
+
+
+def typed(settings: type[Options]) -> Callable:
+    """A command body that receives its options typed: ``options`` (``settings`` built
+    by ``from_dict`` from the command's options, old names noted on stderr) and, when it
+    takes it, ``execution`` (:func:`execution_from`); its other parameters (the slides,
+    folders and command-only options) as given."""
+    def decorate(command: Callable) -> Callable:
+        takes = inspect.signature(command).parameters
+
+        @functools.wraps(command)
+        def body(**params: Any) -> Any:
+            given = {k: params.pop(k) for k in list(params)
+                     if k in takes and k not in ("options", "execution")}
+            if "execution" in takes:
+                given["execution"] = execution_from(params)
+            return command(**given, options=noted(settings.from_dict, params))
+        return body
+    return decorate
 
 
 def handle_errors(function: Callable) -> Callable:
@@ -205,52 +208,6 @@ def handle_errors(function: Callable) -> Callable:
             click.secho(f"error: {error}", fg="red", err=True)
             sys.exit(1)
     return wrapper
-
-
-_HEATMAP = HeatmapOptions()  # the defaults shown and passed on
-
-heatmap_options = option_group(
-    click.option("--class", "--positive-class", "class_name", default=None,
-                 help="Class to show and decide on (default: the model card's positive "
-                      "class; must be one of the model's classes)."),
-    click.option("--mode", type=click.Choice(["threshold", "continuous"]), default=_HEATMAP.mode,
-                 show_default=True,
-                 help="Colour tiles above --threshold, or a colour map of probability."),
-    click.option("--threshold", type=click.FloatRange(0, 1), default=_HEATMAP.threshold,
-                 help="Tile probability from which a tile is positive (default: the one "
-                      "the predictions record: the model card's operating point, else "
-                      "0.5)."),
-    click.option("--alpha", type=click.FloatRange(0, 1), default=_HEATMAP.alpha,
-                 show_default=True),
-    click.option("--color", default=_HEATMAP.color, show_default=True,
-                 help="Overlay colour in threshold mode."),
-    click.option("--downsample", type=click.FloatRange(1), default=None,
-                 help="Heatmap resolution as a downsample of level 0 (default: automatic)."),
-    click.option("--decision-threshold", type=click.FloatRange(0, 1),
-                 default=_HEATMAP.decision_threshold,
-                 show_default=True,
-                 help="Slide is positive when at least this fraction of tiles is positive "
-                      "(>=)."),
-    click.option("--probability-tiff", is_flag=True,
-                 help="Also write probability.tif: the class probability as a one-channel "
-                      "uint8 pyramid (0-255 = 0-1) for QuPath and slide viewers."),
-    click.option("--colormap", default=_HEATMAP.colormap, show_default=True,
-                 help="Colour map of --mode continuous (any matplotlib map; viridis and "
-                      "cividis are colour-blind safe)."),
-    click.option("--floor", type=click.FloatRange(0, 1), default=None,
-                 help="In --mode continuous, leave tiles below this probability uncoloured "
-                      "[default: 0.1]."),
-)
-
-
-def slide_batch_command(kind: str, slides: tuple[str, ...], out_dir: str, options: dict[str, Any],
-                 **where: Any) -> None:
-    """predict / heatmap / run: the batch, its report and summary, then the exit code."""
-    from histotile.workflows.tasks.batch import slide_batch
-
-    records = slide_batch(kind, slides, out_dir, options, execution=execution_from(options),
-                          **where)
-    sys.exit(finish(records, kind, out_dir))
 
 
 def finish(records, command: str, out_dir: str) -> int:

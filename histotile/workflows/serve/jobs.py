@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from histotile.workflows.options import Geometry
+from histotile.workflows.slide_options import RunOptions
+
 MAX_WAITING = 16
 
 
@@ -61,16 +64,17 @@ class Jobs:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="histotile-job")
 
     def start(self, slide: str, path: Path, annotation: Path | None,
-              resolution: dict[str, Any] | None = None) -> Job:
-        """Queue a run of ``path``; ``resolution``: ``{"level": n}`` or
-        ``{"magnification": m}`` to predict at instead of the model card's."""
+              resolution: Geometry | None = None) -> Job:
+        """Queue a run of ``path`` (``run``'s defaults); ``resolution``: a level or a
+        magnification to predict at instead of the model card's."""
         with self._lock:
             waiting = sum(j.state in ("queued", "running") for j in self._jobs.values())
             if waiting >= MAX_WAITING:
                 raise JobsFull(f"{waiting} jobs are waiting; try again when some finish")
             job = Job(id=f"job{next(self._ids)}", slide=slide)
             self._jobs[job.id] = job
-        self._pool.submit(self._run, job, path, annotation, resolution or None)
+        options = RunOptions(geometry=resolution or Geometry())
+        self._pool.submit(self._run, job, path, annotation, options)
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -82,7 +86,7 @@ class Jobs:
             return list(self._jobs.values())
 
     def _run(self, job: Job, path: Path, annotation: Path | None,
-             resolution: dict[str, Any] | None) -> None:
+             options: RunOptions) -> None:
         from histotile.workflows.tasks.inputs import slide_stem
         from histotile.workflows.tasks.slide import run_task
 
@@ -91,7 +95,7 @@ class Jobs:
         new_folder = not folder.exists()
         try:
             self.results.mkdir(parents=True, exist_ok=True)
-            record = run_task(str(path), str(self.results), str(self.model), tiling=resolution,
+            record = run_task(str(path), str(self.results), str(self.model), options,
                               annotation=None if annotation is None else str(annotation),
                               progress=job.report)
             job.decision = record.get("decision")

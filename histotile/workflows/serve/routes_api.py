@@ -210,14 +210,14 @@ def _jobs(request: Request):
 def start_run(request: Request, body: RunRequest) -> dict[str, Any]:
     """Start ``histotile run`` on a slide this server shows, at the model card's
     resolution or the ``level`` / ``magnification`` given; poll GET /api/runs/{id}."""
+    from histotile.workflows.options import Geometry
     from histotile.workflows.serve.jobs import JobsFull
 
     jobs = _jobs(request)
     path = slide_path(request, body.slide)
     if body.level is not None and body.magnification is not None:
         raise HTTPException(422, "give at most one of level and magnification")
-    resolution = {k: v for k, v in (("level", body.level),
-                                    ("magnification", body.magnification)) if v is not None}
+    resolution = Geometry(level=body.level, magnification=body.magnification)
     try:
         job = jobs.start(body.slide, path, _state(request).catalog.annotation(body.slide),
                          resolution)

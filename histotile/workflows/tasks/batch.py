@@ -13,12 +13,13 @@ from typing import Any
 
 from histotile._threads import thread_budget
 from histotile.errors import ConfigError
-from histotile.workflows.options import (
-    TILING_OPTIONS,
+from histotile.workflows.options import AnnotationInputs, ModelUse
+from histotile.workflows.slide_options import (
+    EvaluateOptions,
     HeatmapOptions,
+    PredictOptions,
     RunOptions,
-    parse_classes,
-    tiling_settings,
+    TileOptions,
 )
 from histotile.workflows.tasks.aggregate import (
     check_tiling_agrees,
@@ -38,9 +39,6 @@ from histotile.workflows.tasks.report import SlideRecord
 from histotile.workflows.tasks.resumable import settle_busy
 from histotile.workflows.tasks.slide import evaluate_task, heatmap_task, run_task, tile_task
 from histotile.workflows.training.task import train_task
-
-# Class roles given when tiling (recorded in manifest.json for training).
-CLASS_KEYS = ("default_class", "positive_class")
 
 
 def _pick(options: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
@@ -110,50 +108,43 @@ def run_jobs(task: Task, jobs: list[dict[str, Any]], execution: Execution | None
         bar.__exit__(None, None, None)
 
 
-def annotation_jobs(paths: list[Path], options: dict[str, Any]
+def annotation_jobs(paths: list[Path], inputs: AnnotationInputs
                     ) -> tuple[dict[Path, str | None], dict[str, str | None]]:
-    """Each slide's annotation (``options['annotations']``, default beside it) and the
+    """Each slide's annotation (``inputs.annotations``, default beside it) and the
     batch's notes about them (see :func:`histotile.workflows.tasks.inputs.slide_annotations`;
-    one file for several slides needs ``options['annotations_for_all']``)."""
-    found = slide_annotations(paths, options.get("annotations"),
-                              bool(options.get("annotations_for_all")))
+    one file for several slides needs ``inputs.annotations_for_all``)."""
+    found = slide_annotations(paths, inputs.annotations, inputs.annotations_for_all)
     return ({p: annotation for p, (annotation, _) in found.items()},
             {str(p): note for p, (_, note) in found.items()})
 
 
-def tile_batch(slides: Iterable[str | Path], out_dir: str | Path, options: dict[str, Any],
-               execution: Execution | None = None,
+def tile_batch(slides: Iterable[str | Path], out_dir: str | Path,
+               options: TileOptions | None = None, execution: Execution | None = None,
                show_progress: bool = True) -> list[SlideRecord]:
     """Tile every slide (with its annotation when found); write per-slide manifests and
-    ``OUT/manifest.csv`` for all slides, balanced when ``options['balance']`` is set."""
+    ``OUT/manifest.csv`` for all slides, balanced when ``options.balance`` is set."""
+    options = options or TileOptions()
     paths = resolve_slides(slides)
-    parse_classes(options.get("classes"))  # a bad class list stops the batch at once
-    tiling = _pick(options, TILING_OPTIONS + CLASS_KEYS)
+    settings = options.tiling
     # OUT/manifest.csv is the union of every slide tiled into OUT: one tiling for all.
-    check_tiling_agrees(out_dir, tiling_settings(tiling, options.get("classes")).to_dict(),
-                        {slide_stem(p) for p in paths} if options.get("overwrite") else set())
-    annotations = options.get("annotations")
-    found, notes = annotation_jobs(paths, options)
+    check_tiling_agrees(out_dir, settings.to_dict(),
+                        {slide_stem(p) for p in paths} if options.overwrite else set())
+    found, notes = annotation_jobs(paths, options.annotations)
     execution = execution or Execution()
     # In-process, one slide at a time uses every core through region workers; on a
     # cluster the slides themselves are spread over the workers.
     region_workers = 1 if execution.distributed else thread_budget()
-    jobs = [{"slide_path": str(p), "out_dir": str(out_dir), "tiling": tiling,
-             "workers": region_workers,
-             "classes": options.get("classes"),
+    jobs = [{"slide_path": str(p), "out_dir": str(out_dir), "options": options,
              "annotation": found[p],
-             "missing_annotation": _missing(p, annotations),
-             "strict": bool(options.get("strict")),
-             "export_images": bool(options.get("export_images")),
-             "overwrite": bool(options.get("overwrite"))} for p in paths]
+             "missing_annotation": _missing(p, options.annotations.annotations),
+             "workers": region_workers} for p in paths]
     records = run_jobs(tile_task, jobs, execution, "tiling", show_progress, notes)
-    combine_manifests(records, out_dir, balance=options.get("balance"),
-                      seed=options.get("seed") or 0)
-    if options.get("stain_normalise") and any(r.status != "failed" for r in records):
+    combine_manifests(records, out_dir, balance=options.balance, seed=settings.seed)
+    if options.stain_normalise and any(r.status != "failed" for r in records):
         from histotile.workflows.tasks.stain import record_stain
 
-        record_stain(out_dir, options["stain_normalise"], options.get("stain_reference"),
-                     seed=options.get("seed") or 0)
+        record_stain(out_dir, options.stain_normalise, options.stain_reference,
+                     seed=settings.seed)
     return records
 
 
@@ -166,52 +157,58 @@ def _missing(slide: Path, annotations: str | Path | None) -> str | None:
             f"{stem}.overlay.*, {stem}.mask.*): every tile is labelled the default class")
 
 
-def slide_batch(kind: str, slides: Iterable[str | Path], out_dir: str | Path,
-                options: dict[str, Any], *, model_dir: str | Path | None = None,
-                predictions_dir: str | Path | None = None,
-                execution: Execution | None = None,
-                show_progress: bool = True) -> list[SlideRecord]:
-    """``predict``, ``heatmap`` or ``run`` for every slide."""
-    task = {"predict": predict_task, "heatmap": heatmap_task,
-            "run": run_task}.get(kind)
-    if task is None:
-        raise ValueError(f"unknown batch kind {kind!r}")
-    heatmap = HeatmapOptions.pick(options)  # bad options stop the batch at once
+def predict_batch(slides: Iterable[str | Path], model_dir: str | Path,
+                  out_dir: str | Path, options: PredictOptions | None = None,
+                  execution: Execution | None = None,
+                  show_progress: bool = True) -> list[SlideRecord]:
+    """``predict`` for every slide."""
+    execution = execution or Execution()
+    jobs = [{"slide_path": str(path), "out_dir": str(out_dir), "model_dir": str(model_dir),
+             "options": options or PredictOptions(),
+             "region_megapixels": execution.region_megapixels}
+            for path in resolve_slides(slides)]
+    return run_jobs(predict_task, jobs, execution, "predict", show_progress)
+
+
+def heatmap_batch(slides: Iterable[str | Path], predictions_dir: str | Path,
+                  out_dir: str | Path, options: HeatmapOptions | None = None,
+                  execution: Execution | None = None,
+                  show_progress: bool = True) -> list[SlideRecord]:
+    """``heatmap`` for every slide, from the predictions saved in ``predictions_dir``."""
+    jobs = [{"slide_path": str(path), "out_dir": str(out_dir),
+             "predictions_dir": str(predictions_dir), "options": options or HeatmapOptions()}
+            for path in resolve_slides(slides)]
+    return run_jobs(heatmap_task, jobs, execution, "heatmap", show_progress)
+
+
+def run_batch(slides: Iterable[str | Path], model_dir: str | Path, out_dir: str | Path,
+              options: RunOptions | None = None, execution: Execution | None = None,
+              show_progress: bool = True) -> list[SlideRecord]:
+    """``run`` for every slide (evaluated where annotated); ``OUT/evaluation.json`` over
+    the slides evaluated."""
+    options = options or RunOptions()
+    execution = execution or Execution()
     paths = resolve_slides(slides)
-    common: dict[str, Any] = {"out_dir": str(out_dir),
-                              "overwrite": bool(options.get("overwrite"))}
-    if kind in ("predict", "run"):
-        run = RunOptions.pick(options)
-        common.update(model_dir=str(model_dir), tiling=run.tiling, batch_size=run.batch_size,
-                      region_megapixels=(execution or Execution()).region_megapixels,
-                      geojson=run.geojson, engine=run.engine,
-                      **({"tta": True} if run.tta else {}))
-    if kind == "predict" and run.threshold is not None:
-        common["threshold"] = run.threshold
-    if kind in ("heatmap", "run"):
-        common["heatmap"] = heatmap
-    if kind == "heatmap":
-        common["predictions_dir"] = str(predictions_dir)
-    found, notes = annotation_jobs(paths, options) if kind == "run" else ({}, {})
-    jobs = [{"slide_path": str(path), **common,
-             **({"annotation": found[path]} if kind == "run" else {})} for path in paths]
-    records = run_jobs(task, jobs, execution, kind, show_progress, notes)
-    if kind == "run":
-        combine_evaluations(records, out_dir)
+    found, notes = annotation_jobs(paths, options.annotations)
+    jobs = [{"slide_path": str(path), "out_dir": str(out_dir), "model_dir": str(model_dir),
+             "options": options, "annotation": found[path],
+             "region_megapixels": execution.region_megapixels} for path in paths]
+    records = run_jobs(run_task, jobs, execution, "run", show_progress, notes)
+    combine_evaluations(records, out_dir)
     return records
 
 
 def evaluate_batch(slides: Iterable[str | Path], predictions_dir: str | Path,
-                   out_dir: str | Path, options: dict[str, Any],
+                   out_dir: str | Path, options: EvaluateOptions | None = None,
                    execution: Execution | None = None,
                    show_progress: bool = True) -> list[SlideRecord]:
     """Evaluate every slide that has an annotation; write per-slide and overall results."""
+    options = options or EvaluateOptions()
     paths = resolve_slides(slides)
-    heatmap = HeatmapOptions.pick(options)
-    found, notes = annotation_jobs(paths, options)
+    found, notes = annotation_jobs(paths, options.annotations)
     jobs = [{"slide_path": str(path), "predictions_dir": str(predictions_dir),
-             "out_dir": str(out_dir), "annotation": found[path], "heatmap": heatmap,
-             "overwrite": bool(options.get("overwrite"))} for path in paths]
+             "out_dir": str(out_dir), "annotation": found[path], "options": options}
+            for path in paths]
     records = run_jobs(evaluate_task, jobs, execution, "evaluate", show_progress, notes)
     combine_evaluations(records, out_dir)
     return records
@@ -242,8 +239,8 @@ def evaluate_image_folder(model_dir: str | Path, folder: str | Path, out_dir: st
     """``histotile evaluate-images`` (see :mod:`histotile.workflows.tasks.image_evaluation`)."""
     from histotile.workflows.tasks.image_evaluation import evaluate_images
 
-    predictor = load_predictor(model_dir, options.get("batch_size"),
-                               tta=bool(options.get("tta")))
+    predictor = load_predictor(model_dir, ModelUse(batch_size=options.get("batch_size"),
+                                                   tta=bool(options.get("tta"))))
     keys = ("positive_class", "patch_size", "patch_stride", "target_sensitivity",
             "tile_threshold")
     result = evaluate_images(predictor, folder, out_dir, **_pick(options, keys))

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from histotile.workflows.options import HeatmapOptions
+from histotile.workflows.options import AnnotationInputs, Geometry
+from histotile.workflows.slide_options import HeatmapOptions, PredictOptions
 from histotile.workflows.tasks.execution import Execution
 from histotile.workflows.tasks.predict import predict_part
 from histotile.workflows.tasks.process import load_predictor
@@ -43,7 +44,8 @@ def explain_task(slide_path: str, out_dir: str, model_dir: str,
     def work(outputs, predictions) -> dict[str, Any]:
         predictor = load_predictor(model_dir)
         if predictions is None:
-            predictions = predict_part(slide_path, model_dir, tiling, None, None)
+            predictions = predict_part(slide_path, model_dir, PredictOptions(
+                geometry=Geometry.from_dict(tiling or {})), None)
         positive_class = resolve_positive_class(list(predictions.classes),
                                                 predictions.model, class_name)
         used = used_threshold(predictions, threshold, positive_class).value
@@ -73,13 +75,14 @@ def explain_batch(slides: Iterable[str | Path], model_dir: str | Path, out_dir: 
                   options: dict[str, Any], execution: Execution | None = None,
                   show_progress: bool = True) -> list[SlideRecord]:
     """Explain every slide (see :func:`explain_task`); annotations are used where found."""
-    from histotile.workflows.options import RunOptions
     from histotile.workflows.tasks.batch import annotation_jobs, resolve_slides, run_jobs
 
     predictions_dir = options.get("predictions_dir")
     paths = resolve_slides(slides)
-    found, notes = annotation_jobs(paths, options)
-    tiling = RunOptions.pick(options).tiling  # the options run takes, checked alike
+    found, notes = annotation_jobs(paths, AnnotationInputs.from_dict(
+        {k: options.get(k) for k in AnnotationInputs.option_names()}))
+    tiling = Geometry.from_dict(  # the options run takes, checked alike
+        {k: options.get(k) for k in Geometry.option_names()}).given()
     jobs = [{"slide_path": str(path), "out_dir": str(out_dir), "model_dir": str(model_dir),
              "tiling": tiling,
              "predictions_dir": None if predictions_dir is None else str(predictions_dir),

@@ -1,72 +1,74 @@
 """Predicting one slide (in parts over the cluster when it is large) with the model's
-own tiling, and the per-slide ``predict`` task with its QuPath files."""
+own tiling, and the per-slide ``predict`` task with its QuPath files. The options travel
+whole (:class:`~histotile.workflows.slide_options.PredictOptions`, or ``run``'s, which
+is one), to the parts on other workers too."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from histotile.workflows.options import HeatmapOptions, RunOptions
+from histotile.workflows.options import Geometry
+from histotile.workflows.slide_options import PredictOptions
 from histotile.workflows.tasks.process import load_predictor, set_threads
-from histotile.workflows.tasks.resumable import engine_setting, prediction_fields, resumable
-from histotile.workflows.tasks.roles import resolve_positive_class, used_threshold
+from histotile.workflows.tasks.resumable import (
+    engine_setting,
+    prediction_fields,
+    resumable,
+)
+from histotile.workflows.tasks.roles import slide_roles, used_threshold
 from histotile.wsi import open_slide
 
 if TYPE_CHECKING:  # annotations only: prediction is imported where it runs
     from histotile.postprocess.predict import Progress
 
 
-def _merged_tiling(predictor, tiling: dict[str, Any] | None):
-    """The model's own tiling (tiles cut the way it was trained) with any explicitly
-    given options on top; None when nothing was given (predict_slide's default)."""
-    if not tiling:
+def _merged_tiling(predictor, geometry: Geometry):
+    """The model's own tiling (tiles cut the way it was trained) with the geometry given
+    on top; None when nothing was given (predict_slide's default)."""
+    given = geometry.given()
+    if not given:
         return None
     from histotile.postprocess.predict import settings_from_card
     from histotile.tiling import TilingSettings
 
     base = settings_from_card(predictor).to_dict()
-    if any(k in tiling for k in ("magnification", "mpp", "level")):
+    if any(k in given for k in ("magnification", "mpp", "level")):
         base.update(magnification=None, mpp=None, level=None)
-    base.update(tiling)
+    base.update(given)
     return TilingSettings.from_dict(base)
 
 
-def predict_and_save(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
-             batch_size: int | None, outputs,
-             region_megapixels: float | None = None, engine: str = RunOptions.engine,
-             progress: Progress | None = None, tta: bool = RunOptions.tta,
-             threshold: float | None = None) -> tuple[Any, dict[str, str], int]:
+def predict_and_save(slide_path: str, model_dir: str, options: PredictOptions, outputs,
+                     region_megapixels: float | None = None,
+                     progress: Progress | None = None) -> tuple[Any, dict[str, str], int]:
     """Predict (in parts over the cluster when large), save; return the predictions, the
     files written and the number of parts. ``progress(done, total)`` follows the tiles
-    classified (in one process only: parts on a cluster report nothing). ``tta``:
-    test-time augmentation; ``threshold``: a flag's tile threshold, recorded (None: the
-    card's)."""
+    classified (in one process only: parts on a cluster report nothing)."""
     parts = _region_parts(slide_path, region_megapixels)
     if parts > 1:
-        predictions = _predict_on_cluster(slide_path, model_dir, tiling, batch_size, parts,
-                                          engine, tta, threshold)
+        predictions = _predict_on_cluster(slide_path, model_dir, options, parts)
     else:
-        predictions = predict_part(slide_path, model_dir, tiling, batch_size, None, engine,
-                                   progress=progress, tta=tta, threshold=threshold)
+        predictions = predict_part(slide_path, model_dir, options, None, progress=progress)
     path = predictions.save(outputs.path("predictions.csv"), overwrite=True)
     return predictions, {"predictions": str(path)}, parts
 
 
-def predict_part(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
-                 batch_size: int | None, part: tuple[int, int] | None,
-                 engine: str = RunOptions.engine,
-                 progress: Progress | None = None, tta: bool = RunOptions.tta,
-                 threshold: float | None = None):
-    """Predictions of one slide, or of one part of it (a task of its own on a cluster)."""
+def predict_part(slide_path: str, model_dir: str, options: PredictOptions,
+                 part: tuple[int, int] | None, progress: Progress | None = None):
+    """Predictions of one slide, or of one part of it (a task of its own on a cluster):
+    tiles cut as ``options.geometry`` says on top of the model's tiling, predicted as
+    ``options.model`` says; ``options.threshold`` recorded (None: the card's)."""
     from histotile.postprocess import predict_slide
 
     set_threads()
-    predictor = load_predictor(model_dir, batch_size, engine, tta)
-    return predict_slide(slide_path, predictor, tiling=_merged_tiling(predictor, tiling),
-                         batch_size=batch_size, part=part, progress=progress,
-                         threshold=threshold)
+    predictor = load_predictor(model_dir, options.model)
+    return predict_slide(slide_path, predictor,
+                         tiling=_merged_tiling(predictor, options.geometry),
+                         batch_size=options.model.batch_size, part=part, progress=progress,
+                         threshold=options.threshold)
 
 
-def prediction_notes(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
+def prediction_notes(slide_path: str, model_dir: str, geometry: Geometry,
                      predictions) -> str | None:
     """Warnings about a slide's predictions that are not errors: a level chosen on a
     slide without a resolution while the model card records the one it was trained at
@@ -75,14 +77,14 @@ def prediction_notes(slide_path: str, model_dir: str, tiling: dict[str, Any] | N
     from histotile.tiling.no_tissue import colour_reason
 
     notes = []
-    geometry = read_card(model_dir).get("tiling") or {}
-    trained = geometry.get("magnification") or geometry.get("tile_mpp")
+    card = read_card(model_dir).get("tiling") or {}
+    trained = card.get("magnification") or card.get("tile_mpp")
     with open_slide(slide_path) as slide:
-        if (tiling or {}).get("level") is not None and slide.mpp is None and trained:
-            scale = (f"{geometry['magnification']:g}x" if geometry.get("magnification")
-                     else f"{geometry['tile_mpp']:g} um/px")
+        if geometry.level is not None and slide.mpp is None and trained:
+            scale = (f"{card['magnification']:g}x" if card.get("magnification")
+                     else f"{card['tile_mpp']:g} um/px")
             notes.append(f"the slide records no resolution (mpp), so the scale of its "
-                         f"level {tiling['level']} cannot be checked against the model's "
+                         f"level {geometry.level} cannot be checked against the model's "
                          f"training tiles ({scale}): unless the scan matches it, these "
                          "predictions are not meaningful (pass --mpp or --magnification "
                          "for a slide whose scale you know)")
@@ -110,49 +112,46 @@ def _region_parts(slide_path: str, region_megapixels: float | None) -> int:
     return max(1, int(-(-(width * height) // int(region_megapixels * 1e6))))
 
 
-def _predict_on_cluster(slide_path: str, model_dir: str, tiling: dict[str, Any] | None,
-                        batch_size: int | None, parts: int, engine: str = RunOptions.engine,
-                        tta: bool = RunOptions.tta, threshold: float | None = None):
+def _predict_on_cluster(slide_path: str, model_dir: str, options: PredictOptions,
+                        parts: int):
     """Spread the parts of a very large slide over the cluster: each part is a task that
-    gets only paths and settings; the tables of probabilities come back and are joined.
-    This task leaves its worker slot while waiting (worker_client secedes)."""
+    gets only paths and the options; the tables of probabilities come back and are
+    joined. This task leaves its worker slot while waiting (worker_client secedes)."""
     from distributed import worker_client
 
     from histotile.postprocess import concat_predictions
 
     with worker_client() as client:
-        futures = [client.submit(predict_part, slide_path, model_dir, tiling, batch_size,
-                                 (index, parts), engine, None, tta, threshold, pure=False,
-                                 retries=2)
+        futures = [client.submit(predict_part, slide_path, model_dir, options,
+                                 (index, parts), pure=False, retries=2)
                    for index in range(parts)]
         return concat_predictions(client.gather(futures))
 
 
 def predict_task(slide_path: str, out_dir: str, model_dir: str,
-                 tiling: dict[str, Any] | None = None, batch_size: int | None = None,
-                 overwrite: bool = False,
-                 region_megapixels: float | None = None,
-                 geojson: bool = True, engine: str = RunOptions.engine,
-                 tta: bool = RunOptions.tta, threshold: float | None = None
-                 ) -> dict[str, Any]:
+                 options: PredictOptions | None = None,
+                 region_megapixels: float | None = None) -> dict[str, Any]:
     """Predict one slide: ``OUT/<slide>/predictions.csv`` (+ ``.json`` sidecar) and, with
-    ``geojson``, the QuPath files. On a cluster, slides over ``region_megapixels`` are
-    predicted in parts on several workers. ``tta``: test-time augmentation;
-    ``threshold``: ``--threshold`` (None: the model card's), recorded in the sidecar."""
-    def work(outputs, _prepared) -> dict[str, Any]:
-        predictions, written, parts = predict_and_save(slide_path, model_dir, tiling,
-                                                       batch_size, outputs,
-                                                       region_megapixels, engine, tta=tta,
-                                                       threshold=threshold)
-        if geojson:
-            written.update(qupath_files(predictions, outputs, HeatmapOptions()))
-        return {**prediction_fields(predictions, parts), "outputs": written,
-                "warning": prediction_notes(slide_path, model_dir, tiling, predictions)}
+    ``options.geojson``, the QuPath files. On a cluster, slides over
+    ``region_megapixels`` are predicted in parts on several workers."""
+    options = options or PredictOptions()
 
-    return resumable("predict", slide_path, out_dir, overwrite,
-                     {"tiling": tiling, **engine_setting(engine),
-                      **prediction_setting(tta, threshold)}, work,
-                     model_dir=model_dir, extra=None if geojson else {"geojson": False})
+    def work(outputs, _prepared) -> dict[str, Any]:
+        predictions, written, parts = predict_and_save(slide_path, model_dir, options,
+                                                       outputs, region_megapixels)
+        if options.geojson:
+            positive_class = slide_roles(predictions, None).positive_class
+            written.update(qupath_files(predictions, outputs, positive_class, None))
+        return {**prediction_fields(predictions, parts), "outputs": written,
+                "warning": prediction_notes(slide_path, model_dir, options.geometry,
+                                            predictions)}
+
+    return resumable("predict", slide_path, out_dir, options.overwrite,
+                     {"tiling": options.geometry.given(),
+                      **engine_setting(options.model.engine),
+                      **prediction_setting(options.model.tta, options.threshold)}, work,
+                     model_dir=model_dir,
+                     extra=None if options.geojson else {"geojson": False})
 
 
 def prediction_setting(tta: bool, threshold: float | None) -> dict[str, Any]:
@@ -162,17 +161,13 @@ def prediction_setting(tta: bool, threshold: float | None) -> dict[str, Any]:
             **({"threshold": float(threshold)} if threshold is not None else {})}
 
 
-def qupath_files(predictions, outputs, heatmap: HeatmapOptions) -> dict[str, str]:
-    """``predictions.geojson`` and ``regions.geojson`` (of the positive class; none when
-    the model has several classes and none was chosen) for QuPath."""
-    from histotile.errors import ModelError
+def qupath_files(predictions, outputs, positive_class: str,
+                 threshold: float | None) -> dict[str, str]:
+    """``predictions.geojson`` and ``regions.geojson`` (the regions of ``positive_class``
+    at the tile threshold ``threshold``, None: the one the predictions record) for
+    QuPath."""
     from histotile.postprocess.qupath import write_qupath
 
-    try:
-        positive_class = resolve_positive_class(list(predictions.classes),
-                                                predictions.model, heatmap.class_name)
-    except ModelError:
-        positive_class = None
-    threshold = used_threshold(predictions, heatmap.threshold, positive_class)
+    used = used_threshold(predictions, threshold, positive_class)
     return write_qupath(predictions, outputs.folder, class_name=positive_class,
-                        threshold=threshold.value, overwrite=True)
+                        threshold=used.value, overwrite=True)

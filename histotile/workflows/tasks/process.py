@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from histotile.workflows.options import RunOptions
+from histotile.workflows.options import ModelUse
 
 
 def set_threads() -> None:
@@ -39,15 +39,16 @@ def set_threads() -> None:
 _PREDICTORS: dict[str, Any] = {}
 
 
-def load_predictor(model_dir: str | Path, batch_size: int | None = None,
-                   engine: str = RunOptions.engine, tta: bool = RunOptions.tta):
-    """A Predictor per model folder (and engine, and test-time augmentation), kept per
-    process: a worker serving many slides loads the weights once."""
+def load_predictor(model_dir: str | Path, use: ModelUse | None = None):
+    """A Predictor per model folder and :class:`ModelUse` (batch size, engine, test-time
+    augmentation), kept per process: a worker serving many slides loads the weights
+    once."""
     from histotile.models import Predictor
 
-    key = f"{Path(model_dir).resolve()}|{batch_size}|{engine}|{bool(tta)}"
+    use = use or ModelUse()
+    key = f"{Path(model_dir).resolve()}|{use.batch_size}|{use.engine}|{use.tta}"
     if key not in _PREDICTORS:
-        _PREDICTORS[key] = Predictor(model_dir, batch_size=batch_size, engine=engine,
-                                     tta=bool(tta))
+        _PREDICTORS[key] = Predictor(model_dir, batch_size=use.batch_size, engine=use.engine,
+                                     tta=use.tta)
         set_threads()  # torch is loaded now: give it the task's thread budget too
     return _PREDICTORS[key]

@@ -9,19 +9,21 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from histotile.workflows.slide_options import QCOptions
 from histotile.workflows.tasks.execution import Execution
 from histotile.workflows.tasks.report import SlideRecord
 
 
-def qc_task(slide_path: str, out_dir: str, qc: dict[str, Any] | None = None,
-            overwrite: bool = False) -> dict[str, Any]:
+def qc_task(slide_path: str, out_dir: str, options: QCOptions | None = None
+            ) -> dict[str, Any]:
     """QC of one slide (resumable like every per-slide task): the picture and the record
     (``area_fractions``: the fractions, blur left out when it could not be judged;
     ``decision``: the flag; ``extra``: the reasons and the settings)."""
-    from histotile.tiling.qc import QCSettings, slide_qc, write_picture
+    from histotile.tiling.qc import slide_qc, write_picture
     from histotile.workflows.tasks.resumable import resumable
 
-    settings = QCSettings.from_dict(qc or {})
+    options = options or QCOptions()
+    settings = options.qc
 
     def work(outputs, _prepared) -> dict[str, Any]:
         result = slide_qc(slide_path, settings)
@@ -33,7 +35,7 @@ def qc_task(slide_path: str, out_dir: str, qc: dict[str, Any] | None = None,
                 "extra": {"reasons": result.reasons, "view_mpp": result.view_mpp,
                           "qc": settings.to_dict()}}
 
-    return resumable("qc", slide_path, out_dir, overwrite, settings.to_dict(), work)
+    return resumable("qc", slide_path, out_dir, options.overwrite, settings.to_dict(), work)
 
 
 def _unmeasured_blur(result, settings) -> str | None:
@@ -49,15 +51,13 @@ def _unmeasured_blur(result, settings) -> str | None:
             f"{settings.blur_tile_um:g} um (no fraction_blur)")
 
 
-def qc_batch(slides: Iterable[str | Path], out_dir: str | Path, qc: dict[str, Any] | None = None,
-             *, overwrite: bool = False, execution: Execution | None = None,
+def qc_batch(slides: Iterable[str | Path], out_dir: str | Path,
+             options: QCOptions | None = None, execution: Execution | None = None,
              show_progress: bool = True) -> list[SlideRecord]:
     """QC every slide; return the records (write the report with
     :func:`~histotile.workflows.tasks.report.write_report`)."""
-    from histotile.tiling.qc import QCSettings
     from histotile.workflows.tasks.batch import resolve_slides, run_jobs
 
-    QCSettings.from_dict(qc or {})  # bad settings fail once, before any slide
-    jobs = [{"slide_path": str(p), "out_dir": str(out_dir), "qc": qc,
-             "overwrite": overwrite} for p in resolve_slides(slides)]
+    jobs = [{"slide_path": str(p), "out_dir": str(out_dir), "options": options or QCOptions()}
+            for p in resolve_slides(slides)]
     return run_jobs(qc_task, jobs, execution, "qc", show_progress)

@@ -9,28 +9,39 @@ from histotile.class_roles import ClassRoles, Role, card_roles, recorded_assumpt
 
 
 def resolve_positive_class(classes: list[str], model: dict[str, Any],
-                           requested: str | None) -> str:
-    """The class heatmaps and decisions are about: ``requested`` (a class the model has),
+                           positive_class: str | None) -> str:
+    """The class heatmaps and decisions are about: ``positive_class`` (a class the model has),
     else the positive class recorded in the model card (``model``: the predictions' model
     reference), else the documented default, the last class (see
     :mod:`histotile.class_roles`; :func:`model_roles` also says what was assumed)."""
-    return model_roles(classes, model, positive=requested).positive_class
+    return model_roles(classes, model, positive_class=positive_class).positive_class
 
 
-def model_roles(classes: list[str], model: dict[str, Any], *, positive: str | None = None,
-                default: str | None = None) -> ClassRoles:
+def model_roles(classes: list[str], model: dict[str, Any], *,
+                positive_class: str | None = None,
+                default_class: str | None = None) -> ClassRoles:
     """The :class:`~histotile.class_roles.ClassRoles` of a predictions table's model, with
-    explicit choices (``--class``/``--positive-class``, ``--default-class``) on top."""
+    explicit choices (``--positive-class``, ``--default-class``) on top."""
     import dataclasses
 
     reference = {**(model or {}), "classes": list(classes)}
-    roles = card_roles(reference, default_class=default, positive_class=positive,
+    roles = card_roles(reference, default_class=default_class, positive_class=positive_class,
                        source=str((model or {}).get("model_dir") or "the model"))
     # What prediction already assumed for an old card, unless chosen explicitly now.
-    chosen = {Role.POSITIVE: bool(positive), Role.DEFAULT: bool(default)}
+    chosen = {Role.POSITIVE: bool(positive_class), Role.DEFAULT: bool(default_class)}
     earlier = [a for a in recorded_assumptions(reference) if not chosen[a.role]]
     return dataclasses.replace(
         roles, assumptions=tuple(dict.fromkeys([*earlier, *roles.assumptions])))
+
+
+def slide_roles(predictions, positive_class: str | None) -> ClassRoles:
+    """The slide's class roles (:class:`~histotile.class_roles.ClassRoles`) with the
+    positive class resolved, once per slide: ``positive_class`` (a class the model has),
+    else the one the predictions' model reference records, else the last class (what
+    was assumed is in ``assumed``). Heatmap, decision, QuPath regions and evaluation
+    take it from here."""
+    return model_roles(list(predictions.classes), predictions.model,
+                       positive_class=positive_class)
 
 
 def assumed_note(roles: ClassRoles, *extra: str) -> str | None:

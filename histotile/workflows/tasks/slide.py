@@ -1,5 +1,6 @@
-"""Per-slide tasks: module-level functions of paths and plain settings dicts, so that a
-Dask worker can run them from nothing but their arguments. Each returns a
+"""Per-slide tasks: module-level functions of paths and typed options (the frozen
+dataclasses of :mod:`histotile.workflows.slide_options`, passed whole), so that a Dask
+worker can run them from nothing but their arguments. Each returns a
 :class:`~histotile.workflows.tasks.report.SlideRecord` as a dict. (``predict_task`` lives in
 :mod:`histotile.workflows.tasks.predict`.)"""
 
@@ -11,7 +12,13 @@ from typing import Any
 
 from histotile.class_roles import Role
 from histotile.workflows.jsonable import plain
-from histotile.workflows.options import HeatmapOptions, RunOptions, tiling_settings
+from histotile.workflows.options import HeatmapLook
+from histotile.workflows.slide_options import (
+    EvaluateOptions,
+    HeatmapOptions,
+    RunOptions,
+    TileOptions,
+)
 from histotile.workflows.tasks.inputs import slide_stem
 from histotile.workflows.tasks.predict import (
     predict_and_save,
@@ -29,7 +36,7 @@ from histotile.workflows.tasks.resumable import (
 from histotile.workflows.tasks.roles import (
     assumed_note,
     model_roles,
-    resolve_positive_class,
+    slide_roles,
     used_threshold,
 )
 from histotile.wsi import open_slide
@@ -39,17 +46,16 @@ StageProgress = Callable[[str, int, int], None]
 tiles done of the total while it counts them."""
 
 
-def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = None,
-              classes: str | None = None, annotation: str | None = None,
-              export_images: bool = False, overwrite: bool = False,
-              workers: int = 1, missing_annotation: str | None = None,
-              strict: bool = False) -> dict[str, Any]:
-    """Tile one slide: ``OUT/<slide>/manifest.csv`` (and tile PNGs when asked).
-    ``workers`` > 1 tiles the slide's regions in that many processes.
+def tile_task(slide_path: str, out_dir: str, options: TileOptions | None = None,
+              annotation: str | None = None, missing_annotation: str | None = None,
+              workers: int = 1) -> dict[str, Any]:
+    """Tile one slide as ``options.tiling`` says: ``OUT/<slide>/manifest.csv`` (and tile
+    PNGs with ``options.export_images``). ``workers`` > 1 tiles the slide's regions in
+    that many processes.
 
     An annotation that labels nothing (``missing_annotation``: where one was looked for
     in vain; see :mod:`histotile.tiling.annotation_checks`) is a warning in the record,
-    or with ``strict`` an :class:`AnnotationError`."""
+    or with ``options.strict`` an :class:`AnnotationError`."""
     from histotile.tiling import (
         export_imagefolder,
         extract_tiles,
@@ -65,10 +71,11 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
     )
     from histotile.tiling.no_tissue import no_tissue_reason
 
-    settings = tiling_settings(tiling, classes)
+    options = options or TileOptions()
+    settings = options.tiling
 
     def warn(problems: list[str]) -> None:
-        if strict and problems:
+        if options.strict and problems:
             from histotile.errors import AnnotationError
 
             raise AnnotationError(f"{slide_path}: {'; '.join(problems)} (--strict)")
@@ -100,7 +107,7 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
     def work(outputs, _prepared) -> dict[str, Any]:
         plan, manifest = caught_warnings(labelled, found)
         path = write_manifest(manifest, outputs.path("manifest.csv"), overwrite=True)
-        if export_images:
+        if options.export_images:
             export_imagefolder(manifest, Path(out_dir) / "images", overwrite=True)
         counts = manifest["label"].value_counts() if len(manifest) else {}
         return {"tiles": len(manifest),
@@ -110,9 +117,10 @@ def tile_task(slide_path: str, out_dir: str, tiling: dict[str, Any] | None = Non
                 "extra": {"annotation": annotation, "tiling": settings.to_dict(),
                           "qc": _slide_qc_figures(plan)}}
 
-    return resumable("tile", slide_path, out_dir, overwrite, settings.to_dict(), work,
+    return resumable("tile", slide_path, out_dir, options.overwrite, settings.to_dict(), work,
                      extra={"annotation": file_identity(annotation),
-                            "export_images": export_images, "strict": strict})
+                            "export_images": options.export_images,
+                            "strict": options.strict})
 
 
 def caught_warnings(work: Callable[[], Any], found: list[str]) -> Any:
@@ -143,20 +151,21 @@ def _slide_qc_figures(plan) -> dict[str, Any]:
     return {"flag": flag, "reasons": reasons, **fractions}
 
 
-def _heatmap_and_decision(slide_path: str, predictions, options: HeatmapOptions,
+def _heatmap_and_decision(slide_path: str, predictions, options: HeatmapOptions, roles,
                           outputs) -> tuple[dict[str, str], str, dict[str, Any]]:
+    """The heatmap slide, its preview, montage (and probability TIFF) and the slide's
+    decision, about ``roles.positive_class`` (the slide's roles, resolved once)."""
     from histotile.postprocess import slide_decision, write_heatmap
     from histotile.postprocess.render import DEFAULT_FLOOR
 
-    roles = model_roles(list(predictions.classes), predictions.model,
-                        positive=options.class_name)
     positive_class = roles.positive_class
+    look = options.look
     used = used_threshold(predictions, options.threshold, positive_class)
     result = write_heatmap(
         slide_path, predictions, outputs.path("heatmap.tif"), class_name=positive_class,
-        mode=options.mode, threshold=used.value, color=options.rgb(),
-        alpha=options.alpha, downsample=options.downsample, colormap=options.colormap,
-        floor=DEFAULT_FLOOR if options.floor is None else options.floor,
+        mode=look.mode, threshold=used.value, color=look.rgb(),
+        alpha=look.alpha, downsample=look.downsample, colormap=look.colormap,
+        floor=DEFAULT_FLOOR if look.floor is None else look.floor,
         preview_path=outputs.path("preview.png"), overwrite=True)
     decision = slide_decision(predictions, positive_class, tile_threshold=used.value,
                               fraction_threshold=options.decision_threshold)
@@ -166,7 +175,7 @@ def _heatmap_and_decision(slide_path: str, predictions, options: HeatmapOptions,
     written["montage"] = str(write_montage(
         slide_path, predictions, outputs.path(MONTAGE_FILE), class_name=positive_class,
         threshold=used.value, overwrite=True))
-    if options.probability_tiff:
+    if look.probability_tiff:
         from histotile.postprocess.probability_slide import (
             PROBABILITY_FILE,
             write_probability_slide,
@@ -188,62 +197,58 @@ def _heatmap_and_decision(slide_path: str, predictions, options: HeatmapOptions,
 
 
 def heatmap_task(slide_path: str, out_dir: str, predictions_dir: str,
-                 heatmap: HeatmapOptions | dict[str, Any] | None = None,
-                 overwrite: bool = False) -> dict[str, Any]:
+                 options: HeatmapOptions | None = None) -> dict[str, Any]:
     """Heatmap slide and preview of one slide from its saved predictions."""
     from histotile.postprocess import load_predictions
 
-    options = HeatmapOptions.of(heatmap)
+    options = options or HeatmapOptions()
     saved = saved_predictions(slide_path, predictions_dir)
 
     def work(outputs, predictions) -> dict[str, Any]:
+        roles = slide_roles(predictions, options.positive_class)
         written, decision, extra = _heatmap_and_decision(slide_path, predictions, options,
-                                                         outputs)
+                                                         roles, outputs)
         fields = prediction_fields(predictions)
         return {**fields, "decision": decision, "outputs": written,
                 "warning": extra.pop("warning"), "extra": {**fields["extra"], **extra}}
 
-    return resumable("heatmap", slide_path, out_dir, overwrite,
-                     {"heatmap": _recorded(heatmap, options)}, work,
+    return resumable("heatmap", slide_path, out_dir, options.overwrite,
+                     {"heatmap": heatmap_record(options)}, work,
                      extra={"predictions": file_identity(saved)},
                      prepare=lambda: load_predictions(saved))
 
 
 def run_task(slide_path: str, out_dir: str, model_dir: str,
-             tiling: dict[str, Any] | None = None,
-             heatmap: HeatmapOptions | dict[str, Any] | None = None,
-             annotation: str | None = None, batch_size: int | None = None,
-             overwrite: bool = False,
+             options: RunOptions | None = None, annotation: str | None = None,
              region_megapixels: float | None = None,
-             geojson: bool = True, engine: str = RunOptions.engine,
-             progress: StageProgress | None = None,
-             tta: bool = RunOptions.tta) -> dict[str, Any]:
+             progress: StageProgress | None = None) -> dict[str, Any]:
     """Predict, heatmap, decide and (with an annotation) evaluate one slide (prediction
-    in parts over the cluster for slides over ``region_megapixels``); with ``geojson``
-    also the QuPath files. ``progress(stage, done, total)`` names each stage as it
-    starts ("predicting", "heatmap", "evaluating") and follows the tiles classified.
-    ``tta``: test-time augmentation (see :class:`histotile.models.Predictor`)."""
-    options = HeatmapOptions.of(heatmap)
+    in parts over the cluster for slides over ``region_megapixels``); with
+    ``options.geojson`` also the QuPath files. ``progress(stage, done, total)`` names
+    each stage as it starts ("predicting", "heatmap", "evaluating") and follows the
+    tiles classified."""
+    options = options or RunOptions()
     report = progress or (lambda _stage, _done, _total: None)
 
     def work(outputs, _prepared) -> dict[str, Any]:
         report("predicting", 0, 0)
         predictions, written, parts = predict_and_save(
-            slide_path, model_dir, tiling, batch_size, outputs, region_megapixels, engine,
-            progress=lambda done, total: report("predicting", done, total), tta=tta,
-            threshold=options.threshold)
-        if geojson:
-            written.update(qupath_files(predictions, outputs, options))
+            slide_path, model_dir, options, outputs, region_megapixels,
+            progress=lambda done, total: report("predicting", done, total))
+        roles = slide_roles(predictions, options.positive_class)
+        if options.geojson:
+            written.update(qupath_files(predictions, outputs, roles.positive_class,
+                                        options.threshold))
         report("heatmap", 0, 0)
         more, decision, extra = _heatmap_and_decision(slide_path, predictions, options,
-                                                      outputs)
+                                                      roles, outputs)
         written.update(more)
         warning = "; ".join(filter(None, (extra.pop("warning"), prediction_notes(
-            slide_path, model_dir, tiling, predictions)))) or None
+            slide_path, model_dir, options.geometry, predictions)))) or None
         if annotation is not None:
             report("evaluating", 0, 0)
             evaluation = _evaluate(slide_path, predictions, annotation,
-                                   extra["positive_class"], options, outputs)
+                                   roles.positive_class, options, outputs)
             written.update(evaluation.pop("outputs"))
             warning = "; ".join(filter(None, (warning, evaluation.pop("warning")))) or None
             extra["evaluation"] = evaluation
@@ -251,16 +256,17 @@ def run_task(slide_path: str, out_dir: str, model_dir: str,
         return {**fields, "decision": decision, "outputs": written, "warning": warning,
                 "extra": {**fields["extra"], **extra}}
 
-    return resumable("run", slide_path, out_dir, overwrite,
-                     {"tiling": tiling, "heatmap": _recorded(heatmap, options),
-                      **engine_setting(engine), **prediction_setting(tta, None)}, work,
+    return resumable("run", slide_path, out_dir, options.overwrite,
+                     {"tiling": options.geometry.given(), "heatmap": heatmap_record(options),
+                      **engine_setting(options.model.engine),
+                      **prediction_setting(options.model.tta, None)}, work,
                      model_dir=model_dir,
                      extra={"annotation": file_identity(annotation),
-                            **({} if geojson else {"geojson": False})})
+                            **({} if options.geojson else {"geojson": False})})
 
 
 def _evaluate(slide_path: str, predictions, annotation: str, positive_class: str,
-              options: HeatmapOptions, outputs) -> dict[str, Any]:
+              options: EvaluateOptions, outputs) -> dict[str, Any]:
     """Evaluate against the annotation; the default class (the truth of unannotated
     tiles) is ``--default-class``, else the model card's, never the class order."""
     import json
@@ -270,8 +276,8 @@ def _evaluate(slide_path: str, predictions, annotation: str, positive_class: str
 
     used = used_threshold(predictions, options.threshold, positive_class)
     threshold = used.value
-    roles = model_roles(list(predictions.classes), predictions.model, positive=positive_class,
-                        default=options.default_class)
+    roles = model_roles(list(predictions.classes), predictions.model,
+                        positive_class=positive_class, default_class=options.default_class)
     recorded = not roles.assumes(Role.DEFAULT)
     default = roles.default_class if recorded else None
     evaluation = evaluate_slide(slide_path, predictions, annotation, positive_class=positive_class,
@@ -300,13 +306,12 @@ def _evaluate(slide_path: str, predictions, annotation: str, positive_class: str
 
 def evaluate_task(slide_path: str, predictions_dir: str, out_dir: str,
                   annotation: str | None,
-                  heatmap: HeatmapOptions | dict[str, Any] | None = None,
-                  overwrite: bool = False) -> dict[str, Any]:
+                  options: EvaluateOptions | None = None) -> dict[str, Any]:
     """Evaluate one slide's saved predictions against its annotation."""
     from histotile.errors import AnnotationError
     from histotile.postprocess import load_predictions
 
-    options = HeatmapOptions.of(heatmap)
+    options = options or EvaluateOptions()
     name = slide_stem(Path(slide_path))
     if annotation is None:
         raise AnnotationError(f"{slide_path}: no annotation found (looked for {name}.geojson, "
@@ -314,8 +319,7 @@ def evaluate_task(slide_path: str, predictions_dir: str, out_dir: str,
     saved = saved_predictions(slide_path, predictions_dir)
 
     def work(outputs, predictions) -> dict[str, Any]:
-        positive_class = resolve_positive_class(list(predictions.classes),
-                                                predictions.model, options.class_name)
+        positive_class = slide_roles(predictions, options.positive_class).positive_class
         evaluation = _evaluate(slide_path, predictions, annotation, positive_class, options,
                                outputs)
         written = evaluation.pop("outputs")
@@ -323,15 +327,19 @@ def evaluate_task(slide_path: str, predictions_dir: str, out_dir: str,
         return {**prediction_fields(predictions), "outputs": written, "warning": warning,
                 "extra": {"evaluation": evaluation, "positive_class": positive_class}}
 
-    return resumable("evaluate", slide_path, out_dir, overwrite,
-                     {"heatmap": _recorded(heatmap, options)}, work,
+    return resumable("evaluate", slide_path, out_dir, options.overwrite,
+                     {"heatmap": heatmap_record(options)}, work,
                      extra={"annotation": file_identity(annotation),
                             "predictions": file_identity(saved)},
                      prepare=lambda: load_predictions(saved))
 
 
-def _recorded(given: HeatmapOptions | dict[str, Any] | None,
-              options: HeatmapOptions) -> dict[str, Any] | None:
-    """The heatmap options as a fingerprint records them: the options given explicitly
-    (None when a task was called without any), as before they were typed."""
-    return None if given is None else options.to_dict()
+_RECORDED = ("positive_class", "default_class", "threshold", "decision_threshold",
+             *HeatmapLook.option_names())
+
+
+def heatmap_record(options: HeatmapOptions) -> dict[str, Any]:
+    """The heatmap and evaluation options as a slide's fingerprint records them: each one
+    set (not None), by its option name."""
+    values = options.to_dict()
+    return {k: values[k] for k in _RECORDED if values.get(k) is not None}
