@@ -42,9 +42,19 @@ from histotile.tiling import write_manifest as write_manifest
 from histotile.tiling.artefacts import artefact_masks as artefact_masks
 from histotile.tiling.qc import QCSettings as QCSettings
 from histotile.tiling.qc import slide_qc as slide_qc
+from histotile.workflows.api import evaluate_batch as evaluate_batch
+from histotile.workflows.api import heatmap_batch as heatmap_batch
+from histotile.workflows.api import predict_batch as predict_batch
+from histotile.workflows.api import qc_batch as qc_batch
 from histotile.workflows.api import run_batch as run_batch
 from histotile.workflows.api import tile_batch as tile_batch
 from histotile.workflows.serve import ServeSettings as ServeSettings
+from histotile.workflows.slide_options import EvaluateOptions as EvaluateOptions
+from histotile.workflows.slide_options import HeatmapOptions as HeatmapOptions
+from histotile.workflows.slide_options import PredictOptions as PredictOptions
+from histotile.workflows.slide_options import QCOptions as QCOptions
+from histotile.workflows.slide_options import RunOptions as RunOptions
+from histotile.workflows.slide_options import TileOptions as TileOptions
 from histotile.workflows.tasks.execution import Execution as Execution
 from histotile.workflows.tasks.image_evaluation import evaluate_images as evaluate_images
 from histotile.wsi import Slide as Slide
@@ -57,13 +67,19 @@ from histotile.wsi.synthetic import write_synthetic_slide as write_synthetic_sli
 __version__: str
 __all__ = [
     "ClassRoles",
+    "EvaluateOptions",
     "Execution",
+    "HeatmapOptions",
     "HistotileError",
     "Mark",
+    "PredictOptions",
     "Predictor",
+    "QCOptions",
     "QCSettings",
+    "RunOptions",
     "ServeSettings",
     "Slide",
+    "TileOptions",
     "TilingSettings",
     "TrainSettings",
     "artefact_masks",
@@ -71,20 +87,24 @@ __all__ = [
     "choose_level",
     "create_model",
     "detect_tissue",
+    "evaluate_batch",
     "evaluate_images",
     "evaluate_slide",
     "explain_tiles",
     "export_model",
     "extract_tiles",
     "grad_cam",
+    "heatmap_batch",
     "load_annotation",
     "load_predictions",
     "make_grid",
     "open_slide",
     "patchify_image",
     "plan_tiles",
+    "predict_batch",
     "predict_slide",
     "probability_map",
+    "qc_batch",
     "read_manifest",
     "run_batch",
     "slide_decision",
