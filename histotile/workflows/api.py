@@ -122,7 +122,7 @@ def run_batch(slides: Slides, model_dir: str | Path, out_dir: str | Path,
     return records
 
 
-def _typed(settings: type, options: Any, deprecated: dict[str, Any], where: str) -> Any:
+def _typed(settings: type[Any], options: Any, deprecated: dict[str, Any], where: str) -> Any:
     """``options``, or (deprecated) the options of the old keyword arguments."""
     if not deprecated:
         return options
