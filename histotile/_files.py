@@ -98,7 +98,7 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     Call only while holding the folder's lock (:func:`folder_lock`), so that no live
     writer's temporary is removed. Returns what was removed."""
     folder = Path(folder)
-    removed = []
+    removed: list[Path] = []
     if not folder.is_dir():
         return removed
     for entry in folder.iterdir():

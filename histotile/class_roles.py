@@ -14,11 +14,32 @@ class the **last** one (so ``other,tumour`` detects tumour).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import enum
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from histotile.errors import ConfigError, ModelError
+
+
+class Role(enum.Enum):
+    """The two roles a class can play."""
+
+    POSITIVE = "positive"
+    DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class Assumption:
+    """A role that was not recorded and took its documented default.
+
+    Attributes:
+        role: which role was assumed (code branches on this, never on ``note``).
+        note: the sentence the user reads, naming the class assumed and the flag to pass.
+    """
+
+    role: Role
+    note: str
 
 
 @dataclass(frozen=True)
@@ -29,14 +50,24 @@ class ClassRoles:
         classes: class names in the user's order (the model's output order).
         default_class: the label of unannotated tiles.
         positive_class: the class detected (heatmaps, decisions, sensitivity).
-        assumed: one sentence per role that was not recorded and took its documented
-            default (empty when everything was explicit or recorded).
+        assumptions: one :class:`Assumption` per role that was not recorded and took its
+            documented default (empty when everything was explicit or recorded);
+            :attr:`assumed` gives their sentences.
     """
 
     classes: tuple[str, ...]
     default_class: str
     positive_class: str
-    assumed: tuple[str, ...] = field(default=(), compare=False)
+    assumptions: tuple[Assumption, ...] = field(default=(), compare=False)
+
+    @property
+    def assumed(self) -> tuple[str, ...]:
+        """The sentences of :attr:`assumptions`, one per role assumed."""
+        return tuple(a.note for a in self.assumptions)
+
+    def assumes(self, role: Role) -> bool:
+        """Whether ``role`` took its documented default (was neither given nor recorded)."""
+        return any(a.role is role for a in self.assumptions)
 
     def to_dict(self) -> dict[str, Any]:
         return {"classes": list(self.classes), "default_class": self.default_class,
@@ -83,18 +114,33 @@ def card_roles(card: dict[str, Any], *, default_class: str | None = None,
             flag = "--default-class" if role == "default" else "--positive-class"
             raise ModelError(f"{source}: {role} class {name!r} is not one of the model's "
                              f"classes {list(classes)} (choose {flag} among them)")
-    assumed: list[str] = []
+    assumed: list[Assumption] = []
     positive = positive_class or _recorded_positive(card, classes)
     if positive is None:
         positive = classes[-1]
-        assumed.append(f"{source} records no positive class: assumed the last class "
-                       f"{positive!r} (pass --positive-class to choose another)")
+        assumed.append(Assumption(Role.POSITIVE, f"{source} records no positive class: "
+                                  f"assumed the last class {positive!r} (pass "
+                                  "--positive-class to choose another)"))
     default = default_class or _recorded_default(card, classes)
     if default is None:
         default = classes[0]
-        assumed.append(f"{source} records no default class: assumed the first class "
-                       f"{default!r} (pass --default-class to choose another)")
+        assumed.append(Assumption(Role.DEFAULT, f"{source} records no default class: "
+                                  f"assumed the first class {default!r} (pass "
+                                  "--default-class to choose another)"))
     return ClassRoles(classes, default, positive, tuple(assumed))
+
+
+def recorded_assumptions(reference: Mapping[str, Any]) -> tuple[Assumption, ...]:
+    """The assumptions a predictions table's model reference records (see
+    :func:`histotile.postprocess.predict.model_reference`): its ``assumed`` sentences, in
+    the order :func:`card_roles` writes them (positive, then default), each given its role
+    by the reference's fields: its ``default_class`` is None exactly when the default class
+    was assumed, so that sentence is the last one, and any other is the positive class's.
+    The sidecar keeps only the sentences, so its format (and every output) is unchanged."""
+    notes = [str(n) for n in reference.get("assumed") or ()]
+    default_assumed = bool(notes) and reference.get("default_class") is None
+    roles = [Role.POSITIVE] * (len(notes) - default_assumed) + [Role.DEFAULT] * default_assumed
+    return tuple(Assumption(role, note) for role, note in zip(roles, notes))
 
 
 def _recorded_positive(card: dict[str, Any], classes: tuple[str, ...]) -> str | None:

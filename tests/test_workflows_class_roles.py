@@ -81,6 +81,38 @@ def test_roles_defaults_and_errors():
         card_roles({"classes": ["a", "b"]}, positive_class="tumour")
 
 
+def test_an_assumed_role_is_a_field_that_the_predictions_sidecar_keeps():
+    """Which role an old card lacked travels as a :class:`Role` (issue 24), through the
+    predictions' JSON too: the sentences can be reworded without changing a decision."""
+    from histotile.class_roles import Role, recorded_assumptions
+    from histotile.postprocess.predict import model_reference
+    from histotile.workflows.tasks.roles import assumed_note, model_roles
+
+    class Model:
+        classes = ("a", "b")
+
+        def __init__(self, **recorded):
+            self.card = {"classes": list(self.classes), **recorded}
+
+    for recorded, roles in [({}, [Role.POSITIVE, Role.DEFAULT]),
+                            ({"default_class": "a"}, [Role.POSITIVE]),
+                            ({"positive_class": "b"}, [Role.DEFAULT]),
+                            ({"positive_class": "b", "default_class": "a"}, [])]:
+        reference = json.loads(json.dumps(model_reference(Model(**recorded))))
+        found = recorded_assumptions(reference)
+        assert [a.role for a in found] == roles, recorded
+        assert [a.note for a in found] == reference["assumed"]
+    reworded = {"classes": ["a", "b"], "positive_class": "b", "default_class": None,
+                "assumed": ["first note", "second note"]}
+    roles = model_roles(["a", "b"], reworded)
+    assert roles.assumes(Role.POSITIVE) and roles.assumes(Role.DEFAULT)
+    assert assumed_note(roles, "extra") == "first note; extra"  # the default's is left out
+    chosen = model_roles(["a", "b"], reworded, positive_class="b", default_class="a")
+    assert chosen.assumptions == () and assumed_note(chosen) is None
+    positive_only = model_roles(["a", "b"], reworded, positive_class="a")
+    assert assumed_note(positive_only) is None and positive_only.assumes(Role.DEFAULT)
+
+
 @pytest.mark.slow
 def test_cli_keeps_class_order_and_evaluates_the_positive_class(forward):
     root, model, evaluation = forward

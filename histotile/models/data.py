@@ -300,8 +300,8 @@ def _from_imagefolder(root: Path, tile_size: int | None, patchify: bool,
                                "patchify=True with tile_size to cut them into patches")
         else:
             tile_size = next(iter(sizes))[0]
-    geometry = {"tile_downsample": None, "tile_mpp": None, "slide_mpp": None, "tiling": None,
-                "manifest": None}
+    geometry: dict[str, Any] = {"tile_downsample": None, "tile_mpp": None, "slide_mpp": None,
+                                "tiling": None, "manifest": None}
     if patch is not None:
         geometry["tile_downsample"] = patch / tile_size
         geometry["tiling"] = {"patchify": True, "tile_size": tile_size,

@@ -121,5 +121,5 @@ def _exported(path: Path, engine: str, device: str | None) -> tuple[dict[str, An
     if engine not in ("auto", "torch"):
         raise ModelError(f"{path}: an exported TorchScript model runs on torch, not "
                          f"engine={engine!r}; use engine='auto'")
-    runner = TorchScriptEngine(path, device)
-    return runner.card, runner
+    script = TorchScriptEngine(path, device)
+    return script.card, script

@@ -48,7 +48,11 @@ def fold_ensemble(backend: Backend, results: list[FoldResult], test_targets: np.
                        train_tiles_per_s=float(np.mean(rates)) if rates else 0.0)
     metrics, proba = None, None
     if test_targets.size:
-        proba = np.mean([r.test_proba for r in results], axis=0).astype(np.float32)
+        probas = [r.test_proba for r in results if r.test_proba is not None]
+        if len(probas) != len(results):
+            raise ModelError("the fold models' test probabilities did not come back from the "
+                             "fold runner; train again (or use final='retrain')")
+        proba = np.mean(probas, axis=0).astype(np.float32)
         metrics = classification_metrics(test_targets, proba, table.classes,
                                          settings.positive_class)
         metrics.update(n_train=development_tiles, train_seconds=seconds,

@@ -55,6 +55,9 @@ def _deployable(card: dict[str, Any], model_dir: Path) -> Any:
     norm = card["input"]["normalisation"]
 
     class Deployable(nn.Module):
+        scale: torch.Tensor  # buffers (register_buffer below)
+        shift: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.network = network
@@ -101,6 +104,9 @@ def _exportable_pools(model: Any, example: Any) -> None:
         hook.remove()
 
     class MatrixPool(nn.Module):
+        rows: torch.Tensor  # buffers (register_buffer below)
+        columns: torch.Tensor
+
         def __init__(self, rows: Any, columns: Any) -> None:
             super().__init__()
             self.register_buffer("rows", rows)

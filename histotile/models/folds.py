@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from histotile._settings import required
 from histotile.models.backends import Backend, load_backend
 from histotile.models.data import TileTable, load_tiles
 from histotile.models.epochs import FitResult, Progress
@@ -111,7 +112,7 @@ class FoldSetup:
     def tile_source(self) -> TileSource:
         if self._source is None:
             s = self.settings
-            self._source = TileSource(self.table.reader(), workers=s.workers,
+            self._source = TileSource(self.table.reader(), workers=required(s.workers, "workers"),
                                       cache_mb=s.cache_mb, rows=self.rows,
                                       disk_cache=s.disk_cache, cache_dir=s.cache_dir,
                                       stain=self.table.geometry.get("stain"))
@@ -182,26 +183,26 @@ def train_fold(setup: FoldSetup, job: FoldJob, progress: Progress, *,
     device = backend.resolve_device(settings.device)
     source = setup.tile_source()
     targets, groups = table.targets, table.groups
-    final = job.val_rows is None
+    train_rows, val_rows = job.train_rows, job.val_rows
     progress("fold_start", tag=job.tag, fold=job.fold, folds=job.folds, epochs=job.epochs,
-             n_train=int(job.train_rows.size), n_val=0 if final else int(job.val_rows.size))
+             n_train=int(train_rows.size), n_val=0 if val_rows is None else int(val_rows.size))
     model, fitted = _fit(backend, spec, source, table, job, settings, device, progress,
                          parallel)
-    if final:
+    if val_rows is None:  # the final model
         predict = backend.predict_rows if parallel is None else parallel.predict_rows
         metrics, proba = _test_metrics(predict, model, spec, source, targets, table, job,
                                        fitted, settings, device, progress)
         return FoldResult(job.tag, job.fold, fitted, metrics, _weights(backend, model), proba)
     predict = backend.predict_rows if parallel is None else parallel.predict_rows
     eval_started = time.perf_counter()
-    proba = predict(model, spec, source, job.val_rows, settings.batch_size, device)
+    batch_size = required(settings.batch_size, "batch_size")
+    proba = predict(model, spec, source, val_rows, batch_size, device)
     eval_seconds = time.perf_counter() - eval_started
-    train_rows, val_rows = job.train_rows, job.val_rows
     metrics = classification_metrics(targets[val_rows], proba, table.classes,
                                      settings.positive_class)
     test_proba = None
     if job.test_rows is not None and job.test_rows.size:
-        test_proba = predict(model, spec, source, job.test_rows, settings.batch_size, device)
+        test_proba = predict(model, spec, source, job.test_rows, batch_size, device)
     metrics.update(fold=job.fold, n_train=int(train_rows.size), n_val=int(val_rows.size),
                    train_groups=int(np.unique(groups[train_rows]).size),
                    val_groups=int(np.unique(groups[val_rows]).size),
@@ -237,13 +238,14 @@ def _fit(backend: Backend, spec: Any, source: TileSource, table: TileTable, job:
         fitted = backend.fit(model, spec, source, table.targets, job.train_rows,
                              job.val_rows, settings, epochs=job.epochs, seed=job.seed,
                              device=device, progress=progress, tag=job.tag, **extra)
-        fitted = dataclasses.replace(fitted, lr=settings.lr)
+        lr = required(settings.lr, "lr")
+        fitted = dataclasses.replace(fitted, lr=lr)
         if not fitted.collapsed or attempt:
             break
         log.warning("%s collapsed: every validation tile predicted as one class at lr %g; "
-                    "training it again at lr %g", job.tag, settings.lr, settings.lr / 10)
-        progress("collapse", tag=job.tag, lr=settings.lr, retry_lr=settings.lr / 10)
-        settings = dataclasses.replace(settings, lr=settings.lr / 10)
+                    "training it again at lr %g", job.tag, lr, lr / 10)
+        progress("collapse", tag=job.tag, lr=lr, retry_lr=lr / 10)
+        settings = dataclasses.replace(settings, lr=lr / 10)
     if fitted.collapsed:
         log.warning("%s still predicts one class at lr %g: its figures are those of a "
                     "model that learned nothing (check the labels and the data)", job.tag,

@@ -42,12 +42,13 @@ def mx() -> Any:
         return _MX
     if "bool" not in vars(np):
         np.bool = bool  # type: ignore[attr-defined]  # MXNet 1.9 uses the removed alias
+    threads = 0
     try:
         import torch
 
         threads = torch.get_num_threads()
     except ImportError:  # pragma: no cover - torch is a core dependency
-        torch, threads = None, 0
+        pass
     try:
         import mxnet
     except ImportError as error:
@@ -55,7 +56,7 @@ def mx() -> Any:
                          "it with pip install 'histotile[mxnet]' (mxnet==1.9.1 with numpy<2), "
                          "or use backend='torch'") from None
     finally:
-        if torch is not None and threads:
+        if threads:  # torch imported
             torch.set_num_threads(threads)
     _MX = mxnet
     return mxnet
@@ -74,8 +75,9 @@ def torch_adam() -> Any:
         return _TORCH_ADAM
     mxnet = mx()
     nd = mxnet.nd
+    optimizer_base: Any = mxnet.optimizer.Optimizer  # MXNet is untyped
 
-    class TorchAdam(mxnet.optimizer.Optimizer):
+    class TorchAdam(optimizer_base):
         def __init__(self, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
                      **kwargs: Any) -> None:
             super().__init__(**kwargs)

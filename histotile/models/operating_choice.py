@@ -73,7 +73,7 @@ def _point(rule: OperatingRule, classes: list[str], positive_class: str | None,
             log.warning("operating point %s needs out-of-fold predictions (folds >= 2); "
                         "the card records none, so %g is used", rule, DEFAULT_TILE_THRESHOLD)
             return None
-        return {"positive_class": positive_class, "threshold": float(rule.value),
+        return {"positive_class": positive_class, "threshold": float(rule.target),
                 "rule": str(rule), "fitted_on": None, "curve": None}
     index = classes.index(positive_class)
     point = operating_point(pooled[0] == index, pooled[1][:, index], rule,

@@ -74,6 +74,13 @@ class OperatingRule:
             raise _bad(raw, "a fixed threshold must be in [0, 1]")
         return cls("fixed", value)
 
+    @property
+    def target(self) -> float:
+        """The value of a rule that has one (fixed, sensitivity, specificity)."""
+        if self.value is None:
+            raise ValueError(f"the operating point rule {self.kind!r} has no value")
+        return self.value
+
     def __str__(self) -> str:
         if self.kind in ("balanced", "youden"):
             return self.kind
@@ -121,16 +128,16 @@ def choose_threshold(is_positive: np.ndarray, score: np.ndarray,
                      rule: OperatingRule) -> float:
     """The threshold ``rule`` picks on these validation scores (see the module)."""
     if rule.kind == "fixed":
-        return float(rule.value)
+        return float(rule.target)
     points = roc_points(is_positive, score)
     t, sens, spec = points.thresholds, points.sensitivity, points.specificity
     if rule.kind in ("balanced", "youden"):
         criterion = sens + spec  # balanced accuracy * 2 = Youden's J + 1: one argmax
         index = int(np.flatnonzero(criterion >= criterion.max() - 1e-12)[0])
     elif rule.kind == "sensitivity":
-        index = int(np.flatnonzero(sens >= rule.value - 1e-12)[0])  # highest threshold
+        index = int(np.flatnonzero(sens >= rule.target - 1e-12)[0])  # highest threshold
     else:
-        reached = np.flatnonzero(spec >= rule.value - 1e-12)
+        reached = np.flatnonzero(spec >= rule.target - 1e-12)
         index = int(reached[-1]) if reached.size else 0  # lowest threshold
     lower = t[index + 1] if index + 1 < t.size else 0.0
     return float((t[index] + lower) / 2.0)

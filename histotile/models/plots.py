@@ -52,8 +52,8 @@ def confusion_matrices(matrices: dict[str, Sequence[Sequence[int]]], classes: Se
     count = len(matrices)
     size = max(3.8, 0.55 * len(classes) + 2.5)
     fig, axes = plt.subplots(1, count, figsize=(size * count, size), dpi=100, squeeze=False)
-    for ax, (title, matrix) in zip(axes[0], matrices.items()):
-        matrix = np.asarray(matrix, dtype=np.int64)
+    for ax, (title, given) in zip(axes[0], matrices.items()):
+        matrix = np.asarray(given, dtype=np.int64)
         rows = matrix.sum(axis=1, keepdims=True)
         share = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)

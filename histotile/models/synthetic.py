@@ -72,8 +72,11 @@ def write_stain_slides(directory: str | Path, *, patients: int = 6, slides_per_p
                      .transpose(0, 2, 1, 3, 4).reshape(rows * tile_size, columns * tile_size, 3))
             name = f"patient{patient:02d}_slide{index}"
             path = directory / f"{name}.tif"
-            write_pyramid_tiff(path, [(image.shape[1], image.shape[0])],
-                               lambda _level, top, count, image=image: image[top:top + count],
+            def band(_level: int, top: int, count: int, image: np.ndarray = image
+                     ) -> np.ndarray:
+                return image[top:top + count]
+
+            write_pyramid_tiff(path, [(image.shape[1], image.shape[0])], band,
                                mpp=mpp, tile_size=max(16, (tile_size // 16) * 16),
                                quality=92, overwrite=True)
             for cell, label in enumerate(cells):

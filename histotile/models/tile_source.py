@@ -14,7 +14,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -146,20 +146,25 @@ class DiskTiles:
         os.unlink(path)
         self._fd: int | None = fd
 
+    def _open(self) -> int:
+        if self._fd is None:
+            raise ValueError("the tile cache's file is closed")
+        return self._fd
+
     def __setitem__(self, positions: np.ndarray, tiles: np.ndarray) -> None:
         positions = np.asarray(positions, np.int64)
         tiles = np.ascontiguousarray(tiles, np.uint8)
         if positions.size and np.all(np.diff(positions) == 1):  # one write for a run
-            os.pwrite(self._fd, tiles.tobytes(), int(positions[0]) * self.tile_bytes)
+            os.pwrite(self._open(), tiles.tobytes(), int(positions[0]) * self.tile_bytes)
             return
         for position, tile in zip(positions, tiles):
-            os.pwrite(self._fd, tile.tobytes(), int(position) * self.tile_bytes)
+            os.pwrite(self._open(), tile.tobytes(), int(position) * self.tile_bytes)
 
     def __getitem__(self, positions: np.ndarray) -> np.ndarray:
         positions = np.asarray(positions, np.int64)
         out = np.empty((positions.size, *self.shape), np.uint8)
         for k, position in enumerate(positions):
-            data = os.pread(self._fd, self.tile_bytes, int(position) * self.tile_bytes)
+            data = os.pread(self._open(), self.tile_bytes, int(position) * self.tile_bytes)
             out[k] = np.frombuffer(data, np.uint8).reshape(self.shape)
         return out
 
@@ -241,14 +246,16 @@ class TileSource:
 
     def _read(self, rows: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray,
                                                                          np.ndarray]]:
-        from torch.utils.data import DataLoader
+        from torch.utils.data import DataLoader, Dataset
 
         if self.workers == 0:
             for start in range(0, rows.size, batch_size):
                 part = rows[start:start + batch_size]
                 yield part, np.stack([self.reader[int(i)] for i in part])
             return
-        loader = DataLoader(_Indexed(self.reader, rows), batch_size=batch_size, shuffle=False,
+        # _Indexed is a map-style dataset (len and item) without torch at module level.
+        dataset = cast("Dataset[tuple[int, np.ndarray]]", _Indexed(self.reader, rows))
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
                             num_workers=min(self.workers, max(1, rows.size // batch_size)),
                             collate_fn=_collate, worker_init_fn=worker_init,
                             prefetch_factor=4, persistent_workers=False)

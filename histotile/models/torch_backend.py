@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from histotile._settings import required
 from histotile.errors import ModelError
 from histotile.models.epochs import (
     EpochSums,
@@ -85,12 +86,14 @@ def autocast(device: torch.device):
 
 def _optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
     params = model.parameters()
+    lr = required(settings.lr, "lr")
+    weight_decay = required(settings.weight_decay, "weight_decay")
     if settings.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum,
-                               weight_decay=settings.weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=required(settings.momentum, "momentum"),
+                               weight_decay=weight_decay)
     if settings.optimizer == "adam":
-        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
 def class_weights(targets: np.ndarray, classes: int) -> np.ndarray:
@@ -132,10 +135,11 @@ def schedule(optimizer: torch.optim.Optimizer, settings: TrainSettings,
              steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The learning-rate schedule of ``settings.schedule`` over ``steps`` optimiser steps
     (:func:`lr_factor`), or None for a constant rate."""
-    if settings.schedule == "constant":
+    kind = required(settings.schedule, "schedule")
+    if kind == "constant":
         return None
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, steps, settings.schedule, settings.warmup))
+        optimizer, lambda step: lr_factor(step, steps, kind, settings.warmup))
 
 
 def _training_loss(settings: TrainSettings, targets: np.ndarray, train_rows: np.ndarray,
@@ -186,7 +190,8 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
     loss_fn = _training_loss(settings, targets, train_rows, device, parallel)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     labels = torch.from_numpy(targets.astype(np.int64))
-    steps = -(-train_rows.size // settings.batch_size)
+    batch_size = required(settings.batch_size, "batch_size")
+    steps = -(-train_rows.size // batch_size)
     scheduler = schedule(optimizer, settings, steps * epochs)
 
     def train_epoch(epoch: int, rng: np.random.Generator) -> EpochSums:
@@ -194,9 +199,9 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
         loss_sum, correct, seen = 0.0, 0, 0
         epoch_rows = (balanced_rows(train_rows, targets, rng)
                       if settings.balance == "sampler" else train_rows)
-        batches = (source.batches(epoch_rows, settings.batch_size, shuffle=True, rng=rng,
+        batches = (source.batches(epoch_rows, batch_size, shuffle=True, rng=rng,
                                   augment=settings.augment) if parallel is None else
-                   parallel.batches(source, epoch_rows, settings.batch_size, rng=rng,
+                   parallel.batches(source, epoch_rows, batch_size, rng=rng,
                                     augment=settings.augment))
         for step, (rows, tiles) in enumerate(batches, start=1):
             x = transform(tiles)
@@ -224,19 +229,20 @@ def fit(model: nn.Module, spec: ModelSpec, source: TileSource, targets: np.ndarr
         if val_rows is None or val_rows.size == 0:
             return None
         predict = predict_rows if parallel is None else parallel.predict_rows
-        return predict(model, spec, source, val_rows, settings.batch_size, device,
+        return predict(model, spec, source, val_rows, batch_size, device,
                        transform=transform)
 
     result = run_epochs(
-        EpochTracker(tag, epochs, settings.patience, progress, settings.monitor,
-                     min_epochs=min_kept_epoch(settings.schedule, epochs)),
+        EpochTracker(tag, epochs, settings.patience, progress,
+                     required(settings.monitor, "monitor"),
+                     min_epochs=min_kept_epoch(required(settings.schedule, "schedule"), epochs)),
         epochs=epochs, seed=seed,
         train_epoch=train_epoch, validate=validate,
         val_targets=None if val_rows is None else targets[val_rows],
         snapshot=lambda: copy.deepcopy(model.state_dict()), restore=model.load_state_dict,
         reduce=None if parallel is None else parallel.reduce,
         agree=None if parallel is None else parallel.agree)
-    recalibrate_batchnorm(model, source, train_rows, settings.batch_size, transform)
+    recalibrate_batchnorm(model, source, train_rows, batch_size, transform)
     return result
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from histotile._atomic import check_writable
 from histotile._files import folder_lock, match_umask, remove_stale_staging
+from histotile._settings import required
 from histotile.class_roles import require_positive_class, training_roles
 from histotile.errors import ModelError
 from histotile.models.audit import write_audit
@@ -124,7 +125,7 @@ def train(data: str | Path | pd.DataFrame, out_dir: str | Path,
     if log.getEffectiveLevel() > logging.INFO:
         log.setLevel(logging.INFO)
     try:
-        with _torch_threads(settings.threads):
+        with _torch_threads(required(settings.threads, "threads")):
             result = _run(data, staging, settings, progress, fold_runner)
         handler.close()
         log.removeHandler(handler)
@@ -166,19 +167,20 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
     setup = FoldSetup(data, settings, table)
     runner = fold_runner or IN_PROCESS
     ensemble = settings.final_model and settings.final == "ensemble" and bool(splits.folds)
+    epochs = required(settings.epochs, "epochs")
     jobs = [FoldJob(f"fold{k}", k, len(splits.folds), settings.seed * 1000 + k,
-                    settings.epochs, train_rows, val_rows,
+                    epochs, train_rows, val_rows,
                     test_rows=splits.test if ensemble else None, keep_weights=ensemble)
             for k, (train_rows, val_rows) in enumerate(splits.folds, start=1)]
     final = None
     try:
         results = runner(setup, jobs, progress) if jobs else []
-        fold_metrics = [r.metrics for r in results]
+        fold_metrics = [required(r.metrics, f"{r.tag}'s metrics") for r in results]
         histories = [h for r in results for h in r.fitted.history]
         summary = summarise(fold_metrics) if fold_metrics else {}
         final_epochs = (max(1, int(round(float(np.median([m["best_epoch"]
                                                           for m in fold_metrics])))))
-                        if fold_metrics else settings.epochs)
+                        if fold_metrics else epochs)
         if ensemble:
             log.info("final model: the ensemble of the %d fold models", len(results))
             final = fold_ensemble(backend, results, targets[splits.test], table,
@@ -199,16 +201,19 @@ def _run(data: str | Path | pd.DataFrame, staging: Path, settings: TrainSettings
         (staging / weights_file).write_bytes(weights)
     test_metrics = final.metrics if final is not None else None
     execution = {**runner.describe(), "device": str(device), "seed": settings.seed}
+    # Each fold's validation rows and its probabilities of them (out-of-fold).
+    validation = [(required(job.val_rows, f"{job.tag}'s validation rows"),
+                   required(r.proba, f"{r.tag}'s probabilities")) for r, job in zip(results, jobs)]
     chosen = choose_on_validation(  # threshold (and temperature) on out-of-fold only
         settings.operating_point, settings.calibrate, table.classes, settings.positive_class,
-        [(targets[job.val_rows], r.proba) for r, job in zip(results, jobs)],
+        [(targets[rows], proba) for rows, proba in validation],
         None if final is None or final.proba is None else (targets[splits.test], final.proba))
     card = _write_outputs(staging, table, splits, settings, spec, fold_metrics, summary,
                           test_metrics, histories, final_epochs, weights_file, execution,
                           chosen)
-    audit_parts = [(r.tag, job.val_rows, r.proba) for r, job in zip(results, jobs)]
-    scores = {"cross-validation (all folds)": [(targets[job.val_rows], r.proba)
-                                               for r, job in zip(results, jobs)]}
+    audit_parts = [(r.tag, rows, proba) for r, (rows, proba) in zip(results, validation)]
+    scores = {"cross-validation (all folds)": [(targets[rows], proba)
+                                               for rows, proba in validation]}
     scores = {title: parts for title, parts in scores.items() if parts}  # folds=0: none
     if final is not None and final.proba is not None:
         audit_parts.append(("test", splits.test, final.proba))

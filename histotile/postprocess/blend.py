@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from histotile.errors import ConfigError
 
@@ -83,7 +84,7 @@ def probability_levels(probabilities: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
 
 
-def blend_reference(pixels: np.ndarray, colours: np.ndarray, alpha: float) -> np.ndarray:
+def blend_reference(pixels: np.ndarray, colours: ArrayLike, alpha: float) -> np.ndarray:
     """The blend formula in float64: ``round((1 - alpha) * pixels + alpha * colours)``.
 
     ``colours`` broadcasts against ``pixels`` (uint8 RGB). Used by tests and small images;

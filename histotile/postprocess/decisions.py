@@ -72,7 +72,7 @@ class Decision:
                 "fraction_threshold": self.fraction_threshold}
 
 
-def _check_unit(name: str, value: float) -> float:
+def _check_unit(name: str, value: float | np.floating) -> float:
     value = float(value)
     if not 0.0 <= value <= 1.0:
         raise ConfigError(f"{name}={value}: must lie between 0 and 1")
@@ -125,7 +125,7 @@ def slide_decision(predictions: Any, positive_class: str | None = None, *,
     tiles = int(probabilities.size)
     positive_tiles = int(np.count_nonzero(probabilities >= tile_threshold))
     fraction = positive_tiles / tiles if tiles else 0.0
-    return Decision(called_positive(fraction, fraction_threshold), fraction, tiles,
+    return Decision(bool(called_positive(fraction, fraction_threshold)), fraction, tiles,
                     positive_tiles,
                     positive_class or "positive", tile_threshold, fraction_threshold)
 

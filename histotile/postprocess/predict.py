@@ -44,9 +44,13 @@ class TilePredictor(Protocol):
     """What :func:`predict_slide` needs of a model (``histotile.models.Predictor`` is
     one): class names, the tile side it takes, its card, and ``predict``."""
 
-    classes: Sequence[str]
     tile_size: int
     card: dict[str, Any]
+
+    @property
+    def classes(self) -> Sequence[str]:
+        """The class names (read only here: a list or a tuple)."""
+        ...
 
     def predict(self, tiles: np.ndarray) -> np.ndarray:
         """uint8 (N, tile_size, tile_size, 3) -> float32 (N, len(classes))."""
@@ -108,12 +112,12 @@ def model_reference(predictor: TilePredictor) -> dict[str, Any]:
     # The class the model detects (heatmaps and decisions default to it) and the label
     # of unannotated tiles (evaluation's truth), as recorded; what an old card lacks is
     # None here and each stage applies (and reports) the documented default.
-    from histotile.class_roles import card_roles
+    from histotile.class_roles import Role, card_roles
 
     if card.get("classes"):
         roles = card_roles(card)
         reference["positive_class"] = roles.positive_class
-        reference["default_class"] = (None if any("default class" in n for n in roles.assumed)
+        reference["default_class"] = (None if roles.assumes(Role.DEFAULT)
                                       else roles.default_class)
         reference["assumed"] = list(roles.assumed)
     model_dir = getattr(predictor, "model_dir", None)

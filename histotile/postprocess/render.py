@@ -107,18 +107,21 @@ class Colouriser:
         return np.where(shown, probability_levels(values).astype(np.int16) + 1, 0
                         ).astype(np.int16)
 
+    def _colour(self, key: int) -> Sequence[int]:
+        """The RGB colour of a key (see :meth:`_cell_keys`)."""
+        if self._colour_map is None:  # threshold mode: one colour
+            return self.style.color
+        return self._colour_map[key - 1]
+
     def _lut(self, key: int) -> np.ndarray:
         lut = self._luts.get(key)
         if lut is None:
-            colour = self.style.color if self.style.mode == "threshold" else \
-                self._colour_map[key - 1]
-            lut = self._luts[key] = constant_lut(colour, self.style.alpha)
+            lut = self._luts[key] = constant_lut(self._colour(key), self.style.alpha)
         return lut
 
     def colours(self, keys: Sequence[int]) -> np.ndarray:
         """RGB colour (uint8) of each key (for legends)."""
-        return np.array([self.style.color if self.style.mode == "threshold" else
-                         self._colour_map[k - 1] for k in keys], np.uint8)
+        return np.array([self._colour(k) for k in keys], np.uint8)
 
     def _column_runs(self, width: int, downsample: float) -> tuple[np.ndarray, ...]:
         key = (width, downsample)

@@ -17,7 +17,7 @@ def rgb_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def shrink(image: np.ndarray, factor: int) -> np.ndarray:
+def shrink(image: np.ndarray, factor: float) -> np.ndarray:
     """``image`` (h, w[, c]) area-averaged to 1/``factor`` of its sides (rounded, at
     least 1 px); itself when ``factor`` is 1."""
     if factor == 1:

@@ -21,7 +21,8 @@ def rgb_lookup(table: np.ndarray, rgb: np.ndarray) -> np.ndarray:
         return out.reshape(shape)
     flat = rgb.reshape(-1)
     if count > 1:
-        words = np.ndarray((count - 1,), dtype="<u4", buffer=flat, offset=0, strides=(3,))
+        words: np.ndarray = np.ndarray((count - 1,), dtype="<u4", buffer=flat, offset=0,
+                                       strides=(3,))
         np.take(table, words & np.uint32(0xFFFFFF), out=out[:-1])
     last = flat[-3:].astype(np.uint32)
     out[-1] = table[int(last[0] | (last[1] << 8) | (last[2] << 16))]

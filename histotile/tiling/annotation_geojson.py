@@ -41,7 +41,9 @@ def _features_cached(path: str, mtime: float) -> tuple:
                               "a list of features; export it from QuPath as GeoJSON")
     if not isinstance(features, list):
         raise AnnotationError(f"{path}: 'features' is not a list")
-    parsed, notes = [], []
+    # (class, feature label, polygons as lists of rings, bounding box x0, y0, x1, y1)
+    parsed: list[tuple[str, str, tuple[list[np.ndarray], ...], tuple[float, ...]]] = []
+    notes: list[str] = []
     for number, feature in enumerate(features):
         label = _feature_label(feature, number)
         if not isinstance(feature, dict):
@@ -94,7 +96,7 @@ def _classification(feature: dict) -> str | None:
     return None if value in (None, "") else str(value)
 
 
-def _polygons(geometry, path: Path, label: str,
+def _polygons(geometry, path: str | Path, label: str,
               notes: list[str]) -> list[list[np.ndarray]]:
     """Rings (float64 (k, 2) arrays, exterior first) of each polygon of a geometry;
     a geometry without area is ignored with a line in ``notes``."""

@@ -5,6 +5,7 @@ maps (:class:`LabelMaskWindows`, :class:`PaintedOverlayWindows`)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -13,6 +14,9 @@ from histotile.errors import AnnotationError, HistotileError
 from histotile.tiling.annotation_limits import check_map_size
 from histotile.tiling.annotation_windows import UNANNOTATED, ClassMapWindows
 from histotile.tiling.settings import RGB, TilingSettings
+
+if TYPE_CHECKING:
+    import zarr
 
 _ASPECT_TOLERANCE = 0.01
 
@@ -53,8 +57,8 @@ class _LabelImage:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._array = None
-        self._pixels = None
+        self._array: zarr.Array | None = None  # a TIFF's, read window by window
+        self._pixels: np.ndarray | None = None  # any other image's, decoded whole
         try:
             if path.suffix.lower() in (".tif", ".tiff"):
                 import tifffile
@@ -63,7 +67,7 @@ class _LabelImage:
                 self._tiff = tifffile.TiffFile(str(path))
                 level = self._tiff.series[0].levels[0]
                 self._axes = level.axes
-                self._array = zarr.open(level.aszarr(), mode="r")
+                self._array = zarr.open_array(level.aszarr(), mode="r")
                 shape = dict(zip(level.axes, level.shape))
                 self.dimensions = (int(shape["X"]), int(shape["Y"]))
             else:
@@ -75,9 +79,8 @@ class _LabelImage:
                 with Image.open(path) as image:
                     check_image_pixels(path, *image.size)
                     image.load()
-                    if image.mode not in ("P", "L", "I", "I;16", "I;16B", "1"):
-                        image = image.convert("RGB")
-                    pixels = np.asarray(image)
+                    kept = image.mode in ("P", "L", "I", "I;16", "I;16B", "1")
+                    pixels = np.asarray(image if kept else image.convert("RGB"))
                 if pixels.ndim == 3 and np.any(pixels[..., 1:] != pixels[..., :1]):
                     raise AnnotationError(
                         f"{path}: a label mask in colour (its red, green and blue differ): "
@@ -97,6 +100,7 @@ class _LabelImage:
             return self._pixels[y:y + height, x:x + width]
         index = tuple(slice(y, y + height) if a == "Y" else slice(x, x + width) if a == "X"
                       else 0 for a in self._axes)
+        assert self._array is not None  # the constructor set one of the two
         try:
             return np.asarray(self._array[index])
         except Exception as error:  # noqa: BLE001 - tifffile/zarr raise many types

@@ -167,7 +167,8 @@ def _channels(path: Path) -> int:
             import tifffile
 
             with tifffile.TiffFile(str(path)) as tif:
-                return int(tif.pages[0].samplesperpixel)
+                page = tif.pages[0]  # the first page is always a TiffPage
+                return int(page.samplesperpixel) if isinstance(page, tifffile.TiffPage) else 3
         from PIL import Image
 
         with Image.open(path) as image:

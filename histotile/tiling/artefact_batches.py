@@ -101,7 +101,7 @@ def pen_masks(tiles: np.ndarray, mpp: float | None = None) -> np.ndarray:
     tiles = np.asarray(tiles)
     if len(tiles) == 0:
         return np.zeros(tiles.shape[:3], bool)
-    return _grow_tiles(_ink_small(tiles, mpp), tiles.shape[1:3])
+    return _grow_tiles(_ink_small(tiles, mpp), (tiles.shape[1], tiles.shape[2]))
 
 
 def _focus_measures(tiles: np.ndarray, mpp: float | None) -> np.ndarray:

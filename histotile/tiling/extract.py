@@ -190,6 +190,7 @@ def extract_tiles(slide_path: str | Path, settings: TilingSettings | None = None
     artefact_all = _scatter((len(grid),), (candidates, artefact), (far, far_artefact))
     frac_all = np.zeros((len(grid), len(settings.classes)))
     if annotation is not None:
+        assert fractions is not None and far_fractions is not None  # measured with it
         frac_all = _scatter(frac_all.shape, (candidates, fractions), (far, far_fractions))
         warn_unused_palette(annotation, frac_all[keep], settings.classes, settings)
     labels = (assign_labels(frac_all[keep], settings.classes, settings.roles.default_class,

@@ -131,7 +131,8 @@ def grid_from_boxes(xs: np.ndarray, ys: np.ndarray, *, level: int, read_size: in
     columns = int(col.max()) + 1 if len(xs) else 0
     rows = int(row.max()) + 1 if len(ys) else 0
     return TileGrid(xs, ys, int(level), int(read_size), int(size), int(extent), stride,
-                    columns, rows, col, row, tuple(slide_dimensions),
+                    columns, rows, col, row,
+                    (int(slide_dimensions[0]), int(slide_dimensions[1])),
                     settings or TilingSettings(tile_size=max(8, int(size))),
                     float(level_downsample))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from histotile._settings import refuse_unknown
 from histotile.class_roles import ClassRoles, resolve_roles
@@ -99,7 +99,9 @@ class TilingSettings:
             raise ConfigError(f"tiling setting classes={self.classes!r}: give a list of "
                               "class names, e.g. ['normal', 'tumour']")
         self.classes = tuple(str(c) for c in self.classes)
-        self.palette = {str(k): tuple(int(v) for v in rgb) for k, rgb in self.palette.items()}
+        # Three values each once validate() has checked them.
+        self.palette = {str(k): cast(RGB, tuple(int(v) for v in rgb))
+                        for k, rgb in self.palette.items()}
         self.validate()
 
     # -- derived -----------------------------------------------------------------------

@@ -326,9 +326,9 @@ def detect_tissue(slide, *, downsample: float | None = None,
         view: ``(view, downsample)`` of :func:`slide_view` when already read (then
             ``downsample`` is ignored).
     """
-    view, downsample = slide_view(slide, downsample) if view is None else view
+    pixels, downsample = slide_view(slide, downsample) if view is None else view
     # Mask pixel i covers level-0 [i * downsample, (i + 1) * downsample) on both axes, to
     # within half a mask pixel where the slide size is not a multiple of it.
-    mask, used = mask_from_rgb(view, downsample, mpp=slide.mpp, threshold=threshold,
+    mask, used = mask_from_rgb(pixels, downsample, mpp=slide.mpp, threshold=threshold,
                                min_area_um2=min_area_um2)
     return TissueMask(mask, float(downsample), used, tuple(slide.dimensions))

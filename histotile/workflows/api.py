@@ -199,7 +199,7 @@ def run_benchmark(settings: BenchmarkSettings | None = None) -> BenchmarkResult:
     return run(settings)
 
 
-def _typed(settings: type, options: Any, deprecated: dict[str, Any], where: str) -> Any:
+def _typed(settings: type[Any], options: Any, deprecated: dict[str, Any], where: str) -> Any:
     """``options``, or (deprecated) the options of the old keyword arguments."""
     if not deprecated:
         return options

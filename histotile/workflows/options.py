@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from histotile.errors import ConfigError
 from histotile.models.engines import ENGINES, EngineName
@@ -134,7 +134,7 @@ def field_default(cls: type, name: str) -> Any:
     raise KeyError(f"{cls.__name__} has no field {name!r}")
 
 
-def groups(cls: type) -> dict[str, type]:
+def groups(cls: type) -> dict[str, type[Any]]:
     """The fields of ``cls`` that are groups of options themselves (a dataclass default),
     by field name: their option names are the group's fields, flat."""
     found = {}
@@ -292,7 +292,9 @@ class HeatmapLook(Options):
     def rgb(self) -> tuple[int, int, int]:
         """The threshold-mode colour as RGB."""
         colour = self.color
-        return parse_colour(colour) if isinstance(colour, str) else tuple(colour)
+        if isinstance(colour, str):
+            return parse_colour(colour)
+        return cast(tuple[int, int, int], tuple(colour))  # a list from a file: a tuple
 
 
 @dataclass(frozen=True, kw_only=True)

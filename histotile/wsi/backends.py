@@ -169,7 +169,7 @@ class TiffReader:
             height = level.shape[axes.index("Y")]
             width = level.shape[axes.index("X")]
             self.level_dimensions.append((int(width), int(height)))
-            self._levels.append(zarr.open(level.aszarr(), mode="r"))
+            self._levels.append(zarr.open_array(level.aszarr(), mode="r"))
         width0, height0 = self.level_dimensions[0]
         self.level_downsamples = [
             (width0 / w + height0 / h) / 2.0 for w, h in self.level_dimensions
@@ -275,10 +275,10 @@ class PlainImageReader:
                             self._pixels = to_rgb(values, float_range(self.path, values)
                                                   if values.dtype.kind == "f" else 1.0)
                             return self._pixels
-                        if image.mode not in ("RGB", "RGBA", "L", "LA"):
-                            image = image.convert("RGBA" if "A" in image.mode or
-                                                  "transparency" in image.info else "RGB")
-                        self._pixels = to_rgb(np.asarray(image))
+                        rgb = image if image.mode in ("RGB", "RGBA", "L", "LA") else (
+                            image.convert("RGBA" if "A" in image.mode or
+                                          "transparency" in image.info else "RGB"))
+                        self._pixels = to_rgb(np.asarray(rgb))
                 except (OSError, SyntaxError, ValueError) as error:
                     raise CorruptSlideError(self.path, f"cannot decode image: {error}",
                                             "the file is damaged or truncated") from None

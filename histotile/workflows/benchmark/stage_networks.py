@@ -69,6 +69,7 @@ def train_baseline(params: dict, meter: Meter) -> dict:
     scaler, as training runs there) on a ready-made tensor."""
     import torch
 
+    from histotile._settings import required
     from histotile.models import TrainSettings, create, get_spec
     from histotile.models.torch_backend import autocast, prepare, resolve_device
 
@@ -76,9 +77,10 @@ def train_baseline(params: dict, meter: Meter) -> dict:
     device = resolve_device(settings.device)
     spec = get_spec("lenet")
     model = prepare(create("lenet", len(CLASSES), TILE), spec, device).train()
-    optimiser = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
-                                weight_decay=settings.weight_decay)
-    batch = settings.batch_size
+    optimiser = torch.optim.SGD(model.parameters(), lr=required(settings.lr, "lr"),
+                                momentum=required(settings.momentum, "momentum"),
+                                weight_decay=required(settings.weight_decay, "weight_decay"))
+    batch = required(settings.batch_size, "batch_size")
     x = torch.randn(batch, 3, TILE, TILE, device=device).contiguous(
         memory_format=torch.channels_last)
     y = torch.randint(0, len(CLASSES), (batch,), device=device)

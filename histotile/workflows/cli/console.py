@@ -14,6 +14,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -146,7 +147,7 @@ def training_progress() -> Iterator[Callable[..., None]]:
                MofNCompleteColumn(), TextColumn("epochs"), TextColumn("{task.fields[status]}"),
                TimeElapsedColumn()]
     with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def on_event(event: str, **info) -> None:
             tag = str(info.get("tag", ""))
@@ -178,7 +179,7 @@ def bench_progress() -> Iterator[Callable[..., None]]:
     columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                MofNCompleteColumn(), TextColumn("measurements"), TimeElapsedColumn()]
     with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
-        task: list[int] = []
+        task: list[TaskID] = []
 
         def on_event(event: str, **info) -> None:
             if event == "inputs":

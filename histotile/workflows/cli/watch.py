@@ -4,6 +4,7 @@ written (see :mod:`histotile.workflows.watch`). Light: click only until it runs.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -60,8 +61,8 @@ def watch(inbox: str, model_dir: str, out_dir: str, settle: float, poll: bool,
     slide being run, on SIGTERM or Ctrl-C."""
     from histotile.workflows.watch import stop_on_signals, watch_folder
 
-    settings = WatchSettings(inbox=inbox, out_dir=out_dir, model_dir=model_dir, settle=settle,
-                             poll=poll, interval=interval, run=options).validate()
+    settings = WatchSettings(inbox=Path(inbox), out_dir=Path(out_dir), model_dir=Path(model_dir),
+                             settle=settle, poll=poll, interval=interval, run=options).validate()
     click.echo(f"histotile watch: {inbox} -> {out_dir} (settle {settings.settle:g} s"
                f"{', polling' if poll else ''}); stop with SIGTERM or Ctrl-C")
     watch_folder(settings, on_event=_echo, stop=stop_on_signals())

@@ -57,9 +57,9 @@ def decode_image(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     _check_pixels(image.size, name, max_pixels)
     try:
         image.load()
-        if image.mode not in ("RGB", "RGBA", "L", "LA", "I;16"):
-            image = image.convert("RGBA" if "A" in image.mode else "RGB")
-        pixels = to_rgb(np.asarray(image))
+        pixels = to_rgb(np.asarray(
+            image if image.mode in ("RGB", "RGBA", "L", "LA", "I;16")
+            else image.convert("RGBA" if "A" in image.mode else "RGB")))
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise ImageRefused(422, f"{name}: the image is damaged or truncated "
                                 f"({type(error).__name__}: {error})") from None

@@ -4,6 +4,7 @@ answers that list every method of the path in ``Allow``, and one error body
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -63,7 +64,7 @@ class HeadAsGet:
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 
 
-def allowed_methods(app: Any, scope: dict[str, Any]) -> list[str]:
+def allowed_methods(app: Any, scope: MutableMapping[str, Any]) -> list[str]:
     """The methods some route answers at ``scope``'s path (HEAD with GET), sorted: each
     method probed through the routes' own ``matches`` (routers included in routers
     answer for their routes). Routes that take any method (mounts) are left out."""

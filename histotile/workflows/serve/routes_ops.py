@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +190,9 @@ class OpsMiddleware:
     def __init__(self, app: Any, state: Any, ops: Ops, public_metrics: bool) -> None:
         self.app = app
         self.metrics = ops.metrics
-        self.answers = {HEALTH_PATH: lambda: JSONResponse(healthz()),
-                        READY_PATH: lambda: ready_response(state, ops)}
+        self.answers: dict[str, Callable[[], Response]] = {
+            HEALTH_PATH: lambda: JSONResponse(healthz()),
+            READY_PATH: lambda: ready_response(state, ops)}
         if public_metrics:
             self.answers[METRICS_PATH] = lambda: metrics_response(ops)
 

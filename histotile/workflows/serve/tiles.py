@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -171,7 +171,9 @@ def make_generator(slide: Slide, tile_size: int = 254, overlap: int = 1):
     handle = getattr(reader, "_slide", None)
     import openslide
 
-    source = handle if isinstance(handle, openslide.AbstractSlide) else SlideAsOpenSlide(slide)
+    # SlideAsOpenSlide has the part of AbstractSlide's interface that the generator uses.
+    source = (handle if isinstance(handle, openslide.AbstractSlide)
+              else cast(openslide.AbstractSlide, SlideAsOpenSlide(slide)))
     return DeepZoomGenerator(source, tile_size=tile_size, overlap=overlap, limit_bounds=False)
 
 

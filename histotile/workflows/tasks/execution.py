@@ -166,7 +166,7 @@ def open_client(execution: Execution) -> Iterator[Any]:
                 dashboard_address=":0", silence_logs=logging.ERROR,
                 env={"OMP_NUM_THREADS": str(threads), "HISTOTILE_THREADS": str(threads),
                      "OMP_WAIT_POLICY": "PASSIVE"})
-            address = cluster
+            address: LocalCluster | str | None = cluster
         else:
             address = execution.scheduler
         try:

@@ -19,6 +19,7 @@ def qc_task(slide_path: str, out_dir: str, options: QCOptions | None = None
     """QC of one slide (resumable like every per-slide task): the picture and the record
     (``area_fractions``: the fractions, blur left out when it could not be judged;
     ``decision``: the flag; ``extra``: the reasons and the settings)."""
+    from histotile._settings import required
     from histotile.tiling.qc import slide_qc, write_picture
     from histotile.workflows.tasks.resumable import resumable
 
@@ -27,7 +28,8 @@ def qc_task(slide_path: str, out_dir: str, options: QCOptions | None = None
 
     def work(outputs, _prepared) -> dict[str, Any]:
         result = slide_qc(slide_path, settings)
-        picture = write_picture(result.picture, outputs.path("qc.png"))
+        picture = write_picture(required(result.picture, "the QC picture"),
+                                outputs.path("qc.png"))
         fractions = {k: v for k, v in result.fractions.items() if not math.isnan(v)}
         return {"area_fractions": fractions, "decision": result.flag,
                 "warning": _unmeasured_blur(result, settings),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from histotile.class_roles import ClassRoles, Role, card_roles, recorded_assumptions
+
 
 def resolve_positive_class(classes: list[str], model: dict[str, Any],
                            positive_class: str | None) -> str:
@@ -16,24 +18,23 @@ def resolve_positive_class(classes: list[str], model: dict[str, Any],
 
 
 def model_roles(classes: list[str], model: dict[str, Any], *,
-                positive_class: str | None = None, default_class: str | None = None):
+                positive_class: str | None = None,
+                default_class: str | None = None) -> ClassRoles:
     """The :class:`~histotile.class_roles.ClassRoles` of a predictions table's model, with
     explicit choices (``--positive-class``, ``--default-class``) on top."""
     import dataclasses
-
-    from histotile.class_roles import card_roles
 
     reference = {**(model or {}), "classes": list(classes)}
     roles = card_roles(reference, default_class=default_class, positive_class=positive_class,
                        source=str((model or {}).get("model_dir") or "the model"))
     # What prediction already assumed for an old card, unless chosen explicitly now.
-    earlier = [n for n in reference.get("assumed") or ()
-               if not (positive_class and "positive class" in n)
-               and not (default_class and "default class" in n)]
-    return dataclasses.replace(roles, assumed=tuple(dict.fromkeys([*earlier, *roles.assumed])))
+    chosen = {Role.POSITIVE: bool(positive_class), Role.DEFAULT: bool(default_class)}
+    earlier = [a for a in recorded_assumptions(reference) if not chosen[a.role]]
+    return dataclasses.replace(
+        roles, assumptions=tuple(dict.fromkeys([*earlier, *roles.assumptions])))
 
 
-def slide_roles(predictions, positive_class: str | None):
+def slide_roles(predictions, positive_class: str | None) -> ClassRoles:
     """The slide's class roles (:class:`~histotile.class_roles.ClassRoles`) with the
     positive class resolved, once per slide: ``positive_class`` (a class the model has),
     else the one the predictions' model reference records, else the last class (what
@@ -43,10 +44,10 @@ def slide_roles(predictions, positive_class: str | None):
                        positive_class=positive_class)
 
 
-def assumed_note(roles, *extra: str) -> str | None:
+def assumed_note(roles: ClassRoles, *extra: str) -> str | None:
     """The roles' assumptions about the positive class, and ``extra`` notes, as one
     warning (None when nothing was assumed)."""
-    notes = [n for n in roles.assumed if "default class" not in n] + list(extra)
+    notes = [a.note for a in roles.assumptions if a.role is not Role.DEFAULT] + list(extra)
     return "; ".join(notes) or None
 
 

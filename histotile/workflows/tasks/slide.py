@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from histotile.class_roles import Role
 from histotile.workflows.jsonable import plain
 from histotile.workflows.options import HeatmapLook
 from histotile.workflows.slide_options import (
@@ -278,7 +279,7 @@ def _evaluate(slide_path: str, predictions, annotation: str, positive_class: str
     threshold = used.value
     roles = model_roles(list(predictions.classes), predictions.model,
                         positive_class=positive_class, default_class=options.default_class)
-    recorded = not any("default class" in note for note in roles.assumed)
+    recorded = not roles.assumes(Role.DEFAULT)
     default = roles.default_class if recorded else None
     evaluation = evaluate_slide(slide_path, predictions, annotation, positive_class=positive_class,
                                 tile_threshold=threshold, default_class=default)
