@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: demo test test-fast lint bench bench-quick bench-all clean vendor chromium image image-clean test-container
+.PHONY: demo test test-fast lint bench bench-quick bench-all clean vendor chromium image image-clean test-container \
+	compose-up compose-batch compose-down
 # OpenSeadragon for the web viewer, fetched from the npm registry (never committed).
 OSD := histotile/workflows/serve/static/vendor/openseadragon/openseadragon.min.js
 
@@ -107,9 +108,34 @@ image-clean:
 	-$(PODMAN) rmi $(IMAGE):$(VERSION) $(IMAGE)-wheels:$(VERSION)
 	$(PODMAN) image prune --force >/dev/null
 
+# Compose (deploy/compose.yaml): COMPOSE is any compose provider (docker compose, podman
+# compose with a provider installed); by default podman-compose from PyPI, installed on first
+# use into its own venv (COMPOSE_VENV), apart from histotile's. The compose file's variables
+# (HISTOTILE_SLIDES, HISTOTILE_MODELS, HISTOTILE_RESULTS, HISTOTILE_TOKEN, HISTOTILE_PORT)
+# come from the environment.
+COMPOSE_VENV ?= .venv-compose
+COMPOSE ?= $(COMPOSE_VENV)/bin/podman-compose $(if $(RUNTIME),--podman-args="--runtime $(RUNTIME)",)
+COMPOSE_RUN := CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/deploy/containers.conf} $(COMPOSE) -f deploy/compose.yaml
+COMPOSE_NEEDS := $(if $(findstring $(COMPOSE_VENV)/bin/podman-compose,$(COMPOSE)),$(COMPOSE_VENV)/bin/podman-compose,)
+
+$(COMPOSE_VENV)/bin/podman-compose:
+	$(PYTHON) -m venv $(COMPOSE_VENV)
+	$(COMPOSE_VENV)/bin/pip install --quiet "podman-compose==1.6.0"
+
+## make compose-up: a Dask scheduler, two workers and the web service (after make image).
+compose-up: $(COMPOSE_NEEDS)
+	$(COMPOSE_RUN) up -d
+
+## make compose-batch: histotile run over every slide, on the compose file's workers.
+compose-batch: $(COMPOSE_NEEDS)
+	$(COMPOSE_RUN) --profile batch run --rm batch
+
+compose-down: $(COMPOSE_NEEDS)
+	$(COMPOSE_RUN) --profile batch down
+
 ## make test-container: build the image, then test it (podman; about 20 min the first time).
 test-container: $(STAMP_TEST)
 	HISTOTILE_CONTAINER_TESTS=1 $(BIN)/python -m pytest -q -p no:xdist tests/test_container_image.py
 
 clean:
-	rm -rf $(VENV) histotile-demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(COMPOSE_VENV) histotile-demo .pytest_cache .ruff_cache
