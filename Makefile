@@ -99,7 +99,8 @@ BUILD := $(PODMAN) build --file Containerfile --build-arg VERSION=$(VERSION) $(I
 image: $(OSD)
 	base=$$(CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/deploy/containers.conf} BASE=$(BASE) sh scripts/container_base.sh) && \
 	$(BUILD) --build-arg BASE=$$base --target wheels --tag $(IMAGE)-wheels:$(VERSION) . && \
-	$(BUILD) --build-arg BASE=$$base --tag $(IMAGE):$(VERSION) .
+	wheels=$$($(PODMAN) image inspect --format '{{.Id}}' $(IMAGE)-wheels:$(VERSION)) && \
+	$(BUILD) --build-arg BASE=$$base --build-arg WHEELS=$$wheels --tag $(IMAGE):$(VERSION) .
 	$(PODMAN) image prune --force >/dev/null
 	$(PODMAN) image ls $(IMAGE):$(VERSION)
 

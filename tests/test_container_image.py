@@ -10,6 +10,7 @@ so these run only when asked: ``HISTOTILE_CONTAINER_TESTS=1`` (``make test-conta
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -67,6 +68,27 @@ def test_the_image_runs_as_non_root_with_its_labels(image):
     assert f'"org.opencontainers.image.version":"{histotile.__version__}"' in labels
     assert '"org.opencontainers.image.licenses":"MIT"' in labels
     assert labels.strip().endswith("10001:10001")
+
+
+# A digest of histotile's Python files (their paths and bytes), where histotile is imported.
+CODE_DIGEST = """
+import hashlib, pathlib, histotile
+root, digest = pathlib.Path(histotile.__file__).parent, hashlib.sha256()
+for path in sorted(root.rglob("*.py")):
+    digest.update(str(path.relative_to(root)).encode() + b"\\0" + path.read_bytes())
+print(digest.hexdigest())
+"""
+
+
+def test_the_image_holds_this_checkouts_code(image):
+    """A rebuild after a change to the code must not reuse the install layer of an older
+    build (podman's cache does not see what a bind mount from another stage holds)."""
+    here = subprocess.run([sys.executable, "-c", CODE_DIGEST], cwd=ROOT, text=True,
+                          capture_output=True, check=True).stdout
+    inside = podman("run", "--rm", "--network", "none", "--entrypoint", "python3", image,
+                    "-c", CODE_DIGEST, timeout=WAIT)
+    assert inside.returncode == 0, inside.stderr
+    assert inside.stdout == here
 
 
 def test_info_reads_the_bundled_slide_inside_the_image(image):
@@ -156,8 +178,9 @@ def world(tmp_path_factory) -> World:
     # The local run on a copy: the containers export their own ONNX engine (into the
     # model folder is not possible, as /models is read-only there).
     shutil.copytree(models / "model", root / "local-model")
+    # The engine the containers choose on a CPU (a GPU host would choose torch here).
     _histotile("run", str(slides), "--model", str(root / "local-model"), "--out",
-               str(root / "local"))
+               str(root / "local"), "--engine", "onnxruntime")
     return World(slides, models, root / "local")
 
 
@@ -168,13 +191,19 @@ def _results_folder(path: Path) -> Path:
     return path
 
 
+def _engine(folder: Path) -> str:
+    return json.loads((folder / "predictions.json").read_text())["settings"]["engine"]
+
+
 def _same_predictions(local: Path, results: Path) -> None:
-    """Every slide's predictions.csv equal to the local run's, value for value (the image
-    and this host run the same engine on the same model)."""
+    """Every slide's predictions.csv equal to the local run's, value for value: the image
+    and this host run the same engine (ONNX Runtime, the containers' default on a CPU) on
+    the same model."""
     for name in SLIDES:
         expected = pd.read_csv(local / name / "predictions.csv")
         got = pd.read_csv(results / name / "predictions.csv")
         assert len(expected) > 100, name
+        assert _engine(results / name) == _engine(local / name) == "onnxruntime"
         pd.testing.assert_frame_equal(got, expected, check_exact=True)
 
 
