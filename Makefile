@@ -89,18 +89,18 @@ IMAGE_MOUNTS := $(if $(HOST_CA),--volume $(HOST_CA):/etc/ssl/host-ca.crt:ro --bu
 	$(foreach d,$(LOCAL_INDEXES),--volume $(patsubst %/simple,%,$(d)):$(patsubst %/simple,%,$(d)):ro) \
 	$(if $(LOCAL_INDEXES),--build-arg "PIP_EXTRA_INDEX_URL=$(foreach d,$(LOCAL_INDEXES),file://$(d))",)
 
-# The wheel stage is kept, tagged $(IMAGE)-wheels:VERSION, so that the prune of replaced
-# images spares it (and its layer of dependency wheels, torch among them): a rebuild after a change
-# to histotile's code then takes minutes. make image-clean removes it and the build cache.
+# The wheel stage is kept, tagged $(IMAGE)-wheels:VERSION (a second, cached build of that
+# stage gives it the tag), so that the prune of replaced images spares it and its layer of
+# dependency wheels, torch among them: a rebuild after a change to histotile's code then
+# takes minutes. make image-clean removes it and the build cache.
 BUILD := $(PODMAN) build --file Containerfile --build-arg VERSION=$(VERSION) $(IMAGE_MOUNTS) \
 	$(PODMAN_BUILD_FLAGS)
 
 ## make image: the OCI image histotile:VERSION (podman; the serve, onnx and watch extras).
 image: $(OSD)
 	base=$$(CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/deploy/containers.conf} BASE=$(BASE) sh scripts/container_base.sh) && \
-	$(BUILD) --build-arg BASE=$$base --target wheels --tag $(IMAGE)-wheels:$(VERSION) . && \
-	wheels=$$($(PODMAN) image inspect --format '{{.Id}}' $(IMAGE)-wheels:$(VERSION)) && \
-	$(BUILD) --build-arg BASE=$$base --build-arg WHEELS=$$wheels --tag $(IMAGE):$(VERSION) .
+	$(BUILD) --build-arg BASE=$$base --tag $(IMAGE):$(VERSION) . && \
+	$(BUILD) --build-arg BASE=$$base --target wheels --tag $(IMAGE)-wheels:$(VERSION) . >/dev/null
 	$(PODMAN) image prune --force >/dev/null
 	$(PODMAN) image ls $(IMAGE):$(VERSION)
 
