@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: demo test test-fast lint bench bench-quick bench-all clean vendor chromium image test-container docs docs-serve docs-images
+.PHONY: demo test test-fast lint bench bench-quick bench-all clean vendor chromium image image-clean test-container \
+	compose-up compose-batch compose-down docs docs-serve docs-images
 # OpenSeadragon for the web viewer, fetched from the npm registry (never committed).
 OSD := histotile/workflows/serve/static/vendor/openseadragon/openseadragon.min.js
 
@@ -97,21 +98,60 @@ RUNTIME ?= $(if $(shell command -v runc 2>/dev/null),runc,)
 PODMAN := CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/deploy/containers.conf} podman $(if $(RUNTIME),--runtime $(RUNTIME),)
 HOST_CA ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 LOCAL_INDEXES ?= $(wildcard /opt/pypi/simple /opt/pypi-more/simple)
+# More flags for podman build, e.g. PODMAN_BUILD_FLAGS="--cpu-shares 256" on a shared machine.
+PODMAN_BUILD_FLAGS ?=
 IMAGE_MOUNTS := $(if $(HOST_CA),--volume $(HOST_CA):/etc/ssl/host-ca.crt:ro --build-arg PIP_CERT=/etc/ssl/host-ca.crt,) \
 	$(foreach d,$(LOCAL_INDEXES),--volume $(patsubst %/simple,%,$(d)):$(patsubst %/simple,%,$(d)):ro) \
 	$(if $(LOCAL_INDEXES),--build-arg "PIP_EXTRA_INDEX_URL=$(foreach d,$(LOCAL_INDEXES),file://$(d))",)
 
-## make image: the OCI image histotile:VERSION (podman; the serve and onnx extras).
+# The wheel stage is kept, tagged $(IMAGE)-wheels:VERSION (a second, cached build of that
+# stage gives it the tag), so that the prune of replaced images spares it and its layer of
+# dependency wheels, torch among them: a rebuild after a change to histotile's code then
+# takes minutes. make image-clean removes it and the build cache.
+BUILD := $(PODMAN) build --file Containerfile --build-arg VERSION=$(VERSION) $(IMAGE_MOUNTS) \
+	$(PODMAN_BUILD_FLAGS)
+
+## make image: the OCI image histotile:VERSION (podman; the serve, onnx and watch extras).
 image: $(OSD)
 	base=$$(CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/deploy/containers.conf} BASE=$(BASE) sh scripts/container_base.sh) && \
-	$(PODMAN) build --file Containerfile --tag $(IMAGE):$(VERSION) --build-arg BASE=$$base \
-	  --build-arg VERSION=$(VERSION) $(IMAGE_MOUNTS) .
+	$(BUILD) --build-arg BASE=$$base --tag $(IMAGE):$(VERSION) . && \
+	$(BUILD) --build-arg BASE=$$base --target wheels --tag $(IMAGE)-wheels:$(VERSION) . >/dev/null
 	$(PODMAN) image prune --force >/dev/null
 	$(PODMAN) image ls $(IMAGE):$(VERSION)
+
+## make image-clean: the image, its kept wheel stage and podman's dangling layers.
+image-clean:
+	-$(PODMAN) rmi $(IMAGE):$(VERSION) $(IMAGE)-wheels:$(VERSION)
+	$(PODMAN) image prune --force >/dev/null
+
+# Compose (deploy/compose.yaml): COMPOSE is any compose provider (docker compose, podman
+# compose with a provider installed); by default podman-compose from PyPI, installed on first
+# use into its own venv (COMPOSE_VENV), apart from histotile's. The compose file's variables
+# (HISTOTILE_SLIDES, HISTOTILE_MODELS, HISTOTILE_RESULTS, HISTOTILE_TOKEN, HISTOTILE_PORT)
+# come from the environment.
+COMPOSE_VENV ?= .venv-compose
+COMPOSE ?= $(COMPOSE_VENV)/bin/podman-compose $(if $(RUNTIME),--podman-args="--runtime $(RUNTIME)",)
+COMPOSE_RUN := CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/deploy/containers.conf} $(COMPOSE) -f deploy/compose.yaml
+COMPOSE_NEEDS := $(if $(findstring $(COMPOSE_VENV)/bin/podman-compose,$(COMPOSE)),$(COMPOSE_VENV)/bin/podman-compose,)
+
+$(COMPOSE_VENV)/bin/podman-compose:
+	$(PYTHON) -m venv $(COMPOSE_VENV)
+	$(COMPOSE_VENV)/bin/pip install --quiet "podman-compose==1.6.0"
+
+## make compose-up: a Dask scheduler, two workers and the web service (after make image).
+compose-up: $(COMPOSE_NEEDS)
+	$(COMPOSE_RUN) up -d
+
+## make compose-batch: histotile run over every slide, on the compose file's workers.
+compose-batch: $(COMPOSE_NEEDS)
+	$(COMPOSE_RUN) --profile batch run --rm batch
+
+compose-down: $(COMPOSE_NEEDS)
+	$(COMPOSE_RUN) --profile batch down
 
 ## make test-container: build the image, then test it (podman; about 20 min the first time).
 test-container: $(STAMP_TEST)
 	HISTOTILE_CONTAINER_TESTS=1 $(BIN)/python -m pytest -q -p no:xdist tests/test_container_image.py
 
 clean:
-	rm -rf $(VENV) histotile-demo .pytest_cache .ruff_cache site
+	rm -rf $(VENV) $(COMPOSE_VENV) histotile-demo .pytest_cache .ruff_cache site

@@ -93,7 +93,8 @@ def test_the_service_port_and_probes_are_the_apps():
     assert web["env"][0]["name"] == "HISTOTILE_TOKEN"  # click's envvar of --token
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["web"]
     assert compose["command"] == web["args"]
-    assert compose["ports"] == [f"127.0.0.1:{port}:{port}"]
+    # Published on the host's loopback only, at HISTOTILE_PORT (default: the same port).
+    assert compose["ports"] == [f"127.0.0.1:${{HISTOTILE_PORT:-{port}}}:{port}"]
     health = " ".join(compose["healthcheck"]["test"])
     assert f"127.0.0.1:{port}{READY_PATH}" in health
 
