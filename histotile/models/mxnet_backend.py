@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from histotile._settings import required
 from histotile.errors import ModelError
 from histotile.models.epochs import (
     EpochSums,
@@ -220,12 +221,13 @@ def fit(model: Any, spec: ModelSpec, source: TileSource, targets: np.ndarray,
         optimizer = torch_adam()(**rates)
     trainer = gluon.Trainer(model.collect_params(), optimizer)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    steps = -(-train_rows.size // settings.batch_size)
+    batch_size = required(settings.batch_size, "batch_size")
+    steps = -(-train_rows.size // batch_size)
 
     def train_epoch(epoch: int, rng: np.random.Generator) -> EpochSums:
         loss_sum, correct, seen = 0.0, 0, 0
         for step, (rows, tiles) in enumerate(source.batches(
-                train_rows, settings.batch_size, shuffle=True, rng=rng,
+                train_rows, batch_size, shuffle=True, rng=rng,
                 augment=settings.augment), start=1):
             x = transform(tiles)
             y = mxnet.nd.array(targets[rows], ctx=device, dtype=np.float32)
@@ -243,7 +245,7 @@ def fit(model: Any, spec: ModelSpec, source: TileSource, targets: np.ndarray,
     def validate() -> np.ndarray | None:
         if val_rows is None or val_rows.size == 0:
             return None
-        return predict_rows(model, spec, source, val_rows, settings.batch_size, device,
+        return predict_rows(model, spec, source, val_rows, batch_size, device,
                             transform=transform)
 
     return run_epochs(

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -29,7 +30,7 @@ from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.postprocess.legend import with_legend, write_png
 from histotile.postprocess.maps import ProbabilityGrid
 from histotile.postprocess.predictions import SlidePredictions
-from histotile.postprocess.render import DEFAULT_FLOOR, BlendStyle, Colouriser
+from histotile.postprocess.render import DEFAULT_FLOOR, BlendStyle, Colouriser, HeatmapMode
 from histotile.wsi import Slide, open_slide
 from histotile.wsi.tiff_writer import pyramid_dimensions, write_pyramid_tiff
 
@@ -192,7 +193,7 @@ def write_heatmap(
     out_path: str | Path,
     *,
     class_name: str,
-    mode: str = BlendStyle.mode,
+    mode: HeatmapMode = BlendStyle.mode,
     threshold: float = DEFAULT_TILE_THRESHOLD,
     color: tuple[int, int, int] = BlendStyle.color,
     alpha: float = BlendStyle.alpha,
@@ -335,7 +336,7 @@ def write_probability_tiff(path: str | Path, grid: ProbabilityGrid,
     width = max(1, round(width0 / step))
     height = max(1, round(height0 / step))
     image = grid.render(width, height, width0 / width, height0 / height)
-    resolution = {}
+    resolution: dict[str, Any] = {}  # TIFF tags, when the slide has a resolution
     if mpp is not None:
         pixels_per_cm = 1e4 / (mpp * width0 / width)
         resolution = {"resolution": (pixels_per_cm, pixels_per_cm),

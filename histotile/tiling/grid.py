@@ -110,7 +110,9 @@ def make_grid(slide, settings: TilingSettings | None = None,
         if tissue is None:
             from histotile.tiling.tissue import detect_tissue
 
-            tissue = detect_tissue(slide, **settings.tissue_options())
+            tissue = detect_tissue(slide, downsample=settings.tissue_downsample,
+                                   threshold=settings.tissue_threshold,
+                                   min_area_um2=settings.mask_min_area_um2)
         touching = tissue.touches(xs, ys, extent)
         xs, ys, col, row = xs[touching], ys[touching], col[touching], row[touching]
     return TileGrid(xs, ys, level, read_size, settings.tile_size, extent, stride, columns,

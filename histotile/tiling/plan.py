@@ -113,9 +113,9 @@ def plan_tiles(slide, settings: TilingSettings | None = None, *,
     mask (``settings``' mask options), the full grid at the target resolution, the tiles
     touching tissue (those read) and how they are grouped for reading."""
     settings = settings or TilingSettings()
-    tissue = settings.tissue_options()
-    view = slide_view(slide, tissue.pop("downsample"))
-    mask = detect_tissue(slide, **tissue, view=view)
+    view = slide_view(slide, settings.tissue_downsample)
+    mask = detect_tissue(slide, threshold=settings.tissue_threshold,
+                         min_area_um2=settings.mask_min_area_um2, view=view)
     artefacts = artefact_map(view[0], view[1], slide.mpp)
     grid = make_grid(slide, settings, mask, all_tiles=True)
     touching = mask.touches(grid.xs, grid.ys, grid.extent)

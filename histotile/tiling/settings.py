@@ -135,11 +135,6 @@ class TilingSettings:
                 return {name: value}
         return {"level": 0}
 
-    def tissue_options(self) -> dict[str, float | None]:
-        """The tissue-mask request as keyword arguments of ``detect_tissue``."""
-        return {"downsample": self.tissue_downsample, "threshold": self.tissue_threshold,
-                "min_area_um2": self.mask_min_area_um2}
-
     # -- checks ------------------------------------------------------------------------
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid setting."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,7 +85,7 @@ def write_pyramid_tiff(
         with tifffile.TiffWriter(tmp, bigtiff=big) as writer:
             for level, (width, height) in enumerate(level_dimensions):
                 downsample = width0 / width
-                resolution = {}
+                resolution: dict[str, Any] = {}  # TIFF tags, when mpp is known
                 if mpp is not None:
                     pixels_per_cm = 1e4 / (mpp * downsample)
                     resolution = {"resolution": (pixels_per_cm, pixels_per_cm),

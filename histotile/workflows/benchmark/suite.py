@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from histotile._atomic import write_text_atomic
-from histotile._settings import refuse_unknown
+from histotile._settings import refuse_unknown, required
 from histotile._threads import thread_budget
 from histotile.errors import ConfigError
 from histotile.workflows.benchmark.inputs import BenchInput, cached_input
@@ -217,18 +217,19 @@ def run_benchmark(settings: BenchmarkSettings | None = None, *,
     started = time.perf_counter()
     settings = (settings or BenchmarkSettings()).resolved()
     progress = progress or _no_progress
-    sizes = scaling_sizes(settings.size) if settings.scaling else [settings.size]
+    main_size = required(settings.size, "size")
+    sizes = scaling_sizes(main_size) if settings.scaling else [main_size]
     progress("inputs", sizes=sizes)
     inputs: dict[tuple[int, int], BenchInput] = {}
     for index, size in enumerate(sizes):
         # The main slide keeps seed 7 (the cache the older benchmarks share).
-        seed = 7 if size == settings.size else 8 + index
+        seed = 7 if size == main_size else 8 + index
         inputs[size] = cached_input(settings.work, *size, seed=seed)
         progress("input_ready", slide=str(inputs[size].slide),
                  seconds=inputs[size].seconds_written)
-    main = inputs[settings.size]
+    main = inputs[main_size]
     plan = _plan(settings, main)
-    extra = [size for size in sizes if size != settings.size]
+    extra = [size for size in sizes if size != main_size]
     total = len(plan) + len(extra)
     load_before = os.getloadavg()[0]
     measured: dict[str, dict[str, Any]] = {}
@@ -241,14 +242,14 @@ def run_benchmark(settings: BenchmarkSettings | None = None, *,
         key = f"tiling_{size[0]}x{size[1]}"
         progress("start", key=key, index=len(plan) + offset, total=total)
         folder = settings.work / "scaling"
-        result = measure("tiling", {"slide": str(inputs[size].slide),
-                                    "overlay": str(inputs[size].overlay),
-                                    "manifest": str(folder / f"tiles_{size[0]}x{size[1]}.csv"),
-                                    "workers": settings.workers})
-        measured[key] = result
-        progress("end", key=key, result=result)
+        figures = measure("tiling", {"slide": str(inputs[size].slide),
+                                     "overlay": str(inputs[size].overlay),
+                                     "manifest": str(folder / f"tiles_{size[0]}x{size[1]}.csv"),
+                                     "workers": settings.workers})
+        measured[key] = figures
+        progress("end", key=key, result=figures)
     for size in sizes:
-        key = "tiling" if size == settings.size else f"tiling_{size[0]}x{size[1]}"
+        key = "tiling" if size == main_size else f"tiling_{size[0]}x{size[1]}"
         scaling.append({"width": size[0], "height": size[1], **measured[key]})
     machine = describe_machine(measured)
     machine["load_average"] = [load_before, os.getloadavg()[0]]
@@ -262,7 +263,7 @@ def run_benchmark(settings: BenchmarkSettings | None = None, *,
         measurements=measured, scaling=scaling)
     result.seconds = time.perf_counter() - started
     result.markdown = render_markdown(result)
-    result.markdown_path = Path(settings.out)
+    result.markdown_path = required(settings.out, "out")
     result.json_path = result.markdown_path.with_suffix(".json")
     write_text_atomic(result.markdown_path, result.markdown)
     write_text_atomic(result.json_path, json.dumps(

@@ -123,13 +123,14 @@ def _size(_ctx: click.Context, _param: click.Parameter,
 @settings_option(BenchmarkSettings)
 def bench(settings: BenchmarkSettings, from_json: str | None) -> None:
     from histotile._atomic import write_text_atomic
+    from histotile._settings import required
     from histotile.workflows.benchmark import run_benchmark
     from histotile.workflows.benchmark.suite import load_result
     from histotile.workflows.cli.console import bench_progress
 
     if from_json:
         result = load_result(from_json)
-        write_text_atomic(result.markdown_path, result.markdown)
+        write_text_atomic(required(result.markdown_path, "the table's path"), result.markdown)
         click.echo(result.markdown)
         click.echo(f"table: {result.markdown_path}")
         return

@@ -106,7 +106,7 @@ def patch_geometry(card: dict[str, Any], patch_size: int | None,
     (its card's image-folder tiling), else whole images (None)."""
     saved = ((card.get("tiling") or {}).get("settings")) or {}
     if patch_size is None and saved.get("patchify"):
-        patch_size = int(saved.get("patch_size") or saved.get("tile_size"))
+        patch_size = int(saved.get("patch_size") or saved["tile_size"])
         patch_stride = patch_stride or saved.get("step")
     return patch_size, patch_stride
 

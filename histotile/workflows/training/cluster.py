@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from histotile._settings import required
 from histotile.errors import HistotileError, ModelError
 from histotile.models.settings import TrainSettings
 from histotile.workflows.tasks.execution import Execution, open_client
@@ -76,8 +77,8 @@ def fold_task(task: FoldTask) -> tuple[str, Any, list[str]]:
     try:
         # One torch thread per core this worker was given; tiles are read in the task
         # (Dask worker processes are daemons and may not start DataLoader processes).
-        settings = dataclasses.replace(task.settings, workers=0,
-                                       threads=min(task.settings.threads, thread_budget()))
+        threads = min(required(task.settings.threads, "threads"), thread_budget())
+        settings = dataclasses.replace(task.settings, workers=0, threads=threads)
         table = load_table(task.data, settings)
         if table.classes != task.classes or len(table.frame) != task.tiles:
             raise ModelError(f"{table.source}: this worker sees {len(table.frame)} tiles of "
@@ -86,7 +87,7 @@ def fold_task(task: FoldTask) -> tuple[str, Any, list[str]]:
                              "same path on every worker")
         setup = FoldSetup(task.data, settings, table, rows=task.job.rows())
         try:
-            _set_torch_threads(settings.threads)
+            _set_torch_threads(threads)
             result = train_fold(setup, task.job, lambda event, **info: None)
         finally:
             setup.close()
