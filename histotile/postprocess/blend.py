@@ -49,7 +49,7 @@ def check_colour(colour: Sequence[int]) -> tuple[int, int, int]:
     if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
         raise ConfigError(f"color={colour!r}: give an RGB colour as three integers 0-255, "
                           "for example (0, 255, 0) for green")
-    return rgb  # type: ignore[return-value]
+    return rgb
 
 
 @functools.lru_cache(maxsize=32)

@@ -40,7 +40,7 @@ def parse_colour(text: str) -> tuple[int, int, int]:
     digits = value.lstrip("#")
     if len(digits) == 6:
         try:
-            return tuple(int(digits[i:i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+            return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
         except ValueError:
             pass
     raise ConfigError(f"colour {text!r}: use #rrggbb (e.g. #00ff00) or a name "

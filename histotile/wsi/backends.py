@@ -329,6 +329,7 @@ def _check_samples(path: Path, page, dtype: np.dtype) -> bool:
 
 def _positive_float(value: object) -> float | None:
     try:
+        # A tag's value of any type: what float() refuses means None.
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None

@@ -21,7 +21,7 @@ def field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
-def settings_option(cls: type, name: str = "settings",
+def settings_option(cls: type[Any], name: str = "settings",
                     build: Callable[[dict[str, Any]], Any] | None = None
                     ) -> Callable[[F], F]:
     """Decorate a click command's function (below its ``@click.option`` lines and
@@ -30,7 +30,7 @@ def settings_option(cls: type, name: str = "settings",
     it from those values (default: ``cls.from_dict``, which refuses unknown names and
     checks the values, so a bad value is the command's usage error)."""
     names = set(field_names(cls))
-    make = build or cls.from_dict  # type: ignore[attr-defined]
+    make = build or cls.from_dict
 
     def decorate(function: F) -> F:
         @functools.wraps(function)
@@ -39,6 +39,7 @@ def settings_option(cls: type, name: str = "settings",
             given[name] = make(values)
             return function(*args, **given)
 
+        # functools.wraps keeps the signature, which the type checker cannot see.
         return command  # type: ignore[return-value]
 
     return decorate
