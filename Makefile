@@ -48,9 +48,10 @@ chromium:
 # `make test PARALLEL=` runs it in one process.
 PARALLEL ?= -n 2 --dist loadfile
 
-## make test: install (with the mxnet extra and test tools), lint, then run the test suite.
+## make test: install (with the mxnet extra and test tools), lint, type-check, then run the test suite.
 test: $(STAMP_TEST) $(OSD) chromium
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q $(PARALLEL)
 
 ## make test-fast: the quick tier, every test not marked slow (no lint, no browser setup).
@@ -74,6 +75,7 @@ docs-images: $(STAMP_TEST) $(OSD) chromium
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## make bench: every stage on a synthetic 5-GP slide against its baseline (a table).
 bench: $(STAMP_RUN)
@@ -154,4 +156,4 @@ test-container: $(STAMP_TEST)
 	HISTOTILE_CONTAINER_TESTS=1 $(BIN)/python -m pytest -q -p no:xdist tests/test_container_image.py
 
 clean:
-	rm -rf $(VENV) $(COMPOSE_VENV) histotile-demo .pytest_cache .ruff_cache site
+	rm -rf $(VENV) $(COMPOSE_VENV) histotile-demo .pytest_cache .ruff_cache .mypy_cache site
