@@ -308,6 +308,18 @@ def demo_page(runs: list[Run]) -> list[str]:
     return lines
 
 
+def image_page(runs: list[Run]) -> list[str]:
+    """``benchmarks/image_size.py``: the OCI image's size and its largest distributions."""
+    lines = [RUN_HEADER + "| image | image MB | venv MB | outside the venv MB | largest (MB) |",
+             RUN_RULE + "|---|---:|---:|---:|---|"]
+    for run in runs:
+        d = run.data
+        largest = ", ".join(f"{name} {mb}" for name, mb in list(d["largest_mb"].items())[:5])
+        lines.append(run.cells() + f"| {d['image']} | {d['image_mb']} | {d['venv_mb']} | "
+                     f"{d['outside_venv_mb']} | {largest} |")
+    return lines
+
+
 @dataclass(frozen=True)
 class Benchmark:
     """A page: which results files are this benchmark's, and how its table is made."""
@@ -335,6 +347,8 @@ BENCHMARKS = (
               lambda d: "tiles" in d and "size" in d, serve_page),
     Benchmark("watch", "Watching a folder", "benchmarks/bench_watch.py",
               lambda d: "watch_over_run_throughput" in d, watch_page),
+    Benchmark("image", "The container image", "benchmarks/image_size.py",
+              lambda d: "image_mb" in d, image_page),
 )
 DEMO = Benchmark("demo", "The demo", "histotile demo",
                  lambda d: d.get("command") == "histotile demo", demo_page)
