@@ -99,14 +99,15 @@ class Jobs:
                               annotation=None if annotation is None else str(annotation),
                               progress=job.report)
             job.decision = record.get("decision")
+            job.finished = time.time()
             job.state, job.stage = "done", "finished"
         except Exception as error:  # noqa: BLE001 - a failed job is reported, never raised
-            job.state, job.stage = "failed", "failed"
-            job.error = f"{type(error).__name__}: {error}"
+            # The state changes last: a client that sees "failed" finds the folder gone.
             if new_folder:
                 _remove_if_only_state(folder)
-        finally:
+            job.error = f"{type(error).__name__}: {error}"
             job.finished = time.time()
+            job.state, job.stage = "failed", "failed"
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
