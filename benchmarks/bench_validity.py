@@ -169,7 +169,9 @@ def versus_defaults(results: dict, entry: dict) -> str:
         return ""
     delta = {name: np.mean([a["operating_point"][name] - b["operating_point"][name]
                             for a, b in pairs]) for name in ("balanced_accuracy", "auc")}
-    return f"{delta['balanced_accuracy']:+.3f}, {delta['auc']:+.3f}"
+    # + 0.0 turns a rounded -0.0 into 0.0 (no "-0.000" in the table)
+    ba, auc = (round(float(delta[k]), 3) + 0.0 for k in ("balanced_accuracy", "auc"))
+    return f"{ba:+.3f}, {auc:+.3f}"
 
 
 def main() -> None:
@@ -206,9 +208,13 @@ def main() -> None:
         for name in names:
             results["configurations"][name] = run_configuration(name, args.seeds, view, work)
             save(results, out)
-    if names or not args.add_to:  # else only the table is redrawn from the runs
+    finished = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    if not args.add_to:
         results["machine"]["load_after"] = os.getloadavg()
-        results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        results["finished"] = finished
+    elif names:  # the first run's own end stays as it was; each addition records its own
+        results.setdefault("added", []).append(
+            {"configurations": names, "finished": finished, "load_after": os.getloadavg()})
     save(results, out)
     print(results["table"])
     print(f"written {out}")
