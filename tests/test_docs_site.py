@@ -215,7 +215,7 @@ def test_a_browser_shows_the_page_with_its_content(served, browser, tmp_path_fac
             if not request.url.startswith(served) and not request.url.startswith("data:")
             else None)
     try:
-        page.goto(f"{served}/{path}", wait_until="load", timeout=60_000)
+        page.goto(f"{served}/{path}", wait_until="load", timeout=300_000)  # a hang bound only
         heading = page.locator("article h1").first
         assert heading.inner_text().strip().rstrip("¶").strip() == title
         assert page.get_by_text(text, exact=False).first.is_visible() or \

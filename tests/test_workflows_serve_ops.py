@@ -31,7 +31,7 @@ def make_client(roots, **options):
 
 def wait_ready(client, headers=None) -> dict:
     """Polls /readyz until it answers 200 (bounded: only a failure waits that long)."""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # a hang bound: loading torch under load is slow
     while True:
         response = client.get(READY_PATH, headers=headers)
         if response.status_code == 200 or time.monotonic() > deadline:
@@ -88,7 +88,7 @@ def test_a_model_that_cannot_load_is_reported(serve_world, tmp_path):
     broken.mkdir()
     (broken / "model_card.json").write_text("{not json")
     with make_client([serve_world.slides], model=broken) as client:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 600  # a hang bound only
         while (answer := client.get(READY_PATH).json())["checks"]["model"] == "loading":
             assert time.monotonic() < deadline
             time.sleep(0.05)
