@@ -149,3 +149,51 @@ def test_every_picture_in_docs_is_made_by_make_docs_images():
     assert pictures == sorted(f"images/{name}.png" for name in made), (
         "pictures in docs/ that `make docs-images` does not make (or that it makes and are "
         "missing: run it)")
+
+
+# "default 2", "defaults to 600", "(default: 0.5)": a default typed into prose, which the
+# code may change without the page following.
+TYPED_DEFAULT = re.compile(r"\bdefault(?:s to|:)?\s+(\d+(?:\.\d+)?)\b")
+
+
+def typed_defaults(text: str) -> list[tuple[int, str]]:
+    """(line number, number) of each default typed into the prose of ``text``."""
+    return [(number, match.group(1)) for number, line in prose(text)
+            for match in TYPED_DEFAULT.finditer(line)]
+
+
+def test_docs_read_defaults_from_the_code():
+    """The guides name a default with a marker the docs build fills in from click (which
+    reads the options' dataclasses) or from a constant: never a typed number."""
+    problems = [f"{path.relative_to(ROOT)}:{line}: default {value}"
+                for path in checked_files()
+                for line, value in typed_defaults(path.read_text(encoding="utf-8"))]
+    assert not problems, ("defaults typed into prose (write <!-- default: COMMAND --flag --> "
+                          "or <!-- value: module:NAME --> instead): " + "; ".join(problems))
+    assert typed_defaults("Slides are retried (`--retries`, default 2).\n"
+                          "It defaults to 600 s; `--x` (default: 0.5)") == [
+        (1, "2"), (2, "600"), (2, "0.5")]
+
+
+def test_default_markers_are_filled_from_the_code():
+    import sys
+
+    from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
+    from histotile.workflows.tasks.execution import Execution
+
+    sys.path.insert(0, str(ROOT / "docs" / "hooks"))
+    try:
+        import cli_settings
+    finally:
+        sys.path.pop(0)
+    text = ("(`--retries`, default <!-- default: run --retries -->); threshold "
+            "<!-- value: histotile.models.operating_point:DEFAULT_TILE_THRESHOLD -->")
+    assert cli_settings.defaults(text) == (
+        f"(`--retries`, default {Execution().retries}); threshold {DEFAULT_TILE_THRESHOLD}")
+    for wrong in ("<!-- default: run --no-such-flag -->", "<!-- default: nosuch --retries -->"):
+        try:
+            cli_settings.defaults(wrong)
+        except ValueError as error:
+            assert "docs:" in str(error)
+        else:
+            raise AssertionError(f"{wrong} was filled in")

@@ -10,6 +10,8 @@ the next build.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import re
 
 import click
 
@@ -59,7 +61,41 @@ def cli_envvars() -> str:
     return "\n".join(lines + [""])
 
 
+# Prose that names a default reads it from the code, so it cannot drift:
+# <!-- default: COMMAND --option --> is that option's click default (which the options'
+# dataclasses supply), <!-- value: module:NAME --> a module constant.
+_DEFAULT = re.compile(r"<!--\s*default:\s*([\w-]+)\s+(--[\w-]+)\s*-->")
+_VALUE = re.compile(r"<!--\s*value:\s*([\w.]+):(\w+)\s*-->")
+
+
+def option_default(command: str, flag: str) -> str:
+    """The default of ``flag`` of ``histotile COMMAND`` as the docs print it."""
+    found = _group().commands.get(command)
+    if found is None:
+        raise ValueError(f"docs: no command {command!r} for a default marker")
+    option = next((p for p in _options(found) if flag in p.opts), None)
+    if option is None:
+        raise ValueError(f"docs: 'histotile {command}' has no option {flag}")
+    value = option.get_default(click.Context(found), call=True)
+    if value is None or value == ():
+        raise ValueError(f"docs: 'histotile {command} {flag}' has no default to print")
+    return str(value)
+
+
+def constant(module: str, name: str) -> str:
+    """``module.name`` as the docs print it (large whole numbers with thousands commas)."""
+    value = getattr(importlib.import_module(module), name)
+    return f"{value:,}" if isinstance(value, int) and abs(value) >= 10_000 else str(value)
+
+
+def defaults(text: str) -> str:
+    """``text`` with its default and value markers replaced by what the code says."""
+    text = _DEFAULT.sub(lambda m: option_default(m[1], m[2]), text)
+    return _VALUE.sub(lambda m: constant(m[1], m[2]), text)
+
+
 def on_page_markdown(text: str, page, config, files) -> str:
+    text = defaults(text)
     if CONFIG_MARKER in text:
         text = text.replace(CONFIG_MARKER, config_keys())
     if ENV_MARKER in text:
