@@ -26,6 +26,7 @@ from histotile.workflows.benchmark.suite import BenchmarkSettings
 from histotile.workflows.cli.main import cli
 from histotile.workflows.demo import DemoSettings
 from histotile.workflows.options import NEGATED, RENAMED, groups
+from histotile.workflows.serve.settings import ServeSettings
 from histotile.workflows.slide_options import (
     EvaluateOptions,
     ExplainOptions,
@@ -41,7 +42,7 @@ from histotile.workflows.tasks.image_evaluation import ImageEvaluationSettings
 from histotile.workflows.training.task import TrainPlacement
 from histotile.workflows.watch import WatchSettings
 
-PATHS = ("slides", "inbox", "model_dir", "out_dir", "predictions_dir")
+PATHS = ("slides", "inbox", "paths", "model_dir", "out_dir", "predictions_dir")
 """Arguments and required options: the inputs and outputs, which have no default (unless
 a field holds one: explain's optional --predictions)."""
 
@@ -65,6 +66,7 @@ COMMANDS = [
     Command("qc", (QCOptions, Execution)),
     Command("explain", (ExplainOptions, Execution)),
     Command("watch", (WatchSettings,)),
+    Command("serve", (ServeSettings,), {"model_dir": "optional: ServeSettings.model"}),
     Command("info", (), {"as_json": "how the metadata is printed"}),
 ]
 
@@ -147,7 +149,8 @@ def test_paths_are_required():
     required (``slides`` one or more)."""
     for command in COMMANDS:
         for param in cli.commands[command.name].params:
-            if param.name in PATHS and not defaulted(command, param.name):
+            if (param.name in PATHS and param.name not in command.cli_only
+                    and not defaulted(command, param.name)):
                 assert param.required, (command.name, param.name)
 
 

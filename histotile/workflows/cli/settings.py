@@ -22,14 +22,15 @@ def field_names(cls: type) -> tuple[str, ...]:
 
 
 def settings_option(cls: type[Any], name: str = "settings",
-                    build: Callable[[dict[str, Any]], Any] | None = None
-                    ) -> Callable[[F], F]:
+                    build: Callable[[dict[str, Any]], Any] | None = None,
+                    fields: tuple[str, ...] | None = None) -> Callable[[F], F]:
     """Decorate a click command's function (below its ``@click.option`` lines and
     ``handle_errors``): the option values whose names are fields of the dataclass ``cls``
-    become one ``cls`` instance, passed as the keyword argument ``name``. ``build`` makes
-    it from those values (default: ``cls.from_dict``, which refuses unknown names and
-    checks the values, so a bad value is the command's usage error)."""
-    names = set(field_names(cls))
+    (or are in ``fields``) become one ``cls`` instance, passed as the keyword argument
+    ``name``. ``build`` makes it from those values (default: ``cls.from_dict``, which
+    refuses unknown names and checks the values, so a bad value is the command's usage
+    error)."""
+    names = set(field_names(cls) if fields is None else fields)
     make = build or cls.from_dict
 
     def decorate(function: F) -> F:

@@ -21,10 +21,12 @@ from histotile.workflows.cli.options import (
     config_option,
     examples,
     handle_errors,
+    option,
     overwrite_option,
 )
-from histotile.workflows.cli.settings import settings_option
+from histotile.workflows.cli.settings import field_names, settings_option
 from histotile.workflows.demo import DEMO_OUT, DemoSettings
+from histotile.workflows.serve.settings import ServeSettings
 from histotile.workflows.tasks.export import ExportSettings
 
 _BENCH = BenchmarkSettings()
@@ -141,30 +143,40 @@ def bench(settings: BenchmarkSettings, from_json: str | None) -> None:
     click.echo(f"table: {result.markdown_path}\nevery figure: {result.json_path}")
 
 
+def _serve_settings(values: dict[str, Any]) -> ServeSettings:
+    """The serve options (``paths`` as ``roots``, ``model_dir`` as ``model``), checked."""
+    values["roots"] = list(values.pop("paths"))
+    values["model"] = values.pop("model_dir")
+    return ServeSettings.from_dict(values).validate()
+
+
 @click.command(epilog=examples("serve"))
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--results", type=click.Path(file_okay=False), default=None,
-              help="Results folder of 'histotile run' (heatmaps, decisions); jobs write here.")
+@option(ServeSettings, "results", "--results", type=click.Path(file_okay=False),
+        help="Results folder of 'histotile run' (heatmaps, decisions); jobs write here.")
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
               default=None, help="Model folder for the classify page, :predict and jobs.")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; beyond loopback needs --token or --insecure.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--token", default=None, envvar="HISTOTILE_TOKEN",
-              help="Bearer token required on every request [env HISTOTILE_TOKEN].")
-@click.option("--insecure", is_flag=True, help="Allow --host beyond loopback without a token.")
-@click.option("--public-metrics", is_flag=True,
-              help="Serve /metrics without the token (/healthz and /readyz never need it).")
-@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=50.0,
-              show_default=True, help="Largest upload accepted (413 above).")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-              help="Tile threshold of the classify service (default: the model card's "
-                   f"operating point, else {DEFAULT_TILE_THRESHOLD:g}).")
+@option(ServeSettings, "host", "--host",
+        help="Address to listen on; beyond loopback needs --token or --insecure.")
+@option(ServeSettings, "port", "--port", type=click.IntRange(1, 65535))
+@option(ServeSettings, "token", "--token", envvar="HISTOTILE_TOKEN",
+        help="Bearer token required on every request [env HISTOTILE_TOKEN].")
+@option(ServeSettings, "insecure", "--insecure", is_flag=True,
+        help="Allow --host beyond loopback without a token.")
+@option(ServeSettings, "public_metrics", "--public-metrics", is_flag=True,
+        help="Serve /metrics without the token (/healthz and /readyz never need it).")
+@option(ServeSettings, "max_upload_mb", "--max-upload-mb",
+        type=click.FloatRange(min=0, min_open=True), help="Largest upload accepted (413 above).")
+@option(ServeSettings, "threshold", "--threshold", type=click.FloatRange(0, 1),
+        help="Tile threshold of the classify service (default: the model card's "
+             f"operating point, else {DEFAULT_TILE_THRESHOLD:g}).")
 @config_option
 @handle_errors
-def serve(paths: tuple[str, ...], model_dir: str | None, **options: Any) -> None:
+@settings_option(ServeSettings, build=_serve_settings,
+                 fields=("paths", "model_dir", *field_names(ServeSettings)))
+def serve(settings: ServeSettings) -> None:
     """Serve slides (PATHS: files or folders), their heatmaps and results in a web viewer,
     and the model as a REST service (OpenAPI at /openapi.json)."""
-    from histotile.workflows.serve import serve_paths
+    from histotile.workflows.serve import serve_settings
 
-    serve_paths(paths, model=model_dir, echo=click.echo, **options)
+    serve_settings(settings, echo=click.echo)

@@ -29,10 +29,9 @@ def serve(settings: ServeSettings, on_ready=None) -> None:
     _serve(settings, on_ready)
 
 
-
-
-def serve_paths(paths, *, echo=None, **options) -> None:
-    """``histotile serve``: settings from the command line's values, then run."""
+def serve_settings(settings: ServeSettings, echo=None) -> None:
+    """``histotile serve``: check the ``serve`` extra is installed, then run with
+    ``settings`` (``echo`` receives the address once the server listens)."""
     from histotile.errors import ConfigError
 
     try:
@@ -41,8 +40,7 @@ def serve_paths(paths, *, echo=None, **options) -> None:
     except ImportError as error:
         raise ConfigError(f"histotile serve needs the 'serve' extra ({error.name} is "
                           "missing): pip install 'histotile[serve]'") from None
-    settings = ServeSettings.from_dict({"roots": list(paths), **options}).validate()
     serve(settings, on_ready=(lambda url: echo(f"histotile serve: {url}")) if echo else None)
 
 
-__all__ = ["ServeSettings", "create_app", "serve", "serve_paths"]
+__all__ = ["ServeSettings", "create_app", "serve", "serve_settings"]
