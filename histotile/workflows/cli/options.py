@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from histotile.errors import ConfigError, HistotileError
+from histotile.workflows.cli.settings import gather
 from histotile.workflows.options import Options, field_default, renamed
 from histotile.workflows.slide_options import SlideOptions
 from histotile.workflows.tasks.execution import Execution  # light: no dask until a cluster starts
@@ -184,14 +185,10 @@ def typed(settings: type[Options]) -> Callable:
     folders and command-only options) as given."""
     def decorate(command: Callable) -> Callable:
         takes = inspect.signature(command).parameters
-
-        @functools.wraps(command)
-        def body(**params: Any) -> Any:
-            given = {k: params.pop(k) for k in list(params)
-                     if k in takes and k not in ("options", "execution")}
-            if "execution" in takes:
-                given["execution"] = execution_from(params)
-            return command(**given, options=noted(settings.from_dict, params))
+        body = gather(lambda key: key not in takes,
+                      lambda values: noted(settings.from_dict, values), "options")(command)
+        if "execution" in takes:
+            body = gather(EXECUTION.__contains__, execution_from, "execution")(body)
         return body
     return decorate
 

@@ -21,6 +21,25 @@ def field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
+def gather(select: Callable[[str], bool], make: Callable[[dict[str, Any]], Any],
+           name: str) -> Callable[[F], F]:
+    """Decorate a click command's function: the option values whose names ``select``
+    accepts become one object, ``make(values)``, passed as the keyword argument
+    ``name``. The one way options become typed settings (:func:`settings_option` and
+    :func:`histotile.workflows.cli.options.typed` are made of it)."""
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def command(*args: Any, **given: Any) -> Any:
+            values = {key: given.pop(key) for key in list(given) if select(key)}
+            given[name] = make(values)
+            return function(*args, **given)
+
+        # functools.wraps keeps the signature, which the type checker cannot see.
+        return command  # type: ignore[return-value]
+
+    return decorate
+
+
 def settings_option(cls: type[Any], name: str = "settings",
                     build: Callable[[dict[str, Any]], Any] | None = None,
                     fields: tuple[str, ...] | None = None) -> Callable[[F], F]:
@@ -30,17 +49,5 @@ def settings_option(cls: type[Any], name: str = "settings",
     ``name``. ``build`` makes it from those values (default: ``cls.from_dict``, which
     refuses unknown names and checks the values, so a bad value is the command's usage
     error)."""
-    names = set(field_names(cls) if fields is None else fields)
-    make = build or cls.from_dict
-
-    def decorate(function: F) -> F:
-        @functools.wraps(function)
-        def command(*args: Any, **given: Any) -> Any:
-            values = {key: given.pop(key) for key in list(given) if key in names}
-            given[name] = make(values)
-            return function(*args, **given)
-
-        # functools.wraps keeps the signature, which the type checker cannot see.
-        return command  # type: ignore[return-value]
-
-    return decorate
+    names = frozenset(field_names(cls) if fields is None else fields)
+    return gather(names.__contains__, build or cls.from_dict, name)
