@@ -33,5 +33,6 @@ def on_files(files, config):
 
 def on_serve(server, config, builder):
     server.watch(str(ROOT / "benchmarks" / "results"))
-    server.watch(str(ROOT / "scripts" / "docs_benchmarks.py"))
+    for script in ("docs_benchmarks.py", "docs_benchmark_runs.py", "docs_benchmark_tables.py"):
+        server.watch(str(ROOT / "scripts" / script))
     return server

@@ -1,0 +1,242 @@
+"""The tables of the benchmark pages, one renderer per benchmark: a results file's runs
+(:class:`~docs_benchmark_runs.Run`) -> the Markdown lines of its table. Part of
+``scripts/docs_benchmarks.py``, which decides which file is whose."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from docs_benchmark_runs import (
+    RESULTS,
+    ROOT,
+    RUN_HEADER,
+    RUN_RULE,
+    Run,
+    load_average,
+)
+
+
+def _fmt(value: Any, spec: str = ".2f") -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _notes(runs: list[Run]) -> list[str]:
+    """The runs' own notes, as they wrote them."""
+    noted = [run for run in runs if run.note]
+    return ["", "Notes recorded with the runs:", ""] + [
+        f"- `{run.name}`: {run.note}" for run in noted] if noted else []
+
+
+def pipeline_page(runs: list[Run]) -> list[str]:
+    """``histotile bench``: the headline ratios per run, then each run's own report."""
+    from histotile.workflows.benchmark.tables import stage_rows
+
+    keys = ("tiling", "predict_lenet", "predict_resnet18", "heatmap")
+    lines = [RUN_HEADER + "| tiling x reads | LeNet prediction x bare | ResNet18 prediction "
+             "x bare | heatmap x reads | slide size (px) |",
+             RUN_RULE + "|---:|---:|---:|---:|---|"]
+    for run in runs:
+        rows = {row["key"]: row for row in stage_rows(run.data["measurements"])}
+        width, height = run.data["settings"]["size"]
+        lines.append(run.cells() + "".join(
+            f"| {_fmt(rows[key]['ratio'])}x " if key in rows else "| " for key in keys)
+            + f"| {width:,} x {height:,} |")
+    lines += ["", "Each run's own report, as `histotile bench --from-json FILE` prints it:"]
+    for run in reversed(runs):
+        from histotile.workflows.benchmark.suite import load_result
+
+        report = load_result(RESULTS / f"{run.name}.json").markdown
+        lines += ["", f"### `{run.name}`", ""] + [
+            "#" + line if line.startswith("##") else line
+            for line in report.splitlines()[1:]]
+    return lines
+
+
+def engines_page(runs: list[Run]) -> list[str]:
+    """``bench_engines.py``: every model and engine of every run."""
+    lines = [RUN_HEADER + "| model | engine | tiles/s | x torch eager | peak RSS (MiB) "
+             "| max abs diff |", RUN_RULE + "|---|---|---:|---:|---:|---:|"]
+    for run in runs:
+        for model, engines in run.data["results"].items():
+            for engine, m in engines.items():
+                lines.append(run.cells() + f"| {model} | {engine} | {m['tiles_per_s']:.0f} | "
+                             f"{m['ratio']:.2f}x | {_fmt(m.get('peak_rss_mib'), '.0f')} | "
+                             f"{m['max_abs_diff']:.1e} |")
+    return lines
+
+
+def ceiling_page(runs: list[Run]) -> list[str]:
+    """``bench_engine_ceiling.py``: each model's rate against the machine's matmul peak."""
+    lines = [RUN_HEADER + "| model | GFLOP a tile | engine | tiles/s | GFLOP/s | share of "
+             "the matmul peak |", RUN_RULE + "|---|---:|---|---:|---:|---:|"]
+    for run in runs:
+        peak = run.data["ceiling_gflops"]
+        for model, m in run.data["models"].items():
+            for engine, rate in m["tiles_per_s"].items():
+                lines.append(run.cells() + f"| {model} | {m['gflop_per_tile']:.2f} | {engine} "
+                             f"| {rate:.0f} | {rate * m['gflop_per_tile']:.0f} | "
+                             f"{rate * m['gflop_per_tile'] / peak:.0%} |")
+    lines += ["", "The matmul peak of each run: the fastest float32 4096 x 4096 matrix "
+              "product of the libraries it tried:", ""]
+    lines += [f"- `{run.name}`: " + ", ".join(f"{name} {value:.0f} GFLOP/s" for name, value
+                                               in run.data["matmul_gflops"].items())
+              for run in runs]
+    return lines
+
+
+SERVE_CASES = {"baseline": "in-process get_tile + JPEG", "cold_1": "served, cold cache, 1",
+               "cold_4": "served, cold cache, 4", "cold_16": "served, cold cache, 16",
+               "warm_1": "served, warm cache, 1", "warm_4": "served, warm cache, 4",
+               "warm_16": "served, warm cache, 16",
+               "baseline_end": "in-process get_tile + JPEG, again at the end"}
+
+
+def serve_page(runs: list[Run]) -> list[str]:
+    """``bench_serve.py``: served tiles per second and latency, and ``/api/classify``."""
+    lines = [RUN_HEADER + "| tiles; clients | per s | p50 ms | p99 ms | server CPU ms "
+             "a tile |", RUN_RULE + "|---|---:|---:|---:|---:|"]
+    for run in runs:
+        for case, label in SERVE_CASES.items():
+            m = run.data["tiles"].get(case)
+            if m:
+                cpu = m.get("server_cpu_ms", m.get("cpu_ms"))
+                lines.append(run.cells() + f"| {label} | {m['per_s']:,.0f} | "
+                             f"{m['p50_ms']:.1f} | {m['p99_ms']:.1f} | {_fmt(cpu)} |")
+        classify = run.data.get("classify")
+        if classify:
+            lines.append(run.cells() + f"| `/api/classify` (x the bare predictor: "
+                         f"{classify['ratio']:.2f}) | {classify['served_per_s']:.2f} | | | |")
+    return lines + _notes(runs)
+
+
+def training_page(runs: list[Run]) -> list[str]:
+    """``bench_training.py``: one model trained one process, data-parallel or fold-parallel."""
+    lines = [RUN_HEADER + "| model, folds x epochs | configuration | tiles | seconds | "
+             "tiles/s | speed-up |", RUN_RULE + "|---|---|---:|---:|---:|---:|"]
+    for run in runs:
+        d = run.data
+        for name, m in d["results"].items():
+            lines.append(run.cells() + f"| {d['model']}, {d['folds']} x {d['epochs']} | {name} "
+                         f"| {m['tiles']:,} | {m['seconds']:.1f} | {m['tiles_per_s']:.0f} | "
+                         f"{m['speed_up']:.2f}x |")
+    bounded = [run for run in runs if "ceiling_speed_up" in run.data]
+    if bounded:
+        lines += ["", "Where a run measured one process on one thread, that rate times the "
+                  "number of processes bounds what any split into one-thread processes can "
+                  "reach:", ""] + [f"- `{run.name}`: at most "
+                                   f"{run.data['ceiling_speed_up']:.2f}x" for run in bounded]
+    return lines
+
+
+def validity_page(runs: list[Run]) -> list[str]:
+    """``bench_validity.py``: held-out patients, each configuration with its own start."""
+    versus_defaults = _bench_validity().versus_defaults
+    lines = [RUN_HEADER + "| configuration (its own start and load, where recorded) | seeds | "
+             "balanced accuracy | AUC | F1 | sensitivity | specificity | Δ balanced "
+             "accuracy, Δ AUC vs defaults (same seeds) | minutes a run |",
+             RUN_RULE + "|---|---:|---|---|---:|---:|---:|---|---:|"]
+    for run in runs:
+        d = run.data
+        for name, entry in d["configurations"].items():
+            m, seeds = entry["held_out"], entry["runs"]
+            started = str(entry.get("started", "")).replace("T", " ")[:16]
+            load = load_average(entry.get("load_before"))
+            own = "".join(f"<br>{part}" for part in (started, load and f"load {load}")
+                          if part)
+            minutes = sum(r["seconds"] for r in seeds) / len(seeds) / 60
+            spread = len(seeds) > 1  # one run has no spread to show
+            lines.append(
+                run.cells() + f"| {name}{own} | {len(seeds)} | "
+                + " | ".join(f"{m[key]:.3f}" + (f" ± {m[key + '_sd']:.3f}" if spread else "")
+                             for key in ("balanced_accuracy", "auc"))
+                + f" | {m['f1']:.3f} | "
+                f"{m['sensitivity']:.3f} | {m['specificity']:.3f} | "
+                f"{versus_defaults(d, entry)} | {minutes:.1f} |")
+        for paper in d.get("published", []):
+            lines.append(f"| published | {paper['model']} | | "
+                         f"{paper['balanced_accuracy']:.3f} | | {paper['f1']:.3f} | | | | |")
+    lines += ["", "Data: " + "; ".join(
+        f"`{run.name}`: {run.data.get('data_patches', '?')} patches, positive class "
+        f"`{_positive(run)}`" for run in runs) + "."]
+    return lines
+
+
+def _positive(run: Run) -> str:
+    for entry in run.data["configurations"].values():
+        for seed in entry["runs"]:
+            return str(seed.get("positive_class"))
+    return "?"
+
+
+def _bench_validity():
+    """``benchmarks/bench_validity.py`` (its difference from the defaults' seeds)."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_validity", ROOT / "benchmarks" / "bench_validity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def watch_page(runs: list[Run]) -> list[str]:
+    """``bench_watch.py``: slides a second through ``histotile watch`` against ``run``."""
+    lines = [RUN_HEADER + "| slides | slide px | run: slides/s | watch: slides/s | "
+             "watch x run |", RUN_RULE + "|---:|---|---:|---:|---:|"]
+    for run in runs:
+        d = run.data
+        lines.append(run.cells() + f"| {d['slides']} | {d['slide_px'][0]} x {d['slide_px'][1]}"
+                     f" | {d['slides_per_s']['run']:.2f} | {d['slides_per_s']['watch']:.2f} | "
+                     f"{d['watch_over_run_throughput']:.2f}x |")
+    return lines
+
+
+def demo_page(runs: list[Run]) -> list[str]:
+    """``histotile demo``'s own summary (the committed copy of one run): the run, then its
+    metrics on the cross-validation, the held-out test split and every predicted tile."""
+    lines = ["`docs/generated/demo-summary.json` is the `summary.json` of the demo run that made "
+             "the documentation's pictures; `make docs-images` runs the demo again and "
+             "replaces both.", "",
+             RUN_HEADER + "| time (s) | tiles: tiled, trained, region groups, predicted |",
+             RUN_RULE + "|---:|---|"]
+    for run in runs:
+        f = run.data["figures"]
+        tiles = f.get("tiles", {})
+        lines.append(run.cells() + f"| {f.get('seconds', 0):.1f} | " + ", ".join(
+            str(tiles.get(k, "")) for k in ("tiled", "trained", "region_groups", "predicted"))
+            + " |")
+    for run in runs:
+        f = run.data["figures"]
+        cv, test = f.get("cross_validation", {}), f.get("test", {})
+        against = f.get("against_the_annotation", {})
+        lines += ["", f"| `{run.name}`: metric (the positive class's sensitivity and "
+                  f"specificity) | cross-validation ({cv.get('folds')} folds: mean ± sd) | "
+                  f"held-out test split ({test.get('tiles')} tiles) | every predicted tile "
+                  f"against the annotation ({against.get('tiles')} tiles) |",
+                  "|---|---|---:|---:|"]
+        for key, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
+                           ("roc_auc", "AUC"), ("sensitivity", "sensitivity"),
+                           ("specificity", "specificity")):
+            folds = cv.get(key) or {}
+            spread = (f"{folds['mean']:.3f} ± {folds['std']:.3f}"
+                      if folds.get("mean") is not None else "")
+            lines.append(f"| {label} | {spread} | {_fmt(test.get(key), '.3f')} | "
+                         f"{_fmt(against.get(key), '.3f')} |")
+        decision = f.get("slide_decision")
+        if decision:
+            lines += ["", f"Slide decision of `{run.name}`: "
+                      f"{'positive' if decision['positive'] else 'negative'}, "
+                      f"{decision['fraction_positive']:.1%} of the tiles at or above the "
+                      f"tile threshold {decision['tile_threshold']:.3f} (the model card's)."]
+    return lines
+
+
+def image_page(runs: list[Run]) -> list[str]:
+    """``benchmarks/image_size.py``: the OCI image's size and its largest distributions."""
+    lines = [RUN_HEADER + "| image | image MB | venv MB | outside the venv MB | largest (MB) |",
+             RUN_RULE + "|---|---:|---:|---:|---|"]
+    for run in runs:
+        d = run.data
+        largest = ", ".join(f"{name} {mb}" for name, mb in list(d["largest_mb"].items())[:5])
+        lines.append(run.cells() + f"| {d['image']} | {d['image_mb']} | {d['venv_mb']} | "
+                     f"{d['outside_venv_mb']} | {largest} |")
+    return lines
