@@ -307,3 +307,51 @@ def test_failure_mid_write_leaves_nothing(slide_path, predictions, tmp_path, mon
     assert (0, 0) in calls and (1, 0) in calls
     assert out.read_bytes() == b"previous heatmap"  # the old output survives intact
     assert [p.name for p in tmp_path.iterdir()] == ["h.tif"]  # no temporary left behind
+
+
+def test_the_old_keyword_class_name_still_draws_the_same_heatmap(slide_path, predictions,
+                                                                 tmp_path):
+    """``class_name=``, the old name of ``positive_class=``: the same heatmap and preview
+    with a DeprecationWarning naming the new name (at the caller's line), the result's old
+    attribute still read; both names given is refused before anything is written."""
+    def draw(name: str, **keyword):
+        return write_heatmap(slide_path, predictions, tmp_path / f"{name}.tif", downsample=4,
+                             preview_path=tmp_path / f"{name}.png", **keyword)
+
+    new = draw("new", positive_class="tumour")
+    with pytest.warns(DeprecationWarning, match="write_heatmap\\(\\): 'class_name' is "
+                      "deprecated, use 'positive_class'") as said:
+        old = draw("old", class_name="tumour")
+    assert [Path(w.filename).name for w in said] == [Path(__file__).name]
+    assert old.positive_class == new.positive_class == "tumour"
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "old.tif"),
+                                  tifffile.imread(tmp_path / "new.tif"))
+    assert (tmp_path / "old.png").read_bytes() == (tmp_path / "new.png").read_bytes()
+    with pytest.warns(DeprecationWarning, match="HeatmapResult: 'class_name' is deprecated"):
+        assert old.class_name == "tumour"
+    with pytest.raises(ConfigError, match="class_name and positive_class are one argument"):
+        draw("both", class_name="tumour", positive_class="tumour")
+    assert not (tmp_path / "both.tif").exists() and not (tmp_path / "both.png").exists()
+
+
+@pytest.mark.parametrize("where, name", [
+    ("histotile.postprocess.heatmap", "write_heatmap"),
+    ("histotile.postprocess.montage", "write_montage"),
+    ("histotile.postprocess.evaluation_pictures", "write_side_by_side"),
+    ("histotile.postprocess.qupath", "write_qupath"),
+    ("histotile.postprocess.probability_slide", "write_probability_slide"),
+    ("histotile.postprocess.explain", "explain_tiles"),
+    ("histotile.postprocess.explain", "write_explanations"),
+])
+def test_every_public_writer_takes_the_old_keyword_class_name(where, name):
+    """Each public function that says which class it shows or decides names it
+    ``positive_class`` and still takes ``class_name=`` (both at once: refused before any
+    argument is looked at)."""
+    import importlib
+    import inspect
+
+    function = getattr(importlib.import_module(where), name)
+    parameters = inspect.signature(function).parameters
+    assert "positive_class" in parameters and "class_name" not in parameters
+    with pytest.raises(ConfigError, match=f"{name}\\(\\): class_name and positive_class"):
+        function(None, None, None, None, class_name="a", positive_class="b")
