@@ -94,7 +94,7 @@ def phase_heatmap(slide_path: Path) -> dict:
     predictions = load_predictions(PREDICTIONS)
     threshold = float(np.median(predictions.probabilities("tumour")))
     started = time.perf_counter()
-    result = write_heatmap(slide_path, predictions, HEATMAP, class_name="tumour",
+    result = write_heatmap(slide_path, predictions, HEATMAP, positive_class="tumour",
                            threshold=threshold, preview_path=PREVIEW, overwrite=True)
     seconds = time.perf_counter() - started
     import openslide

@@ -137,7 +137,7 @@ def test_side_by_side_png(case, tmp_path):
     slide, overlay, _, preds = case
     out = tmp_path / "side.png"
     evaluation = evaluate_slide(slide, preds, overlay, positive_class="tumour")
-    write_side_by_side(slide, preds, overlay, out, class_name="tumour", size=320,
+    write_side_by_side(slide, preds, overlay, out, positive_class="tumour", size=320,
                        evaluation=evaluation)
     image = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
     panel_w, panel_h = 320, 192  # 1280 x 768 at a quarter
@@ -149,7 +149,7 @@ def test_side_by_side_png(case, tmp_path):
     assert (inside[..., 1] - inside[..., 0]).mean() > 30
     assert (outside[..., 1] - outside[..., 0]).mean() < 0
     with pytest.raises(OutputExistsError):
-        write_side_by_side(slide, preds, overlay, out, class_name="tumour")
+        write_side_by_side(slide, preds, overlay, out, positive_class="tumour")
 
 
 def test_bad_evaluation_inputs(case, tmp_path):

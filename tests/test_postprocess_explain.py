@@ -9,7 +9,7 @@ import pytest
 
 from histotile.errors import ConfigError
 from histotile.postprocess import SlidePredictions
-from histotile.postprocess.explain import select_tiles
+from histotile.postprocess.explain import Explained, select_tiles
 
 
 def predictions(p: np.ndarray) -> SlidePredictions:
@@ -38,3 +38,14 @@ def test_mistakes_need_the_truth_and_are_ranked_worst_first():
     assert all("false" not in g.title for g in perfect)
     with pytest.raises(ConfigError, match="top"):
         select_tiles(predictions(p), "tumour", top=0)
+
+
+def test_explained_still_answers_to_its_old_attribute_class_name():
+    tiles = np.zeros((1, 4, 4, 3), np.uint8)
+    explained = Explained(np.array([0]), tiles, np.zeros((1, 4, 4), np.float32), tiles,
+                          np.array([[0.2, 0.8]], np.float32), "tumour", ("normal", "tumour"),
+                          np.zeros((1, 3), np.int64))
+    assert explained.positive_class == "tumour"
+    with pytest.warns(DeprecationWarning, match="Explained: 'class_name' is deprecated, "
+                      "use 'positive_class'"):
+        assert explained.class_name == "tumour"

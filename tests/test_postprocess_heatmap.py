@@ -135,7 +135,7 @@ def test_heatmap_tiff_opens_in_openslide_with_levels_and_mpp(slide_path, predict
                                                            tmp_path):
     out = tmp_path / "heatmap.tif"
     seen = []
-    result = write_heatmap(slide_path, predictions, out, class_name="tumour",
+    result = write_heatmap(slide_path, predictions, out, positive_class="tumour",
                            progress=lambda done, total: seen.append((done, total)))
     sizes = pyramid_dimensions(WIDTH, HEIGHT, 512)
     with openslide.OpenSlide(str(out)) as heatmap:
@@ -154,7 +154,7 @@ def test_heatmap_tiff_opens_in_openslide_with_levels_and_mpp(slide_path, predict
 
 def test_reduced_output_and_preview_sizes(slide_path, predictions, tmp_path):
     out, preview = tmp_path / "small.tif", tmp_path / "small.png"
-    result = write_heatmap(slide_path, predictions, out, class_name="tumour", downsample=2,
+    result = write_heatmap(slide_path, predictions, out, positive_class="tumour", downsample=2,
                            preview_path=preview, preview_size=300, mode="continuous")
     with openslide.OpenSlide(str(out)) as heatmap:
         assert heatmap.dimensions == (WIDTH // 2, HEIGHT // 2)
@@ -164,14 +164,14 @@ def test_reduced_output_and_preview_sizes(slide_path, predictions, tmp_path):
     assert image.shape == (200 + LEGEND_HEIGHT, max(300, MIN_WIDTH), 3)
     assert result.preview_size == (max(300, MIN_WIDTH), 200 + LEGEND_HEIGHT)
     big = tmp_path / "big.png"
-    write_heatmap(slide_path, predictions, tmp_path / "b.tif", class_name="tumour",
+    write_heatmap(slide_path, predictions, tmp_path / "b.tif", positive_class="tumour",
                   preview_path=big, preview_size=1200)
     assert cv2.imread(str(big)).shape == (800 + LEGEND_HEIGHT, 1200, 3)
 
 
 def test_probability_image_holds_averaged_probabilities(slide_path, predictions, tmp_path):
     out, bare = tmp_path / "h.tif", tmp_path / "p.tif"
-    write_heatmap(slide_path, predictions, out, class_name="tumour", probability_path=bare)
+    write_heatmap(slide_path, predictions, out, positive_class="tumour", probability_path=bare)
     image = tifffile.imread(bare)
     assert image.dtype == np.float32 and image.shape == (HEIGHT // TILE, WIDTH // TILE)
     expected = np.full(image.shape, np.nan, np.float32)
@@ -187,7 +187,7 @@ def test_real_sample_slide_reduced_heatmap(tmp_path):
         dims, mpp = slide.dimensions, slide.mpp
     preds = tile_predictions("CMU-1-Small-Region", dims, tile=256, skip_every=3)
     out = tmp_path / "cmu.tif"
-    result = write_heatmap(SAMPLE, preds, out, class_name="tumour", downsample=2,
+    result = write_heatmap(SAMPLE, preds, out, positive_class="tumour", downsample=2,
                            preview_path=tmp_path / "cmu.png", preview_size=512)
     with openslide.OpenSlide(str(out)) as heatmap:
         assert heatmap.dimensions == (round(dims[0] / 2), round(dims[1] / 2))
@@ -213,17 +213,17 @@ def test_existing_output_is_refused_and_kept(slide_path, predictions, tmp_path):
     out = tmp_path / "heatmap.tif"
     out.write_bytes(b"precious")
     with pytest.raises(OutputExistsError, match="heatmap.tif"):
-        write_heatmap(slide_path, predictions, out, class_name="tumour")
+        write_heatmap(slide_path, predictions, out, positive_class="tumour")
     assert out.read_bytes() == b"precious"
     # An existing preview is refused before the TIFF is written.
     preview = tmp_path / "preview.png"
     preview.write_bytes(b"old")
     with pytest.raises(OutputExistsError, match="preview.png"):
-        write_heatmap(slide_path, predictions, tmp_path / "new.tif", class_name="tumour",
+        write_heatmap(slide_path, predictions, tmp_path / "new.tif", positive_class="tumour",
                       preview_path=preview)
     assert not (tmp_path / "new.tif").exists() and preview.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["heatmap.tif", "preview.png"]
-    write_heatmap(slide_path, predictions, out, class_name="tumour", overwrite=True)
+    write_heatmap(slide_path, predictions, out, positive_class="tumour", overwrite=True)
     with openslide.OpenSlide(str(out)) as heatmap:
         assert heatmap.dimensions == (WIDTH, HEIGHT)
 
@@ -231,12 +231,12 @@ def test_existing_output_is_refused_and_kept(slide_path, predictions, tmp_path):
 def test_predictions_of_another_slide_are_refused(slide_path, predictions, tmp_path):
     wrong_size = tile_predictions("biopsy", (WIDTH + 10, HEIGHT))
     with pytest.raises(DatasetError, match="1546x1024"):
-        write_heatmap(slide_path, wrong_size, tmp_path / "h.tif", class_name="tumour")
+        write_heatmap(slide_path, wrong_size, tmp_path / "h.tif", positive_class="tumour")
     wrong_name = tile_predictions("other-slide", (WIDTH, HEIGHT))
     with pytest.raises(DatasetError, match="other-slide"):
-        write_heatmap(slide_path, wrong_name, tmp_path / "h.tif", class_name="tumour")
+        write_heatmap(slide_path, wrong_name, tmp_path / "h.tif", positive_class="tumour")
     assert list(tmp_path.iterdir()) == []
-    write_heatmap(slide_path, wrong_name, tmp_path / "h.tif", class_name="tumour",
+    write_heatmap(slide_path, wrong_name, tmp_path / "h.tif", positive_class="tumour",
                   match_name=False, downsample=4)
     assert (tmp_path / "h.tif").exists()
 
@@ -244,17 +244,17 @@ def test_predictions_of_another_slide_are_refused(slide_path, predictions, tmp_p
 def test_bad_requests_are_refused_before_writing(slide_path, predictions, tmp_path):
     out = tmp_path / "h.tif"
     with pytest.raises(ModelError, match="mitosis"):
-        write_heatmap(slide_path, predictions, out, class_name="mitosis")
+        write_heatmap(slide_path, predictions, out, positive_class="mitosis")
     with pytest.raises(ConfigError, match="alpha"):
-        write_heatmap(slide_path, predictions, out, class_name="tumour", alpha=1.5)
+        write_heatmap(slide_path, predictions, out, positive_class="tumour", alpha=1.5)
     with pytest.raises(ConfigError, match="colormap"):
-        write_heatmap(slide_path, predictions, out, class_name="tumour",
+        write_heatmap(slide_path, predictions, out, positive_class="tumour",
                       mode="continuous", colormap="rainbow-unicorn")
     with pytest.raises(ConfigError, match="the slide itself"):
-        write_heatmap(slide_path, predictions, slide_path, class_name="tumour",
+        write_heatmap(slide_path, predictions, slide_path, positive_class="tumour",
                       overwrite=True)
     with pytest.raises(ConfigError, match="downsample"):
-        write_heatmap(slide_path, predictions, out, class_name="tumour", downsample=0.5)
+        write_heatmap(slide_path, predictions, out, positive_class="tumour", downsample=0.5)
     assert list(tmp_path.iterdir()) == []
     assert open_slide(slide_path).dimensions == (WIDTH, HEIGHT)
 
@@ -273,7 +273,7 @@ def test_wide_levels_read_in_chunks_give_the_same_pixels(slide_path, predictions
 
 def test_output_at_a_stored_level(slide_path, predictions, tmp_path):
     out = tmp_path / "level1.tif"
-    result = write_heatmap(slide_path, predictions, out, class_name="tumour", level=1)
+    result = write_heatmap(slide_path, predictions, out, positive_class="tumour", level=1)
     assert result.downsample == pytest.approx(2.0)
     with openslide.OpenSlide(str(out)) as heatmap:
         assert heatmap.dimensions == (WIDTH // 2, HEIGHT // 2)
@@ -281,10 +281,10 @@ def test_output_at_a_stored_level(slide_path, predictions, tmp_path):
     rendered, _ = render_level(slide_path, predictions, BlendStyle(), 1)
     assert np.abs(decoded.astype(int) - rendered).mean() < 3.0
     with pytest.raises(LevelError, match="level 7"):
-        write_heatmap(slide_path, predictions, tmp_path / "x.tif", class_name="tumour",
+        write_heatmap(slide_path, predictions, tmp_path / "x.tif", positive_class="tumour",
                       level=7)
     with pytest.raises(ConfigError, match="not both"):
-        write_heatmap(slide_path, predictions, tmp_path / "x.tif", class_name="tumour",
+        write_heatmap(slide_path, predictions, tmp_path / "x.tif", positive_class="tumour",
                       level=1, downsample=2)
     assert not (tmp_path / "x.tif").exists()
 
@@ -303,7 +303,55 @@ def test_failure_mid_write_leaves_nothing(slide_path, predictions, tmp_path, mon
     out = tmp_path / "h.tif"
     out.write_bytes(b"previous heatmap")
     with pytest.raises(RuntimeError, match="disk on fire"):
-        write_heatmap(slide_path, predictions, out, class_name="tumour", overwrite=True)
+        write_heatmap(slide_path, predictions, out, positive_class="tumour", overwrite=True)
     assert (0, 0) in calls and (1, 0) in calls
     assert out.read_bytes() == b"previous heatmap"  # the old output survives intact
     assert [p.name for p in tmp_path.iterdir()] == ["h.tif"]  # no temporary left behind
+
+
+def test_the_old_keyword_class_name_still_draws_the_same_heatmap(slide_path, predictions,
+                                                                 tmp_path):
+    """``class_name=``, the old name of ``positive_class=``: the same heatmap and preview
+    with a DeprecationWarning naming the new name (at the caller's line), the result's old
+    attribute still read; both names given is refused before anything is written."""
+    def draw(name: str, **keyword):
+        return write_heatmap(slide_path, predictions, tmp_path / f"{name}.tif", downsample=4,
+                             preview_path=tmp_path / f"{name}.png", **keyword)
+
+    new = draw("new", positive_class="tumour")
+    with pytest.warns(DeprecationWarning, match="write_heatmap\\(\\): 'class_name' is "
+                      "deprecated, use 'positive_class'") as said:
+        old = draw("old", class_name="tumour")
+    assert [Path(w.filename).name for w in said] == [Path(__file__).name]
+    assert old.positive_class == new.positive_class == "tumour"
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "old.tif"),
+                                  tifffile.imread(tmp_path / "new.tif"))
+    assert (tmp_path / "old.png").read_bytes() == (tmp_path / "new.png").read_bytes()
+    with pytest.warns(DeprecationWarning, match="HeatmapResult: 'class_name' is deprecated"):
+        assert old.class_name == "tumour"
+    with pytest.raises(ConfigError, match="class_name and positive_class are one argument"):
+        draw("both", class_name="tumour", positive_class="tumour")
+    assert not (tmp_path / "both.tif").exists() and not (tmp_path / "both.png").exists()
+
+
+@pytest.mark.parametrize("where, name", [
+    ("histotile.postprocess.heatmap", "write_heatmap"),
+    ("histotile.postprocess.montage", "write_montage"),
+    ("histotile.postprocess.evaluation_pictures", "write_side_by_side"),
+    ("histotile.postprocess.qupath", "write_qupath"),
+    ("histotile.postprocess.probability_slide", "write_probability_slide"),
+    ("histotile.postprocess.explain", "explain_tiles"),
+    ("histotile.postprocess.explain", "write_explanations"),
+])
+def test_every_public_writer_takes_the_old_keyword_class_name(where, name):
+    """Each public function that says which class it shows or decides names it
+    ``positive_class`` and still takes ``class_name=`` (both at once: refused before any
+    argument is looked at)."""
+    import importlib
+    import inspect
+
+    function = getattr(importlib.import_module(where), name)
+    parameters = inspect.signature(function).parameters
+    assert "positive_class" in parameters and "class_name" not in parameters
+    with pytest.raises(ConfigError, match=f"{name}\\(\\): class_name and positive_class"):
+        function(None, None, None, None, class_name="a", positive_class="b")

@@ -70,7 +70,7 @@ def test_scale_bar_pixels_are_microns_over_mpp(mpp, width):
 
 def test_heatmap_preview_has_scale_bar_and_name(slide_path, predictions, tmp_path):
     preview = tmp_path / "preview.png"
-    result = write_heatmap(slide_path, predictions, tmp_path / "h.tif", class_name="tumour",
+    result = write_heatmap(slide_path, predictions, tmp_path / "h.tif", positive_class="tumour",
                            mode="continuous", floor=0.3, preview_path=preview,
                            preview_size=512)
     image = cv2.cvtColor(cv2.imread(str(preview)), cv2.COLOR_BGR2RGB)
@@ -122,7 +122,7 @@ def test_montage_keeps_tile_pixels_and_frames_them_by_class(slide_path, predicti
         left, top = round(x / scale), round(y / scale)
         assert (image[top + 3:top + side - 3, left + 3:left + side - 3] == 255).all()
     path = write_montage(slide_path, predictions, tmp_path / "montage.png",
-                         class_name="tumour", size=768)
+                         positive_class="tumour", size=768)
     written = cv2.imread(str(path))
     assert written.shape[1] == 768 and written.shape[0] > image.shape[0]
     assert bar_length(cv2.cvtColor(written, cv2.COLOR_BGR2RGB)[:image.shape[0]]) == \

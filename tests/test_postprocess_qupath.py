@@ -98,7 +98,7 @@ def test_regions_equal_thresholded_map_within_tolerance(predictions):
 
 
 def test_round_trip_through_histotile_reader(predictions, slide_path, tmp_path):
-    written = write_qupath(predictions, tmp_path, class_name="tumour", threshold=0.5,
+    written = write_qupath(predictions, tmp_path, positive_class="tumour", threshold=0.5,
                            tolerance_um=0.0)
     boxes = predictions.tiles[["x", "y", "extent"]].to_numpy()
     classes = predictions.classes
@@ -117,7 +117,7 @@ def test_round_trip_through_histotile_reader(predictions, slide_path, tmp_path):
     # Existing files are refused before either is rewritten.
     (tmp_path / "predictions.geojson").unlink()
     with pytest.raises(OutputExistsError):
-        write_qupath(predictions, tmp_path, class_name="tumour")
+        write_qupath(predictions, tmp_path, positive_class="tumour")
     assert not (tmp_path / "predictions.geojson").exists()
 
 

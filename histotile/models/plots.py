@@ -94,9 +94,9 @@ def curve_points(is_positive: np.ndarray, score: np.ndarray) -> dict[str, Any]:
             "average_precision": float(average_precision_score(truth, score))}
 
 
-def roc_pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], class_name: str,
+def roc_pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], positive_class: str,
                   path: Path) -> dict[str, dict[str, float | None]]:
-    """ROC (left) and precision-recall (right) curves of ``class_name`` against the
+    """ROC (left) and precision-recall (right) curves of ``positive_class`` against the
     rest, one line per entry of ``curves`` (title -> (is_positive, score)), the AUC and
     average precision in the legends. Returns those figures per title."""
     plt = _pyplot()
@@ -114,12 +114,12 @@ def roc_pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], class_name: 
         pr.plot(points["recall"], points["precision"], drawstyle="steps-post",
                 label=f"{title} (AP {points['average_precision']:.3f})")
     roc.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
-    roc.set_xlabel(f"false positive rate (1 - specificity ({class_name}))")
-    roc.set_ylabel(f"true positive rate (sensitivity ({class_name}))")
-    roc.set_title(f"ROC: {class_name} against the rest")
-    pr.set_xlabel(f"recall (sensitivity ({class_name}))")
+    roc.set_xlabel(f"false positive rate (1 - specificity ({positive_class}))")
+    roc.set_ylabel(f"true positive rate (sensitivity ({positive_class}))")
+    roc.set_title(f"ROC: {positive_class} against the rest")
+    pr.set_xlabel(f"recall (sensitivity ({positive_class}))")
     pr.set_ylabel("precision")
-    pr.set_title(f"Precision-recall: {class_name}")
+    pr.set_title(f"Precision-recall: {positive_class}")
     for ax in (roc, pr):
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from histotile._atomic import atomic_path, check_writable
+from histotile._deprecation import renamed_keywords
 from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.postprocess.annotation_truth import labelling_settings, resolve_annotation
 from histotile.postprocess.evaluation import SlideEvaluation
@@ -43,13 +44,14 @@ def annotation_panel(slide, annotation: Any, settings, positive_class: str, size
                           covered.reshape(height, width) >= 0.5)
 
 
+@renamed_keywords(class_name="positive_class")
 def write_side_by_side(
     slide_path: str | Path,
     predictions: SlidePredictions,
     annotation: Any,
     out_path: str | Path,
     *,
-    class_name: str,
+    positive_class: str,
     threshold: float = DEFAULT_TILE_THRESHOLD,
     color: tuple[int, int, int] = (0, 255, 0),
     alpha: float = 0.4,
@@ -61,17 +63,19 @@ def write_side_by_side(
 ) -> Path:
     """A PNG with the annotation overlay (left) next to the prediction heatmap (right),
     both at ``size`` px on the longest side, the way the original study showed its test
-    slides; a legend (and the evaluation's counts, when given) under them."""
+    slides; a legend (and the evaluation's counts, when given) under them. Both show
+    ``positive_class`` (``class_name=``, its old name, is still taken, with a
+    :class:`DeprecationWarning`)."""
     style = BlendStyle("threshold", threshold, color, alpha)
-    predictions.check_class(class_name)
+    predictions.check_class(positive_class)
     check_writable(out_path, overwrite)
-    settings = labelling_settings(predictions, positive_class=class_name, palette=palette)
+    settings = labelling_settings(predictions, positive_class=positive_class, palette=palette)
     with open_slide(slide_path) as slide:
         predictions.check_slide(slide, match_name=match_name)
         loaded = resolve_annotation(annotation, settings)
-        left = annotation_panel(slide, loaded, settings, class_name, size, style.color,
+        left = annotation_panel(slide, loaded, settings, positive_class, size, style.color,
                                 style.alpha)
-        right = Colouriser(predictions.grid(class_name), style).blend_image(
+        right = Colouriser(predictions.grid(positive_class), style).blend_image(
             np.array(slide.thumbnail(size)), slide.dimensions[0] / left.shape[1],
             slide.dimensions[1] / left.shape[0])
     caption = predictions.slide_name
@@ -80,9 +84,9 @@ def write_side_by_side(
         caption += (f"  |  tiles TN {c['TN']}  FP {c['FP']}  FN {c['FN']}  TP {c['TP']}"
                     f"  |  sensitivity {evaluation.sensitivity:.3f}"
                     f"  specificity {evaluation.specificity:.3f}")
-    image = with_legend(side_by_side([left, right], [f"annotation: {class_name}",
-                                                     f"prediction: {class_name}"]),
-                        style, class_name, caption, mpp=None if predictions.mpp is None
+    image = with_legend(side_by_side([left, right], [f"annotation: {positive_class}",
+                                                     f"prediction: {positive_class}"]),
+                        style, positive_class, caption, mpp=None if predictions.mpp is None
                         else predictions.mpp * predictions.dimensions[0] / right.shape[1])
     with atomic_path(out_path, overwrite=overwrite) as tmp:
         write_png(tmp, image)

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from histotile._atomic import atomic_path, check_writable, write_text_atomic
+from histotile._deprecation import RenamedAttribute, renamed_keywords
 from histotile.errors import ConfigError, DatasetError
 from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.postprocess.legend import write_png
@@ -59,10 +60,11 @@ class Explained:
     Attributes:
         rows: row indices into the predictions' table.
         tiles: uint8 (N, T, T, 3) at the model's input size.
-        maps: float32 (N, T, T), 0-1, evidence for ``class_name``.
+        maps: float32 (N, T, T), 0-1, evidence for ``positive_class``.
         overlays: uint8 (N, T, T, 3), the maps over the tiles.
         probabilities: float32 (N, C), the model's probabilities of the tiles as read.
-        class_name: the class explained.
+        positive_class: the class explained (``class_name``, its old name, still reads
+            it, deprecated).
         classes: the model's classes.
         coordinates: int64 (N, 3) level-0 ``x, y, extent`` of each tile.
     """
@@ -72,30 +74,33 @@ class Explained:
     maps: np.ndarray
     overlays: np.ndarray
     probabilities: np.ndarray
-    class_name: str
+    positive_class: str
     classes: tuple[str, ...]
     coordinates: np.ndarray
 
+    class_name = RenamedAttribute("positive_class")
 
-def select_tiles(predictions: SlidePredictions, class_name: str, top: int = 8,
+
+def select_tiles(predictions: SlidePredictions, positive_class: str, top: int = 8,
                  threshold: float = DEFAULT_TILE_THRESHOLD, truth: np.ndarray | None = None
                  ) -> list[TileGroup]:
-    """The tiles worth looking at, by ``class_name``'s probability ``p``: the ``top``
+    """The tiles worth looking at, by ``positive_class``'s probability ``p``: the ``top``
     highest, the ``top`` lowest, the ``top`` closest to ``threshold``; with ``truth``
     (class index per tile) also the false positives with the highest ``p`` and the false
     negatives with the lowest. Groups without tiles are left out."""
     if int(top) < 1:
         raise ConfigError(f"top={top}: choose at least 1 tile per group")
     top = int(top)
-    p = predictions.probabilities(class_name).astype(np.float64)
+    p = predictions.probabilities(positive_class).astype(np.float64)
     # Stable sorts, ties broken by table order, so galleries are reproducible.
-    groups = [TileGroup(f"most confidently {class_name}", np.argsort(-p, kind="stable")[:top]),
-              TileGroup(f"most confidently not {class_name}",
+    groups = [TileGroup(f"most confidently {positive_class}",
+                        np.argsort(-p, kind="stable")[:top]),
+              TileGroup(f"most confidently not {positive_class}",
                         np.argsort(p, kind="stable")[:top]),
               TileGroup(f"most uncertain (p closest to {threshold:g})",
                         np.argsort(np.abs(p - threshold), kind="stable")[:top])]
     if truth is not None:
-        positive = list(predictions.classes).index(class_name)
+        positive = list(predictions.classes).index(positive_class)
         truth = np.asarray(truth)
         if truth.shape != p.shape:
             raise ConfigError(f"truth has {truth.size} entries for {p.size} tiles")
@@ -125,25 +130,27 @@ def read_tiles(slide, predictions: SlidePredictions, rows: np.ndarray,
     return out
 
 
+@renamed_keywords(class_name="positive_class")
 def explain_tiles(slide_path: str | Path, predictions: SlidePredictions, predictor: Any,
-                  rows: np.ndarray, class_name: str) -> Explained:
+                  rows: np.ndarray, positive_class: str) -> Explained:
     """Read table ``rows`` of ``predictions`` from the slide and explain them for
-    ``class_name`` with Grad-CAM (torch models; MXNet is refused)."""
+    ``positive_class`` with Grad-CAM (torch models; MXNet is refused). ``class_name=``,
+    its old name, is still taken, with a :class:`DeprecationWarning`."""
     from histotile.models.cam import cam_overlay, grad_cam
 
-    predictions.check_class(class_name)
+    predictions.check_class(positive_class)
     rows = np.asarray(rows, np.intp)
     with open_slide(slide_path) as slide:
         tiles = read_tiles(slide, predictions, rows, predictor.tile_size)
-    result = grad_cam(predictor, tiles, class_name)
+    result = grad_cam(predictor, tiles, positive_class)
     coordinates = predictions.tiles.iloc[rows][["x", "y", "extent"]].to_numpy(np.int64)
     return Explained(rows, tiles, result.maps, cam_overlay(tiles, result.maps),
-                     result.probabilities, class_name, tuple(predictor.classes),
+                     result.probabilities, positive_class, tuple(predictor.classes),
                      coordinates)
 
 
 def _caption(explained: Explained, i: int) -> tuple[str, str]:
-    p = explained.probabilities[i, explained.classes.index(explained.class_name)]
+    p = explained.probabilities[i, explained.classes.index(explained.positive_class)]
     x, y, _ = explained.coordinates[i]
     return f"p={p:.3f}", f"x={x} y={y}"
 
@@ -216,30 +223,32 @@ def gallery_html(groups: list[TileGroup], explained: Explained, title: str) -> s
     return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{style}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p>Left: the tile as the model saw it. Right: "
-            f"Grad-CAM evidence for <b>{html.escape(explained.class_name)}</b> "
+            f"Grad-CAM evidence for <b>{html.escape(explained.positive_class)}</b> "
             "(viridis: dark none, yellow most).</p>"
             f"{''.join(sections)}</body></html>\n")
 
 
+@renamed_keywords(class_name="positive_class")
 def write_explanations(slide_path: str | Path, predictions: SlidePredictions,
-                       predictor: Any, out_dir: str | Path, *, class_name: str,
+                       predictor: Any, out_dir: str | Path, *, positive_class: str,
                        top: int = 8, threshold: float = DEFAULT_TILE_THRESHOLD,
                        truth: np.ndarray | None = None,
                        overwrite: bool = False) -> dict[str, Path]:
     """``explanations.png`` and ``explanations.html`` of one slide in ``out_dir``: the
-    groups of :func:`select_tiles`, explained for ``class_name``."""
+    groups of :func:`select_tiles`, explained for ``positive_class`` (``class_name=``,
+    its old name, is still taken, with a :class:`DeprecationWarning`)."""
     out_dir = Path(out_dir)
     paths = {"gallery": out_dir / GALLERY_FILE, "page": out_dir / PAGE_FILE}
     for path in paths.values():
         check_writable(path, overwrite)
-    groups = select_tiles(predictions, class_name, top, threshold, truth)
+    groups = select_tiles(predictions, positive_class, top, threshold, truth)
     if not groups:
         raise DatasetError(f"slide {predictions.slide_name!r}: no predicted tiles to "
                            "explain (check the tissue settings of the prediction)")
     rows = np.unique(np.concatenate([g.rows for g in groups]))
-    explained = explain_tiles(slide_path, predictions, predictor, rows, class_name)
+    explained = explain_tiles(slide_path, predictions, predictor, rows, positive_class)
     title = (f"{predictions.slide_name}: why the model ({predictor.architecture}) says "
-             f"{class_name}")
+             f"{positive_class}")
     with atomic_path(paths["gallery"], overwrite=overwrite) as tmp:
         write_png(tmp, gallery_image(groups, explained, title))
     write_text_atomic(paths["page"], gallery_html(groups, explained, title),

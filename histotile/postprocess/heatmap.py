@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from histotile._atomic import atomic_path, check_writable
+from histotile._deprecation import RenamedAttribute, renamed_keywords
 from histotile._threads import thread_budget
 from histotile.errors import ConfigError, LevelError
 from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
@@ -49,7 +50,8 @@ class HeatmapResult:
         level_dimensions: (width, height) of each of its levels, level 0 first.
         downsample: its level 0 relative to the slide's level 0 (1.0 = full resolution).
         mpp: microns per pixel of its level 0 (None when the slide records none).
-        class_name, style: what was drawn and how.
+        positive_class, style: what was drawn (the class whose probability is shown)
+            and how. ``class_name``, its old name, still reads it (deprecated).
         tiles_coloured: tiles whose probability reaches the threshold (threshold mode)
             or predicted tiles at or above the floor (continuous mode).
         preview_path, preview_size: the PNG preview and its (width, height), or None.
@@ -61,13 +63,15 @@ class HeatmapResult:
     level_dimensions: list[tuple[int, int]]
     downsample: float
     mpp: float | None
-    class_name: str
+    positive_class: str
     style: BlendStyle
     tiles_coloured: int
     preview_path: Path | None
     preview_size: tuple[int, int] | None
     probability_path: Path | None
     seconds: float
+
+    class_name = RenamedAttribute("positive_class")
 
 
 def output_dimensions(slide: Slide, level: int | None, downsample: float | None
@@ -187,12 +191,13 @@ class _Prefetcher:
             self.pool.shutdown(wait=True)
 
 
+@renamed_keywords(class_name="positive_class")
 def write_heatmap(
     slide_path: str | Path,
     predictions: SlidePredictions,
     out_path: str | Path,
     *,
-    class_name: str,
+    positive_class: str,
     mode: HeatmapMode = BlendStyle.mode,
     threshold: float = DEFAULT_TILE_THRESHOLD,
     color: tuple[int, int, int] = BlendStyle.color,
@@ -210,13 +215,14 @@ def write_heatmap(
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> HeatmapResult:
-    """Write the slide with ``class_name``'s predictions alpha-blended over it.
+    """Write the slide with ``positive_class``'s predictions alpha-blended over it.
 
     Args:
         slide_path: the slide the predictions were made on (checked: dimensions, name).
         predictions: the tile predictions (:func:`predict_slide`, :func:`load_predictions`).
         out_path: the heatmap TIFF (pyramidal, tiled JPEG; OpenSlide/QuPath open it).
-        class_name: the class whose probability is drawn.
+        positive_class: the class whose probability is drawn (``class_name=``, its old
+            name, is still taken, with a :class:`DeprecationWarning`).
         mode: ``"threshold"``: ``color`` over tiles whose probability is at least
             ``threshold``; ``"continuous"``: ``colormap`` colour of the probability over
             every predicted tile whose probability reaches ``floor``. Pixels of
@@ -234,20 +240,20 @@ def write_heatmap(
     """
     started = time.perf_counter()
     style = BlendStyle(mode, threshold, color, alpha, colormap, floor)
-    predictions.check_class(class_name)
+    predictions.check_class(positive_class)
     outputs = [Path(out_path)] + [Path(p) for p in (preview_path, probability_path)
                                   if p is not None]
     _check_outputs(Path(slide_path), outputs, overwrite)
-    grid = predictions.grid(class_name)
+    grid = predictions.grid(positive_class)
     colouriser = Colouriser(grid, style)
-    probabilities = predictions.probabilities(class_name)
+    probabilities = predictions.probabilities(positive_class)
     coloured = int(np.sum(probabilities >= style.threshold) if mode == "threshold"
                    else np.sum(np.nan_to_num(probabilities, nan=-1.0) >= style.floor))
     with open_slide(slide_path) as slide:
         predictions.check_slide(slide, match_name=match_name)
         (width, height), out_downsample = output_dimensions(slide, level, downsample)
         sizes = pyramid_dimensions(width, height, tile_size)
-        description = (f"histotile heatmap of {predictions.slide_name}: {class_name} "
+        description = (f"histotile heatmap of {predictions.slide_name}: {positive_class} "
                        f"({style.mode}, threshold {style.threshold:g}, alpha {style.alpha:g})")
         mpp = _write_levels(slide, colouriser, sizes, out_path, description, tile_size,
                             quality, overwrite, progress)
@@ -255,12 +261,12 @@ def write_heatmap(
         if preview_path is not None:
             caption = (f"{predictions.slide_name}  |  {len(predictions)} tiles, "
                        f"{coloured} coloured  |  model {predictions.model.get('name', '?')}")
-            preview_dims = _write_preview(slide, colouriser, style, class_name, caption,
+            preview_dims = _write_preview(slide, colouriser, style, positive_class, caption,
                                           preview_path, preview_size, overwrite)
         if probability_path is not None:
             write_probability_tiff(probability_path, grid, slide.dimensions, slide.mpp,
                                    overwrite=overwrite)
-    return HeatmapResult(Path(out_path), sizes, out_downsample, mpp, class_name, style,
+    return HeatmapResult(Path(out_path), sizes, out_downsample, mpp, positive_class, style,
                          coloured, None if preview_path is None else Path(preview_path),
                          preview_dims,
                          None if probability_path is None else Path(probability_path),
@@ -300,14 +306,14 @@ def _write_levels(slide: Slide, colouriser: Colouriser, sizes: list[tuple[int, i
     return mpp
 
 
-def _write_preview(slide: Slide, colouriser: Colouriser, style: BlendStyle, class_name: str,
-                   caption: str, preview_path: str | Path, preview_size: int,
-                   overwrite: bool) -> tuple[int, int]:
+def _write_preview(slide: Slide, colouriser: Colouriser, style: BlendStyle,
+                   positive_class: str, caption: str, preview_path: str | Path,
+                   preview_size: int, overwrite: bool) -> tuple[int, int]:
     """The PNG preview with its legend; returns its width and height in pixels."""
     preview = render_preview(slide, colouriser, preview_size)
     preview_mpp = None if slide.mpp is None else \
         slide.mpp * slide.dimensions[0] / preview.shape[1]
-    image = with_legend(preview, style, class_name, caption, mpp=preview_mpp)
+    image = with_legend(preview, style, positive_class, caption, mpp=preview_mpp)
     with atomic_path(preview_path, overwrite=overwrite) as tmp:
         write_png(tmp, image)
     return (image.shape[1], image.shape[0])

@@ -29,7 +29,7 @@ def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 
                 1, cv2.LINE_AA)
 
 
-def legend_strip(width: int, style: BlendStyle, class_name: str, caption: str = ""
+def legend_strip(width: int, style: BlendStyle, positive_class: str, caption: str = ""
                  ) -> np.ndarray:
     """An RGB uint8 strip (LEGEND_HEIGHT, width, 3) explaining the overlay colours."""
     strip = np.full((LEGEND_HEIGHT, width, 3), _PAPER, np.uint8)
@@ -37,7 +37,7 @@ def legend_strip(width: int, style: BlendStyle, class_name: str, caption: str = 
         swatch = blend_reference(np.array(_SWATCH_UNDER, np.uint8), style.color, style.alpha)
         cv2.rectangle(strip, (10, 10), (40, 32), tuple(int(c) for c in swatch), -1)
         cv2.rectangle(strip, (10, 10), (40, 32), _INK, 1)
-        _text(strip, f"{class_name} probability >= {style.threshold:.2f}"
+        _text(strip, f"{positive_class} probability >= {style.threshold:.2f}"
               f"  (alpha {style.alpha:.2f})", (50, 27))
     else:
         bar_width = max(60, min(256, width - 200))
@@ -49,14 +49,14 @@ def legend_strip(width: int, style: BlendStyle, class_name: str, caption: str = 
         _text(strip, "0", (20, 27), 0.45)
         _text(strip, "1", (36 + bar_width, 27), 0.45)
         floor = f", from {style.floor:g}" if style.floor > 0 else ""
-        _text(strip, f"{class_name} probability ({style.colormap}{floor})",
+        _text(strip, f"{positive_class} probability ({style.colormap}{floor})",
               (56 + bar_width, 27))
     if caption:
         _text(strip, caption, (10, 54), 0.42)
     return strip
 
 
-def with_legend(image: np.ndarray, style: BlendStyle, class_name: str, caption: str = "",
+def with_legend(image: np.ndarray, style: BlendStyle, positive_class: str, caption: str = "",
                 mpp: float | None = None) -> np.ndarray:
     """``image`` (top-left) with a legend strip under it; the canvas is
     ``max(width, MIN_WIDTH)`` wide and ``height + LEGEND_HEIGHT`` tall. With ``mpp``
@@ -66,7 +66,7 @@ def with_legend(image: np.ndarray, style: BlendStyle, class_name: str, caption: 
     canvas = np.full((height + LEGEND_HEIGHT, canvas_width, 3), _PAPER, np.uint8)
     canvas[:height, :width] = image
     draw_scale_bar(canvas[:height, :width], mpp)
-    canvas[height:] = legend_strip(canvas_width, style, class_name, caption)
+    canvas[height:] = legend_strip(canvas_width, style, positive_class, caption)
     return canvas
 
 

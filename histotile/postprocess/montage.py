@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from histotile._atomic import atomic_path, check_writable
+from histotile._deprecation import renamed_keywords
 from histotile.errors import ConfigError
 from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.postprocess.evaluation import predicted_classes
@@ -60,7 +61,7 @@ def tile_rectangles(predictions: SlidePredictions, width: int, height: int,
     return x0, y0, x1, y1
 
 
-def render_montage(slide, predictions: SlidePredictions, class_name: str,
+def render_montage(slide, predictions: SlidePredictions, positive_class: str,
                    threshold: float = DEFAULT_TILE_THRESHOLD, size: int = 2048) -> np.ndarray:
     """The montage (without legend) as RGB uint8, longest side at most ``size``."""
     if size < 16:
@@ -74,7 +75,7 @@ def render_montage(slide, predictions: SlidePredictions, class_name: str,
         return canvas
     covered = covered_mask(predictions, (height, width), downsample)
     canvas[covered] = thumb[covered]
-    positive = list(predictions.classes).index(predictions.check_class(class_name))
+    positive = list(predictions.classes).index(predictions.check_class(positive_class))
     labels = predicted_classes(predictions.probability_matrix(), positive, threshold)
     x0, y0, x1, y1 = tile_rectangles(predictions, width, height, downsample)
     side = float(np.median(x1 - x0))
@@ -101,20 +102,23 @@ def montage_strip(width: int, classes: tuple[str, ...], caption: str) -> np.ndar
     return strip
 
 
+@renamed_keywords(class_name="positive_class")
 def write_montage(slide_path: str | Path, predictions: SlidePredictions,
-                  out_path: str | Path, *, class_name: str,
+                  out_path: str | Path, *, positive_class: str,
                   threshold: float = DEFAULT_TILE_THRESHOLD, size: int = 2048,
                   match_name: bool = True, overwrite: bool = False) -> Path:
     """Write the montage PNG of one slide (tiles framed by predicted class, legend,
-    slide name, scale bar when the slide's mpp is known); ``size``: longest side, px."""
+    slide name, scale bar when the slide's mpp is known); ``size``: longest side, px;
+    tiles at or above ``threshold`` for ``positive_class`` are framed in its colour
+    (``class_name=``, its old name, is still taken, with a :class:`DeprecationWarning`)."""
     check_writable(out_path, overwrite)
     with open_slide(slide_path) as slide:
         predictions.check_slide(slide, match_name=match_name)
-        image = render_montage(slide, predictions, class_name, threshold, size)
+        image = render_montage(slide, predictions, positive_class, threshold, size)
         mpp = None if slide.mpp is None else slide.mpp * slide.dimensions[0] / image.shape[1]
     draw_scale_bar(image, mpp)
     caption = (f"{predictions.slide_name}  |  {len(predictions)} tiles, framed by predicted "
-               f"class ({class_name} from {threshold:g})  |  model "
+               f"class ({positive_class} from {threshold:g})  |  model "
                f"{predictions.model.get('name', '?')}")
     width = max(image.shape[1], 420)
     canvas = np.full((image.shape[0] + _STRIP, width, 3), 255, np.uint8)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from histotile._deprecation import renamed_keywords
 from histotile.errors import ConfigError
 from histotile.postprocess.blend import probability_levels
 from histotile.postprocess.predictions import SlidePredictions
@@ -36,21 +37,23 @@ def default_downsample(predictions: SlidePredictions) -> float:
     return max(1.0, math.floor(step / 4))
 
 
+@renamed_keywords(class_name="positive_class")
 def write_probability_slide(path: str | Path, predictions: SlidePredictions,
-                            class_name: str, *, downsample: float | None = None,
+                            positive_class: str, *, downsample: float | None = None,
                             tile_size: int = 256, overwrite: bool = False) -> Path:
-    """Write the averaged probability of ``class_name`` as a uint8 pyramidal TIFF.
+    """Write the averaged probability of ``positive_class`` as a uint8 pyramidal TIFF.
 
     Args:
         path: the output ``.tif``.
         predictions: the slide's tile predictions.
-        class_name: the class whose probability is written.
+        positive_class: the class whose probability is written (``class_name=``, its
+            old name, is still taken, with a :class:`DeprecationWarning`).
         downsample: level-0 pixels per pixel of the file's level 0 (default
             :func:`default_downsample`); the resolution tags say the matching mpp.
         tile_size: TIFF tile side (multiple of 16).
         overwrite: replace an existing file.
     """
-    grid = predictions.grid(predictions.check_class(class_name))
+    grid = predictions.grid(predictions.check_class(positive_class))
     downsample = default_downsample(predictions) if downsample is None else float(downsample)
     if not downsample >= 1 or not math.isfinite(downsample):
         raise ConfigError(f"downsample={downsample}: give 1 (full resolution) or more "
@@ -73,7 +76,7 @@ def write_probability_slide(path: str | Path, predictions: SlidePredictions,
         return probability_levels(values)  # NaN (never predicted) becomes 0
 
     mpp = None if predictions.mpp is None else predictions.mpp * width0 / width
-    description = (f"histotile probability map of {predictions.slide_name}: {class_name} "
+    description = (f"histotile probability map of {predictions.slide_name}: {positive_class} "
                    "(uint8, value / 255 = probability; 0 where no tile was predicted)")
     return write_pyramid_tiff(path, sizes, render, mpp=mpp, tile_size=tile_size,
                               overwrite=overwrite, description=description, channels=1)

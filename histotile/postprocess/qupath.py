@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from histotile._atomic import atomic_path, check_writable
+from histotile._deprecation import renamed_keywords
 from histotile.errors import ConfigError
 from histotile.models.operating_point import DEFAULT_TILE_THRESHOLD
 from histotile.postprocess.maps import runs
@@ -64,12 +65,12 @@ def tile_features(predictions: SlidePredictions) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": features}
 
 
-def positive_cells(predictions: SlidePredictions, class_name: str, threshold: float):
-    """The cells of the averaged probability map of ``class_name`` at or above
+def positive_cells(predictions: SlidePredictions, positive_class: str, threshold: float):
+    """The cells of the averaged probability map of ``positive_class`` at or above
     ``threshold`` merged into one shapely geometry (level-0 pixels, unsimplified)."""
     import shapely
 
-    grid = predictions.grid(class_name)
+    grid = predictions.grid(positive_class)
     if grid.empty:
         return shapely.Polygon()
     above = np.nan_to_num(grid.values, nan=-1.0) >= threshold
@@ -86,10 +87,10 @@ def positive_cells(predictions: SlidePredictions, class_name: str, threshold: fl
     return shapely.union_all(np.concatenate(boxes))
 
 
-def region_features(predictions: SlidePredictions, class_name: str,
+def region_features(predictions: SlidePredictions, positive_class: str,
                     threshold: float = DEFAULT_TILE_THRESHOLD,
                     tolerance_um: float = DEFAULT_TOLERANCE_UM) -> dict[str, Any]:
-    """A FeatureCollection of the regions where ``class_name``'s averaged probability is
+    """A FeatureCollection of the regions where ``positive_class``'s averaged probability is
     at least ``threshold``: one annotation per connected polygon (holes kept), simplified
     so no boundary moves more than ``tolerance_um`` microns (level-0 pixels when the
     slide records no mpp)."""
@@ -102,8 +103,8 @@ def region_features(predictions: SlidePredictions, class_name: str,
     if not tolerance_um >= 0:
         raise ConfigError(f"tolerance_um={tolerance_um}: give a simplification tolerance of "
                           "0 microns or more")
-    index = list(predictions.classes).index(predictions.check_class(class_name))
-    merged = positive_cells(predictions, class_name, threshold)
+    index = list(predictions.classes).index(predictions.check_class(positive_class))
+    merged = positive_cells(predictions, positive_class, threshold)
     tolerance = tolerance_px(predictions, tolerance_um)
     if tolerance > 0 and not merged.is_empty:
         merged = shapely.make_valid(shapely.simplify(merged, tolerance,
@@ -115,8 +116,8 @@ def region_features(predictions: SlidePredictions, class_name: str,
         "geometry": shapely.geometry.mapping(polygon),
         "properties": {
             "objectType": "annotation",
-            "name": f"{class_name} >= {threshold:g}",
-            "classification": {"name": class_name, "color": class_colour(index)},
+            "name": f"{positive_class} >= {threshold:g}",
+            "classification": {"name": positive_class, "color": class_colour(index)},
             "measurements": {"area um^2" if predictions.mpp else "area px^2":
                              round(polygon.area * (predictions.mpp or 1.0) ** 2, 3)},
         },
@@ -137,23 +138,25 @@ def write_geojson(path: str | Path, collection: dict[str, Any], *,
     return Path(path)
 
 
+@renamed_keywords(class_name="positive_class")
 def write_qupath(predictions: SlidePredictions, out_dir: str | Path, *,
-                 class_name: str | None, threshold: float = DEFAULT_TILE_THRESHOLD,
+                 positive_class: str | None, threshold: float = DEFAULT_TILE_THRESHOLD,
                  tolerance_um: float = DEFAULT_TOLERANCE_UM,
                  overwrite: bool = False) -> dict[str, str]:
-    """``predictions.geojson`` (every tile) and, when ``class_name`` is given,
+    """``predictions.geojson`` (every tile) and, when ``positive_class`` is given,
     ``regions.geojson`` (its positive regions) in ``out_dir``; returns the paths written
-    by output name."""
+    by output name. ``class_name=``, the old name of ``positive_class``, is still taken,
+    with a :class:`DeprecationWarning`."""
     out_dir = Path(out_dir)
-    for name in (PREDICTIONS_FILE, REGIONS_FILE if class_name is not None else None):
+    for name in (PREDICTIONS_FILE, REGIONS_FILE if positive_class is not None else None):
         if name is not None:
             check_writable(out_dir / name, overwrite)  # refuse before writing either
     written = {"geojson": str(write_geojson(out_dir / PREDICTIONS_FILE,
                                             tile_features(predictions),
                                             overwrite=overwrite))}
-    if class_name is not None:
+    if positive_class is not None:
         _require_shapely()
-        regions = region_features(predictions, class_name, threshold, tolerance_um)
+        regions = region_features(predictions, positive_class, threshold, tolerance_um)
         written["regions"] = str(write_geojson(out_dir / REGIONS_FILE, regions,
                                                overwrite=overwrite))
     return written

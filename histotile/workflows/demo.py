@@ -201,11 +201,11 @@ def _heatmaps(out_dir: Path, predictions, say, outputs: dict[str, str]) -> None:
 
     say("[bold]4/5 heatmap slides[/] (pyramidal JPEG TIFF for OpenSlide/QuPath + PNG preview)")
     used = used_threshold(predictions, None, POSITIVE).value  # the card's, as recorded
-    threshold = write_heatmap(SLIDE, predictions, out_dir / "heatmap.tif", class_name=POSITIVE,
-                              preview_path=out_dir / "heatmap_preview.png",
-                              threshold=used)
+    threshold = write_heatmap(SLIDE, predictions, out_dir / "heatmap.tif",
+                              positive_class=POSITIVE,
+                              preview_path=out_dir / "heatmap_preview.png", threshold=used)
     continuous = write_heatmap(SLIDE, predictions, out_dir / "heatmap_probability.tif",
-                               class_name=POSITIVE, mode="continuous",
+                               positive_class=POSITIVE, mode="continuous",
                                preview_path=out_dir / "heatmap_probability_preview.png")
     outputs.update(heatmap=str(threshold.path), heatmap_preview=str(threshold.preview_path),
                    probability_heatmap=str(continuous.path),
@@ -223,7 +223,7 @@ def _evaluate(out_dir: Path, predictions, say, outputs: dict[str, str],
     evaluation = evaluate_slide(SLIDE, predictions, OVERLAY, positive_class=POSITIVE,
                                 tile_threshold=used)
     outputs["side_by_side"] = str(write_side_by_side(
-        SLIDE, predictions, OVERLAY, out_dir / "side_by_side.png", class_name=POSITIVE,
+        SLIDE, predictions, OVERLAY, out_dir / "side_by_side.png", positive_class=POSITIVE,
         threshold=used, evaluation=evaluation))
     row = evaluation.row()
     write_text_atomic(out_dir / "evaluation.json", json.dumps(plain(

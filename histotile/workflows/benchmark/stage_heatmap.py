@@ -21,7 +21,7 @@ def heatmap(params: dict, meter: Meter) -> dict:
     threshold = float(np.median(predictions.probabilities("tumour")))
     with meter:
         result = write_heatmap(params["slide"], predictions, params["heatmap"],
-                               class_name="tumour", threshold=threshold,
+                               positive_class="tumour", threshold=threshold,
                                preview_path=params["preview"], overwrite=True)
     return {"levels": len(result.level_dimensions), "tiles": len(predictions),
             "tiles_coloured": int(result.tiles_coloured),

@@ -54,7 +54,7 @@ def explain_task(slide_path: str, out_dir: str, model_dir: str,
                                    positive_class=positive_class,
                                    tile_threshold=used).truth
         paths = write_explanations(slide_path, predictions, predictor, outputs.folder,
-                                   class_name=positive_class, top=options.top,
+                                   positive_class=positive_class, top=options.top,
                                    threshold=used, truth=truth, overwrite=True)
         return {**prediction_fields(predictions),
                 "outputs": {k: str(v) for k, v in paths.items()},

@@ -173,5 +173,5 @@ def qupath_files(predictions, outputs, positive_class: str,
     from histotile.postprocess.qupath import write_qupath
 
     used = used_threshold(predictions, threshold, positive_class)
-    return write_qupath(predictions, outputs.folder, class_name=positive_class,
+    return write_qupath(predictions, outputs.folder, positive_class=positive_class,
                         threshold=used.value, overwrite=True)

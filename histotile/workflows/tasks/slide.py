@@ -163,7 +163,7 @@ def _heatmap_and_decision(slide_path: str, predictions, options: HeatmapOptions,
     look = options.look
     used = used_threshold(predictions, options.threshold, positive_class)
     result = write_heatmap(
-        slide_path, predictions, outputs.path("heatmap.tif"), class_name=positive_class,
+        slide_path, predictions, outputs.path("heatmap.tif"), positive_class=positive_class,
         mode=look.mode, threshold=used.value, color=look.rgb(),
         alpha=look.alpha, downsample=look.downsample, colormap=look.colormap,
         floor=DEFAULT_FLOOR if look.floor is None else look.floor,
@@ -174,7 +174,7 @@ def _heatmap_and_decision(slide_path: str, predictions, options: HeatmapOptions,
     from histotile.postprocess.montage import MONTAGE_FILE, write_montage
 
     written["montage"] = str(write_montage(
-        slide_path, predictions, outputs.path(MONTAGE_FILE), class_name=positive_class,
+        slide_path, predictions, outputs.path(MONTAGE_FILE), positive_class=positive_class,
         threshold=used.value, overwrite=True))
     if look.probability_tiff:
         from histotile.postprocess.probability_slide import (
@@ -294,7 +294,7 @@ def _evaluate(slide_path: str, predictions, annotation: str, positive_class: str
     json_path = write_text_atomic(outputs.path("evaluation.json"),
                                   json.dumps(summary, indent=2))
     image = write_side_by_side(slide_path, predictions, annotation,
-                               outputs.path("side_by_side.png"), class_name=positive_class,
+                               outputs.path("side_by_side.png"), positive_class=positive_class,
                                threshold=threshold, evaluation=evaluation, overwrite=True)
     guessed = () if recorded else (
         f"the model records no default class: unannotated tiles were taken as "
