@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -62,6 +63,25 @@ def test_unknown_config_key_is_a_usage_error(tmp_path, real_slide_path):
     result = CliRunner().invoke(cli, ["info", str(real_slide_path), "--config", str(config)])
     assert result.exit_code == 2
     assert "no_such_option" in result.output
+
+
+def test_config_keys_may_be_spelled_as_flags(tmp_path):
+    """``out:`` and ``model:`` (the flags --out, --model) fill out_dir and model_dir on the
+    commands that predict; on train ``model`` stays the architecture (its own name)."""
+    from histotile.workflows.cli.options import flag_keys
+
+    predict, train = cli.commands["predict"], cli.commands["train"]
+    assert flag_keys(predict, {"out": "o/", "model": "m/", "tile_size": 64}, "c.yaml") == {
+        "out_dir": "o/", "model_dir": "m/", "tile_size": 64}
+    assert flag_keys(train, {"model": "resnet18", "out": "m/"}, "c.yaml") == {
+        "model": "resnet18", "out_dir": "m/"}
+    with pytest.raises(click.BadParameter, match="c.yaml: out and out_dir are one option"):
+        flag_keys(predict, {"out_dir": "a/", "out": "b/"}, "c.yaml")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model: {tmp_path / 'no-model'}\n")
+    result = CliRunner().invoke(cli, ["predict", str(tmp_path), "--out", str(tmp_path / "o"),
+                                      "--config", str(config)])
+    assert result.exit_code == 2 and "model_dir" in result.output and "no-model" in result.output
 
 
 def test_outputs_skip_resume_and_refuse(tmp_path, real_slide_path):

@@ -82,6 +82,7 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
     except ConfigError as error:
         raise click.BadParameter(str(error)) from None
     known = {p.name for p in ctx.command.params}
+    options = flag_keys(ctx.command, options, value)
     options = noted(renamed, options, value, known)  # old names, with a notice
     if ctx.info_name == "train":  # every training setting, flag or not
         import dataclasses
@@ -98,6 +99,23 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
                                  f"{', '.join(unknown)}")
     _check_types(ctx, value, options)
     ctx.default_map = {**(ctx.default_map or {}), **options}
+
+
+def flag_keys(command: click.Command, options: dict[str, Any], path: str) -> dict[str, Any]:
+    """``options`` with keys spelled as a flag (``out`` for ``--out``, whose option is
+    ``out_dir``) under the option's own name; a key that is itself an option's name
+    keeps its meaning. Both spellings of one option is a usage error naming the file."""
+    names = {p.name for p in command.params}
+    spelled = {opt.lstrip("-").replace("-", "_"): p.name
+               for p in command.params if isinstance(p, click.Option)
+               for opt in p.opts if opt.startswith("--")}
+    result: dict[str, Any] = {}
+    for key, given in options.items():
+        name = key if key in names else spelled.get(key, key)
+        if name in result:
+            raise click.BadParameter(f"{path}: {key} and {name} are one option (keep one)")
+        result[name] = given
+    return result
 
 
 def _check_types(ctx: click.Context, path: str, options: dict[str, Any]) -> None:
