@@ -1,8 +1,8 @@
 """Old names of the Python API, still accepted with a :class:`DeprecationWarning` naming
 today's: a keyword argument of a public function (:func:`renamed_keywords`) and an
 attribute of a result it returns (:class:`RenamedAttribute`). Options in configuration
-files and ``from_dict`` keys take their own path, ``histotile.workflows.options.renamed``;
-the messages read the same."""
+files and ``from_dict`` keys take their own path, ``histotile.workflows.options.renamed``,
+whose warnings :func:`warn_renamed` writes too (the flag added as a hint)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from histotile.errors import ConfigError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def warn_renamed(what: str, old: str, new: str, stacklevel: int = 3) -> None:
-    """The :class:`DeprecationWarning` for ``old`` used where ``new`` is today's name,
-    pointing ``stacklevel`` frames up (3: the caller of the function that calls this)."""
-    warnings.warn(f"{what}: {old!r} is deprecated, use {new!r}", DeprecationWarning,
-                  stacklevel=stacklevel)
+def warn_renamed(what: str, old: str, new: str, stacklevel: int = 3,
+                 hint: str = "") -> None:
+    """The :class:`DeprecationWarning` for ``old`` used where ``new`` is today's name
+    (``hint``, e.g. the flag, in brackets after it), pointing ``stacklevel`` frames up
+    (3: the caller of the function that calls this)."""
+    warnings.warn(f"{what}: {old!r} is deprecated, use {new!r}" + (f" ({hint})" if hint else ""),
+                  DeprecationWarning, stacklevel=stacklevel)
 
 
 def renamed_keywords(**renames: str) -> Callable[[F], F]:

@@ -13,12 +13,12 @@ option groups several commands share (:class:`Geometry`, :class:`ModelUse`,
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from histotile._deprecation import warn_renamed
 from histotile.errors import ConfigError
 from histotile.models.engines import ENGINES, EngineName
 from histotile.postprocess.render import MODES, BlendStyle, HeatmapMode
@@ -113,9 +113,8 @@ def renamed(values: Mapping[str, Any], what: str = "options",
         value = result.pop(old)
         result[new] = (not value) if old in NEGATED else value
         flag = new.replace("_", "-")
-        warnings.warn(f"{what}: {old!r} is deprecated, use {new!r} (--{flag}"
-                      f"{'' if old not in NEGATED else '/--no-' + flag})",
-                      DeprecationWarning, stacklevel=3)
+        warn_renamed(what, old, new, stacklevel=4,
+                     hint=f"--{flag}" + ("" if old not in NEGATED else f"/--no-{flag}"))
     return result
 
 
