@@ -44,8 +44,8 @@ chromium:
 	  else echo "chromium missing: the browser tests will skip (sudo apt-get install chromium)"; fi; }
 
 # The suite in 2 processes (pytest-xdist), each test file whole in one of them (some files'
-# tests build on each other's outputs): 4.5-5 instead of 7.5-8.5 minutes on 2 cores.
-# `make test PARALLEL=` runs it in one process.
+# tests build on each other's outputs), which takes about 60 % of one process's time on
+# 2 cores. `make test PARALLEL=` runs it in one process.
 PARALLEL ?= -n 2 --dist loadfile
 
 ## make test: install (with the mxnet extra and test tools), lint, type-check, then run the test suite.
