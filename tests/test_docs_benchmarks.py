@@ -102,3 +102,13 @@ def test_the_demo_page_shows_the_demo_summary_it_is_given(generator, tmp_path):
     assert "| accuracy | 0.765 ± 0.032 |" in page
     assert f"| {committed['figures']['seconds']:.1f} |" in page
     assert committed["date"].replace("T", " ")[:16] in page
+
+
+def test_a_file_that_names_its_benchmark_is_never_taken_for_another_by_its_shape(generator):
+    cli = json.loads((RESULTS / "2026-12-06-2core-cpu-cli.json").read_text())
+    # The keys by which older results files (written before files named their benchmark)
+    # are known: a per-stage file may well hold some of them too.
+    for keys in ({"tiles": {}, "size": 1}, {"measurements": {}}, {"results": {}, "folds": 2},
+                 {"image_mb": 1}, {"ceiling_gflops": 1.0}, {"watch_over_run_throughput": 1}):
+        assert generator.kind(cli | keys).slug == "cli", keys
+    assert generator.kind(cli | {"benchmark": "no such page"}) is None
