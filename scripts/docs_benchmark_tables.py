@@ -269,8 +269,10 @@ def workflows_page(runs: list[Run]) -> list[str]:
                 f"{d['tiles']:,} tiles, {d['model']}")
         for row in d["rows"]:
             target = "" if row["baseline"] else f" (≥ {d['target_speed_up']:g}x)"
-            lines.append(run.cells() + f"| {what} | {row['workers']} worker(s) x "
-                         f"{row['threads_per_worker']} thread | {row['seconds']:.1f} | "
+            workers = f"{row['workers']} worker{'s' if row['workers'] > 1 else ''}"
+            baseline = " (baseline)" if row["baseline"] else ""
+            lines.append(run.cells() + f"| {what} | {workers} x {row['threads_per_worker']} "
+                         f"thread{baseline} | {row['seconds']:.1f} | "
                          f"{row['speed_up']:.2f}x{target} | "
                          f"{'identical' if d['identical'] else 'DIFFER'} |")
     return lines
