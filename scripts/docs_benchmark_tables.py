@@ -292,7 +292,10 @@ def models_page(runs: list[Run]) -> list[str]:
                          f"{r['inference_bare_per_s']:.0f} | {r['inference_ratio']:.2f}x |")
     lines += ["", "Bare: " + "; ".join(f"`{run.name}`: {run.data['baseline']}"
                                        + (" (`--quick`)" if run.data.get("quick") else "")
-                                       for run in runs) + "."]
+                                       for run in runs) + ". Training: the pipeline's "
+              "fastest epoch against the bare network's fastest round. Inference: medians "
+              "over rounds alternating the bare network and the Predictor; the ratio is the "
+              "median of the rounds' own ratios."]
     for run in runs:
         if run.data.get("backends"):
             lines += ["", f"| `{run.name}`: LeNet backend (same tiles, seed and Adam "
