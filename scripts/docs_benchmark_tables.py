@@ -21,6 +21,11 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
     return "" if value is None else format(value, spec)
 
 
+def _ratio(value: float) -> str:
+    """A ratio to a baseline, with a third decimal where two would round it to nothing."""
+    return f"{value:.2f}x" if value >= 0.05 else f"{value:.3f}x"
+
+
 def _notes(runs: list[Run]) -> list[str]:
     """The runs' own notes, as they wrote them."""
     noted = [run for run in runs if run.note]
@@ -337,7 +342,8 @@ def stain_page(runs: list[Run]) -> list[str]:
 def tiling_page(runs: list[Run]) -> list[str]:
     """``bench_tiling.py``: the tiling stage against plain reads of the same blocks."""
     lines = [RUN_HEADER + "| slide, tile px, processes | step | seconds | tiles read/s | x "
-             "reads baseline (target ≤ 1.5) | peak RSS (MiB): largest process, all |",
+             "reads baseline (target ≤ 1.5) | peak RSS (MiB): largest process, all (targets "
+             "< 500, < 1024) |",
              RUN_RULE + "|---|---|---:|---:|---:|---|"]
     for run in runs:
         d = run.data
@@ -346,7 +352,7 @@ def tiling_page(runs: list[Run]) -> list[str]:
             memory = (f"{r['peak_rss_largest_mib']:.0f}, {r['peak_rss_all_mib']:.0f}"
                       if "peak_rss_all_mib" in r else "")
             lines.append(run.cells() + f"| {what} | {r['step']} | {r['seconds']:.2f} | "
-                         f"{_fmt(r.get('tiles_per_s'), ',.0f')} | {r['ratio']:.2f}x | "
+                         f"{_fmt(r.get('tiles_per_s'), ',.0f')} | {_ratio(r['ratio'])} | "
                          f"{memory} |")
     return lines
 
