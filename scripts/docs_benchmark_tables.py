@@ -360,12 +360,27 @@ def tiling_page(runs: list[Run]) -> list[str]:
 def heatmap_page(runs: list[Run]) -> list[str]:
     """``bench_heatmap.py``: prediction and the heatmap slide against reading level 0."""
     lines = [RUN_HEADER + "| slide, tissue tiles | step | seconds | x read baseline (target "
-             "for the heatmap ≤ 2) | peak RSS (MiB) |", RUN_RULE + "|---|---|---:|---:|---:|"]
+             "for the heatmap ≤ 2) | peak RSS (MiB) | notes |",
+             RUN_RULE + "|---|---|---:|---:|---:|---|"]
     for run in runs:
         d = run.data
         for r in d["rows"]:
             step = r["step"] + (f" (extrapolated from {r['classified']:,} tiles)"
                                 if r.get("extrapolated") else "")
             lines.append(run.cells() + f"| {d['slide']}, {d['tissue_tiles']:,} | {step} | "
-                         f"{r['seconds']:.1f} | {r['ratio']:.2f}x | {r['peak_rss_mib']:.0f} |")
+                         f"{r['seconds']:.1f} | {r['ratio']:.2f}x | {r['peak_rss_mib']:.0f} | "
+                         f"{_heatmap_notes(r)} |")
     return lines
+
+
+def _heatmap_notes(row: dict) -> str:
+    """What a row of ``bench_heatmap.py`` measured besides its time."""
+    notes = []
+    if "tiles_per_s" in row:
+        notes.append(f"{row['tiles_per_s']:,.0f} tiles/s")
+    if row.get("baseline") and "megapixels" in row:
+        notes.append(f"{row['megapixels'] / row['seconds']:,.0f} MP/s")
+    if "coloured" in row:
+        notes.append(f"{row['levels']} levels, {row['bytes'] / 2**20:,.0f} MiB, "
+                     f"{row['coloured']:,} tiles coloured")
+    return "; ".join(notes)
