@@ -1,16 +1,22 @@
 """Start-up time of the command line, against a bare Python start in the same run.
 
 Target (issue 6): ``histotile --help`` and ``histotile info SLIDE`` under 1 s.
-Run: ``.venv/bin/python benchmarks/bench_cli.py``
+Run: ``.venv/bin/python benchmarks/bench_cli.py [--out benchmarks/results/NAME.json]``
+(``--out`` keeps the figures with the date, machine and load: ``_results.py``).
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _results import started, write
 
 ROOT = Path(__file__).resolve().parents[1]
 SLIDE = ROOT / "histotile" / "data" / "CMU-1-Small-Region.svs"
@@ -29,6 +35,11 @@ def timed(command: list[str]) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="keep the figures in this results file "
+                        "(JSON; never replaces one)")
+    args = parser.parse_args()
+    start = started(args.out)
     baseline = timed([sys.executable, "-c", "pass"])
     rows = [
         ("python -c pass (baseline)", baseline),
@@ -42,6 +53,11 @@ def main() -> None:
     for name, seconds in rows:
         target = "< 1 s" if name.startswith("histotile") else ""
         print(f"| {name} | {seconds:.3f} | {seconds / baseline:.1f} | {target} |")
+    write(args.out, "cli", start, {
+        "repeats": REPEATS, "baseline": "python -c pass",
+        "rows": [{"command": name, "median_s": seconds, "ratio": seconds / baseline,
+                  "target_s": 1.0 if name.startswith("histotile") else None}
+                 for name, seconds in rows]})
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ Phases, each in its own process so each peak memory is its own:
   tiles are coloured (an untrained model's probabilities sit in a narrow band).
 
 Targets (issue 5): heatmap within 2x of the read baseline, peak memory under 2 GiB.
-Run: ``.venv/bin/python benchmarks/bench_heatmap.py`` (writes under benchmarks/_work/).
+Run: ``.venv/bin/python benchmarks/bench_heatmap.py [--predict-tiles N] [--out FILE]``
+(writes under benchmarks/_work/; ``--out FILE`` keeps the rows with the date, machine and
+load: ``_results.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _common import WORK, big_input, peak_rss_mib  # noqa: E402
+from _results import started, write  # noqa: E402
 
 TILE = 128
 PREDICTIONS = WORK / "bench_heatmap_predictions.csv"
@@ -118,7 +121,10 @@ def main() -> None:
     parser.add_argument("--phase", choices=["read", "predict", "heatmap"])
     parser.add_argument("--predict-tiles", type=int, default=0,
                         help="classify only this many tiles and extrapolate (0: all)")
+    parser.add_argument("--out", type=Path, help="keep the figures in this results file "
+                        "(JSON; never replaces one)")
     args = parser.parse_args()
+    start = None if args.phase else started(args.out)
     slide_path = big_input().slide
     if args.phase:
         report = {"read": lambda: phase_read(slide_path),
@@ -161,6 +167,22 @@ def main() -> None:
           f"{'met' if ok_speed else 'NOT met'} ({heatmap['seconds'] / base:.2f}x); "
           f"peak memory under 2 GiB: {'met' if ok_memory else 'NOT met'} "
           f"({heatmap['peak_rss_mib']:.0f} MiB).")
+    write(args.out, "heatmap", start, {
+        "slide": slide_path.name, "tile": TILE, "tissue_tiles": predict["tiles"],
+        "predict_tiles": args.predict_tiles or None,
+        "rows": [
+            {"step": "baseline: OpenSlide read of level 0", "baseline": True, "seconds": base,
+             "ratio": 1.0, "peak_rss_mib": read["peak_rss_mib"],
+             "megapixels": read["megapixels"]},
+            {"step": "predict", "seconds": predict_all, "ratio": predict_all / base,
+             "peak_rss_mib": predict["peak_rss_mib"], "tiles_per_s": rate,
+             "classified": predict["classified"],
+             "extrapolated": bool(args.predict_tiles)},
+            {"step": "heatmap TIFF and preview", "seconds": heatmap["seconds"],
+             "ratio": heatmap["seconds"] / base, "peak_rss_mib": heatmap["peak_rss_mib"],
+             "levels": heatmap["levels"], "megapixels": heatmap["megapixels"],
+             "bytes": heatmap["bytes"], "coloured": heatmap["coloured"]}],
+        "targets": {"heatmap_ratio": 2.0, "peak_rss_mib": 2048}})
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ comparison (PyTorch vs MXNet: time per epoch and accuracy), as the framework stu
   normalised tensor, in rounds alternating with the Predictor's.
 
 Target (issue 4): the pipeline within 20 % of the bare forward pass (ratio >= 0.8).
-Run: ``.venv/bin/python benchmarks/bench_models.py [--quick]``.
+Run: ``.venv/bin/python benchmarks/bench_models.py [--quick] [--out benchmarks/results/NAME.json]``
+(``--out`` keeps the figures with the date, machine and load: ``_results.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 from _common import WORK, cpu_count  # noqa: E402
+from _results import started, write  # noqa: E402
 
 from histotile.models import Predictor, TrainSettings, train  # noqa: E402
 from histotile.models.synthetic import write_stain_slides  # noqa: E402
@@ -180,7 +182,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer tiles (a smoke run)")
     parser.add_argument("--only", choices=("throughput", "backends"),
                         help="run one of the two tables")
+    parser.add_argument("--out", type=Path, help="keep the figures in this results file "
+                        "(JSON; never replaces one)")
     args = parser.parse_args()
+    start = started(args.out)
     scale = 0.5 if args.quick else 1.0
     batch = 32
     manifest = dataset(patients=5, grid=(8, 8), seed=11)  # 320 tiles of 128 px
@@ -211,9 +216,18 @@ def main() -> None:
         print(f"  measured {name}/{backend}", file=sys.stderr, flush=True)
     if rows:
         print_throughput(rows)
-    if args.only != "throughput":
-        compare_backends(scale, work)
+    backends = compare_backends(scale, work) if args.only != "throughput" else []
     shutil.rmtree(work, ignore_errors=True)
+    write(args.out, "models", start, {
+        "tile": TILE, "quick": args.quick, "batch": batch, "rounds": ROUNDS,
+        "baseline": "the bare network (forward, backward and step for training; forward "
+                    "and softmax for inference) on a ready-made tensor",
+        "rows": [{"model": name, "backend": backend, "train_pipeline_per_s": pt,
+                  "train_bare_per_s": bt, "train_ratio": pt / bt,
+                  "inference_pipeline_per_s": pi, "inference_bare_per_s": bi,
+                  "inference_ratio": ratio}
+                 for name, backend, pt, bt, pi, bi, ratio in rows],
+        "target_ratio": 0.8, "backends": backends})
 
 
 def print_throughput(rows: list[tuple]) -> None:
@@ -227,7 +241,7 @@ def print_throughput(rows: list[tuple]) -> None:
           "network; the ratio is the median of the per-round ratios.")
 
 
-def compare_backends(scale: float, work: Path) -> None:
+def compare_backends(scale: float, work: Path) -> list[dict]:
     # Backend comparison: the study's LeNet (SGD momentum 0.8, batch 32) is slow to
     # start on small data, so both backends use the same Adam settings here.
     compare = dataset(patients=8, grid=(8, 6), seed=12)  # 384 tiles
@@ -236,6 +250,7 @@ def compare_backends(scale: float, work: Path) -> None:
           "grouped 80/20 test split, same tiles and seed)\n")
     print("| backend | s/epoch | train tiles/s | test accuracy | test ROC AUC | test loss |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    rows = []
     for backend in ("torch", "mxnet"):
         settings = TrainSettings(model="lenet", backend=backend, epochs=epochs, folds=0,
                                  test_fraction=0.2, batch_size=32, optimizer="adam",
@@ -245,6 +260,11 @@ def compare_backends(scale: float, work: Path) -> None:
         print(f"| {backend} | {per_epoch:.2f} | {result.test['train_tiles_per_s']:.0f} | "
               f"{result.test['accuracy']:.3f} | {result.test['roc_auc']:.3f} | "
               f"{result.test['loss']:.3f} |")
+        rows.append({"backend": backend, "epochs": epochs, "seconds_per_epoch": per_epoch,
+                     "train_per_s": result.test["train_tiles_per_s"],
+                     "accuracy": result.test["accuracy"], "roc_auc": result.test["roc_auc"],
+                     "loss": result.test["loss"]})
+    return rows
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ normaliser against without.
   slide, against neither (best of 8 interleaved rounds); and the same networks'
   whole-slide prediction of the synthetic slide above, with each normaliser and without.
 
-Run: ``.venv/bin/python benchmarks/bench_stain.py [--quick]``.
+Run: ``.venv/bin/python benchmarks/bench_stain.py [--quick] [--out benchmarks/results/NAME.json]``
+(``--out`` keeps the figures with the date, machine and load: ``_results.py``; each
+throughput row with its baseline, the same network without a normaliser, and the ratio).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 from _common import WORK  # noqa: E402
+from _results import started, write  # noqa: E402
 
 from histotile.models import Predictor, TrainSettings, load_tiles, train  # noqa: E402
 from histotile.models.augment import _HED_FROM_RGB, _RGB_FROM_HED  # noqa: E402
@@ -134,8 +137,9 @@ def slide_seconds(predictor: Predictor, rounds: int = 3) -> tuple[float, float, 
     return best[True], best[False], len(result.tiles)
 
 
-def default_size_rates() -> None:
-    """The last bullet of the module docstring, printed as one line per network."""
+def default_size_rates() -> tuple[list[dict], list[dict]]:
+    """The last bullet of the module docstring, printed as one line per network; its
+    prediction rows and slide rows (as :func:`main` records them)."""
     from histotile import sample_slide
     from histotile.tiling.macenko import MacenkoNormaliser
     from histotile.tiling.stain import ReinhardNormaliser
@@ -152,6 +156,7 @@ def default_size_rates() -> None:
     reference = pixels[1600:1856, 800:1056]
     normalisers = {"macenko": MacenkoNormaliser().fit(reference),
                    "reinhard": ReinhardNormaliser().fit(reference)}
+    predicted, slides = [], []
     for architecture in ("lenet", "resnet18"):
         predictor = Predictor(untrained_model(architecture, WORK / f"stain_{architecture}",
                                               "cpu"), device="cpu")
@@ -165,18 +170,43 @@ def default_size_rates() -> None:
         print(f"prediction ({architecture}, {side} px, CPU, {len(tiles)} tiles of the bundled "
               f"slide): {len(tiles) / best[None]:,.0f} tiles/s without normalisation; "
               + ", ".join(f"{name} {best[None] / best[name]:.2f}x" for name in normalisers))
+        predicted += [_rate_row(architecture, side, f"{len(tiles)} tiles of the bundled slide",
+                                name, len(tiles) / best[name], len(tiles) / best[None])
+                      for name in normalisers]
         for name, normaliser in normalisers.items():
             predictor.normaliser = normaliser
             with_s, without_s, count = slide_seconds(predictor)
             print(f"slide prediction ({architecture}, {side} px, CPU, {count:,} tissue tiles "
                   f"of a {SLIDE_SIDE:,} px synthetic slide): {without_s:.2f} s without "
                   f"normalisation, {with_s:.2f} s with {name} ({without_s / with_s:.2f}x)")
+            slides.append(_slide_row(architecture, side, name, count, with_s, without_s))
+    return predicted, slides
+
+
+def _rate_row(network: str, tile: int, tiles: str, normaliser: str, with_rate: float,
+              without_rate: float) -> dict:
+    """A prediction rate with a normaliser against the same network without (tiles/s)."""
+    return {"network": network, "tile": tile, "tiles": tiles, "normaliser": normaliser,
+            "with_per_s": with_rate, "without_per_s": without_rate,
+            "ratio": with_rate / without_rate}
+
+
+def _slide_row(network: str, tile: int, normaliser: str, count: int, with_s: float,
+               without_s: float) -> dict:
+    """A whole-slide prediction with a normaliser against without (seconds; the ratio is
+    the speed's, without / with)."""
+    return {"network": network, "tile": tile, "normaliser": normaliser, "tiles": count,
+            "slide_px": [SLIDE_SIDE, SLIDE_SIDE], "with_s": with_s, "without_s": without_s,
+            "ratio": without_s / with_s}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer patients and epochs")
+    parser.add_argument("--out", type=Path, help="keep the figures in this results file "
+                        "(JSON; never replaces one)")
     args = parser.parse_args()
+    start = started(args.out)
     patients, epochs = (4, 4) if args.quick else (8, 8)
     root = WORK / "stain"
     shutil.rmtree(root, ignore_errors=True)
@@ -188,13 +218,15 @@ def main() -> None:
           f"{np.abs(shifted.astype(int) - tiles).mean():.1f} grey levels on average")
     print("| case | accuracy, test tiles | accuracy, stain-shifted copy | stain fallbacks |")
     print("|---|---|---|---|")
-    models = {}
+    models, cases, predicted, slides = {}, [], [], []
     for name, (normaliser, augment) in CASES.items():
         models[name] = train_case(root, manifest, normaliser, augment, epochs, name)
         predictor = Predictor(models[name], device="cpu")
         same = accuracy(predictor, tiles, targets)
         moved = accuracy(predictor, shifted, targets)
         print(f"| {name} | {same:.3f} | {moved:.3f} | {predictor.stain_failures} |")
+        cases.append({"case": name, "accuracy": same, "accuracy_shifted": moved,
+                      "stain_fallbacks": predictor.stain_failures})
     print()
     # The test tiles in one call (one batch: nothing to overlap the normalisation with),
     # and a stream of 16 copies (15 batches: each normalised while the network runs
@@ -207,11 +239,22 @@ def main() -> None:
             print(f"prediction (LeNet, 64 px, CPU{what}): {without_rate:,.0f} tiles/s "
                   f"without normalisation, {with_rate:,.0f} tiles/s with {name} "
                   f"({with_rate / without_rate:.2f}x)")
+            label = ("the test tiles, one call" if not what else
+                     "the test tiles and their shifted copies, 8 times over")
+            predicted.append(_rate_row("lenet", 64, f"{len(batch)} tiles: {label}", name,
+                                       with_rate, without_rate))
         with_s, without_s, count = slide_seconds(predictor)
         print(f"slide prediction (LeNet, 64 px, CPU, {count:,} tissue tiles of a "
               f"{SLIDE_SIDE:,} px synthetic slide): {without_s:.2f} s without "
               f"normalisation, {with_s:.2f} s with {name} ({without_s / with_s:.2f}x)")
-    default_size_rates()
+        slides.append(_slide_row("lenet", 64, name, count, with_s, without_s))
+    at_default = default_size_rates()
+    write(args.out, "stain", start, {
+        "quick": args.quick, "patients": patients, "epochs": epochs,
+        "test_tiles": len(targets), "shift": {"scale": SHIFT_SCALE.tolist(),
+                                              "offset": SHIFT_OFFSET.tolist()},
+        "cases": cases, "prediction": predicted + at_default[0],
+        "slides": slides + at_default[1]})
 
 
 if __name__ == "__main__":

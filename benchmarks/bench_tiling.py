@@ -8,9 +8,10 @@ measurement runs in a fresh process so that peak memory figures are its own; bas
 and stage runs are interleaved and the fastest of each is compared, which keeps the ratio
 honest on a machine shared with other work.
 
-    .venv/bin/python benchmarks/bench_tiling.py [--workers N] [--repeat R]
+    .venv/bin/python benchmarks/bench_tiling.py [--workers N] [--repeat R] [--out FILE]
 
-Prints a markdown table next to the original workflow's figures.
+Prints a markdown table next to the original workflow's figures; ``--out FILE`` keeps the
+measured rows with the date, machine and load (``_results.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BIG_SIZE, big_input, cpu_count, peak_rss_mib
+from _results import started, write
 
 from histotile.workflows.benchmark.stages import read_plan, read_rects, tiling_settings
 
@@ -92,6 +94,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2,
                         help="interleaved runs of the baseline and the stage (best kept)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help="keep the figures in this results file "
+                        "(JSON; never replaces one)")
     args = parser.parse_args()
     if args.child:
         mode, *rest = args.child
@@ -104,6 +108,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
+    start = started(args.out)
     big = big_input()
     slide, overlay = big.slide, big.overlay
     workers = args.workers
@@ -161,6 +166,23 @@ def main() -> None:
           "1.45 GB peak |")
     print("| histolab 0.7.0 GridTiler | ~76 tiles/s |")
     print("| raw OpenSlide reads, 2 processes | ~3,700 tiles/s |")
+    write(args.out, "tiling", start, {
+        "slide_px": [width, height], "tile": TILE, "workers": workers, "repeat": args.repeat,
+        "grid_tiles": n_grid, "tiles_read": n_read, "kept": stage["kept"],
+        "background": stage["background"], "labels": stage["labels"],
+        "rows": [
+            {"step": "baseline: plain OpenSlide reads of the same blocks", "baseline": True,
+             "seconds": base_s, "runs_s": [r["seconds"] for r in bases],
+             "tiles_per_s": n_read / base_s, "ratio": 1.0, "peak_rss_largest_mib": base_peak,
+             "peak_rss_all_mib": base_mem},
+            {"step": "tissue detection", "seconds": phases["detect"],
+             "ratio": phases["detect"] / base_s},
+            {"step": "grid", "seconds": phases["grid"], "ratio": phases["grid"] / base_s},
+            {"step": "whole stage", "seconds": stage["seconds"],
+             "runs_s": [r["seconds"] for r in stages],
+             "tiles_per_s": n_read / stage["seconds"], "ratio": stage["seconds"] / base_s,
+             "peak_rss_largest_mib": stage_peak, "peak_rss_all_mib": total_mem}],
+        "targets": {"ratio": 1.5, "peak_rss_largest_mib": 500, "peak_rss_all_mib": 1024}})
 
 
 if __name__ == "__main__":

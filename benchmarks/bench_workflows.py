@@ -2,11 +2,14 @@
 2 workers (one thread each), in the same run; per-slide results must be identical.
 
 Target (issue 6): speed-up of at least 1.6x with 2 workers.
-Run: ``.venv/bin/python benchmarks/bench_workflows.py`` (about 3 minutes on 2 cores).
+Run: ``.venv/bin/python benchmarks/bench_workflows.py [--out benchmarks/results/NAME.json]``
+(about 3 minutes on 2 cores; ``--out`` keeps the figures with the date, machine and load:
+``_results.py``).
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 import time
@@ -17,6 +20,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import WORK, cpu_count
+from _results import started, write
 
 from histotile.workflows.api import run_batch, tile_batch
 from histotile.workflows.slide_options import TileOptions
@@ -66,6 +70,11 @@ def timed_run(folder: Path, model: Path, workers: int) -> tuple[float, Path]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="keep the figures in this results file "
+                        "(JSON; never replaces one)")
+    args = parser.parse_args()
+    start = started(args.out)
     folder, model = prepare()
     one, out_one = timed_run(folder, model, 1)
     two, out_two = timed_run(folder, model, 2)
@@ -86,6 +95,13 @@ def main() -> None:
     print(f"| 1 worker x 1 thread (baseline) | {one:.1f} | 1.00 | |")
     print(f"| 2 workers x 1 thread | {two:.1f} | {one / two:.2f} | >= 1.6 |")
     print(f"\nper-slide predictions and decisions identical across the two: {identical}")
+    write(args.out, "workflows", start, {
+        "slides": SLIDES, "slide_px": list(SIZE), "tiles": tiles, "model": "lenet",
+        "identical": bool(identical), "target_speed_up": 1.6,
+        "rows": [{"workers": 1, "threads_per_worker": 1, "seconds": one, "speed_up": 1.0,
+                  "baseline": True},
+                 {"workers": 2, "threads_per_worker": 1, "seconds": two,
+                  "speed_up": one / two, "baseline": False}]})
 
 
 if __name__ == "__main__":

@@ -21,6 +21,11 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
     return "" if value is None else format(value, spec)
 
 
+def _ratio(value: float) -> str:
+    """A ratio to a baseline, with a third decimal where two would round it to nothing."""
+    return f"{value:.2f}x" if value >= 0.05 else f"{value:.3f}x"
+
+
 def _notes(runs: list[Run]) -> list[str]:
     """The runs' own notes, as they wrote them."""
     noted = [run for run in runs if run.note]
@@ -240,3 +245,142 @@ def image_page(runs: list[Run]) -> list[str]:
         lines.append(run.cells() + f"| {d['image']} | {d['image_mb']} | {d['venv_mb']} | "
                      f"{d['outside_venv_mb']} | {largest} |")
     return lines
+
+
+# The per-stage scripts (``benchmarks/_results.py`` writes their results files): each row
+# with its same-run baseline and the ratio to it, as the script printed them.
+
+
+def cli_page(runs: list[Run]) -> list[str]:
+    """``bench_cli.py``: start-up times against a bare Python start in the same run."""
+    lines = [RUN_HEADER + "| command | median (s) | x `python -c pass` | target |",
+             RUN_RULE + "|---|---:|---:|---|"]
+    for run in runs:
+        for row in run.data["rows"]:
+            target = f"< {row['target_s']:g} s" if row.get("target_s") else ""
+            lines.append(run.cells() + f"| {row['command']} | {row['median_s']:.3f} "
+                         f"| {row['ratio']:.1f}x | {target} |")
+    return lines + ["", "Each figure is the median of several starts in a fresh process: "
+                    + "; ".join(f"`{run.name}`: {run.data['repeats']}" for run in runs) + "."]
+
+
+def workflows_page(runs: list[Run]) -> list[str]:
+    """``bench_workflows.py``: ``run_batch`` on a local Dask cluster, 1 worker against 2."""
+    lines = [RUN_HEADER + "| slides, tissue tiles | local cluster | seconds | speed-up vs 1 "
+             "worker (target) | same results |", RUN_RULE + "|---|---|---:|---:|---|"]
+    for run in runs:
+        d = run.data
+        what = (f"{d['slides']} of {d['slide_px'][0]:,} x {d['slide_px'][1]:,} px, "
+                f"{d['tiles']:,} tiles, {d['model']}")
+        for row in d["rows"]:
+            target = "" if row["baseline"] else f" (≥ {d['target_speed_up']:g}x)"
+            workers = f"{row['workers']} worker{'s' if row['workers'] > 1 else ''}"
+            baseline = " (baseline)" if row["baseline"] else ""
+            lines.append(run.cells() + f"| {what} | {workers} x {row['threads_per_worker']} "
+                         f"thread{baseline} | {row['seconds']:.1f} | "
+                         f"{row['speed_up']:.2f}x{target} | "
+                         f"{'identical' if d['identical'] else 'DIFFER'} |")
+    return lines
+
+
+def models_page(runs: list[Run]) -> list[str]:
+    """``bench_models.py``: training and inference through histotile against the bare
+    network, then (where the run made it) the LeNet backends side by side."""
+    lines = [RUN_HEADER + "| model, backend | train tiles/s: pipeline, bare | train: "
+             "pipeline x bare | inference tiles/s: Predictor, bare | inference: Predictor x "
+             "bare (target ≥ 0.8) |", RUN_RULE + "|---|---:|---:|---:|---:|"]
+    for run in runs:
+        for r in run.data["rows"]:
+            lines.append(run.cells() + f"| {r['model']}, {r['backend']} | "
+                         f"{r['train_pipeline_per_s']:.0f}, {r['train_bare_per_s']:.0f} | "
+                         f"{r['train_ratio']:.2f}x | {r['inference_pipeline_per_s']:.0f}, "
+                         f"{r['inference_bare_per_s']:.0f} | {r['inference_ratio']:.2f}x |")
+    lines += ["", "Bare: " + "; ".join(f"`{run.name}`: {run.data['baseline']}"
+                                       + (" (`--quick`)" if run.data.get("quick") else "")
+                                       for run in runs) + ". Training: the pipeline's "
+              "fastest epoch against the bare network's fastest round. Inference: medians "
+              "over rounds alternating the bare network and the Predictor; the ratio is the "
+              "median of the rounds' own ratios."]
+    for run in runs:
+        if run.data.get("backends"):
+            lines += ["", f"| `{run.name}`: LeNet backend (same tiles, seed and Adam "
+                      "settings) | epochs | s/epoch | train tiles/s | test accuracy | test ROC "
+                      "AUC | test loss |", "|---|---:|---:|---:|---:|---:|---:|"]
+            lines += [f"| {b['backend']} | {b['epochs']} | {b['seconds_per_epoch']:.2f} | "
+                      f"{b['train_per_s']:.0f} | {b['accuracy']:.3f} | {b['roc_auc']:.3f} | "
+                      f"{b['loss']:.3f} |" for b in run.data["backends"]]
+    return lines
+
+
+def stain_page(runs: list[Run]) -> list[str]:
+    """``bench_stain.py``: accuracy on a stain-shifted copy of the test tiles per case, then
+    each run's prediction speed with a normaliser against the same network without."""
+    lines = [RUN_HEADER + "| case (training) | accuracy, test tiles | accuracy, "
+             "stain-shifted copy | stain fallbacks |", RUN_RULE + "|---|---:|---:|---:|"]
+    for run in runs:
+        for case in run.data["cases"]:
+            lines.append(run.cells() + f"| {case['case']} | {case['accuracy']:.3f} | "
+                         f"{case['accuracy_shifted']:.3f} | {case['stain_fallbacks']} |")
+    for run in runs:
+        d = run.data
+        lines += ["", f"`{run.name}`" + (" (`--quick`)" if d["quick"] else "")
+                  + f": trained on {d['patients']} patients for {d['epochs']} epochs, tested "
+                  f"on {d['test_tiles']} tiles of other patients. Prediction with each "
+                  "normaliser against the same network without it (the baseline), in "
+                  "interleaved rounds:", "",
+                  "| network, tile px | what | normaliser | with | without | speed with x "
+                  "without |", "|---|---|---|---:|---:|---:|"]
+        lines += [f"| {r['network']}, {r['tile']} | {r['tiles']} | {r['normaliser']} | "
+                  f"{r['with_per_s']:,.0f} tiles/s | {r['without_per_s']:,.0f} tiles/s | "
+                  f"{r['ratio']:.2f}x |" for r in d["prediction"]]
+        lines += [f"| {r['network']}, {r['tile']} | whole slide, {r['slide_px'][0]:,} px "
+                  f"square, {r['tiles']:,} tiles | {r['normaliser']} | {r['with_s']:.2f} s | "
+                  f"{r['without_s']:.2f} s | {r['ratio']:.2f}x |" for r in d["slides"]]
+    return lines
+
+
+def tiling_page(runs: list[Run]) -> list[str]:
+    """``bench_tiling.py``: the tiling stage against plain reads of the same blocks."""
+    lines = [RUN_HEADER + "| slide, tile px, processes | step | seconds | tiles read/s | x "
+             "reads baseline (target ≤ 1.5) | peak RSS (MiB): largest process, all (targets "
+             "< 500, < 1024) |",
+             RUN_RULE + "|---|---|---:|---:|---:|---|"]
+    for run in runs:
+        d = run.data
+        what = (f"{d['slide_px'][0]:,} x {d['slide_px'][1]:,}, {d['tile']}, {d['workers']}")
+        for r in d["rows"]:
+            memory = (f"{r['peak_rss_largest_mib']:.0f}, {r['peak_rss_all_mib']:.0f}"
+                      if "peak_rss_all_mib" in r else "")
+            lines.append(run.cells() + f"| {what} | {r['step']} | {r['seconds']:.2f} | "
+                         f"{_fmt(r.get('tiles_per_s'), ',.0f')} | {_ratio(r['ratio'])} | "
+                         f"{memory} |")
+    return lines
+
+
+def heatmap_page(runs: list[Run]) -> list[str]:
+    """``bench_heatmap.py``: prediction and the heatmap slide against reading level 0."""
+    lines = [RUN_HEADER + "| slide, tissue tiles | step | seconds | x read baseline (target "
+             "for the heatmap ≤ 2) | peak RSS (MiB) | notes |",
+             RUN_RULE + "|---|---|---:|---:|---:|---|"]
+    for run in runs:
+        d = run.data
+        for r in d["rows"]:
+            step = r["step"] + (f" (extrapolated from {r['classified']:,} tiles)"
+                                if r.get("extrapolated") else "")
+            lines.append(run.cells() + f"| {d['slide']}, {d['tissue_tiles']:,} | {step} | "
+                         f"{r['seconds']:.1f} | {r['ratio']:.2f}x | {r['peak_rss_mib']:.0f} | "
+                         f"{_heatmap_notes(r)} |")
+    return lines
+
+
+def _heatmap_notes(row: dict) -> str:
+    """What a row of ``bench_heatmap.py`` measured besides its time."""
+    notes = []
+    if "tiles_per_s" in row:
+        notes.append(f"{row['tiles_per_s']:,.0f} tiles/s")
+    if row.get("baseline") and "megapixels" in row:
+        notes.append(f"{row['megapixels'] / row['seconds']:,.0f} MP/s")
+    if "coloured" in row:
+        notes.append(f"{row['levels']} levels, {row['bytes'] / 2**20:,.0f} MiB, "
+                     f"{row['coloured']:,} tiles coloured")
+    return "; ".join(notes)

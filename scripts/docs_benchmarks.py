@@ -29,14 +29,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docs_benchmark_runs import DEMO_SUMMARY, RESULTS, Run, describe
 from docs_benchmark_tables import (
     ceiling_page,
+    cli_page,
     demo_page,
     engines_page,
+    heatmap_page,
     image_page,
+    models_page,
     pipeline_page,
     serve_page,
+    stain_page,
+    tiling_page,
     training_page,
     validity_page,
     watch_page,
+    workflows_page,
 )
 
 
@@ -51,24 +57,49 @@ class Benchmark:
     render: Callable[[list[Run]], list[str]]
 
 
+def named(slug: str) -> Callable[[dict], bool]:
+    """A results file that names its benchmark (``"benchmark": slug``)."""
+    return lambda d: d.get("benchmark") == slug
+
+
+def shaped(test: Callable[[dict], bool]) -> Callable[[dict], bool]:
+    """A results file of a benchmark that does not name itself, known by its keys; a file
+    that names its benchmark is never taken for another by its shape."""
+    return lambda d: "benchmark" not in d and test(d)
+
+
 BENCHMARKS = (
     Benchmark("pipeline", "The whole pipeline", "histotile bench",
-              lambda d: "measurements" in d, pipeline_page),
+              shaped(lambda d: "measurements" in d), pipeline_page),
     Benchmark("validity", "Held-out patients", "benchmarks/bench_validity.py",
-              lambda d: d.get("benchmark") == "validity", validity_page),
+              named("validity"), validity_page),
     Benchmark("engines", "Inference engines", "benchmarks/bench_engines.py",
-              lambda d: "results" in d and "threads" in d.get("machine", {}), engines_page),
+              shaped(lambda d: "results" in d and "threads" in d.get("machine", {})),
+              engines_page),
     Benchmark("engine-ceiling", "The CPU's ceiling for inference",
-              "benchmarks/bench_engine_ceiling.py", lambda d: "ceiling_gflops" in d,
+              "benchmarks/bench_engine_ceiling.py", shaped(lambda d: "ceiling_gflops" in d),
               ceiling_page),
     Benchmark("training", "Training beyond one process", "benchmarks/bench_training.py",
-              lambda d: "results" in d and "folds" in d, training_page),
+              shaped(lambda d: "results" in d and "folds" in d), training_page),
     Benchmark("serve", "The web service", "benchmarks/bench_serve.py",
-              lambda d: "tiles" in d and "size" in d, serve_page),
+              shaped(lambda d: "tiles" in d and "size" in d), serve_page),
     Benchmark("watch", "Watching a folder", "benchmarks/bench_watch.py",
-              lambda d: "watch_over_run_throughput" in d, watch_page),
+              shaped(lambda d: "watch_over_run_throughput" in d), watch_page),
     Benchmark("image", "The container image", "benchmarks/image_size.py",
-              lambda d: "image_mb" in d, image_page),
+              shaped(lambda d: "image_mb" in d), image_page),
+    # The per-stage scripts, whose results files (benchmarks/_results.py) name their kind.
+    Benchmark("tiling", "The tiling stage", "benchmarks/bench_tiling.py", named("tiling"),
+              tiling_page),
+    Benchmark("heatmap", "Slide prediction and the heatmap", "benchmarks/bench_heatmap.py",
+              named("heatmap"), heatmap_page),
+    Benchmark("models", "Models: pipeline against the bare network",
+              "benchmarks/bench_models.py", named("models"), models_page),
+    Benchmark("workflows", "Slides on a local cluster", "benchmarks/bench_workflows.py",
+              named("workflows"), workflows_page),
+    Benchmark("cli", "Start-up of the command line", "benchmarks/bench_cli.py",
+              named("cli"), cli_page),
+    Benchmark("stain", "Stain: normalisation and augmentation", "benchmarks/bench_stain.py",
+              named("stain"), stain_page),
 )
 DEMO = Benchmark("demo", "The demo", "histotile demo",
                  lambda d: d.get("command") == "histotile demo", demo_page)

@@ -102,3 +102,49 @@ def test_the_demo_page_shows_the_demo_summary_it_is_given(generator, tmp_path):
     assert "| accuracy | 0.765 ± 0.032 |" in page
     assert f"| {committed['figures']['seconds']:.1f} |" in page
     assert committed["date"].replace("T", " ")[:16] in page
+
+
+def test_a_file_that_names_its_benchmark_is_never_taken_for_another_by_its_shape(generator):
+    cli = json.loads((RESULTS / "2026-12-06-2core-cpu-cli.json").read_text())
+    # The keys by which older results files (written before files named their benchmark)
+    # are known: a per-stage file may well hold some of them too.
+    for keys in ({"tiles": {}, "size": 1}, {"measurements": {}}, {"results": {}, "folds": 2},
+                 {"image_mb": 1}, {"ceiling_gflops": 1.0}, {"watch_over_run_throughput": 1}):
+        assert generator.kind(cli | keys).slug == "cli", keys
+    assert generator.kind(cli | {"benchmark": "no such page"}) is None
+
+
+def test_the_tiling_and_heatmap_pages_show_each_step_against_its_same_run_baseline(
+        generator, tmp_path):
+    """The two per-stage kinds that may have no committed run yet, in the shape
+    ``bench_tiling.py`` and ``bench_heatmap.py`` write (``benchmarks/_results.py``)."""
+    start = json.loads((RESULTS / "2026-12-06-2core-cpu-cli.json").read_text())
+    common = {"date": start["date"], "machine": start["machine"]}
+    tiling = common | {"benchmark": "tiling", "slide_px": [100000, 50000], "tile": 128,
+                       "workers": 2, "rows": [
+                           {"step": "baseline: reads", "baseline": True, "seconds": 20.0,
+                            "tiles_per_s": 4000.0, "ratio": 1.0, "peak_rss_largest_mib": 300,
+                            "peak_rss_all_mib": 900},
+                           {"step": "grid", "seconds": 0.5, "ratio": 0.025},
+                           {"step": "whole stage", "seconds": 27.0, "tiles_per_s": 2963.0,
+                            "ratio": 1.35, "peak_rss_largest_mib": 310,
+                            "peak_rss_all_mib": 950}]}
+    heatmap = common | {"benchmark": "heatmap", "slide": "s.tif", "tissue_tiles": 95856,
+                        "rows": [
+                            {"step": "baseline: read", "baseline": True, "seconds": 130.0,
+                             "ratio": 1.0, "peak_rss_mib": 680},
+                            {"step": "predict", "seconds": 300.0, "ratio": 2.31,
+                             "peak_rss_mib": 1500, "classified": 2000, "extrapolated": True},
+                            {"step": "heatmap TIFF and preview", "seconds": 107.0,
+                             "ratio": 0.82, "peak_rss_mib": 1195}]}
+    (tmp_path / "2026-12-06-x-tiling.json").write_text(json.dumps(tiling))
+    (tmp_path / "2026-12-06-x-heatmap.json").write_text(json.dumps(heatmap))
+    pages = generator.pages(tmp_path, demo=Path("/nonexistent"))
+    rows = _rows(pages["benchmarks/tiling.md"])
+    assert [(row[2], row[5]) for row in rows] == [
+        ("baseline: reads", "1.00x"), ("grid", "0.025x"), ("whole stage", "1.35x")]
+    assert rows[0][0].startswith("`2026-12-06-x-tiling`") and rows[2][6] == "310, 950"
+    rows = _rows(pages["benchmarks/heatmap.md"])
+    assert [(row[2], row[4]) for row in rows] == [
+        ("baseline: read", "1.00x"), ("predict (extrapolated from 2,000 tiles)", "2.31x"),
+        ("heatmap TIFF and preview", "0.82x")]
