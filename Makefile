@@ -19,18 +19,12 @@ $(BIN)/python:
 # room the disk had (pip's own "No space left on device" names no size).
 NEEDS := "make: the install failed; the venv takes about 6 GB (7 GB with the test extras); free on this disk:"
 
-# --no-compile: pip would byte-compile every file of every package (torch alone has
-# thousands) at install, half of the install's time here (2 min 41 s with it, 1 min 21 s
-# without, on 2 cores); Python compiles the modules a run imports, once, when it first
-# imports them.
-PIP_INSTALL := $(BIN)/pip install --quiet --no-compile
-
 $(STAMP_RUN): setup.cfg pyproject.toml | $(BIN)/python
-	$(PIP_INSTALL) -e . || { echo $(NEEDS); df -h $(VENV); exit 1; }
+	$(BIN)/pip install --quiet -e . || { echo $(NEEDS); df -h $(VENV); exit 1; }
 	touch $@
 
 $(STAMP_TEST): setup.cfg pyproject.toml | $(BIN)/python
-	$(PIP_INSTALL) -e ".[all,mxnet,dev,docs]" || { echo $(NEEDS); df -h $(VENV); exit 1; }
+	$(BIN)/pip install --quiet -e ".[all,mxnet,dev,docs]" || { echo $(NEEDS); df -h $(VENV); exit 1; }
 	touch $@ $(STAMP_RUN)
 
 ## make demo: install, then run the whole pipeline on the bundled real sample slide.
