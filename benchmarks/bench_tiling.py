@@ -88,7 +88,7 @@ def _run_child(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=cpu_count())
     parser.add_argument("--repeat", type=int, default=2,
@@ -96,44 +96,45 @@ def main() -> None:
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help="keep the figures in this results file "
                         "(JSON; never replaces one)")
-    args = parser.parse_args()
-    if args.child:
-        mode, *rest = args.child
-        if mode == "baseline":
-            result = child_baseline(Path(rest[0]), int(rest[1]))
-        elif mode == "phases":
-            result = child_phases(Path(rest[0]))
-        else:
-            result = child_stage(Path(rest[0]), Path(rest[1]), int(rest[2]))
-        print(json.dumps(result))
-        return
+    return parser.parse_args()
 
-    start = started(args.out)
-    big = big_input()
-    slide, overlay = big.slide, big.overlay
-    workers = args.workers
-    width, height = BIG_SIZE
-    # Interleaved repeats (baseline, stage, baseline, stage), the fastest of each kind
-    # taken: other work on the machine only ever slows a run down.
+
+def _child(mode: str, *rest: str) -> dict:
+    """One measurement in this (child) process."""
+    if mode == "baseline":
+        return child_baseline(Path(rest[0]), int(rest[1]))
+    if mode == "phases":
+        return child_phases(Path(rest[0]))
+    return child_stage(Path(rest[0]), Path(rest[1]), int(rest[2]))
+
+
+def _measure(slide: Path, overlay: Path, workers: int, repeat: int) -> dict:
+    """The phases, then interleaved repeats (baseline, stage, baseline, stage), the fastest
+    of each kind taken: other work on the machine only ever slows a run down."""
     phases = _run_child("phases", str(slide))
     bases, stages = [], []
-    for _ in range(args.repeat):
+    for _ in range(repeat):
         bases.append(_run_child("baseline", str(slide), str(workers)))
         stages.append(_run_child("stage", str(slide), str(overlay), str(workers)))
-    base1 = min(bases, key=lambda r: r["seconds"])
-    stage = min(stages, key=lambda r: r["seconds"])
-    base_s = base1["seconds"]
-    base_runs = ", ".join(f"{r['seconds']:.1f}" for r in bases)
-    stage_runs = ", ".join(f"{r['seconds']:.1f}" for r in stages)
-    n_read, n_grid = base1["read"], base1["grid"]
-    gp = width * height / 1e9
-    total_mem = max(r["rss_main"] + workers * r["rss_worker"] for r in stages)
-    base_mem = max(r["rss_main"] + workers * r["rss_worker"] for r in bases)
-    stage_peak = max(max(r["rss_main"], r["rss_worker"]) for r in stages)
-    base_peak = max(max(r["rss_main"], r["rss_worker"]) for r in bases)
+    base = min(bases, key=lambda r: r["seconds"])
+    return {"phases": phases, "bases": bases, "stages": stages, "base": base,
+            "stage": min(stages, key=lambda r: r["seconds"]), "base_s": base["seconds"],
+            # Memory: the largest process, and the main process plus every worker.
+            "base_peak": max(max(r["rss_main"], r["rss_worker"]) for r in bases),
+            "stage_peak": max(max(r["rss_main"], r["rss_worker"]) for r in stages),
+            "base_mem": max(r["rss_main"] + workers * r["rss_worker"] for r in bases),
+            "total_mem": max(r["rss_main"] + workers * r["rss_worker"] for r in stages)}
 
-    print(f"\n### Tiling stage, synthetic {width:,} x {height:,} slide ({gp:.1f} GP, 30 % "
-          f"tissue), {TILE}-px tiles, {workers} processes\n")
+
+def _print_table(m: dict, workers: int) -> None:
+    phases, base1, stage, base_s = m["phases"], m["base"], m["stage"], m["base_s"]
+    base_runs = ", ".join(f"{r['seconds']:.1f}" for r in m["bases"])
+    stage_runs = ", ".join(f"{r['seconds']:.1f}" for r in m["stages"])
+    n_read, n_grid = base1["read"], base1["grid"]
+    width, height = BIG_SIZE
+    print(f"\n### Tiling stage, synthetic {width:,} x {height:,} slide "
+          f"({width * height / 1e9:.1f} GP, 30 % tissue), {TILE}-px tiles, {workers} "
+          "processes\n")
     print(f"Grid {n_grid:,} tiles; {n_read:,} touch the tissue mask and are read "
           f"({base1['blocks']:,} block reads, {base1['pixels'] / 1e9:.2f} GP); "
           f"{stage['kept']:,} kept ({stage['background']:,} sampled background); labels "
@@ -142,8 +143,8 @@ def main() -> None:
           "| peak RSS all processes |")
     print("|---|---:|---:|---:|---:|---:|")
     print(f"| baseline: plain OpenSlide reads of the same blocks (best of {base_runs}) | "
-          f"{base_s:.1f} | {n_read / base_s:,.0f} | 1.00x | {base_peak:.0f} MiB | "
-          f"{base_mem:.0f} MiB |")
+          f"{base_s:.1f} | {n_read / base_s:,.0f} | 1.00x | {m['base_peak']:.0f} MiB | "
+          f"{m['base_mem']:.0f} MiB |")
     print(f"| tissue detection (low-res mask {phases['mask_shape'][1]} x "
           f"{phases['mask_shape'][0]}) | {phases['detect']:.2f} | | "
           f"{phases['detect'] / base_s:.2f}x | | |")
@@ -152,7 +153,8 @@ def main() -> None:
     print(f"| **whole stage**: detection + grid + reads + white-tile filter + 2 % background "
           f"+ labels from 1/16 overlay (best of {stage_runs}) | {stage['seconds']:.1f} | "
           f"{n_read / stage['seconds']:,.0f} | **{stage['seconds'] / base_s:.2f}x** | "
-          f"{stage_peak:.0f} MiB | {total_mem:.0f} MiB (main + {workers} x largest worker) |")
+          f"{m['stage_peak']:.0f} MiB | {m['total_mem']:.0f} MiB (main + {workers} x "
+          "largest worker) |")
     print(f"\nWhole grid: {n_grid / stage['seconds']:,.0f} tiles/s of the {n_grid:,}-tile "
           f"grid; load average during the run: {os.getloadavg()[0]:.1f} on "
           f"{cpu_count()} cores.")
@@ -166,23 +168,40 @@ def main() -> None:
           "1.45 GB peak |")
     print("| histolab 0.7.0 GridTiler | ~76 tiles/s |")
     print("| raw OpenSlide reads, 2 processes | ~3,700 tiles/s |")
-    write(args.out, "tiling", start, {
-        "slide_px": [width, height], "tile": TILE, "workers": workers, "repeat": args.repeat,
-        "grid_tiles": n_grid, "tiles_read": n_read, "kept": stage["kept"],
+
+
+def _record(m: dict, workers: int, repeat: int) -> dict:
+    """The figures of the table, for the results file."""
+    phases, stage, base_s, n_read = m["phases"], m["stage"], m["base_s"], m["base"]["read"]
+    return {
+        "slide_px": list(BIG_SIZE), "tile": TILE, "workers": workers, "repeat": repeat,
+        "grid_tiles": m["base"]["grid"], "tiles_read": n_read, "kept": stage["kept"],
         "background": stage["background"], "labels": stage["labels"],
         "rows": [
             {"step": "baseline: plain OpenSlide reads of the same blocks", "baseline": True,
-             "seconds": base_s, "runs_s": [r["seconds"] for r in bases],
-             "tiles_per_s": n_read / base_s, "ratio": 1.0, "peak_rss_largest_mib": base_peak,
-             "peak_rss_all_mib": base_mem},
+             "seconds": base_s, "runs_s": [r["seconds"] for r in m["bases"]],
+             "tiles_per_s": n_read / base_s, "ratio": 1.0,
+             "peak_rss_largest_mib": m["base_peak"], "peak_rss_all_mib": m["base_mem"]},
             {"step": "tissue detection", "seconds": phases["detect"],
              "ratio": phases["detect"] / base_s},
             {"step": "grid", "seconds": phases["grid"], "ratio": phases["grid"] / base_s},
             {"step": "whole stage", "seconds": stage["seconds"],
-             "runs_s": [r["seconds"] for r in stages],
+             "runs_s": [r["seconds"] for r in m["stages"]],
              "tiles_per_s": n_read / stage["seconds"], "ratio": stage["seconds"] / base_s,
-             "peak_rss_largest_mib": stage_peak, "peak_rss_all_mib": total_mem}],
-        "targets": {"ratio": 1.5, "peak_rss_largest_mib": 500, "peak_rss_all_mib": 1024}})
+             "peak_rss_largest_mib": m["stage_peak"], "peak_rss_all_mib": m["total_mem"]}],
+        "targets": {"ratio": 1.5, "peak_rss_largest_mib": 500, "peak_rss_all_mib": 1024}}
+
+
+def main() -> None:
+    args = _arguments()
+    if args.child:
+        print(json.dumps(_child(*args.child)))
+        return
+    start = started(args.out)
+    big = big_input()
+    measured = _measure(big.slide, big.overlay, args.workers, args.repeat)
+    _print_table(measured, args.workers)
+    write(args.out, "tiling", start, _record(measured, args.workers, args.repeat))
 
 
 if __name__ == "__main__":
