@@ -288,12 +288,13 @@ PAGE_READY = {
 }
 
 
-def pending_requests(page) -> set[str]:
-    """URLs ``page`` asked for and has no answer to yet (a set kept up to date)."""
-    pending: set[str] = set()
-    page.on("request", lambda r: pending.add(r.url))
-    page.on("requestfinished", lambda r: pending.discard(r.url))
-    page.on("requestfailed", lambda r: pending.discard(r.url))
+def pending_requests(page) -> set:
+    """The requests ``page`` made and has no answer to yet (a set kept up to date; two
+    requests of one URL are two entries)."""
+    pending: set = set()
+    page.on("request", lambda request: pending.add(request))
+    page.on("requestfinished", lambda request: pending.discard(request))
+    page.on("requestfailed", lambda request: pending.discard(request))
     return pending
 
 
@@ -309,7 +310,8 @@ def test_no_console_error_on_any_page(server, browser):
             if not pending:
                 break
             page.wait_for_timeout(100)
-        assert not pending, f"{path}: requests never answered: {sorted(pending)}"
+        assert not pending, (f"{path}: requests never answered: "
+                             f"{sorted(r.url for r in pending)}")
         assert errors == [], f"{path}: {errors}"
         page.close()
 
