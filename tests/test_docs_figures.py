@@ -24,6 +24,8 @@ import re
 from functools import cache
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![.\d])")
@@ -191,9 +193,5 @@ def test_default_markers_are_filled_from_the_code():
     assert cli_settings.defaults(text) == (
         f"(`--retries`, default {Execution().retries}); threshold {DEFAULT_TILE_THRESHOLD}")
     for wrong in ("<!-- default: run --no-such-flag -->", "<!-- default: nosuch --retries -->"):
-        try:
+        with pytest.raises(ValueError, match="docs: "):
             cli_settings.defaults(wrong)
-        except ValueError as error:
-            assert "docs:" in str(error)
-        else:
-            raise AssertionError(f"{wrong} was filled in")
